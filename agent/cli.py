@@ -1,0 +1,146 @@
+"""The `flink-gitops` command: thin wrappers around the pipeline (I/O: terminal).
+
+Exit codes follow DESIGN §3: `sync` 0 when every deployment is in its desired state, 1 when some
+is not, 2 for usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from agent.config import DEFAULT_STATUS_BRANCH, Settings, default_workdir
+from agent.errors import ConfigError, FlinkGitopsError, LocalClusterError
+
+console = Console(stderr=False)
+errors = Console(stderr=True)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log every step.")
+def main(verbose: bool) -> None:
+    """Run Apache Flink jobs from git: specs in, savepoint-safe upgrades, status on a branch."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def workdir_option(function):
+    return click.option("--workdir", type=click.Path(path_type=Path), default=None,
+                        help="Where the agent keeps its clone, artifacts and local cluster "
+                             "[env FLINK_GITOPS_WORKDIR, default ~/.flink-gitops].")(function)
+
+
+@main.command()
+@click.option("--repo", required=True, help="Spec repository: a path or a git URL.")
+@click.option("--branch", default="main", show_default=True)
+@click.option("--path", default=".", show_default=True, help="Folder of the specs in the repo.")
+@click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
+@workdir_option
+def sync(repo: str, branch: str, path: str, status_branch: str, workdir: Path | None) -> None:
+    """One full cycle: pull, plan, execute, report."""
+    from agent.reconcile import sync as run_sync
+
+    settings = Settings(repo, branch, path, status_branch, workdir or default_workdir())
+    try:
+        result = run_sync(settings)
+    except ConfigError as error:
+        errors.print(f"[red]configuration error:[/] {error}")
+        sys.exit(2)
+    except FlinkGitopsError as error:
+        errors.print(f"[red]sync failed:[/] {error}")
+        sys.exit(1)
+    print_sync(result)
+    sys.exit(result.exit_code)
+
+
+def print_sync(result) -> None:
+    table = Table(title=f"spec commit {result.commit[:10]}")
+    for column in ("deployment", "state", "sync", "job", "action"):
+        table.add_column(column)
+    for document in result.documents:
+        status = document.status
+        outcome = result.outcomes.get(document.name)
+        action = f"{status.last_action.kind.value} {outcome.result.value}" if outcome else "—"
+        job = f"{status.job.id} {status.job.flink_status}" if status.job else "—"
+        table.add_row(document.name, status.state.value, status.sync.value, job, action)
+    console.print(table)
+    for document in result.documents:
+        for problem in document.status.errors:
+            where = f"{problem.file}:{problem.line}: " if problem.file else ""
+            errors.print(f"[yellow]{document.name}[/]: {where}{problem.message}")
+    for problem in result.unattributed:
+        errors.print(f"[yellow]spec[/]: {problem}")
+    committed = result.status_commit[:10] if result.status_commit else "nothing changed"
+    console.print(f"status branch: {committed}")
+
+
+@main.group()
+def local() -> None:
+    """The embedded local Flink cluster (a real standalone session cluster)."""
+
+
+@local.command("start")
+@click.option("--port", default=8081, show_default=True)
+@click.option("--slots", default=4, show_default=True)
+@workdir_option
+def local_start(port: int, slots: int, workdir: Path | None) -> None:
+    """Start the cluster (or reuse the one running on that port)."""
+    from agent.flink import local as cluster
+
+    try:
+        started = cluster.start(workdir or default_workdir(), port=port, slots=slots)
+    except LocalClusterError as error:
+        errors.print(f"[red]{error}[/]")
+        sys.exit(1)
+    console.print(f"Flink is running at {started.url} (logs: {started.log_dir})")
+
+
+@local.command("stop")
+@click.option("--port", default=8081, show_default=True)
+@workdir_option
+def local_stop(port: int, workdir: Path | None) -> None:
+    """Stop the cluster started on that port."""
+    from agent.flink import local as cluster
+
+    stopped = cluster.stop(workdir or default_workdir(), port=port)
+    console.print("stopped" if stopped else "no local cluster was running on that port")
+
+
+@local.command("status")
+@click.option("--port", default=8081, show_default=True)
+@workdir_option
+def local_status(port: int, workdir: Path | None) -> None:
+    """Whether the cluster runs, where, and its free slots (exit 1 when it does not run)."""
+    from agent.flink import local as cluster
+
+    state = cluster.status(workdir or default_workdir(), port=port)
+    if not state.running:
+        console.print(f"not running (home: {state.home})")
+        sys.exit(1)
+    console.print(f"running at {state.url}: Flink {state.flink_version}, "
+                  f"{state.slots_available}/{state.slots_total} slots free, pids {state.pids}")
+
+
+@main.command()
+@click.option("--port", default=8081, show_default=True, help="Port of the local Flink.")
+@click.option("--keep", is_flag=True, help="Leave the local Flink and the job running.")
+@workdir_option
+def demo(port: int, keep: bool, workdir: Path | None) -> None:
+    """The whole story on this machine: spec repo, local Flink, deploy, stateful upgrade."""
+    from agent.demo import run_demo
+
+    try:
+        sys.exit(run_demo((workdir or default_workdir()) / "demo", port=port, keep=keep,
+                          console=console))
+    except FlinkGitopsError as error:
+        errors.print(f"[red]demo failed:[/] {error}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Agent settings: where the specs are, where status goes, where the agent keeps its files (pure).
+
+Every setting is a command-line flag; the work dir also reads `FLINK_GITOPS_WORKDIR`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STATUS_BRANCH = "flink-gitops/status"
+
+
+def default_workdir() -> Path:
+    configured = os.environ.get("FLINK_GITOPS_WORKDIR")
+    return Path(configured) if configured else Path.home() / ".flink-gitops"
+
+
+@dataclass(frozen=True)
+class Settings:
+    repo: str
+    branch: str = "main"
+    path: str = "."
+    status_branch: str = DEFAULT_STATUS_BRANCH
+    workdir: Path = Path.home() / ".flink-gitops"
+
+    @property
+    def artifact_cache(self) -> Path:
+        return self.workdir / "artifacts"

@@ -1,0 +1,117 @@
+"""`flink-gitops demo`: the whole story on this machine (I/O: git, processes, Flink).
+
+Makes a spec repository from `spec-examples/` (with the counter job built from its Java source),
+starts the local Flink, syncs (the job starts), commits a parallelism change, syncs again (a
+stateful upgrade: savepoint, restore), and prints the dashboard of the status branch.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.markdown import Markdown
+
+from agent.config import DEFAULT_STATUS_BRANCH, Settings
+from agent.errors import ConfigError
+from agent.flink import local
+from agent.flink.build import build_jar
+from agent.reconcile import SyncResult, sync
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "spec-examples"
+DEPLOYMENT_FILE = "deployments/counter.yaml"
+
+
+def run_demo(home: Path, port: int, keep: bool, console: Console) -> int:
+    if not EXAMPLES.is_dir():
+        raise ConfigError(f"spec-examples not found at {EXAMPLES}: run the demo from a checkout "
+                          "of flink-gitops (pip install -e .)")
+    if home.exists():
+        shutil.rmtree(home)
+    remote, checkout = home / "specs.git", home / "specs"
+    workdir = home / "agent"
+    console.rule("1. a spec repository")
+    _make_spec_repo(remote, checkout, port, workdir)
+    console.print(f"spec repo: {remote} (a work tree of it: {checkout})")
+
+    console.rule("2. the local Flink cluster")
+    cluster = local.start(workdir, port=port)
+    console.print(f"Flink at {cluster.url}")
+    settings = Settings(str(remote), workdir=workdir)
+    try:
+        console.rule("3. sync: the job starts")
+        first = _sync(settings, console)
+        console.rule("4. git push of a parallelism change, then sync: a stateful upgrade")
+        _commit_parallelism(checkout, 2)
+        second = _sync(settings, console)
+        _show_restore(cluster.url, second, console)
+        console.rule("5. the dashboard on the status branch")
+        dashboard = _git(checkout, "show", f"origin/{DEFAULT_STATUS_BRANCH}:README.md",
+                         fetch=True)
+        console.print(Markdown(dashboard))
+        console.rule("where everything is")
+        console.print(f"spec repo:       {remote}\n"
+                      f"status branch:   git -C {checkout} log origin/{DEFAULT_STATUS_BRANCH}\n"
+                      f"Flink UI:        {cluster.url}\n"
+                      f"Flink logs:      {cluster.log_dir}\n"
+                      f"savepoints:      {cluster.savepoint_dir}")
+        return max(first.exit_code, second.exit_code)
+    finally:
+        if keep:
+            console.print(f"--keep: Flink keeps running; stop it with "
+                          f"`flink-gitops local stop --port {port} --workdir {workdir}`")
+        else:
+            local.stop(workdir, port=port)
+            console.print("stopped the local Flink cluster")
+
+
+def _make_spec_repo(remote: Path, checkout: Path, port: int, workdir: Path) -> None:
+    _git(remote.parent, "init", "--quiet", "--bare", "--initial-branch=main", str(remote))
+    _git(remote.parent, "clone", "--quiet", str(remote), str(checkout))
+    for item in ("targets", "deployments"):
+        shutil.copytree(EXAMPLES / item, checkout / item)
+    jar = build_jar(EXAMPLES / "jobs" / "counter" / "src", workdir / "build", name="counter")
+    (checkout / "jobs").mkdir()
+    shutil.copy(jar, checkout / "jobs" / "counter.jar")
+    target = checkout / "targets" / "local.yaml"
+    target.write_text(re.sub(r"port: \d+", f"port: {port}", target.read_text()))
+    _git(checkout, "add", ".")
+    _git(checkout, "commit", "--quiet", "-m", "counter: a stateful counting job")
+    _git(checkout, "push", "--quiet", "origin", "HEAD:main")
+
+
+def _commit_parallelism(checkout: Path, parallelism: int) -> None:
+    spec = checkout / DEPLOYMENT_FILE
+    spec.write_text(re.sub(r"parallelism: \d+", f"parallelism: {parallelism}", spec.read_text()))
+    _git(checkout, "commit", "--quiet", "-am", f"counter: parallelism {parallelism}")
+    _git(checkout, "push", "--quiet", "origin", "HEAD:main")
+
+
+def _sync(settings: Settings, console: Console) -> SyncResult:
+    from agent.cli import print_sync
+
+    result = sync(settings)
+    print_sync(result)
+    for name, outcome in result.outcomes.items():
+        console.print(f"[bold]{name}[/]: {outcome.message}")
+    return result
+
+
+def _show_restore(url: str, result: SyncResult, console: Console) -> None:
+    job = result.documents[0].status.job
+    restored = requests.get(f"{url}/jobs/{job.id}/checkpoints", timeout=10).json()
+    restored = (restored.get("latest") or {}).get("restored") or {}
+    console.print(f"Flink says job {job.id} restored from: "
+                  f"{restored.get('external_path', 'nothing yet')}")
+
+
+def _git(where: Path, *args: str, fetch: bool = False) -> str:
+    if fetch:
+        subprocess.run(["git", "-C", str(where), "fetch", "--quiet", "origin"], check=True)
+    process = subprocess.run(["git", "-C", str(where), *args], check=True, capture_output=True,
+                             text=True)
+    return process.stdout

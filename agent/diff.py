@@ -1,0 +1,123 @@
+"""Desired spec vs applied spec vs observed job -> what differs (pure).
+
+The applied spec is the one in the deployment's status document; changes are told field by
+field (deepdiff), and sorted into the two kinds that matter: a change to the job itself (needs a
+new job) and a change to metadata or strategy only (needs none). Drift is what the agent finds on
+the cluster that differs from what it applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from agent.model.spec import Deployment, DesiredState
+from agent.model.status import DeploymentState, DeploymentStatus
+from agent.observe import Observation
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        return f"{self.path}: {_show(self.old)} → {_show(self.new)}"
+
+
+@dataclass(frozen=True)
+class Difference:
+    name: str
+    desired_state: DesiredState | None      # None: the spec was deleted
+    applied: bool                           # a spec of this deployment was applied before
+    job_changed: bool                       # the job made from the desired spec differs
+    fields: tuple[FieldChange, ...] = ()    # applied -> desired, every changed field
+    drift: str | None = None                # what the cluster shows that the agent did not do
+
+    @property
+    def metadata_only(self) -> bool:
+        return bool(self.fields) and not self.job_changed
+
+
+_SECRET_OPTION = re.compile(r"password|secret|token|credential|access-key|keytab|auth",
+                            re.IGNORECASE)
+
+
+def spec_document(deployment: Deployment) -> dict[str, Any]:
+    """The parts of a Deployment the status keeps as 'applied' and diffs against; values of
+    Flink options that look like secrets are replaced by '***' (DESIGN §5.6)."""
+    document = deployment.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                     include={"metadata", "spec"})
+    document["metadata"] = {k: v for k, v in document["metadata"].items()
+                            if k in ("name", "labels", "annotations") and v}
+    options = document["spec"]["template"]["spec"].get("flinkConfiguration", {})
+    for key in options:
+        if _SECRET_OPTION.search(key):
+            options[key] = "***"
+    return document
+
+
+def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[FieldChange, ...]:
+    """Every changed leaf, as dotted paths, old value first; order of keys never matters."""
+    if old is None or new is None:
+        return ()
+    diff = DeepDiff(old, new, ignore_order=False, verbose_level=2)
+    changes = []
+    for change_type, entries in diff.items():
+        for path, value in entries.items():
+            dotted = _dotted(path)
+            if change_type == "values_changed" or change_type == "type_changes":
+                changes.append(FieldChange(dotted, value["old_value"], value["new_value"]))
+            elif change_type.endswith("_added"):
+                changes.append(FieldChange(dotted, None, value))
+            elif change_type.endswith("_removed"):
+                changes.append(FieldChange(dotted, value, None))
+    return tuple(sorted(changes, key=lambda c: c.path))
+
+
+def difference(name: str, desired: Deployment | None, desired_hash: str | None,
+               previous: DeploymentStatus | None, observation: Observation) -> Difference:
+    """How the desired spec (whose job digest is `desired_hash`) differs from what was applied
+    and what runs."""
+    status = previous.status if previous is not None and not previous.status.deleted else None
+    applied = status is not None and status.applied_spec_hash is not None
+    if desired is None:
+        return Difference(name, None, applied, job_changed=False)
+    job_changed = applied and status.applied_spec_hash != desired_hash
+    fields = field_changes(status.applied_spec if applied else None, spec_document(desired))
+    return Difference(name, desired.spec.state, applied, job_changed, fields,
+                      _drift(status, observation))
+
+
+def _drift(status, observation: Observation) -> str | None:
+    """A job the agent left running that is not running any more, or a second running job."""
+    if status is None or not observation.reachable or status.job is None:
+        return None
+    active = observation.active_jobs
+    if len(active) > 1:
+        ids = ", ".join(j.id for j in active)
+        return f"{len(active)} jobs of this deployment are running ({ids})"
+    left_running = status.state in (DeploymentState.RUNNING, DeploymentState.TRANSITIONING)
+    if not left_running or active:
+        return None
+    seen = {j.id: j for j in observation.jobs}.get(status.job.id)
+    if seen is None:
+        return f"job {status.job.id} is missing from the cluster"
+    if seen.flink_status == "FINISHED":
+        return None  # a bounded job that ended by itself is not drift
+    return f"job {status.job.id} is {seen.flink_status} (not by the agent)"
+
+
+def _dotted(path: str) -> str:
+    """deepdiff's root['spec']['template'][0] -> spec.template[0]."""
+    text = path.removeprefix("root")
+    text = text.replace("']['", ".").replace("['", ".").replace("']", "")
+    return text.lstrip(".")
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else repr(value) if isinstance(value, str) else str(value)

@@ -1,0 +1,74 @@
+"""The agent's typed error tree (pure).
+
+Every error the agent raises on purpose is a `FlinkGitopsError`. Two branches say what a caller
+may do about it: a `TransientError` may succeed when tried again (a cluster that is down, a git
+remote that did not answer, a push that lost a race), a `PermanentError` will not until somebody
+changes something (a broken spec, a missing Java, a jar Flink refuses).
+"""
+
+from __future__ import annotations
+
+
+class FlinkGitopsError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class TransientError(FlinkGitopsError):
+    """May succeed when tried again without any change."""
+
+
+class PermanentError(FlinkGitopsError):
+    """Will fail again until somebody changes the spec, the machine or the cluster."""
+
+
+class ConfigError(PermanentError):
+    """Bad agent configuration or command-line usage (exit code 2)."""
+
+
+class SourceError(TransientError):
+    """The spec repository could not be cloned, fetched or read."""
+
+
+class StatusPushRejected(TransientError):
+    """The status branch moved on the remote while this cycle was writing it."""
+
+
+class LocalClusterError(PermanentError):
+    """The embedded local Flink cluster could not be started, found or stopped."""
+
+
+class JavaMissing(LocalClusterError):
+    """No Java runtime or compiler on this machine; the message names the fix."""
+
+
+class ArtifactError(PermanentError):
+    """A job artifact (jar) could not be fetched, built or read."""
+
+
+class FlinkError(FlinkGitopsError):
+    """Base of errors that come from talking to a Flink cluster."""
+
+
+class FlinkUnavailable(FlinkError, TransientError):
+    """The Flink REST API did not answer (connection refused, timeout, 502/503)."""
+
+
+class FlinkRequestError(FlinkError, PermanentError):
+    """Flink answered a request with an error; `flink_message` is Flink's own text, verbatim."""
+
+    def __init__(self, message: str, *, status: int | None = None, flink_message: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.flink_message = flink_message
+
+
+class SavepointFailed(FlinkError, PermanentError):
+    """Flink could not complete a savepoint; the job it was taken of keeps running."""
+
+
+class JobStartFailed(FlinkError, PermanentError):
+    """A submitted job did not reach RUNNING; the message carries Flink's root exception."""
+
+
+class JobDidNotEnd(FlinkError, TransientError):
+    """A job told to stop or cancel is still not terminal; the next cycle looks again."""

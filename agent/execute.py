@@ -1,0 +1,183 @@
+"""Plan steps -> Flink calls, with bounded attempts (I/O: Flink REST, through `FlinkClient`).
+
+Carries out one deployment's plan step by step and returns what happened as an `Outcome`: the
+savepoints taken, the job started, the jobs ended, the result. A step that fails stops the plan
+where it is; because a STATEFUL stop comes first and only a completed savepoint lets the plan go
+on, a failed savepoint leaves the old job running untouched (DESIGN §5.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from agent.errors import (FlinkError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
+                          SavepointFailed)
+from agent.flink.rest import FlinkClient
+from agent.job_ids import job_id as make_job_id
+from agent.model.spec import Deployment, RestoreStrategyKind
+from agent.model.status import ActionResult, Savepoint, SavepointOrigin
+from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
+
+log = logging.getLogger(__name__)
+
+RETAIN_CHECKPOINTS = "execution.checkpointing.externalized-checkpoint-retention"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class StartedJob:
+    id: str
+    generation: int
+    flink_status: str
+    parallelism: int
+    restored_from: str | None
+    started_at: str
+
+
+@dataclass
+class Outcome:
+    result: ActionResult = ActionResult.SUCCESS
+    message: str = ""
+    savepoints: list[Savepoint] = field(default_factory=list)
+    started: StartedJob | None = None
+    ended: dict[str, str] = field(default_factory=dict)      # job id -> final Flink status
+    failed_attempts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Execution:
+    """Carries out plans against one cluster."""
+
+    client: FlinkClient
+    savepoint_dir: str | None
+    fetch_jar: Callable[[], Path]
+    clock: Callable[[], str] = utc_now
+    sleep: Callable[[float], None] = time.sleep
+    backoff_s: float = 1.0
+
+    def run(self, plan: Plan, desired: Deployment | None) -> Outcome:
+        outcome = Outcome()
+        for step in plan.steps:
+            try:
+                match step.kind:
+                    case StepKind.STOP_WITH_SAVEPOINT:
+                        self._stop_with_savepoint(step, desired, outcome)
+                    case StepKind.CANCEL_JOB:
+                        self._cancel(step, outcome)
+                    case StepKind.START_JOB:
+                        self._start(step, plan.generation, desired, outcome)
+            except FlinkError as error:
+                outcome.result = ActionResult.FAILED
+                outcome.message = f"{step.describe()} failed: {error}"
+                log.warning("%s: %s", plan.name, outcome.message)
+                return outcome
+        outcome.message = plan.summary()
+        return outcome
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _stop_with_savepoint(self, step: Step, desired: Deployment | None, outcome: Outcome):
+        attempts = desired.spec.max_savepoint_creation_attempts if desired else 4
+        for attempt in range(1, attempts + 1):
+            try:
+                trigger = self.client.stop_with_savepoint(
+                    step.job_id, target_directory=self.savepoint_dir, drain=step.drain)
+                result = self.client.await_savepoint(step.job_id, trigger, sleep=self.sleep)
+                break
+            except (SavepointFailed, FlinkRequestError) as error:
+                outcome.failed_attempts.append(f"savepoint attempt {attempt}: {error}")
+                if attempt == attempts or self.client.job_state(step.job_id) != "RUNNING":
+                    raise SavepointFailed(
+                        f"no savepoint after {attempt} attempt(s), job {step.job_id} keeps "
+                        f"running untouched; Flink said: {error}") from None
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+        outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
+                                            created_at=self.clock(), job_id=step.job_id))
+        outcome.ended[step.job_id] = self._await_end(step.job_id)
+
+    def _cancel(self, step: Step, outcome: Outcome):
+        self.client.cancel(step.job_id)
+        outcome.ended[step.job_id] = self._await_end(step.job_id)
+
+    def _start(self, step: Step, generation: int, desired: Deployment, outcome: Outcome):
+        restored_from = self._restore_path(step.restore, outcome)
+        template = desired.spec.template.spec
+        configuration = dict(template.flink_configuration)
+        if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
+            configuration.setdefault(RETAIN_CHECKPOINTS, "RETAIN_ON_CANCELLATION")
+        jar_id = self.client.upload_jar(self.fetch_jar())
+        attempts = desired.spec.max_job_creation_attempts
+        for attempt in range(attempts):
+            job = make_job_id(desired.name, generation + attempt) if attempt else step.job_id
+            try:
+                self.client.run_jar(
+                    jar_id, job_id=job, entry_class=template.artifact.entry_class,
+                    args=template.artifact.program_args(), parallelism=template.parallelism,
+                    savepoint_path=restored_from,
+                    allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
+                    configuration=configuration)
+                state = self.client.await_job_state(job, {"RUNNING"}, sleep=self.sleep)
+                if state != "RUNNING":
+                    raise JobStartFailed(f"job {job} ended {state}: "
+                                         f"{self.client.root_exception(job) or 'no exception'}")
+            except (JobStartFailed, FlinkRequestError) as error:
+                outcome.failed_attempts.append(f"start attempt {attempt + 1}: {error}")
+                if attempt + 1 == attempts:
+                    raise JobStartFailed(f"the job did not start in {attempts} attempt(s); "
+                                         f"last: {error}") from None
+                self.sleep(self.backoff_s * 2 ** attempt)
+                continue
+            outcome.started = StartedJob(job, generation + attempt, state, template.parallelism,
+                                         restored_from, self.clock())
+            return
+
+    # --- state -------------------------------------------------------------------------------
+
+    def _restore_path(self, restore: Restore, outcome: Outcome) -> str | None:
+        match restore.kind:
+            case RestoreKind.EMPTY:
+                return None
+            case RestoreKind.SAVEPOINT:
+                return restore.path
+            case RestoreKind.STOP_SAVEPOINT:
+                return outcome.savepoints[-1].location
+            case RestoreKind.LATEST_STATE:
+                checkpoint = self._retained_checkpoint(restore.job_id)
+                if checkpoint is None:
+                    return restore.path
+                outcome.savepoints.append(Savepoint(
+                    location=checkpoint[0], origin=SavepointOrigin.RETAINED_CHECKPOINT,
+                    created_at=_iso(checkpoint[1]), job_id=restore.job_id))
+                return checkpoint[0]
+
+    def _retained_checkpoint(self, job: str) -> tuple[str, int] | None:
+        """The job's newest completed checkpoint, if Flink kept it after the job ended."""
+        try:
+            latest = self.client.checkpoints(job).get("latest") or {}
+        except FlinkRequestError:
+            return None
+        completed = latest.get("completed") or {}
+        location = completed.get("external_path")
+        if not location or completed.get("discarded") or location.startswith("<"):
+            return None
+        return location, int(completed.get("latest_ack_timestamp", 0))
+
+    def _await_end(self, job: str) -> str:
+        state = self.client.await_job_state(job, set(), sleep=self.sleep)
+        if state not in ("FINISHED", "CANCELED", "FAILED"):
+            raise JobDidNotEnd(f"job {job} is still {state} after it was told to end")
+        return state
+
+
+def _iso(millis: int) -> str:
+    if millis <= 0:
+        return utc_now()
+    return datetime.fromtimestamp(millis / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

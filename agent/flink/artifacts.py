@@ -1,0 +1,75 @@
+"""Job artifacts: a Deployment's `jarUri` -> a jar file on this machine (I/O: files, HTTP, git).
+
+`https://` and `http://` jars are downloaded when a job is started, `file://` jars are read where
+they are, and a relative path is read from the spec repository at the applied commit, so a jar
+committed next to its spec is versioned with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import tempfile
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlparse
+
+import requests
+
+from agent.errors import ArtifactError
+
+ReadFromRepo = Callable[[str], bytes | None]
+
+
+def repo_path(jar_uri: str) -> str | None:
+    """The spec-repo path of a relative `jarUri`, or None for a URL."""
+    if "://" in jar_uri:
+        return None
+    return posixpath.normpath(jar_uri.lstrip("/"))
+
+
+def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo) -> Path:
+    """A local file holding the jar `jar_uri` names."""
+    parsed = urlparse(jar_uri)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        if not path.is_file():
+            raise ArtifactError(f"jarUri {jar_uri}: no such file on the agent's machine")
+        return path
+    if parsed.scheme in ("http", "https"):
+        return _keep(_download(jar_uri), _name_of(parsed.path), cache_dir)
+    if parsed.scheme:
+        raise ArtifactError(f"jarUri {jar_uri}: scheme {parsed.scheme!r} is not supported "
+                            "(use https://, http://, file:// or a path in the spec repository)")
+    path = repo_path(jar_uri)
+    content = read_from_repo(path)
+    if content is None:
+        raise ArtifactError(f"jarUri {jar_uri}: no file {path} in the spec repository")
+    return _keep(content, posixpath.basename(path), cache_dir)
+
+
+def _download(url: str) -> bytes:
+    try:
+        response = requests.get(url, timeout=120)
+    except requests.RequestException as error:
+        raise ArtifactError(f"jarUri {url}: download failed ({type(error).__name__})") from None
+    if response.status_code != 200:
+        raise ArtifactError(f"jarUri {url}: download answered HTTP {response.status_code}")
+    return response.content
+
+
+def _keep(content: bytes, name: str, cache_dir: Path) -> Path:
+    """Stores content under a name that carries its digest; the same content is stored once."""
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    stem = name[:-4] if name.endswith(".jar") else name
+    path = Path(cache_dir) / f"{stem}-{digest}.jar"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as partial:
+            partial.write(content)
+        Path(partial.name).replace(path)
+    return path
+
+
+def _name_of(url_path: str) -> str:
+    return posixpath.basename(unquote(url_path)) or "artifact.jar"

@@ -1,0 +1,605 @@
+"""The embedded local Flink session cluster (I/O: processes, files, HTTP).
+
+Runs a real Apache Flink standalone session cluster — one JobManager and one TaskManager JVM —
+from the jars that the `apache-flink-libraries` wheel installs into the `pyflink` package, with
+the machine's Java 17. Nothing is imitated: jobs, savepoints and restores are Flink's own.
+
+A cluster lives in `<workdir>/local/<port>/` (its *home*):
+
+    conf/config.yaml, conf/log4j.properties   written by `start`
+    log/jobmanager.{log,out}, log/taskmanager.{log,out}
+    savepoints/, checkpoints/, uploads/, tmp/
+    jobmanager.pid, taskmanager.pid
+
+Both JVMs are detached from the calling process (a new session), so a cluster outlives the
+command that started it; `status` finds it again through the pid files and the REST API, and
+`stop` ends it. Clusters on different REST ports coexist: every other port is chosen free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from agent.errors import JavaMissing, LocalClusterError
+
+JOBMANAGER = "jobmanager"
+TASKMANAGER = "taskmanager"
+
+_JOBMANAGER_CLASS = "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"
+_TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+_BASH_JAVA_UTILS_CLASS = "org.apache.flink.runtime.util.bash.BashJavaUtils"
+_BASH_JAVA_UTILS_PREFIX = "BASH_JAVA_UTILS_EXEC_RESULT:"
+_MAIN_CLASS = {JOBMANAGER: _JOBMANAGER_CLASS, TASKMANAGER: _TASKMANAGER_CLASS}
+
+_HOST = "127.0.0.1"
+_JOBMANAGER_HEAP = "-Xmx600m"
+_JOBMANAGER_PROCESS_MB = 1024
+_TASKMANAGER_PROCESS_MB = 1280
+
+# The JVM flags Flink's own scripts give every Flink process on Java 17 (config.yaml's
+# env.java.default-opts.all in the binary distribution).
+JVM_MODULE_FLAGS: tuple[str, ...] = (
+    "--add-exports=java.base/sun.net.util=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.net=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/java.text=ALL-UNNAMED",
+    "--add-opens=java.base/java.time=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent.locks=ALL-UNNAMED",
+)
+
+_INSTALL_FLINK = (
+    "install the Flink jars with `pip install 'flink-gitops[local]'` "
+    "(or `pip install apache-flink-libraries`)"
+)
+_INSTALL_JAVA = "install a JDK 17, e.g. apt-get install -y openjdk-17-jdk-headless, or set JAVA_HOME"
+
+_LOG4J_PROPERTIES = """\
+# Written by flink-gitops for the embedded local cluster; Flink's default file logging.
+monitorInterval = 30
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = MainAppender
+
+logger.pekko.name = org.apache.pekko
+logger.pekko.level = INFO
+logger.hadoop.name = org.apache.hadoop
+logger.hadoop.level = WARN
+logger.zookeeper.name = org.apache.zookeeper
+logger.zookeeper.level = WARN
+logger.shaded_zookeeper.name = org.apache.flink.shaded.zookeeper3
+logger.shaded_zookeeper.level = WARN
+logger.netty.name = org.jboss.netty.channel.DefaultChannelPipeline
+logger.netty.level = OFF
+
+appender.main.name = MainAppender
+appender.main.type = RollingFile
+appender.main.append = true
+appender.main.fileName = ${sys:log.file}
+appender.main.filePattern = ${sys:log.file}.%i
+appender.main.layout.type = PatternLayout
+appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
+appender.main.policies.type = Policies
+appender.main.policies.size.type = SizeBasedTriggeringPolicy
+appender.main.policies.size.size = 100MB
+appender.main.policies.startup.type = OnStartupTriggeringPolicy
+appender.main.strategy.type = DefaultRolloverStrategy
+appender.main.strategy.max = 5
+"""
+
+# Popen handles of the JVMs this Python process launched, kept so they are reaped, not zombies.
+_launched: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A local session cluster: where it lives and where its REST API answers."""
+
+    home: Path  # <workdir>/local/<port>
+    port: int
+    slots: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{_HOST}:{self.port}"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.home / "conf"
+
+    @property
+    def savepoint_dir(self) -> Path:
+        return self.home / "savepoints"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "log"
+
+
+@dataclass(frozen=True)
+class LocalClusterStatus:
+    """What runs of a local cluster right now, as seen from its pid files and REST API."""
+
+    running: bool
+    url: str
+    home: Path
+    pids: dict[str, int]  # {"jobmanager": pid, "taskmanager": pid} of live processes
+    flink_version: str | None
+    slots_total: int | None
+    slots_available: int | None
+
+
+# --- the Flink distribution and Java ------------------------------------------------------------
+
+
+def flink_home() -> Path:
+    """The `pyflink` directory holding Flink's `lib/` jars (from `apache-flink-libraries`)."""
+    spec = importlib.util.find_spec("pyflink")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        home = Path(location)
+        if any((home / "lib").glob("flink-dist*.jar")):
+            return home
+    raise LocalClusterError(f"no Flink distribution found (pyflink/lib/flink-dist-*.jar); {_INSTALL_FLINK}")
+
+
+def flink_classpath() -> list[Path]:
+    """Every jar of Flink's `lib/`, sorted: the classpath of Flink's processes and of job builds."""
+    return sorted((flink_home() / "lib").glob("*.jar"))
+
+
+def flink_version() -> str:
+    """The version of the installed Flink distribution, read from its flink-dist jar's name."""
+    dist = sorted((flink_home() / "lib").glob("flink-dist*.jar"))
+    name = dist[0].stem  # flink-dist-2.3.0 (or flink-dist_2.12-1.20.1)
+    return name.rsplit("-", 1)[-1]
+
+
+def java_executable(tool: str = "java") -> str:
+    """The path of a JDK tool (`java`, `javac`): `$JAVA_HOME/bin` first, then `PATH`."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(tool)
+    if found:
+        return found
+    where = f"JAVA_HOME={java_home} has no bin/{tool} and " if java_home else ""
+    raise JavaMissing(f"{where}no `{tool}` on PATH; {_INSTALL_JAVA}")
+
+
+# --- start / stop / status ----------------------------------------------------------------------
+
+
+def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90) -> LocalCluster:
+    """Start a local session cluster with its REST API on `port`, or reuse the one running there.
+
+    Returns once the REST API reports a TaskManager with slots. Raises LocalClusterError when the
+    port belongs to something else, or when the cluster is not up within `timeout` seconds (the
+    message carries the tail of the JobManager's and TaskManager's logs).
+    """
+    if slots < 1:
+        raise LocalClusterError(f"a local cluster needs at least 1 task slot, not {slots}")
+    cluster = LocalCluster(home=_home(workdir, port), port=port, slots=slots)
+    cluster.home.mkdir(parents=True, exist_ok=True)
+    with _locked(cluster.home):
+        pids = _live_pids(cluster)
+        if JOBMANAGER in pids:
+            if TASKMANAGER not in pids:
+                _launch_taskmanager(cluster)
+            cluster = LocalCluster(home=cluster.home, port=port, slots=_configured_slots(cluster) or slots)
+            _await_ready(cluster, timeout)
+            return cluster
+        if TASKMANAGER in pids:  # a TaskManager without its JobManager: start both afresh
+            _terminate(pids[TASKMANAGER], timeout=15)
+        _remove_pid_files(cluster)
+        _ensure_port_free(cluster)
+        _write_config(cluster)
+        try:
+            _launch_jobmanager(cluster)
+            _launch_taskmanager(cluster)
+            _await_ready(cluster, timeout)
+        except BaseException:
+            _stop_processes(cluster, timeout=15)
+            raise
+        return cluster
+
+
+def stop(workdir: Path, port: int = 8081, timeout: float = 30) -> bool:
+    """Stop the local cluster on `port` (SIGTERM, then SIGKILL after `timeout`); True if one ran."""
+    cluster = LocalCluster(home=_home(workdir, port), port=port, slots=0)
+    if not cluster.home.is_dir():
+        return False
+    with _locked(cluster.home):
+        return _stop_processes(cluster, timeout)
+
+
+def status(workdir: Path, port: int = 8081) -> LocalClusterStatus:
+    """The state of the local cluster on `port`: live processes and what its REST API reports."""
+    cluster = LocalCluster(home=_home(workdir, port), port=port, slots=0)
+    pids = _live_pids(cluster) if cluster.home.is_dir() else {}
+    overview = _overview(cluster.url) if JOBMANAGER in pids else None
+    return LocalClusterStatus(
+        running=JOBMANAGER in pids and TASKMANAGER in pids and overview is not None,
+        url=cluster.url,
+        home=cluster.home,
+        pids=pids,
+        flink_version=overview.get("flink-version") if overview else None,
+        slots_total=overview.get("slots-total") if overview else None,
+        slots_available=overview.get("slots-available") if overview else None,
+    )
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def _home(workdir: Path, port: int) -> Path:
+    return Path(workdir).resolve() / "local" / str(port)
+
+
+def _taskmanager_process_mb(slots: int) -> int:
+    return max(_TASKMANAGER_PROCESS_MB, 1024 + 64 * slots)
+
+
+def _config(cluster: LocalCluster, rpc_port: int) -> dict[str, object]:
+    home = cluster.home
+    return {
+        "jobmanager.rpc.address": _HOST,
+        "jobmanager.rpc.port": rpc_port,
+        "jobmanager.bind-host": _HOST,
+        "jobmanager.memory.process.size": f"{_JOBMANAGER_PROCESS_MB}m",
+        "jobmanager.execution.failover-strategy": "region",
+        "taskmanager.host": _HOST,
+        "taskmanager.bind-host": _HOST,
+        "taskmanager.rpc.port": "0",
+        "taskmanager.data.port": 0,
+        "taskmanager.numberOfTaskSlots": cluster.slots,
+        "taskmanager.memory.process.size": f"{_taskmanager_process_mb(cluster.slots)}m",
+        "taskmanager.memory.managed.fraction": 0.2,
+        "blob.server.port": "0",
+        "blob.storage.directory": str(home / "tmp" / "blob"),
+        "io.tmp.dirs": str(home / "tmp"),
+        "rest.port": cluster.port,
+        "rest.address": _HOST,
+        "rest.bind-address": _HOST,
+        "web.upload.dir": str(home / "uploads"),
+        "web.tmpdir": str(home / "tmp" / "web"),
+        "parallelism.default": 1,
+        "execution.checkpointing.dir": cluster.checkpoint_dir.as_uri(),
+        "execution.checkpointing.savepoint-dir": cluster.savepoint_dir.as_uri(),
+    }
+
+
+def _yaml_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _write_config(cluster: LocalCluster) -> None:
+    """Write conf/config.yaml (Flink 2.x YAML, flat keys) and conf/log4j.properties."""
+    for directory in (
+        cluster.conf_dir, cluster.log_dir, cluster.savepoint_dir, cluster.checkpoint_dir,
+        cluster.home / "uploads", cluster.home / "tmp" / "web",
+    ):
+        directory.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by flink-gitops for the embedded local cluster; rewritten on every start."]
+    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in _config(cluster, _free_port()).items()]
+    (cluster.conf_dir / "config.yaml").write_text("\n".join(lines) + "\n")
+    (cluster.conf_dir / "log4j.properties").write_text(_LOG4J_PROPERTIES)
+
+
+def _configured_slots(cluster: LocalCluster) -> int | None:
+    try:
+        text = (cluster.conf_dir / "config.yaml").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "taskmanager.numberOfTaskSlots" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _ensure_port_free(cluster: LocalCluster) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, cluster.port))
+            return
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    overview = _overview(cluster.url)
+    what = (
+        f"a Flink {overview.get('flink-version', '')} REST API answers there, but no cluster "
+        f"started from {cluster.home} runs"
+        if overview is not None
+        else "by another process"
+    )
+    raise LocalClusterError(
+        f"cannot start a local Flink cluster on port {cluster.port}: the port is taken ({reason}), "
+        f"{what}; stop that process or choose another port"
+    )
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _java_command(cluster: LocalCluster, role: str, memory_flags: list[str]) -> list[str]:
+    log_file = cluster.log_dir / f"{role}.log"
+    log4j = (cluster.conf_dir / "log4j.properties").as_uri()
+    classpath = os.pathsep.join(str(jar) for jar in flink_classpath())
+    return [
+        java_executable("java"),
+        *memory_flags,
+        *JVM_MODULE_FLAGS,
+        f"-Dlog.file={log_file}",
+        f"-Dlog4j.configuration={log4j}",
+        f"-Dlog4j.configurationFile={log4j}",
+        "-classpath",
+        classpath,
+        _MAIN_CLASS[role],
+        "--configDir",
+        str(cluster.conf_dir),
+    ]
+
+
+def _launch_jobmanager(cluster: LocalCluster) -> None:
+    _launch(cluster, JOBMANAGER, _java_command(cluster, JOBMANAGER, [_JOBMANAGER_HEAP]))
+
+
+def _launch_taskmanager(cluster: LocalCluster) -> None:
+    memory_flags, dynamic_properties = _taskmanager_resource_params(cluster)
+    command = _java_command(cluster, TASKMANAGER, memory_flags) + dynamic_properties
+    _launch(cluster, TASKMANAGER, command)
+
+
+def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list[str]]:
+    """The TaskManager's JVM memory flags and `-D` properties, as Flink's BashJavaUtils computes them."""
+    classpath = [flink_home() / "bin" / "bash-java-utils.jar", *flink_classpath()]
+    command = [
+        java_executable("java"),
+        "-classpath",
+        os.pathsep.join(str(jar) for jar in classpath),
+        _BASH_JAVA_UTILS_CLASS,
+        "GET_TM_RESOURCE_PARAMS",
+        "--configDir",
+        str(cluster.conf_dir),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LocalClusterError(f"could not compute the TaskManager's memory settings: {exc}") from exc
+    output = done.stdout + done.stderr
+    results = [
+        line.split(_BASH_JAVA_UTILS_PREFIX, 1)[1].strip()
+        for line in output.splitlines()
+        if _BASH_JAVA_UTILS_PREFIX in line
+    ]
+    if done.returncode != 0 or len(results) != 2:
+        tail = "\n".join(output.strip().splitlines()[-20:])
+        raise LocalClusterError(
+            f"could not compute the TaskManager's memory settings from {cluster.conf_dir} "
+            f"(BashJavaUtils exited {done.returncode}):\n{tail}"
+        )
+    return results[0].split(), results[1].split()
+
+
+def _launch(cluster: LocalCluster, role: str, command: list[str]) -> None:
+    cluster.log_dir.mkdir(parents=True, exist_ok=True)
+    out_path = cluster.log_dir / f"{role}.out"
+    home = flink_home()
+    env = {
+        **os.environ,  # what Flink's own scripts export to its processes
+        "FLINK_CONF_DIR": str(cluster.conf_dir),
+        "FLINK_BIN_DIR": str(home / "bin"),
+        "FLINK_LIB_DIR": str(home / "lib"),
+        "FLINK_OPT_DIR": str(home / "opt"),
+        "FLINK_PLUGINS_DIR": str(home / "plugins"),
+        "FLINK_LOG_DIR": str(cluster.log_dir),
+    }
+    with open(out_path, "ab") as out:
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cluster.home,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise LocalClusterError(f"could not start the local Flink {role}: {exc}") from exc
+    _launched[process.pid] = process
+    _pid_file(cluster, role).write_text(f"{process.pid}\n")
+
+
+def _pid_file(cluster: LocalCluster, role: str) -> Path:
+    return cluster.home / f"{role}.pid"
+
+
+def _remove_pid_files(cluster: LocalCluster) -> None:
+    for role in (JOBMANAGER, TASKMANAGER):
+        _pid_file(cluster, role).unlink(missing_ok=True)
+
+
+def _live_pids(cluster: LocalCluster) -> dict[str, int]:
+    """The pids of this home's JobManager and TaskManager that are alive (and really are them)."""
+    pids: dict[str, int] = {}
+    for role in (JOBMANAGER, TASKMANAGER):
+        try:
+            pid = int(_pid_file(cluster, role).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(pid) and _is_role(pid, cluster, role):
+            pids[role] = pid
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    process = _launched.get(pid)
+    if process is not None:
+        if process.poll() is None:
+            return True
+        del _launched[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _is_role(pid: int, cluster: LocalCluster, role: str) -> bool:
+    """Guards against a recycled pid: the process must run `role`'s class from this home's conf."""
+    if pid in _launched:  # launched here; its cmdline may still be empty while exec completes
+        return True
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc on this OS: trust the pid file
+    except OSError:
+        return True
+    args = [arg.decode(errors="replace") for arg in argv]
+    return _MAIN_CLASS[role] in args and str(cluster.conf_dir) in args
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM the process (group), then SIGKILL when it is still alive after `timeout` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal(pid, sig)
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 10)
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.2)
+    raise LocalClusterError(f"process {pid} survived SIGKILL")
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:  # started by us as a session leader: signal the whole group
+            os.killpg(pid, sig)
+            return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _stop_processes(cluster: LocalCluster, timeout: float) -> bool:
+    pids = _live_pids(cluster)
+    for role in (TASKMANAGER, JOBMANAGER):
+        if role in pids:
+            _signal(pids[role], signal.SIGTERM)
+    for role in (TASKMANAGER, JOBMANAGER):
+        if role in pids:
+            _terminate(pids[role], timeout)
+    _remove_pid_files(cluster)
+    return bool(pids)
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    """Serialise start/stop of one home across processes."""
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- readiness ----------------------------------------------------------------------------------
+
+
+def _overview(url: str) -> dict[str, object] | None:
+    try:
+        response = requests.get(f"{url}/overview", timeout=2)
+    except requests.RequestException:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _await_ready(cluster: LocalCluster, timeout: float) -> None:
+    """Wait until the REST API reports a TaskManager with slots; fail early if a JVM dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        overview = _overview(cluster.url)
+        if overview and int(overview.get("taskmanagers", 0)) >= 1 and int(overview.get("slots-total", 0)) >= 1:
+            return
+        pids = _live_pids(cluster)
+        dead = [role for role in (JOBMANAGER, TASKMANAGER) if role not in pids]
+        if dead:
+            raise LocalClusterError(
+                f"the local Flink {' and '.join(dead)} on port {cluster.port} exited while starting"
+                f"{_log_tails(cluster)}"
+            )
+        if time.monotonic() >= deadline:
+            raise LocalClusterError(
+                f"the local Flink cluster on port {cluster.port} was not ready after {timeout:g}s "
+                f"(no TaskManager with slots at {cluster.url}/overview){_log_tails(cluster)}"
+            )
+        time.sleep(0.5)
+
+
+def _log_tails(cluster: LocalCluster, lines: int = 25) -> str:
+    parts = []
+    for role in (JOBMANAGER, TASKMANAGER):
+        for suffix in ("log", "out"):
+            path = cluster.log_dir / f"{role}.{suffix}"
+            try:
+                text = path.read_text(errors="replace").rstrip()
+            except OSError:
+                continue
+            if text:
+                tail = "\n".join(text.splitlines()[-lines:])
+                parts.append(f"\n--- {path} (last {lines} lines) ---\n{tail}")
+    return "".join(parts)

@@ -1,0 +1,240 @@
+"""A client of the Flink REST API, the only way the agent talks to a cluster (I/O: HTTP).
+
+Flink's own error messages reach the caller verbatim in `FlinkRequestError.flink_message`.
+Requests that change a cluster are named so (`upload_jar`, `run_jar`, `stop_with_savepoint`,
+`trigger_savepoint`, `cancel`) and counted in `mutations`, which is how a cycle proves it
+changed nothing. Works against Flink 1.19, 1.20 and 2.x: the run request carries only the
+fields the cluster's version knows (`claimMode` from 1.20 on, `restoreMode` before).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+from agent.errors import FlinkRequestError, FlinkUnavailable, SavepointFailed
+
+DEFAULT_TIMEOUT = 10.0
+TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
+
+
+@dataclass(frozen=True)
+class JobOverview:
+    id: str
+    name: str
+    state: str
+    start_time: int
+    end_time: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_JOB_STATES
+
+
+@dataclass
+class SavepointResult:
+    location: str
+    duration_s: float
+
+
+@dataclass
+class FlinkClient:
+    """One Flink cluster's REST API."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    cert: tuple[str, str] | str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    mutations: list[str] = field(default_factory=list)
+    _session: requests.Session = field(default_factory=requests.Session, repr=False)
+    _version: str | None = field(default=None, repr=False)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        """Cluster overview: `flink-version`, `taskmanagers`, `slots-total`, `slots-available`."""
+        return self._request("GET", "/overview")
+
+    def version(self) -> str:
+        """The cluster's Flink version (asked once per client)."""
+        if self._version is None:
+            self._version = str(self._request("GET", "/config").get("flink-version", ""))
+        return self._version
+
+    def jobs(self) -> list[JobOverview]:
+        """Every job the cluster knows, running or recently ended (`GET /jobs/overview`)."""
+        jobs = self._request("GET", "/jobs/overview").get("jobs", [])
+        return [JobOverview(j["jid"], j.get("name", ""), j["state"], j.get("start-time", -1),
+                            j.get("end-time", -1)) for j in jobs]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}")
+
+    def job_state(self, job_id: str) -> str | None:
+        """The job's Flink status, or None when the cluster does not know the job."""
+        try:
+            return self._request("GET", f"/jobs/{job_id}/status")["status"]
+        except FlinkRequestError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def checkpoints(self, job_id: str) -> dict[str, Any]:
+        """`GET /jobs/:id/checkpoints`: counts and `latest.{completed,savepoint,restored}`."""
+        return self._request("GET", f"/jobs/{job_id}/checkpoints")
+
+    def root_exception(self, job_id: str) -> str:
+        """The job's root exception as Flink reports it ('' when there is none)."""
+        try:
+            data = self._request("GET", f"/jobs/{job_id}/exceptions")
+        except FlinkRequestError:
+            return ""
+        history = data.get("exceptionHistory", {}).get("entries") or []
+        text = data.get("root-exception") or (history[0].get("stacktrace") if history else "")
+        return text or ""
+
+    def jars(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/jars").get("files", [])
+
+    # --- changing ----------------------------------------------------------------------------
+
+    def upload_jar(self, jar: Path) -> str:
+        """Uploads a jar once per content: an uploaded jar of the same digest is reused."""
+        digest = hashlib.sha256(jar.read_bytes()).hexdigest()[:12]
+        name = f"{jar.stem}-{digest}.jar" if digest not in jar.stem else jar.name
+        for uploaded in self.jars():
+            if uploaded.get("name") == name:
+                return uploaded["id"]
+        self.mutations.append(f"upload {name}")
+        with jar.open("rb") as content:
+            answer = self._request(
+                "POST", "/jars/upload", timeout=max(self.timeout, 120),
+                files={"jarfile": (name, content, "application/x-java-archive")})
+        return Path(answer["filename"]).name
+
+    def run_jar(self, jar_id: str, *, job_id: str, entry_class: str | None, args: list[str],
+                parallelism: int, savepoint_path: str | None, allow_non_restored_state: bool,
+                configuration: dict[str, str]) -> str:
+        """Submits a job of an uploaded jar under the job id the agent chose."""
+        body: dict[str, Any] = {"jobId": job_id, "parallelism": parallelism,
+                                "programArgsList": args}
+        if entry_class:
+            body["entryClass"] = entry_class
+        if configuration:
+            body["flinkConfiguration"] = configuration
+        if savepoint_path:
+            body["savepointPath"] = savepoint_path
+            body["allowNonRestoredState"] = allow_non_restored_state
+            body[self._claim_mode_field()] = "NO_CLAIM"
+        self.mutations.append(f"run {job_id}")
+        answer = self._request("POST", f"/jars/{jar_id}/run", json=body,
+                               timeout=max(self.timeout, 120))
+        return answer.get("jobid", job_id)
+
+    def stop_with_savepoint(self, job_id: str, *, target_directory: str | None, drain: bool) -> str:
+        """Triggers stop-with-savepoint; returns the trigger id to poll."""
+        body: dict[str, Any] = {"drain": drain}
+        if target_directory:
+            body["targetDirectory"] = target_directory
+        self.mutations.append(f"stop {job_id}")
+        return self._request("POST", f"/jobs/{job_id}/stop", json=body)["request-id"]
+
+    def cancel(self, job_id: str) -> None:
+        """Cancels a job without a savepoint (Flink answers at once, the job ends later)."""
+        self.mutations.append(f"cancel {job_id}")
+        self._request("PATCH", f"/jobs/{job_id}", params={"mode": "cancel"})
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    def await_savepoint(self, job_id: str, trigger_id: str, timeout: float = 600,
+                        sleep: Callable[[float], None] = time.sleep) -> SavepointResult:
+        """Polls a savepoint trigger until it completes; short first intervals, then backoff."""
+        started = time.monotonic()
+        for delay in poll_delays(timeout):
+            answer = self._request("GET", f"/jobs/{job_id}/savepoints/{trigger_id}")
+            if answer.get("status", {}).get("id") == "COMPLETED":
+                operation = answer.get("operation", {})
+                if "location" in operation:
+                    return SavepointResult(operation["location"], time.monotonic() - started)
+                raise SavepointFailed(
+                    f"savepoint of job {job_id} failed: {failure_cause(operation)}")
+            sleep(delay)
+        raise SavepointFailed(f"savepoint of job {job_id} did not complete in {timeout:.0f}s")
+
+    def await_job_state(self, job_id: str, wanted: set[str], timeout: float = 120,
+                        sleep: Callable[[float], None] = time.sleep) -> str:
+        """Polls a job until its status is one of `wanted` or terminal; returns that status."""
+        state = None
+        for delay in poll_delays(timeout):
+            state = self.job_state(job_id)
+            if state in wanted or state in TERMINAL_JOB_STATES:
+                return state
+            sleep(delay)
+        return state or "UNKNOWN"
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _claim_mode_field(self) -> str:
+        major, minor = _major_minor(self.version())
+        return "claimMode" if (major, minor) >= (1, 20) else "restoreMode"
+
+    def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> Any:
+        try:
+            response = self._session.request(
+                method, self.url.rstrip("/") + path, headers=self.headers, verify=self.verify,
+                cert=self.cert, timeout=timeout or self.timeout, **kwargs)
+        except requests.RequestException as error:
+            raise FlinkUnavailable(f"Flink at {self.url} did not answer {method} {path}: "
+                                   f"{type(error).__name__}") from None
+        if response.status_code in (502, 503, 504):
+            raise FlinkUnavailable(f"Flink at {self.url} answered {method} {path} with "
+                                   f"{response.status_code}")
+        if response.status_code >= 400:
+            message = flink_error_text(response)
+            raise FlinkRequestError(f"Flink refused {method} {path} ({response.status_code}): "
+                                    f"{message}", status=response.status_code,
+                                    flink_message=message)
+        if not response.content:
+            return {}
+        return response.json()
+
+
+def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,
+                longest: float = 1.0):
+    """Delays between polls: 50 ms growing to 1 s, until `timeout` seconds are spent (pure)."""
+    spent, delay = 0.0, first
+    while spent <= timeout:
+        yield delay
+        spent += delay
+        delay = min(delay * factor, longest)
+
+
+def failure_cause(operation: dict[str, Any]) -> str:
+    """Flink's failure cause of an async operation, first line of each nested cause."""
+    cause = operation.get("failure-cause") or {}
+    trace = cause.get("stack-trace") or cause.get("serialized-throwable") or ""
+    lines = [line.strip() for line in str(trace).splitlines()
+             if line and not line.startswith(("\tat ", "\t... ")) and "at " != line.strip()[:3]]
+    return " | ".join(lines[:6]) or str(cause) or "no cause given"
+
+
+def flink_error_text(response: requests.Response) -> str:
+    """The `errors` of a Flink error answer, as Flink wrote them."""
+    try:
+        errors = response.json().get("errors")
+    except ValueError:
+        return response.text.strip()[:2000]
+    if not errors:
+        return response.text.strip()[:2000]
+    return "\n".join(str(e).strip() for e in errors)[:4000]
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = [int(p) for p in version.split("-")[0].split(".")[:2] if p.isdigit()]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]

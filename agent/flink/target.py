@@ -1,0 +1,34 @@
+"""DeploymentTarget -> a connected FlinkClient; the local kind started on demand (I/O).
+
+Header values may name the agent's environment (`${FLINK_PROD_TOKEN}`); they are expanded here,
+at the edge, and never stored anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.errors import ConfigError
+from agent.flink import local
+from agent.flink.rest import FlinkClient
+from agent.model.spec import DeploymentTarget, expand_environment
+
+
+def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True) -> FlinkClient:
+    """A client of the target's cluster; a `local` target's cluster is started if it is not up."""
+    spec = target.spec
+    if spec.local is not None:
+        if start_local:
+            cluster = local.start(workdir, port=spec.local.port, slots=spec.local.slots)
+            return FlinkClient(cluster.url)
+        return FlinkClient(f"http://127.0.0.1:{spec.local.port}")
+    try:
+        headers = {k: expand_environment(v) for k, v in spec.flink.headers.items()}
+    except KeyError as missing:
+        raise ConfigError(f"DeploymentTarget {target.name}: header refers to environment "
+                          f"variable {missing} which is not set") from None
+    tls = spec.flink.tls
+    verify: bool | str = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
+    cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
+    return FlinkClient(spec.flink.url, headers=headers, verify=verify, cert=cert)
+

@@ -1,0 +1,261 @@
+"""The spec kinds users write in git: `Deployment` and `DeploymentTarget` (pure data).
+
+Field names follow Ververica Platform's `Deployment` resource (camelCase in YAML, snake_case in
+Python). Unknown fields are errors, because they are usually typos; the fields Ververica accepts
+that have no effect on a session cluster are accepted with a warning (`compat_warnings`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.stop-with-drain"
+
+
+class DesiredState(StrEnum):
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    CANCELLED = "CANCELLED"
+
+
+class UpgradeStrategyKind(StrEnum):
+    STATEFUL = "STATEFUL"
+    STATELESS = "STATELESS"
+    NONE = "NONE"
+
+
+class RestoreStrategyKind(StrEnum):
+    LATEST_SAVEPOINT = "LATEST_SAVEPOINT"
+    LATEST_STATE = "LATEST_STATE"
+    NONE = "NONE"
+
+
+class ArtifactKind(StrEnum):
+    JAR = "JAR"
+    SQLSCRIPT = "SQLSCRIPT"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: camelCase aliases, unknown fields refused, values frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Metadata(SpecModel):
+    name: str = Field(pattern=DNS_1123_LABEL)
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # server-side fields of a Ververica export, accepted so that exports load; ignored
+    id: str | None = None
+    resource_version: int | None = None
+    created_at: str | None = None
+    modified_at: str | None = None
+
+
+class UpgradeStrategy(SpecModel):
+    kind: UpgradeStrategyKind = UpgradeStrategyKind.STATEFUL
+
+
+class RestoreStrategy(SpecModel):
+    kind: RestoreStrategyKind = RestoreStrategyKind.LATEST_SAVEPOINT
+    allow_non_restored_state: bool = False
+
+
+class Artifact(SpecModel):
+    kind: ArtifactKind = ArtifactKind.JAR
+    jar_uri: str | None = None
+    entry_class: str | None = None
+    main_args: str | list[str] | None = None
+    sql_script: str | None = None
+    # accepted for Ververica compatibility, no effect on a session cluster
+    flink_version: str | None = None
+    flink_image_registry: str | None = None
+    flink_image_repository: str | None = None
+    flink_image_tag: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> Artifact:
+        if self.kind == ArtifactKind.JAR and not self.jar_uri:
+            raise ValueError("artifact of kind JAR needs jarUri")
+        if self.kind == ArtifactKind.SQLSCRIPT and not self.sql_script:
+            raise ValueError("artifact of kind SQLSCRIPT needs sqlScript")
+        return self
+
+    def program_args(self) -> list[str]:
+        """`mainArgs` as an argument list: a string is shell-split, as Ververica does."""
+        if self.main_args is None:
+            return []
+        if isinstance(self.main_args, str):
+            return shlex.split(self.main_args)
+        return list(self.main_args)
+
+
+class TemplateSpec(SpecModel):
+    artifact: Artifact
+    parallelism: int = Field(default=1, ge=1)
+    flink_configuration: dict[str, str] = Field(default_factory=dict)
+    # accepted for Ververica compatibility, no effect on a session cluster
+    resources: dict[str, Any] | None = None
+    number_of_task_managers: int | None = None
+    logging: dict[str, Any] | None = None
+    kubernetes: dict[str, Any] | None = None
+
+    @field_validator("flink_configuration", mode="before")
+    @classmethod
+    def _options_as_strings(cls, value: Any) -> Any:
+        """Flink options are strings on the wire; YAML gives numbers and booleans too."""
+        if not isinstance(value, dict):
+            return value
+        return {str(k): _flink_option_text(v) for k, v in value.items()}
+
+
+class TemplateMetadata(SpecModel):
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Template(SpecModel):
+    metadata: TemplateMetadata | None = None
+    spec: TemplateSpec
+
+
+class DeploymentSpec(SpecModel):
+    state: DesiredState = DesiredState.RUNNING
+    deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
+    upgrade_strategy: UpgradeStrategy = UpgradeStrategy()
+    restore_strategy: RestoreStrategy = RestoreStrategy()
+    max_savepoint_creation_attempts: int = Field(default=4, ge=1)
+    max_job_creation_attempts: int = Field(default=4, ge=1)
+    stop_with_drain: bool = False
+    initial_savepoint_path: str | None = None
+    template: Template
+
+
+class Deployment(SpecModel):
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Deployment"] = "Deployment"
+    metadata: Metadata
+    spec: DeploymentSpec
+    status: dict[str, Any] | None = None  # in a Ververica export; the agent keeps its own
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def drain_on_stop(self) -> bool:
+        """`stopWithDrain`, or Ververica's stop-with-drain annotation set to true."""
+        annotation = self.metadata.annotations.get(STOP_WITH_DRAIN_ANNOTATION, "false")
+        return self.spec.stop_with_drain or annotation.strip().lower() == "true"
+
+    def job_fields(self) -> dict[str, Any]:
+        """What the running job is made of: a change here needs a new job (not labels, not state)."""
+        spec = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        spec.pop("state")
+        template = spec["template"]["spec"]
+        for compat in ("resources", "numberOfTaskManagers", "logging", "kubernetes"):
+            template.pop(compat, None)
+        return {"template": spec["template"], "stopWithDrain": self.drain_on_stop}
+
+    def job_hash(self, artifact_digest: str | None = None) -> str:
+        """A short, stable digest of `job_fields` (and of the artifact's content where it is
+        known, e.g. a jar in the spec repository): equal hashes mean the same job."""
+        fields = self.job_fields() | {"artifactDigest": artifact_digest}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def compat_warnings(self) -> list[str]:
+        """Ververica fields accepted for compatibility that do nothing on a session cluster."""
+        template = self.spec.template.spec
+        found = [
+            f"spec.template.spec.{to_camel(f)}"
+            for f in ("resources", "number_of_task_managers", "logging", "kubernetes")
+            if getattr(template, f) is not None
+        ] + [
+            f"spec.template.spec.artifact.{to_camel(f)}"
+            for f in ("flink_version", "flink_image_registry", "flink_image_repository",
+                      "flink_image_tag")
+            if getattr(template.artifact, f) is not None
+        ]
+        notes = [f"{path} has no effect on a session cluster; ignored" for path in found]
+        if self.status is not None:
+            notes.append("status is written by the agent on the status branch; ignored here")
+        return notes
+
+
+class Tls(SpecModel):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+class FlinkCluster(SpecModel):
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    tls: Tls = Tls()
+
+
+class LocalClusterSpec(SpecModel):
+    port: int = Field(default=8081, ge=1, le=65535)
+    slots: int = Field(default=4, ge=1)
+
+
+class DeploymentTargetSpec(SpecModel):
+    flink: FlinkCluster | None = None
+    local: LocalClusterSpec | None = None
+    savepoint_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> DeploymentTargetSpec:
+        if (self.flink is None) == (self.local is None):
+            raise ValueError("a DeploymentTarget needs exactly one of spec.flink and spec.local")
+        return self
+
+
+class DeploymentTarget(SpecModel):
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["DeploymentTarget"] = "DeploymentTarget"
+    metadata: Metadata
+    spec: DeploymentTargetSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replaces `${VAR}` with the agent's environment variable; a missing one is a KeyError."""
+    env = os.environ if environ is None else environ
+    return _ENV_REFERENCE.sub(lambda m: env[m.group(1)], text)
+
+
+def _flink_option_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+SPEC_KINDS: dict[str, type[SpecModel]] = {
+    "Deployment": Deployment,
+    "DeploymentTarget": DeploymentTarget,
+}

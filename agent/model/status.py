@@ -1,0 +1,165 @@
+"""The status documents the agent writes to the status branch (pure data).
+
+`DeploymentStatus` is DESIGN §4's `deployments/<name>.yaml`; the status branch is also the
+agent's durable memory, so these documents carry what the next cycle needs: the applied spec,
+the job generation, the savepoints taken.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+HISTORY_LIMIT = 20
+
+
+class DeploymentState(StrEnum):
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    CANCELLED = "CANCELLED"
+    TRANSITIONING = "TRANSITIONING"
+    FAILED = "FAILED"
+    FINISHED = "FINISHED"
+
+
+class SyncStatus(StrEnum):
+    SYNCED = "SYNCED"
+    OUT_OF_SYNC = "OUT_OF_SYNC"
+    INVALID = "INVALID"
+    BLOCKED = "BLOCKED"
+
+
+class JobState(StrEnum):
+    """Ververica's Job states."""
+
+    STARTING = "STARTING"
+    STARTED = "STARTED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    FAILED = "FAILED"
+    FINISHED = "FINISHED"
+
+
+class SavepointOrigin(StrEnum):
+    UPGRADE = "UPGRADE"
+    SUSPEND = "SUSPEND"
+    USER_REQUEST = "USER_REQUEST"
+    RETAINED_CHECKPOINT = "RETAINED_CHECKPOINT"
+
+
+class ActionKind(StrEnum):
+    START = "START"
+    STATEFUL_UPGRADE = "STATEFUL_UPGRADE"
+    STATELESS_UPGRADE = "STATELESS_UPGRADE"
+    SUSPEND = "SUSPEND"
+    CANCEL = "CANCEL"
+    RESTART = "RESTART"
+    DELETE = "DELETE"
+
+
+class ActionResult(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    IN_PROGRESS = "IN_PROGRESS"
+
+
+class ProblemKind(StrEnum):
+    VALIDATION = "VALIDATION"
+    POLICY = "POLICY"
+    EXECUTION = "EXECUTION"
+    CLUSTER = "CLUSTER"
+
+
+class StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Job(StatusModel):
+    id: str
+    generation: int
+    state: JobState
+    flink_status: str = "UNKNOWN"
+    restarts: int = 0
+    parallelism: int
+    restored_from: str | None = None
+    started_at: str
+    ended_at: str | None = None
+    spec_commit: str | None = None
+
+
+class Savepoint(StatusModel):
+    location: str
+    origin: SavepointOrigin
+    created_at: str
+    job_id: str | None = None
+
+
+class Action(StatusModel):
+    kind: ActionKind
+    result: ActionResult
+    message: str = ""
+    at: str
+
+
+class Problem(StatusModel):
+    kind: ProblemKind
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+
+class Event(StatusModel):
+    at: str
+    message: str
+
+
+class History(StatusModel):
+    jobs: list[Job] = Field(default_factory=list)
+    savepoints: list[Savepoint] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+
+
+class Status(StatusModel):
+    state: DeploymentState
+    sync: SyncStatus
+    desired_state: str | None = None
+    spec_commit: str | None = None
+    spec_file: str | None = None
+    target: str | None = None
+    deleted: bool = False
+    job: Job | None = None
+    last_savepoint: Savepoint | None = None
+    last_action: Action | None = None
+    errors: list[Problem] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    applied_spec_hash: str | None = None
+    applied_spec: dict[str, Any] | None = None
+    history: History = Field(default_factory=History)
+
+
+class StatusMetadata(StatusModel):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DeploymentStatus(StatusModel):
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["DeploymentStatus"] = "DeploymentStatus"
+    metadata: StatusMetadata
+    status: Status
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def document(self) -> dict[str, Any]:
+        """The YAML/JSON form, camelCase, without empty optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def bounded(items: list, limit: int = HISTORY_LIMIT) -> list:
+    """The newest `limit` entries of a history list (newest last)."""
+    return items[-limit:]

@@ -1,0 +1,86 @@
+"""Clusters -> what each deployment really runs (I/O: one jobs-overview request per cluster).
+
+Jobs are attributed to deployments by their id (see `job_ids`), so the agent recognises its
+jobs without any memory of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.errors import FlinkError
+from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient
+from agent.job_ids import deployment_key, generation_of
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    id: str
+    generation: int
+    flink_status: str
+    start_time: int = -1
+    end_time: int = -1
+
+    @property
+    def active(self) -> bool:
+        """Running or on its way there or out of it: counts as 'the deployment's job runs'."""
+        return self.flink_status not in TERMINAL_JOB_STATES
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one deployment's target shows of it."""
+
+    reachable: bool
+    jobs: tuple[ObservedJob, ...] = ()     # oldest generation first
+    error: str | None = None
+
+    @property
+    def active_jobs(self) -> list[ObservedJob]:
+        return [j for j in self.jobs if j.active]
+
+    @property
+    def active(self) -> ObservedJob | None:
+        """The newest active job, if any."""
+        active = self.active_jobs
+        return active[-1] if active else None
+
+    @property
+    def latest(self) -> ObservedJob | None:
+        return self.jobs[-1] if self.jobs else None
+
+    @property
+    def max_generation(self) -> int:
+        return max((j.generation for j in self.jobs), default=0)
+
+
+@dataclass
+class ClusterView:
+    """One cluster's jobs, grouped by the deployment key of their id."""
+
+    reachable: bool
+    error: str | None = None
+    jobs: dict[str, list[ObservedJob]] = field(default_factory=dict)
+
+    def of(self, name: str) -> Observation:
+        if not self.reachable:
+            return Observation(False, error=self.error)
+        return Observation(True, tuple(self.jobs.get(deployment_key(name), ())))
+
+
+def observe_cluster(client: FlinkClient) -> ClusterView:
+    """Reads the cluster's jobs overview once; an unreachable cluster is a view, not an error."""
+    try:
+        jobs = client.jobs()
+    except FlinkError as error:
+        return ClusterView(False, error=str(error))
+    view = ClusterView(True)
+    for job in jobs:
+        if len(job.id) != 32:
+            continue
+        observed = ObservedJob(job.id, generation_of(job.id), job.state, job.start_time,
+                               job.end_time)
+        view.jobs.setdefault(job.id[:16], []).append(observed)
+    for group in view.jobs.values():
+        group.sort(key=lambda j: j.generation)
+    return view

@@ -1,0 +1,215 @@
+"""Difference + strategies -> the action and its ordered steps (pure).
+
+The one planner of the product: `sync` executes what it returns and `plan` shows it, so what a
+reviewer approves is what runs (DESIGN §5.5). Every decision of DESIGN §2.2 lives here; the
+executor only carries steps out. Job ids of new jobs are decided here too (see `job_ids`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from agent.diff import Difference
+from agent.job_ids import job_id
+from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
+from agent.model.status import ActionKind, DeploymentStatus, SavepointOrigin
+from agent.observe import Observation
+
+
+class StepKind(StrEnum):
+    STOP_WITH_SAVEPOINT = "STOP_WITH_SAVEPOINT"
+    CANCEL_JOB = "CANCEL_JOB"
+    START_JOB = "START_JOB"
+
+
+class RestoreKind(StrEnum):
+    EMPTY = "EMPTY"                          # start with empty state
+    SAVEPOINT = "SAVEPOINT"                  # a savepoint known when planning
+    STOP_SAVEPOINT = "STOP_SAVEPOINT"        # the savepoint an earlier step of this plan takes
+    LATEST_STATE = "LATEST_STATE"            # newest of `path` and job_id's retained checkpoint
+
+
+@dataclass(frozen=True)
+class Restore:
+    kind: RestoreKind
+    path: str | None = None
+    job_id: str | None = None
+
+    def describe(self) -> str:
+        match self.kind:
+            case RestoreKind.EMPTY:
+                return "empty state"
+            case RestoreKind.SAVEPOINT:
+                return f"restored from savepoint {self.path}"
+            case RestoreKind.STOP_SAVEPOINT:
+                return "restored from the savepoint taken when stopping"
+            case RestoreKind.LATEST_STATE:
+                fallback = f", or savepoint {self.path} if newer" if self.path else ""
+                return f"restored from the latest retained checkpoint of job {self.job_id}{fallback}"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    job_id: str
+    drain: bool = False
+    origin: SavepointOrigin | None = None    # STOP_WITH_SAVEPOINT: why the savepoint is taken
+    restore: Restore | None = None           # START_JOB: the state the job starts from
+    parallelism: int | None = None           # START_JOB
+
+    def describe(self) -> str:
+        match self.kind:
+            case StepKind.STOP_WITH_SAVEPOINT:
+                how = "stop with savepoint and drain" if self.drain else "stop with savepoint"
+                return f"{how} job {self.job_id}"
+            case StepKind.CANCEL_JOB:
+                return f"cancel job {self.job_id} (no savepoint)"
+            case StepKind.START_JOB:
+                return (f"start job {self.job_id} with parallelism {self.parallelism}, "
+                        f"{self.restore.describe()}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    action: ActionKind | None            # None: nothing to do, or an upgrade left pending
+    steps: tuple[Step, ...] = ()
+    reason: str = ""
+    pending: bool = False                # upgradeStrategy NONE: a change waits for the next start
+    generation: int = 0                  # generation of the job START_JOB submits first
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def changes_anything(self) -> bool:
+        return self.action is not None
+
+    def summary(self) -> str:
+        if self.pending:
+            return "upgrade pending (upgradeStrategy NONE): the running job is left untouched"
+        if self.action is None:
+            return "nothing to do"
+        return f"{self.action.value}: " + "; then ".join(s.describe() for s in self.steps)
+
+
+def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
+         observation: Observation) -> Plan:
+    """The action that brings one deployment to its desired state, and its steps in order."""
+    name = diff.name
+    if not observation.reachable:
+        return Plan(name, None, reason=f"target unreachable: {observation.error}")
+    extra = tuple(Step(StepKind.CANCEL_JOB, j.id) for j in observation.active_jobs[:-1])
+    active = observation.active
+    if desired is None:
+        return _plan_deletion(name, previous, active, extra)
+    state = desired.spec.state
+    if state == DesiredState.SUSPENDED:
+        return _stop_or_nothing(name, active, extra, ActionKind.SUSPEND,
+                                Step(StepKind.STOP_WITH_SAVEPOINT, active.id if active else "",
+                                     drain=desired.drain_on_stop, origin=SavepointOrigin.SUSPEND),
+                                "desired state SUSPENDED")
+    if state == DesiredState.CANCELLED:
+        return _stop_or_nothing(name, active, extra, ActionKind.CANCEL,
+                                Step(StepKind.CANCEL_JOB, active.id if active else ""),
+                                "desired state CANCELLED")
+    generation = _next_generation(previous, observation)
+    start = _start_step(desired, generation)
+    if active is None:
+        return _plan_start(diff, desired, previous, observation, start, extra, generation)
+    if not diff.job_changed:
+        if extra:
+            return Plan(name, ActionKind.RESTART, extra, reason=diff.drift or "", generation=0)
+        return Plan(name, None, reason="in sync")
+    changed = "; ".join(str(f) for f in diff.fields) or "the job changed"
+    match desired.spec.upgrade_strategy.kind:
+        case UpgradeStrategyKind.NONE:
+            return Plan(name, None, extra, reason=changed, pending=True)
+        case UpgradeStrategyKind.STATEFUL:
+            stop = Step(StepKind.STOP_WITH_SAVEPOINT, active.id, drain=desired.drain_on_stop,
+                        origin=SavepointOrigin.UPGRADE)
+            restore = _restore_after_stop(desired)
+            return Plan(name, ActionKind.STATEFUL_UPGRADE,
+                        extra + (stop, _with_restore(start, restore)), changed,
+                        generation=generation)
+        case UpgradeStrategyKind.STATELESS:
+            cancel = Step(StepKind.CANCEL_JOB, active.id)
+            restore = _restore_at_start(desired, previous, observation, first=False)
+            return Plan(name, ActionKind.STATELESS_UPGRADE,
+                        extra + (cancel, _with_restore(start, restore)), changed,
+                        generation=generation)
+
+
+def _plan_start(diff, desired, previous, observation, start, extra, generation) -> Plan:
+    first = not diff.applied
+    restore = _restore_at_start(desired, previous, observation, first=first)
+    if diff.drift:
+        return Plan(diff.name, ActionKind.RESTART, extra + (_with_restore(start, restore),),
+                    diff.drift, generation=generation)
+    if previous is not None and not first and not diff.job_changed:
+        ended = previous.status.state.value
+        if ended in ("FINISHED",):
+            return Plan(diff.name, None, reason="the job finished by itself")
+    reason = "first start" if first else "desired state RUNNING"
+    return Plan(diff.name, ActionKind.START, extra + (_with_restore(start, restore),), reason,
+                generation=generation)
+
+
+def _plan_deletion(name, previous, active, extra) -> Plan:
+    if previous is None or previous.status.deleted:
+        return Plan(name, None, reason="deleted")
+    steps = extra
+    if active is not None:
+        steps += (Step(StepKind.STOP_WITH_SAVEPOINT, active.id, origin=SavepointOrigin.SUSPEND),)
+    return Plan(name, ActionKind.DELETE, steps,
+                "spec deleted: the job is suspended with a savepoint, never cancelled")
+
+
+def _stop_or_nothing(name, active, extra, action, step, reason) -> Plan:
+    if active is None:
+        return Plan(name, ActionKind.CANCEL if extra else None, extra, reason)
+    return Plan(name, action, extra + (step,), reason)
+
+
+def _start_step(desired: Deployment, generation: int) -> Step:
+    return Step(StepKind.START_JOB, job_id(desired.name, generation),
+                parallelism=desired.spec.template.spec.parallelism)
+
+
+def _with_restore(step: Step, restore: Restore) -> Step:
+    return Step(step.kind, step.job_id, restore=restore, parallelism=step.parallelism)
+
+
+def _restore_after_stop(desired: Deployment) -> Restore:
+    if desired.spec.restore_strategy.kind == RestoreStrategyKind.NONE:
+        return Restore(RestoreKind.EMPTY)
+    return Restore(RestoreKind.STOP_SAVEPOINT)
+
+
+def _restore_at_start(desired: Deployment, previous: DeploymentStatus | None,
+                      observation: Observation, first: bool) -> Restore:
+    """The state a job starts from when no savepoint is taken on the way (DESIGN §2.2)."""
+    strategy = desired.spec.restore_strategy.kind
+    if first and desired.spec.initial_savepoint_path and strategy != RestoreStrategyKind.NONE:
+        return Restore(RestoreKind.SAVEPOINT, desired.spec.initial_savepoint_path)
+    if strategy == RestoreStrategyKind.NONE:
+        return Restore(RestoreKind.EMPTY)
+    status = previous.status if previous is not None else None
+    savepoint = status.last_savepoint.location if status and status.last_savepoint else None
+    latest_job = observation.latest.id if observation.latest else None
+    stopped_with_savepoint = (status is not None and status.last_savepoint is not None
+                              and status.last_savepoint.job_id == latest_job)
+    if strategy == RestoreStrategyKind.LATEST_STATE and latest_job and not stopped_with_savepoint:
+        # the newest state of a job that was cancelled or failed is its retained checkpoint
+        return Restore(RestoreKind.LATEST_STATE, savepoint, latest_job)
+    if savepoint:
+        return Restore(RestoreKind.SAVEPOINT, savepoint)
+    return Restore(RestoreKind.EMPTY)
+
+
+def _next_generation(previous: DeploymentStatus | None, observation: Observation) -> int:
+    known = [observation.max_generation]
+    if previous is not None:
+        known += [j.generation for j in previous.status.history.jobs]
+        if previous.status.job is not None:
+            known.append(previous.status.job.generation)
+    return max(known) + 1

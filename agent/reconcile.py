@@ -1,0 +1,216 @@
+"""One cycle of the agent, top to bottom: source -> load -> observe -> diff -> plan -> execute ->
+report (I/O: git, Flink; the decisions are made by the pure modules it calls).
+
+`assess` runs the first half (nothing changes anywhere) and is shared by `sync` and `plan`, so
+what a reviewer approves is what runs. `sync` carries the plans out and writes the status branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from agent.config import Settings
+from agent.diff import Difference, difference
+from agent.errors import FlinkGitopsError
+from agent.execute import Execution, Outcome, utc_now
+from agent.flink import target as targets
+from agent.flink.artifacts import fetch_jar, repo_path
+from agent.flink.rest import FlinkClient
+from agent.load import LoadResult, SpecProblem, load
+from agent.model.spec import Deployment, DeploymentTarget
+from agent.model.status import ActionResult, DeploymentStatus
+from agent.observe import ClusterView, Observation, observe_cluster
+from agent.plan import Plan, plan
+from agent.report import branch
+from agent.report.dashboard import status_files
+from agent.report.document import CycleFacts, in_desired_state, next_status
+from agent.source import SpecRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Assessment:
+    """One deployment, assessed: what is wanted, what runs, what differs, what to do."""
+
+    name: str
+    desired: Deployment | None
+    desired_hash: str | None
+    spec_file: str | None
+    target: DeploymentTarget | None
+    previous: DeploymentStatus | None
+    observation: Observation
+    difference: Difference
+    plan: Plan
+    problems: tuple[SpecProblem, ...] = ()
+    warnings: tuple[SpecProblem, ...] = ()
+
+    @property
+    def deleted(self) -> bool:
+        return self.desired is None and not self.problems
+
+
+@dataclass
+class Cycle:
+    """Everything one cycle looked at and decided, before anything was executed."""
+
+    commit: str
+    loaded: LoadResult
+    assessments: list[Assessment]
+    clients: dict[str, FlinkClient] = field(default_factory=dict)
+
+
+@dataclass
+class SyncResult:
+    commit: str
+    documents: list[DeploymentStatus]
+    outcomes: dict[str, Outcome]
+    status_commit: str | None
+
+    unattributed: list[SpecProblem] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        healthy = all(in_desired_state(d) for d in self.documents)
+        return 0 if healthy and not self.unattributed else 1
+
+
+def assess(settings: Settings, source: SpecRepository, start_local: bool = True) -> Cycle:
+    """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink."""
+    source.fetch()
+    commit = source.resolve(settings.branch)
+    loaded = load(source.spec_files(commit, settings.path))
+    previous = branch.read_statuses(source, settings.status_branch)
+    problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
+    names = sorted(set(loaded.deployments) | problem_names |
+                   {n for n, d in previous.items() if not d.status.deleted})
+
+    wanted = {}
+    for name in names:
+        wanted[name] = _wanted(name, loaded, previous.get(name))
+    clients, views = _observe(settings, loaded, wanted.values(), start_local)
+    assessments = []
+    for name in names:
+        desired, problems, target_name = wanted[name]
+        desired_hash = _job_hash(desired, source, commit) if desired else None
+        view = views.get(target_name) or ClusterView(False, error=f"no target {target_name!r}")
+        observation = view.of(name)
+        before = previous.get(name)
+        diff = difference(name, desired, desired_hash, before, observation)
+        if problems:
+            decided = Plan(name, None, reason="spec refused; the running job is left as it is")
+        else:
+            decided = plan(diff, desired, before, observation)
+        located = loaded.deployments.get(name)
+        assessments.append(Assessment(
+            name, None if problems else desired, desired_hash, located.file if located else None,
+            loaded.targets[target_name].spec if target_name in loaded.targets else None,
+            before, observation, diff, decided, tuple(problems),
+            tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment")))
+    return Cycle(commit, loaded, assessments, clients)
+
+
+def sync(settings: Settings) -> SyncResult:
+    """One full cycle: assess, execute every plan, write the status branch."""
+    source = SpecRepository(settings.repo, settings.workdir)
+    cycle = assess(settings, source)
+    documents, outcomes = [], {}
+    for item in cycle.assessments:
+        outcome = None
+        if item.plan.changes_anything:
+            log.info("%s: %s", item.name, item.plan.summary())
+            outcome = _execute(settings, source, cycle, item)
+            outcomes[item.name] = outcome
+            log.info("%s: %s %s", item.name, outcome.result.value, outcome.message)
+        events = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
+        documents.append(next_status(CycleFacts(
+            item.name, item.previous, item.desired, item.desired_hash, item.spec_file,
+            item.target.name if item.target else _previous_target(item),
+            item.observation, item.plan, outcome, cycle.commit, utc_now(), item.problems,
+            item.warnings, item.deleted, events)))
+    unattributed = [p for p in cycle.loaded.problems if p.name is None]
+    message = _commit_message(cycle.commit, outcomes)
+    status_commit = branch.write(source, settings.status_branch,
+                                 status_files(documents, cycle.commit, unattributed), message)
+    return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)
+
+
+def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
+             item: Assessment) -> Outcome:
+    target = item.target
+    if target is None:
+        return Outcome(ActionResult.FAILED, "the deployment's target is not in the spec repo")
+    spec = item.desired or _applied_deployment(item)
+    execution = Execution(
+        client=cycle.clients[target.name], savepoint_dir=target.spec.savepoint_dir,
+        fetch_jar=lambda: fetch_jar(spec.spec.template.spec.artifact.jar_uri,
+                                    settings.artifact_cache,
+                                    lambda path: source.read(cycle.commit, path)))
+    try:
+        return execution.run(item.plan, spec)
+    except FlinkGitopsError as error:
+        return Outcome(ActionResult.FAILED, str(error))
+
+
+def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None):
+    """(desired spec, its problems, target name) of one deployment."""
+    problems = loaded.problems_of("Deployment", name)
+    located = loaded.deployments.get(name)
+    desired = located.spec if located and not problems else None
+    target_name = (desired.spec.deployment_target_name if desired
+                   else previous.status.target if previous else None)
+    if desired is not None and target_name not in loaded.targets:
+        problems = [SpecProblem(located.file, located.line,
+                                f"deploymentTargetName {target_name!r}: no DeploymentTarget "
+                                "of that name in the spec repo", "Deployment", name)]
+        desired = None
+        target_name = previous.status.target if previous else None
+    return desired, problems, target_name
+
+
+def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
+    clients: dict[str, FlinkClient] = {}
+    views: dict[str, ClusterView] = {}
+    for target_name in sorted({t for _, _, t in wanted if t}):
+        located = loaded.targets.get(target_name)
+        if located is None:
+            views[target_name] = ClusterView(False, error=f"DeploymentTarget {target_name!r} "
+                                                          "is not in the spec repo")
+            continue
+        try:
+            clients[target_name] = targets.connect(located.spec, settings.workdir, start_local)
+        except FlinkGitopsError as error:
+            views[target_name] = ClusterView(False, error=str(error))
+            continue
+        views[target_name] = observe_cluster(clients[target_name])
+    return clients, views
+
+
+def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
+    """The desired job's digest, including the content of a jar kept in the spec repo."""
+    artifact = desired.spec.template.spec.artifact
+    path = repo_path(artifact.jar_uri) if artifact.jar_uri else None
+    digest = None
+    if path is not None:
+        try:
+            digest = (source.repo.commit(commit).tree / path).hexsha
+        except KeyError:
+            digest = "missing"
+    return desired.job_hash(digest)
+
+
+def _applied_deployment(item: Assessment) -> Deployment | None:
+    applied = item.previous.status.applied_spec if item.previous else None
+    return Deployment.model_validate(applied) if applied else None
+
+
+def _previous_target(item: Assessment) -> str | None:
+    return item.previous.status.target if item.previous else None
+
+
+def _commit_message(commit: str, outcomes: dict[str, Outcome]) -> str:
+    lines = [f"status of {commit[:10]}"]
+    lines += [f"{name}: {o.result.value} {o.message}" for name, o in sorted(outcomes.items())]
+    return "\n\n".join(lines[:1] + ["\n".join(lines[1:])]) if len(lines) > 1 else lines[0]
+

@@ -1,0 +1,213 @@
+"""One deployment's cycle -> its next status document (pure).
+
+Starts from the previous document and records what this cycle learnt: the spec's problems, the
+action taken and its outcome, the savepoints, the job, and what the cluster shows. Nothing here
+reads a clock: times come in from the caller, so that a cycle in which nothing happened yields a
+document equal to the previous one and no commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.diff import spec_document
+from agent.execute import Outcome
+from agent.load import SpecProblem
+from agent.model.spec import Deployment, DesiredState
+from agent.model.status import (Action, ActionResult, DeploymentState,
+                                DeploymentStatus, Event, Job, JobState, Problem, ProblemKind,
+                                Status, StatusMetadata, SyncStatus, bounded)
+from agent.observe import Observation
+from agent.plan import Plan, StepKind
+
+_JOB_STATES = {
+    "RUNNING": JobState.STARTED, "RESTARTING": JobState.STARTED, "FAILING": JobState.STARTED,
+    "CREATED": JobState.STARTING, "INITIALIZING": JobState.STARTING,
+    "RECONCILING": JobState.STARTING, "CANCELLING": JobState.TERMINATING,
+    "CANCELED": JobState.TERMINATED, "SUSPENDED": JobState.TERMINATED,
+    "FINISHED": JobState.FINISHED, "FAILED": JobState.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class CycleFacts:
+    """Everything one cycle knows about one deployment, as input to its next status."""
+
+    name: str
+    previous: DeploymentStatus | None
+    desired: Deployment | None
+    desired_hash: str | None
+    spec_file: str | None
+    target: str | None
+    observation: Observation
+    plan: Plan
+    outcome: Outcome | None
+    commit: str
+    now: str
+    problems: tuple[SpecProblem, ...] = ()
+    warnings: tuple[SpecProblem, ...] = ()
+    deleted: bool = False
+    events: tuple[str, ...] = field(default=())
+
+
+def next_status(facts: CycleFacts) -> DeploymentStatus:
+    previous = facts.previous.status if facts.previous is not None else None
+    status = previous.model_copy(deep=True) if previous else Status(
+        state=DeploymentState.CANCELLED, sync=SyncStatus.SYNCED)
+    labels = (facts.desired.metadata.labels if facts.desired
+              else facts.previous.metadata.labels if facts.previous else {})
+    status.target = facts.target or status.target
+    status.deleted = facts.deleted
+    status.warnings = [w.message for w in facts.warnings]
+    status.errors = [Problem(kind=ProblemKind.VALIDATION, message=p.message, file=p.file,
+                             line=p.line) for p in facts.problems]
+    if facts.desired is not None and not facts.problems:
+        status.desired_state = facts.desired.spec.state.value
+        status.spec_file = facts.spec_file
+    events = list(facts.events)
+
+    _observe_job(status, facts.observation)
+    if facts.outcome is not None:
+        _record_outcome(status, facts, events)
+    elif (facts.desired is not None and not facts.problems and facts.observation.reachable
+          and facts.plan.action is None and not facts.plan.pending):
+        _adopt(status, facts)
+
+    status.state = _deployment_state(status, facts)
+    status.sync = _sync(status, facts)
+    if facts.problems and (previous is None or previous.errors != status.errors):
+        events.append(f"spec refused: {facts.problems[0]}")
+    status.history.events = bounded(status.history.events + [
+        Event(at=facts.now, message=e) for e in events])
+    return DeploymentStatus(metadata=StatusMetadata(name=facts.name, labels=labels),
+                            status=status)
+
+
+def _observe_job(status: Status, observation: Observation) -> None:
+    """Refreshes the recorded job from the cluster (UNKNOWN when it did not answer)."""
+    if status.job is None:
+        return
+    if not observation.reachable:
+        status.job.flink_status = "UNKNOWN"
+        return
+    seen = {j.id: j for j in observation.jobs}.get(status.job.id)
+    if seen is not None:
+        status.job.flink_status = seen.flink_status
+        if status.job.state in (JobState.STARTING, JobState.STARTED, JobState.TERMINATING):
+            status.job.state = _JOB_STATES.get(seen.flink_status, status.job.state)
+    _replace_in_history(status, status.job)
+
+
+def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> None:
+    outcome, plan = facts.outcome, facts.plan
+    status.last_action = Action(kind=plan.action, result=outcome.result, message=outcome.message,
+                                at=facts.now)
+    events.append(f"{plan.action.value} {outcome.result.value}: {outcome.message}")
+    for savepoint in outcome.savepoints:
+        status.history.savepoints = bounded(status.history.savepoints + [savepoint])
+        status.last_savepoint = savepoint
+    stopped_with_savepoint = {s.job_id for s in plan.steps
+                              if s.kind == StepKind.STOP_WITH_SAVEPOINT}
+    for job_id, flink_status in outcome.ended.items():
+        ended = _job_in_history(status, job_id)
+        if ended is None:
+            continue
+        ended.flink_status = flink_status
+        ended.state = (JobState.TERMINATED if job_id in stopped_with_savepoint
+                       or flink_status == "CANCELED" else _JOB_STATES[flink_status])
+        ended.ended_at = facts.now
+    if outcome.started is not None:
+        started = outcome.started
+        status.job = Job(id=started.id, generation=started.generation, state=JobState.STARTED,
+                         flink_status=started.flink_status, parallelism=started.parallelism,
+                         restored_from=started.restored_from, started_at=started.started_at,
+                         spec_commit=facts.commit)
+        status.history.jobs = bounded(status.history.jobs + [status.job])
+    elif status.job is not None and status.job.id in outcome.ended:
+        status.job = _job_in_history(status, status.job.id)
+    if outcome.result == ActionResult.SUCCESS:
+        _mark_applied(status, facts)
+    else:
+        status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
+
+
+def _adopt(status: Status, facts: CycleFacts) -> None:
+    """Nothing needed doing: the desired spec counts as applied (a metadata-only change, or a
+    job found running that the status did not know of yet)."""
+    active = facts.observation.active
+    if status.job is None and active is not None:
+        status.job = Job(id=active.id, generation=active.generation,
+                         state=_JOB_STATES.get(active.flink_status, JobState.STARTED),
+                         flink_status=active.flink_status,
+                         parallelism=facts.desired.spec.template.spec.parallelism,
+                         started_at=facts.now, spec_commit=facts.commit)
+        status.history.jobs = bounded(status.history.jobs + [status.job])
+    _mark_applied(status, facts)
+
+
+def _mark_applied(status: Status, facts: CycleFacts) -> None:
+    if facts.desired is None:
+        return
+    status.applied_spec_hash = facts.desired_hash
+    status.applied_spec = spec_document(facts.desired)
+    status.spec_commit = facts.commit
+
+
+def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
+    if not facts.observation.reachable:
+        return status.state
+    if facts.outcome is not None and facts.outcome.result == ActionResult.FAILED:
+        return DeploymentState.FAILED
+    job = status.job
+    if job is not None and job.state in (JobState.STARTING, JobState.STARTED,
+                                         JobState.TERMINATING):
+        return (DeploymentState.RUNNING if job.flink_status == "RUNNING"
+                else DeploymentState.TRANSITIONING)
+    if facts.deleted:
+        return DeploymentState.SUSPENDED
+    desired = status.desired_state
+    if desired == DesiredState.SUSPENDED:
+        return DeploymentState.SUSPENDED
+    if desired == DesiredState.CANCELLED or job is None:
+        return DeploymentState.CANCELLED
+    if job.state == JobState.FINISHED:
+        return DeploymentState.FINISHED
+    if job.state == JobState.FAILED:
+        return DeploymentState.FAILED
+    return DeploymentState.CANCELLED
+
+
+def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
+    if facts.problems:
+        return SyncStatus.INVALID
+    if facts.deleted:
+        return SyncStatus.SYNCED
+    if not facts.observation.reachable or facts.plan.pending:
+        return SyncStatus.OUT_OF_SYNC
+    if facts.outcome is not None and facts.outcome.result != ActionResult.SUCCESS:
+        return SyncStatus.OUT_OF_SYNC
+    if facts.desired is not None and status.applied_spec_hash != facts.desired_hash:
+        return SyncStatus.OUT_OF_SYNC
+    return SyncStatus.SYNCED
+
+
+def _job_in_history(status: Status, job_id: str) -> Job | None:
+    return next((j for j in status.history.jobs if j.id == job_id), None)
+
+
+def _replace_in_history(status: Status, job: Job) -> None:
+    status.history.jobs = [job if j.id == job.id else j for j in status.history.jobs]
+
+
+def in_desired_state(document: DeploymentStatus) -> bool:
+    """True when the deployment is where its spec wants it and in sync (exit code 0)."""
+    status = document.status
+    if status.sync != SyncStatus.SYNCED:
+        return False
+    if status.deleted:
+        return status.state != DeploymentState.FAILED
+    wanted = {DesiredState.RUNNING: {DeploymentState.RUNNING, DeploymentState.FINISHED},
+              DesiredState.SUSPENDED: {DeploymentState.SUSPENDED},
+              DesiredState.CANCELLED: {DeploymentState.CANCELLED}}
+    return status.state in wanted.get(status.desired_state, set())
+

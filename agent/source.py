@@ -1,0 +1,108 @@
+"""The spec repository: clone once, fetch each cycle, read files at a commit (I/O: git).
+
+The agent keeps one bare mirror of the spec repository in its work dir and reads files straight
+from commits, without a work tree. Remote branches land under `refs/remotes/origin/`, so the
+status branch is read from there too. Credentials come from git's own configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import git
+
+from agent.errors import SourceError
+from agent.load import is_spec_file
+
+REMOTE = "origin"
+_CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_url(url: str) -> str:
+    """A repository URL without the `user:password@` part, for logs and status."""
+    return _CREDENTIALS_IN_URL.sub("***@", url)
+
+
+def normalise_url(repo: str) -> str:
+    """A local path becomes an absolute path; URLs stay as they are."""
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    return str(Path(repo).expanduser().resolve())
+
+
+class SpecRepository:
+    """A bare mirror of the spec repository under the agent's work dir."""
+
+    def __init__(self, url: str, workdir: Path):
+        self.url = normalise_url(url)
+        key = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        self.path = Path(workdir) / "repos" / key
+        self._repo: git.Repo | None = None
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = self._open()
+        return self._repo
+
+    def _open(self) -> git.Repo:
+        if (self.path / "HEAD").exists():
+            return git.Repo(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        repo = git.Repo.init(self.path, bare=True)
+        repo.create_remote(REMOTE, self.url)
+        return repo
+
+    def fetch(self) -> None:
+        """Fetches every branch of the remote (the spec branch and the status branch)."""
+        try:
+            self.repo.git.fetch(REMOTE, "--prune", "--quiet",
+                                f"+refs/heads/*:refs/remotes/{REMOTE}/*")
+        except git.GitCommandError as error:
+            raise SourceError(
+                f"cannot fetch {redact_url(self.url)}: {_git_reason(error)}") from None
+
+    def head(self, branch: str) -> str | None:
+        """The commit the remote branch points at, or None when there is no such branch."""
+        ref = f"refs/remotes/{REMOTE}/{branch}"
+        try:
+            return self.repo.git.rev_parse("--verify", "--quiet", ref + "^{commit}")
+        except git.GitCommandError:
+            return None
+
+    def resolve(self, rev: str) -> str:
+        """A commit id for a branch name (of the remote), tag, or commit."""
+        for candidate in (f"refs/remotes/{REMOTE}/{rev}", rev):
+            try:
+                return self.repo.git.rev_parse("--verify", "--quiet", candidate + "^{commit}")
+            except git.GitCommandError:
+                continue
+        raise SourceError(f"{rev!r} is neither a branch of {redact_url(self.url)} nor a commit")
+
+    def spec_files(self, commit: str, path: str = ".") -> dict[str, str]:
+        """Every `*.yaml`/`*.yml` under `path` at `commit`: repo-relative path -> text."""
+        prefix = _prefix(path)
+        files = {}
+        for item in self.repo.commit(commit).tree.traverse():
+            if item.type == "blob" and item.path.startswith(prefix) and is_spec_file(item.path):
+                files[item.path] = item.data_stream.read().decode("utf-8", errors="replace")
+        return files
+
+    def read(self, commit: str, path: str) -> bytes | None:
+        """One file at `commit`, or None when it does not exist there."""
+        try:
+            return (self.repo.commit(commit).tree / path.lstrip("./")).data_stream.read()
+        except KeyError:
+            return None
+
+
+def _prefix(path: str) -> str:
+    cleaned = path.strip("/")
+    return "" if cleaned in ("", ".") else cleaned + "/"
+
+
+def _git_reason(error: git.GitCommandError) -> str:
+    text = (error.stderr or "").strip().removeprefix("stderr:").strip().strip("'").strip()
+    return redact_url(text or str(error))

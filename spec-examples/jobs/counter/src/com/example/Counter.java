@@ -1,0 +1,110 @@
+package com.example;
+
+import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.connector.source.util.ratelimit.RateLimiterStrategy;
+import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.connector.datagen.source.DataGeneratorSource;
+import org.apache.flink.connector.datagen.source.GeneratorFunction;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.streaming.api.functions.sink.PrintSink;
+import org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink;
+import org.apache.flink.util.Collector;
+import org.apache.flink.util.ParameterTool;
+
+/**
+ * counter: an unbounded, stateful example job.
+ *
+ * <p>A source emits the keys {@code key-0 … key-(K-1)} round robin, forever, at a steady rate;
+ * the job keeps a running count per key in keyed state and emits {@code (key, count)} after
+ * every event. Because the count lives in Flink state, a job stopped with a savepoint and
+ * started again from it (at any parallelism) continues counting where it stopped.
+ *
+ * <p>Arguments:
+ * <ul>
+ *   <li>{@code --rate N}: events per second for the whole job (default 50)</li>
+ *   <li>{@code --keys K}: number of distinct keys (default 16)</li>
+ *   <li>{@code --print}: print {@code (key,count)} to the TaskManager's stdout instead of
+ *       discarding it (keep the rate low)</li>
+ * </ul>
+ *
+ * <p>Checkpointing, the state backend and restart strategy are deliberately not set here:
+ * they come from the cluster or the deployment's Flink configuration
+ * (e.g. {@code execution.checkpointing.interval: 10s}).
+ */
+public final class Counter {
+
+    private Counter() {}
+
+    public static void main(String[] args) throws Exception {
+        ParameterTool params = ParameterTool.fromArgs(args);
+        double rate = params.getDouble("rate", 50);
+        int keys = params.getInt("keys", 16);
+        boolean print = params.has("print");
+        if (rate <= 0 || keys <= 0) {
+            throw new IllegalArgumentException("--rate and --keys must be positive");
+        }
+
+        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+
+        // The data generator counts an index up to Long.MAX_VALUE: at any sane rate that is
+        // forever. Its position is part of every checkpoint and savepoint.
+        GeneratorFunction<Long, String> keyOfEvent = index -> "key-" + (index % keys);
+        DataGeneratorSource<String> source =
+                new DataGeneratorSource<>(
+                        keyOfEvent,
+                        Long.MAX_VALUE,
+                        RateLimiterStrategy.perSecond(rate),
+                        Types.STRING);
+
+        // Every operator has a stable uid: savepoint state is matched to operators by uid, so
+        // the job can be changed and rescaled without losing its counts.
+        DataStream<String> events =
+                env.fromSource(source, WatermarkStrategy.noWatermarks(), "events")
+                        .uid("events")
+                        // One reader keeps the rate exact whatever the job's parallelism;
+                        // the keyed counting below scales with it.
+                        .setParallelism(1);
+
+        DataStream<Tuple2<String, Long>> counts =
+                events.keyBy(key -> key, Types.STRING)
+                        .process(new CountPerKey())
+                        .uid("count-per-key")
+                        .name("count per key");
+
+        if (print) {
+            counts.sinkTo(new PrintSink<>()).uid("sink").name("print");
+        } else {
+            counts.sinkTo(new DiscardingSink<>()).uid("sink").name("discard");
+        }
+
+        env.execute("counter");
+    }
+
+    /** Counts the events of each key in a {@code ValueState<Long>}. */
+    static final class CountPerKey
+            extends KeyedProcessFunction<String, String, Tuple2<String, Long>> {
+
+        private transient ValueState<Long> count;
+
+        @Override
+        public void open(OpenContext openContext) {
+            count = getRuntimeContext().getState(new ValueStateDescriptor<>("count", Types.LONG));
+        }
+
+        @Override
+        public void processElement(
+                String key, Context context, Collector<Tuple2<String, Long>> out)
+                throws Exception {
+            Long previous = count.value();
+            long next = (previous == null ? 0L : previous) + 1;
+            count.update(next);
+            out.collect(Tuple2.of(key, next));
+        }
+    }
+}

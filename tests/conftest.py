@@ -1,0 +1,199 @@
+"""Real parts for the tests: one real Flink session cluster per test session (DESIGN §6), the
+counter job built from its Java source, and real git repositories (a bare repo + a clone)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from agent.config import DEFAULT_STATUS_BRANCH, Settings
+from agent.flink import local
+from agent.flink.build import build_jar
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "spec-examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def flink(tmp_path_factory):
+    """A real Flink standalone session cluster, started once for the whole test session."""
+    workdir = tmp_path_factory.mktemp("flink")
+    port = free_port()
+    cluster = local.start(workdir, port=port, slots=8)
+    yield cluster
+    local.stop(workdir, port=port)
+
+
+@pytest.fixture(scope="session")
+def counter_jar(tmp_path_factory) -> Path:
+    return build_jar(EXAMPLES / "jobs" / "counter" / "src", tmp_path_factory.mktemp("build"),
+                     name="counter")
+
+
+@pytest.fixture(autouse=True)
+def no_job_left_running(request):
+    """Each test leaves the shared cluster as it found it: its jobs are cancelled afterwards."""
+    yield
+    if "flink" not in request.fixturenames:
+        return
+    cluster = request.getfixturevalue("flink")
+    for job in requests.get(f"{cluster.url}/jobs/overview", timeout=10).json()["jobs"]:
+        if job["state"] not in ("FINISHED", "CANCELED", "FAILED"):
+            requests.patch(f"{cluster.url}/jobs/{job['jid']}", params={"mode": "cancel"},
+                           timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        jobs = requests.get(f"{cluster.url}/jobs/overview", timeout=10).json()["jobs"]
+        if all(j["state"] in ("FINISHED", "CANCELED", "FAILED") for j in jobs):
+            break
+        time.sleep(0.2)
+
+
+def git(where: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(where), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+class SpecRepo:
+    """A real spec repository: a bare 'remote' and a clone the test commits and pushes from."""
+
+    def __init__(self, root: Path):
+        self.remote = root / "specs.git"
+        self.checkout = root / "specs"
+        subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main",
+                        str(self.remote)], check=True)
+        subprocess.run(["git", "clone", "--quiet", str(self.remote), str(self.checkout)],
+                       check=True, capture_output=True)
+
+    def write(self, path: str, text: str) -> None:
+        file = self.checkout / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(textwrap.dedent(text))
+
+    def add_file(self, path: str, source: Path) -> None:
+        file = self.checkout / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(source.read_bytes())
+
+    def push(self, message: str = "change") -> str:
+        git(self.checkout, "add", "-A")
+        git(self.checkout, "commit", "--quiet", "--allow-empty", "-m", message)
+        git(self.checkout, "push", "--quiet", "origin", "HEAD:main")
+        return git(self.checkout, "rev-parse", "HEAD")
+
+    def status_commits(self) -> list[str]:
+        """Commits of the status branch on the remote, newest first ([] when none)."""
+        try:
+            return git(self.remote, "rev-list", DEFAULT_STATUS_BRANCH).split()
+        except subprocess.CalledProcessError:
+            return []
+
+    def status_file(self, path: str) -> str:
+        return git(self.remote, "show", f"{DEFAULT_STATUS_BRANCH}:{path}")
+
+    def status_of(self, name: str) -> dict:
+        return yaml.safe_load(self.status_file(f"deployments/{name}.yaml"))["status"]
+
+
+@pytest.fixture
+def spec_repo(tmp_path) -> SpecRepo:
+    return SpecRepo(tmp_path)
+
+
+@pytest.fixture
+def settings(spec_repo, tmp_path) -> Settings:
+    return Settings(str(spec_repo.remote), workdir=tmp_path / "agent")
+
+
+@pytest.fixture
+def deployed(spec_repo, flink, counter_jar):
+    """A spec repo with a target for the test cluster and the counter jar; returns a function
+    writing the Deployment `name` with the given spec fields."""
+    spec_repo.write("targets/test.yaml", f"""\
+        apiVersion: v1
+        kind: DeploymentTarget
+        metadata: {{name: test}}
+        spec:
+          flink: {{url: "{flink.url}"}}
+        """)
+    spec_repo.add_file("jobs/counter.jar", counter_jar)
+
+    def write(name: str, parallelism: int = 1, state: str = "RUNNING", upgrade: str = "STATEFUL",
+              restore: str = "LATEST_SAVEPOINT", labels: str = "{team: test}",
+              extra: str = "") -> None:
+        spec_repo.write(f"deployments/{name}.yaml", f"""\
+            apiVersion: v1
+            kind: Deployment
+            metadata:
+              name: {name}
+              labels: {labels}
+            spec:
+              state: {state}
+              deploymentTargetName: test
+              upgradeStrategy: {{kind: {upgrade}}}
+              restoreStrategy: {{kind: {restore}}}
+              {extra}
+              template:
+                spec:
+                  artifact:
+                    jarUri: jobs/counter.jar
+                    entryClass: com.example.Counter
+                    mainArgs: --rate 20 --keys 4
+                  parallelism: {parallelism}
+                  flinkConfiguration:
+                    execution.checkpointing.interval: 1s
+            """)
+    return write
+
+
+class Flink:
+    """Reads of the test cluster's REST API, for assertions."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def get(self, path: str) -> dict:
+        return requests.get(self.url + path, timeout=10).json()
+
+    def jobs(self) -> dict[str, str]:
+        return {j["jid"]: j["state"] for j in self.get("/jobs/overview")["jobs"]}
+
+    def running(self) -> list[str]:
+        return [j for j, s in self.jobs().items() if s == "RUNNING"]
+
+    def restored_from(self, job: str) -> str | None:
+        restored = (self.get(f"/jobs/{job}/checkpoints").get("latest") or {}).get("restored")
+        return restored["external_path"] if restored else None
+
+    def parallelism(self, job: str) -> set[int]:
+        return {v["parallelism"] for v in self.get(f"/jobs/{job}")["vertices"]}
+
+    def jars(self) -> list[str]:
+        return [f["id"] for f in self.get("/jars")["files"]]
+
+    def wait_checkpoint(self, job: str, timeout: float = 60) -> None:
+        """Waits for a completed checkpoint, so that the job has state worth restoring."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.get(f"/jobs/{job}/checkpoints").get("counts", {}).get("completed", 0) > 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"job {job} completed no checkpoint in {timeout}s")
+
+
+@pytest.fixture
+def rest(flink) -> Flink:
+    return Flink(flink.url)

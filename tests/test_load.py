@@ -1,0 +1,90 @@
+"""Loading spec files: every document becomes a spec or a problem with file and line."""
+
+from agent.load import load
+
+TARGET = """\
+apiVersion: v1
+kind: DeploymentTarget
+metadata: {name: local}
+spec:
+  local: {port: 8081}
+"""
+
+DEPLOYMENT = """\
+apiVersion: v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{team: payments}}
+spec:
+  deploymentTargetName: local
+  template:
+    spec:
+      artifact:
+        jarUri: jobs/app.jar
+        entryClass: com.example.App
+        mainArgs: --window "10 s" --fast
+      parallelism: 2
+      flinkConfiguration:
+        execution.checkpointing.interval: 10s
+        pipeline.object-reuse: true
+"""
+
+
+def test_a_valid_deployment_and_target_load_with_their_defaults():
+    result = load({"t.yaml": TARGET, "d.yaml": DEPLOYMENT.format(name="orders")})
+    assert result.problems == []
+    orders = result.deployments["orders"].spec
+    assert orders.spec.upgrade_strategy.kind == "STATEFUL"
+    assert orders.spec.restore_strategy.kind == "LATEST_SAVEPOINT"
+    assert orders.spec.template.spec.artifact.program_args() == ["--window", "10 s", "--fast"]
+    assert orders.spec.template.spec.flink_configuration["pipeline.object-reuse"] == "true"
+    assert result.targets["local"].spec.spec.local.port == 8081
+
+
+def test_an_unknown_field_is_an_error_naming_file_and_line():
+    text = DEPLOYMENT.format(name="orders").replace("  parallelism: 2", "  paralelism: 2")
+    result = load({"deployments/orders.yaml": text})
+    [problem] = result.problems
+    assert (problem.file, problem.line) == ("deployments/orders.yaml", 14)
+    assert "paralelism" in problem.message and "unknown field" in problem.message
+    assert problem.name == "orders"
+
+
+def test_a_bad_document_never_hides_the_other_documents_of_its_file():
+    text = DEPLOYMENT.format(name="bad") + "---\nkind: [broken\n---\n" + DEPLOYMENT.format(
+        name="good")
+    text = text.replace("parallelism: 2", "parallelism: 0", 1)
+    result = load({"all.yaml": text})
+    assert set(result.deployments) == {"good"}
+    messages = [str(p) for p in result.problems]
+    assert any("all.yaml:14:" in m and "parallelism" in m for m in messages)
+    assert any(m.startswith("all.yaml:19: YAML syntax error") for m in messages)
+
+
+def test_duplicate_names_are_an_error_for_both_documents():
+    result = load({"a.yaml": DEPLOYMENT.format(name="orders"),
+                   "b.yaml": DEPLOYMENT.format(name="orders")})
+    assert "orders" not in result.deployments
+    assert sorted(p.file for p in result.problems) == ["a.yaml", "b.yaml"]
+    assert all("duplicate Deployment name 'orders'" in p.message for p in result.problems)
+
+
+def test_ververica_fields_without_effect_warn_but_load():
+    text = DEPLOYMENT.format(name="orders").replace(
+        "      parallelism: 2", "      parallelism: 2\n      resources: {jobmanager: {cpu: 1}}")
+    result = load({"d.yaml": text})
+    assert "orders" in result.deployments
+    assert any("resources has no effect" in w.message for w in result.warnings)
+
+
+def test_documents_of_other_kinds_are_ignored_with_a_note():
+    result = load({"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"})
+    assert result.problems == [] and result.deployments == {}
+    assert "ConfigMap" in result.notes[0].message
+
+
+def test_a_name_that_is_not_a_dns_label_is_refused():
+    result = load({"d.yaml": DEPLOYMENT.format(name="Orders_1")})
+    assert "metadata.name" in result.problems[0].message
+    assert result.problems[0].line == 4

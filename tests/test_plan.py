@@ -1,0 +1,158 @@
+"""The planner: desired spec + applied status + observed jobs -> action and steps (pure)."""
+
+import pytest
+
+from agent.diff import difference, spec_document
+from agent.job_ids import deployment_key, generation_of, job_id
+from agent.model.spec import Deployment
+from agent.model.status import (DeploymentState, DeploymentStatus, Job, JobState, Savepoint,
+                                SavepointOrigin, Status, StatusMetadata, SyncStatus)
+from agent.observe import ObservedJob, Observation
+from agent.plan import RestoreKind, StepKind, plan
+
+
+def deployment(parallelism=1, state="RUNNING", upgrade="STATEFUL", restore="LATEST_SAVEPOINT",
+               labels=None, initial=None):
+    return Deployment.model_validate({
+        "metadata": {"name": "orders", "labels": labels or {"team": "a"}},
+        "spec": {"state": state, "deploymentTargetName": "local",
+                 "upgradeStrategy": {"kind": upgrade}, "restoreStrategy": {"kind": restore},
+                 "initialSavepointPath": initial,
+                 "template": {"spec": {"artifact": {"jarUri": "a.jar"},
+                                       "parallelism": parallelism}}}})
+
+
+def applied(spec, generation=1, state=DeploymentState.RUNNING, savepoint=None):
+    job = Job(id=job_id("orders", generation), generation=generation, state=JobState.STARTED,
+              flink_status="RUNNING", parallelism=1, started_at="t")
+    status = Status(state=state, sync=SyncStatus.SYNCED, applied_spec_hash=spec.job_hash(),
+                    applied_spec=spec_document(spec), job=job, desired_state=spec.spec.state)
+    status.history.jobs.append(job)
+    if savepoint:
+        status.last_savepoint = Savepoint(location=savepoint, origin=SavepointOrigin.SUSPEND,
+                                          created_at="t", job_id=job.id)
+    return DeploymentStatus(metadata=StatusMetadata(name="orders"), status=status)
+
+
+def running(generation=1, flink_status="RUNNING"):
+    return Observation(True, (ObservedJob(job_id("orders", generation), generation, flink_status),))
+
+
+def decide(desired, previous, observation):
+    diff = difference("orders", desired, desired.job_hash() if desired else None, previous,
+                      observation)
+    return diff, plan(diff, desired, previous, observation)
+
+
+def test_job_ids_carry_the_deployment_and_its_generation():
+    assert job_id("orders", 7).startswith(deployment_key("orders"))
+    assert len(job_id("orders", 7)) == 32 and generation_of(job_id("orders", 7)) == 7
+    assert deployment_key("orders") != deployment_key("orders2")
+
+
+def test_first_start_submits_generation_one_with_empty_state():
+    _, decided = decide(deployment(), None, Observation(True))
+    assert decided.action == "START"
+    [start] = decided.steps
+    assert start.kind == StepKind.START_JOB and start.job_id == job_id("orders", 1)
+    assert start.restore.kind == RestoreKind.EMPTY
+
+
+def test_first_start_restores_the_initial_savepoint_path():
+    _, decided = decide(deployment(initial="file:/sp/1"), None, Observation(True))
+    assert decided.steps[0].restore.kind == RestoreKind.SAVEPOINT
+    assert decided.steps[0].restore.path == "file:/sp/1"
+
+
+def test_stateful_upgrade_stops_with_savepoint_then_starts_from_it():
+    diff, decided = decide(deployment(parallelism=4), applied(deployment()), running())
+    assert [str(f) for f in diff.fields] == ["spec.template.spec.parallelism: 1 → 4"]
+    assert decided.action == "STATEFUL_UPGRADE"
+    stop, start = decided.steps
+    assert stop.kind == StepKind.STOP_WITH_SAVEPOINT and stop.job_id == job_id("orders", 1)
+    assert start.job_id == job_id("orders", 2) and start.parallelism == 4
+    assert start.restore.kind == RestoreKind.STOP_SAVEPOINT
+    assert "stop with savepoint" in decided.summary()
+
+
+def test_stateful_upgrade_with_restore_none_starts_empty():
+    _, decided = decide(deployment(2, restore="NONE"), applied(deployment(restore="NONE")),
+                        running())
+    assert decided.steps[1].restore.kind == RestoreKind.EMPTY
+
+
+def test_stateless_upgrade_cancels_and_starts_empty_without_savepoints():
+    _, decided = decide(deployment(2, upgrade="STATELESS", restore="NONE"),
+                        applied(deployment(upgrade="STATELESS", restore="NONE")), running())
+    assert decided.action == "STATELESS_UPGRADE"
+    assert [s.kind for s in decided.steps] == [StepKind.CANCEL_JOB, StepKind.START_JOB]
+    assert decided.steps[1].restore.kind == RestoreKind.EMPTY
+
+
+def test_stateless_upgrade_with_latest_state_restores_the_retained_checkpoint():
+    _, decided = decide(deployment(2, upgrade="STATELESS", restore="LATEST_STATE"),
+                        applied(deployment(upgrade="STATELESS", restore="LATEST_STATE")),
+                        running())
+    restore = decided.steps[1].restore
+    assert restore.kind == RestoreKind.LATEST_STATE and restore.job_id == job_id("orders", 1)
+
+
+def test_upgrade_strategy_none_leaves_the_job_and_marks_the_upgrade_pending():
+    _, decided = decide(deployment(2, upgrade="NONE"), applied(deployment(upgrade="NONE")),
+                        running())
+    assert decided.action is None and decided.pending and decided.steps == ()
+
+
+def test_a_label_change_restarts_nothing():
+    diff, decided = decide(deployment(labels={"team": "b"}), applied(deployment()), running())
+    assert diff.metadata_only and not diff.job_changed
+    assert decided.action is None
+
+
+def test_suspend_takes_a_savepoint_and_resume_restores_it():
+    _, suspend = decide(deployment(state="SUSPENDED"), applied(deployment()), running())
+    assert suspend.action == "SUSPEND"
+    assert suspend.steps[0].kind == StepKind.STOP_WITH_SAVEPOINT
+    assert suspend.steps[0].origin == SavepointOrigin.SUSPEND
+    suspended = applied(deployment(state="SUSPENDED"), state=DeploymentState.SUSPENDED,
+                        savepoint="file:/sp/s1")
+    _, resume = decide(deployment(), suspended, running(flink_status="FINISHED"))
+    assert resume.action == "START"
+    assert resume.steps[0].restore.path == "file:/sp/s1"
+    assert resume.steps[0].job_id == job_id("orders", 2)
+
+
+def test_cancelled_cancels_without_savepoint():
+    _, decided = decide(deployment(state="CANCELLED"), applied(deployment()), running())
+    assert decided.action == "CANCEL"
+    assert [s.kind for s in decided.steps] == [StepKind.CANCEL_JOB]
+
+
+def test_nothing_to_do_when_the_applied_job_runs():
+    _, decided = decide(deployment(), applied(deployment()), running())
+    assert decided.action is None and not decided.pending
+
+
+def test_a_job_cancelled_outside_the_agent_is_restarted_from_the_latest_savepoint():
+    previous = applied(deployment(), savepoint="file:/sp/1")
+    diff, decided = decide(deployment(), previous, running(flink_status="CANCELED"))
+    assert "CANCELED" in diff.drift
+    assert decided.action == "RESTART"
+    assert decided.steps[0].restore.path == "file:/sp/1"
+
+
+def test_a_deleted_spec_suspends_the_job_with_a_savepoint():
+    _, decided = decide(None, applied(deployment()), running())
+    assert decided.action == "DELETE"
+    assert decided.steps[0].kind == StepKind.STOP_WITH_SAVEPOINT
+
+
+def test_an_unreachable_target_plans_nothing():
+    _, decided = decide(deployment(2), applied(deployment()), Observation(False, error="down"))
+    assert decided.action is None and "unreachable" in decided.reason
+
+
+@pytest.mark.parametrize("generation", [1, 5])
+def test_the_new_job_id_is_past_every_generation_seen(generation):
+    _, decided = decide(deployment(2), applied(deployment(), generation=1), running(generation))
+    assert decided.steps[-1].job_id == job_id("orders", generation + 1)

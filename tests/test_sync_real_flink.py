@@ -1,0 +1,210 @@
+"""`sync` against a real Flink cluster and real git repositories (DESIGN §2.2, §4, §5)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+from agent.job_ids import job_id
+from agent.reconcile import sync
+
+
+def test_first_sync_starts_the_job_and_writes_the_status_branch(deployed, spec_repo, settings,
+                                                                 rest):
+    deployed("first")
+    commit = spec_repo.push("first deployment")
+    result = sync(settings)
+    assert result.exit_code == 0
+    job = job_id("first", 1)
+    assert rest.jobs()[job] == "RUNNING"
+    status = spec_repo.status_of("first")
+    assert status["state"] == "RUNNING" and status["sync"] == "SYNCED"
+    assert status["specCommit"] == commit
+    assert status["job"]["id"] == job and status["job"]["flinkStatus"] == "RUNNING"
+    assert status["lastAction"]["kind"] == "START" and status["lastAction"]["result"] == "SUCCESS"
+    assert "| first | RUNNING | SYNCED |" in spec_repo.status_file("README.md")
+    assert '"first"' in spec_repo.status_file("status.json")
+
+
+def test_stateful_upgrade_restores_the_savepoint_it_took(deployed, spec_repo, settings, rest):
+    deployed("stateful", parallelism=1)
+    spec_repo.push()
+    sync(settings)
+    old = job_id("stateful", 1)
+    rest.wait_checkpoint(old)
+    deployed("stateful", parallelism=2)
+    spec_repo.push("parallelism 2")
+    result = sync(settings)
+    assert result.exit_code == 0
+    status = spec_repo.status_of("stateful")
+    new = status["job"]["id"]
+    assert new == job_id("stateful", 2)
+    assert rest.jobs()[old] == "FINISHED" and rest.jobs()[new] == "RUNNING"
+    savepoint = status["lastSavepoint"]["location"]
+    assert status["lastSavepoint"]["origin"] == "UPGRADE"
+    assert rest.restored_from(new) == savepoint
+    assert status["job"]["restoredFrom"] == savepoint
+    assert rest.parallelism(new) == {2}
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+
+
+def test_stateless_upgrade_starts_the_new_job_with_empty_state(deployed, spec_repo, settings,
+                                                              rest):
+    deployed("stateless", upgrade="STATELESS", restore="NONE")
+    spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(job_id("stateless", 1))
+    deployed("stateless", parallelism=2, upgrade="STATELESS", restore="NONE")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    new = job_id("stateless", 2)
+    assert rest.jobs()[job_id("stateless", 1)] == "CANCELED"
+    assert rest.jobs()[new] == "RUNNING"
+    assert rest.restored_from(new) is None
+    status = spec_repo.status_of("stateless")
+    assert status["lastAction"]["kind"] == "STATELESS_UPGRADE"
+    assert "lastSavepoint" not in status
+
+
+def test_suspend_then_resume_restores_the_suspend_savepoint(deployed, spec_repo, settings, rest):
+    deployed("pausing")
+    spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(job_id("pausing", 1))
+    deployed("pausing", state="SUSPENDED")
+    spec_repo.push("suspend")
+    assert sync(settings).exit_code == 0
+    suspended = spec_repo.status_of("pausing")
+    assert suspended["state"] == "SUSPENDED"
+    assert rest.running() == []
+    savepoint = suspended["lastSavepoint"]
+    assert savepoint["origin"] == "SUSPEND"
+    deployed("pausing", state="RUNNING")
+    spec_repo.push("resume")
+    assert sync(settings).exit_code == 0
+    resumed = spec_repo.status_of("pausing")
+    assert resumed["state"] == "RUNNING"
+    assert rest.restored_from(resumed["job"]["id"]) == savepoint["location"]
+
+
+def test_cancelled_cancels_the_job_without_a_savepoint(deployed, spec_repo, settings, rest):
+    deployed("cancelling")
+    spec_repo.push()
+    sync(settings)
+    deployed("cancelling", state="CANCELLED")
+    spec_repo.push("cancel")
+    assert sync(settings).exit_code == 0
+    assert rest.jobs()[job_id("cancelling", 1)] == "CANCELED"
+    status = spec_repo.status_of("cancelling")
+    assert status["state"] == "CANCELLED" and "lastSavepoint" not in status
+    assert status["lastAction"]["kind"] == "CANCEL"
+
+
+def test_upgrade_strategy_none_leaves_the_job_and_reports_out_of_sync(deployed, spec_repo,
+                                                                      settings, rest):
+    deployed("frozen", upgrade="NONE")
+    spec_repo.push()
+    sync(settings)
+    deployed("frozen", upgrade="NONE", parallelism=2)
+    spec_repo.push("parallelism 2")
+    result = sync(settings)
+    assert result.exit_code == 1
+    assert rest.running() == [job_id("frozen", 1)]
+    assert rest.parallelism(job_id("frozen", 1)) == {1}
+    status = spec_repo.status_of("frozen")
+    assert status["sync"] == "OUT_OF_SYNC" and status["state"] == "RUNNING"
+
+
+def test_an_invalid_spec_leaves_the_running_job_untouched(deployed, spec_repo, settings, rest):
+    deployed("guarded")
+    spec_repo.push()
+    sync(settings)
+    deployed("guarded", parallelism=2, extra="maxJobCreationAttemps: 3")
+    spec_repo.push("a typo")
+    result = sync(settings)
+    assert result.exit_code == 1
+    assert rest.running() == [job_id("guarded", 1)]
+    status = spec_repo.status_of("guarded")
+    assert status["sync"] == "INVALID" and status["state"] == "RUNNING"
+    [error] = status["errors"]
+    assert error["file"] == "deployments/guarded.yaml" and error["line"] == 11
+    assert "maxJobCreationAttemps" in error["message"]
+    assert "guarded" in spec_repo.status_file("README.md").split("## Problems")[1]
+
+
+def test_a_label_change_restarts_nothing(deployed, spec_repo, settings, rest):
+    deployed("labelled")
+    spec_repo.push()
+    sync(settings)
+    deployed("labelled", labels="{team: other}")
+    commit = spec_repo.push("relabel")
+    assert sync(settings).exit_code == 0
+    assert rest.running() == [job_id("labelled", 1)]
+    status = spec_repo.status_of("labelled")
+    assert status["specCommit"] == commit and status["appliedSpec"]["metadata"]["labels"] == {
+        "team": "other"}
+
+
+class RecordingProxy:
+    """A real HTTP proxy in front of Flink that records every request the agent makes."""
+
+    def __init__(self, upstream: str):
+        self.requests: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                proxy.requests.append((self.command, self.path))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                answer = requests.request(self.command, upstream + self.path, data=body,
+                                          headers={k: v for k, v in self.headers.items()
+                                                   if k.lower() != "host"}, timeout=60)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings, flink, rest):
+    proxy = RecordingProxy(flink.url)
+    deployed("quiet")
+    spec_repo.write("targets/test.yaml", f"""\
+        apiVersion: v1
+        kind: DeploymentTarget
+        metadata: {{name: test}}
+        spec:
+          flink: {{url: "{proxy.url}"}}
+        """)
+    spec_repo.push()
+    sync(settings)
+    commits = spec_repo.status_commits()
+    proxy.requests.clear()
+    result = sync(settings)
+    proxy.server.shutdown()
+    assert result.exit_code == 0 and result.status_commit is None
+    assert spec_repo.status_commits() == commits
+    assert proxy.requests == [("GET", "/jobs/overview")]
+    assert rest.running() == [job_id("quiet", 1)]
+
+
+def test_a_jar_is_uploaded_once_per_content(deployed, spec_repo, settings, rest):
+    deployed("uploads")
+    spec_repo.push()
+    sync(settings)
+    before = rest.jars()
+    deployed("uploads", parallelism=2)
+    spec_repo.push()
+    sync(settings)
+    assert rest.jars() == before
