@@ -178,8 +178,9 @@ class Flink:
         restored = (self.get(f"/jobs/{job}/checkpoints").get("latest") or {}).get("restored")
         return restored["external_path"] if restored else None
 
-    def parallelism(self, job: str) -> set[int]:
-        return {v["parallelism"] for v in self.get(f"/jobs/{job}")["vertices"]}
+    def parallelism(self, job: str) -> int:
+        """The job's parallelism: its widest operator (the counter's source is fixed at 1)."""
+        return max(v["parallelism"] for v in self.get(f"/jobs/{job}")["vertices"])
 
     def jars(self) -> list[str]:
         return [f["id"] for f in self.get("/jars")["files"]]

@@ -46,7 +46,7 @@ def test_stateful_upgrade_restores_the_savepoint_it_took(deployed, spec_repo, se
     assert status["lastSavepoint"]["origin"] == "UPGRADE"
     assert rest.restored_from(new) == savepoint
     assert status["job"]["restoredFrom"] == savepoint
-    assert rest.parallelism(new) == {2}
+    assert rest.parallelism(new) == 2
     assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
 
 
@@ -112,7 +112,7 @@ def test_upgrade_strategy_none_leaves_the_job_and_reports_out_of_sync(deployed, 
     result = sync(settings)
     assert result.exit_code == 1
     assert rest.running() == [job_id("frozen", 1)]
-    assert rest.parallelism(job_id("frozen", 1)) == {1}
+    assert rest.parallelism(job_id("frozen", 1)) == 1
     status = spec_repo.status_of("frozen")
     assert status["sync"] == "OUT_OF_SYNC" and status["state"] == "RUNNING"
 

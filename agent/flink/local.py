@@ -411,9 +411,12 @@ def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list
         if _BASH_JAVA_UTILS_PREFIX in line
     ]
     if done.returncode != 0 or len(results) != 2:
-        tail = "\n".join(output.strip().splitlines()[-20:])
+        output_lines = output.strip().splitlines()
+        causes = [line for line in output_lines if line.startswith("Caused by:")]
+        reason = causes[-1].removeprefix("Caused by:").strip() if causes else "see its output below"
+        tail = "\n".join(output_lines[-20:])
         raise LocalClusterError(
-            f"could not compute the TaskManager's memory settings from {cluster.conf_dir} "
+            f"could not compute the TaskManager's memory settings from {cluster.conf_dir}: {reason} "
             f"(BashJavaUtils exited {done.returncode}):\n{tail}"
         )
     return results[0].split(), results[1].split()
@@ -432,7 +435,7 @@ def _launch(cluster: LocalCluster, role: str, command: list[str]) -> None:
         "FLINK_PLUGINS_DIR": str(home / "plugins"),
         "FLINK_LOG_DIR": str(cluster.log_dir),
     }
-    with open(out_path, "ab") as out:
+    with open(out_path, "wb") as out:
         try:
             process = subprocess.Popen(
                 command,
@@ -590,7 +593,8 @@ def _await_ready(cluster: LocalCluster, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _log_tails(cluster: LocalCluster, lines: int = 25) -> str:
+def _log_tails(cluster: LocalCluster, lines: int = 15) -> str:
+    """The errors and the last lines of the JobManager's and TaskManager's logs, for a message."""
     parts = []
     for role in (JOBMANAGER, TASKMANAGER):
         for suffix in ("log", "out"):
@@ -599,7 +603,11 @@ def _log_tails(cluster: LocalCluster, lines: int = 25) -> str:
                 text = path.read_text(errors="replace").rstrip()
             except OSError:
                 continue
-            if text:
-                tail = "\n".join(text.splitlines()[-lines:])
-                parts.append(f"\n--- {path} (last {lines} lines) ---\n{tail}")
+            if not text:
+                continue
+            all_lines = text.splitlines()
+            errors = [line for line in all_lines if " ERROR " in line or line.startswith("Caused by:")]
+            if errors:
+                parts.append(f"\n--- {path}: errors ---\n" + "\n".join(errors[:12]))
+            parts.append(f"\n--- {path}: last {lines} lines ---\n" + "\n".join(all_lines[-lines:]))
     return "".join(parts)
