@@ -17,8 +17,8 @@ from rich.table import Table
 from agent.config import DEFAULT_STATUS_BRANCH, Settings, default_workdir
 from agent.errors import ConfigError, FlinkGitopsError, LocalClusterError
 
-console = Console(stderr=False)
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 @click.group()

@@ -7,17 +7,18 @@ stateful upgrade: savepoint, restore), and prints the dashboard of the status br
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import requests
 from rich.console import Console
-from rich.markdown import Markdown
 
 from agent.config import DEFAULT_STATUS_BRANCH, Settings
-from agent.errors import ConfigError
+from agent.errors import ConfigError, SourceError
 from agent.flink import local
 from agent.flink.build import build_jar
 from agent.reconcile import SyncResult, sync
@@ -32,6 +33,7 @@ def run_demo(home: Path, port: int, keep: bool, console: Console) -> int:
                           "of flink-gitops (pip install -e .)")
     if home.exists():
         shutil.rmtree(home)
+    home.mkdir(parents=True)
     remote, checkout = home / "specs.git", home / "specs"
     workdir = home / "agent"
     console.rule("1. a spec repository")
@@ -45,6 +47,8 @@ def run_demo(home: Path, port: int, keep: bool, console: Console) -> int:
     try:
         console.rule("3. sync: the job starts")
         first = _sync(settings, console)
+        console.print("letting the job count for a few seconds…")
+        time.sleep(5)
         console.rule("4. git push of a parallelism change, then sync: a stateful upgrade")
         _commit_parallelism(checkout, 2)
         second = _sync(settings, console)
@@ -52,7 +56,7 @@ def run_demo(home: Path, port: int, keep: bool, console: Console) -> int:
         console.rule("5. the dashboard on the status branch")
         dashboard = _git(checkout, "show", f"origin/{DEFAULT_STATUS_BRANCH}:README.md",
                          fetch=True)
-        console.print(Markdown(dashboard))
+        console.print(dashboard, markup=False, highlight=False)
         console.rule("where everything is")
         console.print(f"spec repo:       {remote}\n"
                       f"status branch:   git -C {checkout} log origin/{DEFAULT_STATUS_BRANCH}\n"
@@ -109,9 +113,15 @@ def _show_restore(url: str, result: SyncResult, console: Console) -> None:
                   f"{restored.get('external_path', 'nothing yet')}")
 
 
+DEMO_USER = {"GIT_AUTHOR_NAME": "demo user", "GIT_AUTHOR_EMAIL": "demo@localhost",
+             "GIT_COMMITTER_NAME": "demo user", "GIT_COMMITTER_EMAIL": "demo@localhost"}
+
+
 def _git(where: Path, *args: str, fetch: bool = False) -> str:
     if fetch:
-        subprocess.run(["git", "-C", str(where), "fetch", "--quiet", "origin"], check=True)
-    process = subprocess.run(["git", "-C", str(where), *args], check=True, capture_output=True,
-                             text=True)
+        _git(where, "fetch", "--quiet", "origin")
+    process = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                             env={**os.environ, **DEMO_USER})
+    if process.returncode != 0:
+        raise SourceError(f"git {args[0]} in {where} failed: {process.stderr.strip()}")
     return process.stdout

@@ -79,7 +79,7 @@ class Execution:
                 outcome.message = f"{step.describe()} failed: {error}"
                 log.warning("%s: %s", plan.name, outcome.message)
                 return outcome
-        outcome.message = plan.summary()
+        outcome.message = plan.steps_text()
         return outcome
 
     # --- steps -------------------------------------------------------------------------------

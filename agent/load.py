@@ -41,6 +41,11 @@ class Located:
     spec: Deployment | DeploymentTarget
     file: str
     line: int
+    lines: dict[tuple, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, *path: str) -> int:
+        """The line of a field of this document (the document's own line if not written)."""
+        return _line_of(self.lines, path) if self.lines else self.line
 
 
 @dataclass
@@ -95,7 +100,7 @@ def _load_file(path: str, text: str, result: LoadResult) -> list[Located]:
         lines = _line_map(node, first_line)
         spec = _validate(path, data, lines, result)
         if spec is not None:
-            loaded.append(Located(spec, path, lines[()]))
+            loaded.append(Located(spec, path, lines[()], lines))
     return loaded
 
 

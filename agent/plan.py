@@ -84,12 +84,15 @@ class Plan:
     def changes_anything(self) -> bool:
         return self.action is not None
 
+    def steps_text(self) -> str:
+        return "; then ".join(s.describe() for s in self.steps) or "no Flink call needed"
+
     def summary(self) -> str:
         if self.pending:
             return "upgrade pending (upgradeStrategy NONE): the running job is left untouched"
         if self.action is None:
             return "nothing to do"
-        return f"{self.action.value}: " + "; then ".join(s.describe() for s in self.steps)
+        return f"{self.action.value}: {self.steps_text()}"
 
 
 def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,

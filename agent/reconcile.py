@@ -161,7 +161,7 @@ def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None):
     target_name = (desired.spec.deployment_target_name if desired
                    else previous.status.target if previous else None)
     if desired is not None and target_name not in loaded.targets:
-        problems = [SpecProblem(located.file, located.line,
+        problems = [SpecProblem(located.file, located.line_of("spec", "deploymentTargetName"),
                                 f"deploymentTargetName {target_name!r}: no DeploymentTarget "
                                 "of that name in the spec repo", "Deployment", name)]
         desired = None

@@ -3,6 +3,7 @@ counter job built from its Java source, and real git repositories (a bare repo +
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import textwrap
@@ -62,9 +63,13 @@ def no_job_left_running(request):
         time.sleep(0.2)
 
 
+TEST_USER = {"GIT_AUTHOR_NAME": "test user", "GIT_AUTHOR_EMAIL": "test@localhost",
+             "GIT_COMMITTER_NAME": "test user", "GIT_COMMITTER_EMAIL": "test@localhost"}
+
+
 def git(where: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(where), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, env={**os.environ, **TEST_USER}).stdout.strip()
 
 
 class SpecRepo:

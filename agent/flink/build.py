@@ -23,7 +23,9 @@ from agent.flink.local import flink_classpath, flink_version, java_executable
 JAVA_RELEASE = "17"
 _FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _PACKAGE = re.compile(r"^\s*package\s+([\w.]+)\s*;", re.MULTILINE)
-_MAIN_METHOD = re.compile(r"public\s+static\s+void\s+main\s*\(\s*(final\s+)?String\s*(\[\]\s*\w+|\.\.\.\s*\w+|\w+\s*\[\])")
+_MAIN_METHOD = re.compile(
+    r"public\s+static\s+void\s+main\s*\(\s*(final\s+)?String\s*(\[\]\s*\w+|\.\.\.\s*\w+|\w+\s*\[\])"
+)
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -56,11 +58,15 @@ def build_jar(source_dir: Path, cache_dir: Path, name: str | None = None) -> Pat
         argfile.write_text("\n".join(_quote_arg(str(path)) for path in sources) + "\n")
         command = [
             javac,
-            "--release", JAVA_RELEASE,
-            "-encoding", "UTF-8",
+            "--release",
+            JAVA_RELEASE,
+            "-encoding",
+            "UTF-8",
             "-nowarn",
-            "-classpath", os.pathsep.join(str(path) for path in flink_classpath()),
-            "-d", str(classes),
+            "-classpath",
+            os.pathsep.join(str(path) for path in flink_classpath()),
+            "-d",
+            str(classes),
             f"@{argfile}",
         ]
         try:
@@ -69,7 +75,9 @@ def build_jar(source_dir: Path, cache_dir: Path, name: str | None = None) -> Pat
             raise ArtifactError(f"cannot build {jar.name}: javac did not run: {exc}") from exc
         if done.returncode != 0:
             output = (done.stdout + done.stderr).strip()
-            raise ArtifactError(f"javac could not compile {source_dir} (exit {done.returncode}):\n{output}")
+            raise ArtifactError(
+                f"javac could not compile {source_dir} (exit {done.returncode}):\n{output}"
+            )
         partial = jar.with_name(f".{jar.name}.{os.getpid()}.tmp")
         try:
             _write_jar(partial, classes, _main_class(sources))

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -73,7 +74,9 @@ _INSTALL_FLINK = (
     "install the Flink jars with `pip install 'flink-gitops[local]'` "
     "(or `pip install apache-flink-libraries`)"
 )
-_INSTALL_JAVA = "install a JDK 17, e.g. apt-get install -y openjdk-17-jdk-headless, or set JAVA_HOME"
+_INSTALL_JAVA = (
+    "install a JDK 17, e.g. apt-get install -y openjdk-17-jdk-headless, or set JAVA_HOME"
+)
 
 _LOG4J_PROPERTIES = """\
 # Written by flink-gitops for the embedded local cluster; Flink's default file logging.
@@ -164,7 +167,9 @@ def flink_home() -> Path:
         home = Path(location)
         if any((home / "lib").glob("flink-dist*.jar")):
             return home
-    raise LocalClusterError(f"no Flink distribution found (pyflink/lib/flink-dist-*.jar); {_INSTALL_FLINK}")
+    raise LocalClusterError(
+        f"no Flink distribution found (pyflink/lib/flink-dist-*.jar); {_INSTALL_FLINK}"
+    )
 
 
 def flink_classpath() -> list[Path]:
@@ -199,9 +204,11 @@ def java_executable(tool: str = "java") -> str:
 def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90) -> LocalCluster:
     """Start a local session cluster with its REST API on `port`, or reuse the one running there.
 
-    Returns once the REST API reports a TaskManager with slots. Raises LocalClusterError when the
-    port belongs to something else, or when the cluster is not up within `timeout` seconds (the
-    message carries the tail of the JobManager's and TaskManager's logs).
+    Returns once a TaskManager with slots is registered. A cluster already running from this
+    home is reused as it is (its `slots` are the ones it was started with); a TaskManager of it
+    that died is started again. Raises LocalClusterError when the port belongs to something else,
+    or when the cluster is not up within `timeout` seconds or a JVM exits while starting (the
+    message carries the errors and last lines of the JobManager's and TaskManager's logs).
     """
     if slots < 1:
         raise LocalClusterError(f"a local cluster needs at least 1 task slot, not {slots}")
@@ -209,11 +216,12 @@ def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90) 
     cluster.home.mkdir(parents=True, exist_ok=True)
     with _locked(cluster.home):
         pids = _live_pids(cluster)
-        if JOBMANAGER in pids:
-            if TASKMANAGER not in pids:
-                _launch_taskmanager(cluster)
-            cluster = LocalCluster(home=cluster.home, port=port, slots=_configured_slots(cluster) or slots)
-            _await_ready(cluster, timeout)
+        if JOBMANAGER in pids:  # running: reuse it, replacing a TaskManager that died
+            cluster = LocalCluster(
+                home=cluster.home, port=port, slots=_configured_slots(cluster) or slots
+            )
+            taskmanager_id = None if TASKMANAGER in pids else _launch_taskmanager(cluster)
+            _await_ready(cluster, timeout, taskmanager_id)
             return cluster
         if TASKMANAGER in pids:  # a TaskManager without its JobManager: start both afresh
             _terminate(pids[TASKMANAGER], timeout=15)
@@ -222,8 +230,7 @@ def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90) 
         _write_config(cluster)
         try:
             _launch_jobmanager(cluster)
-            _launch_taskmanager(cluster)
-            _await_ready(cluster, timeout)
+            _await_ready(cluster, timeout, _launch_taskmanager(cluster))
         except BaseException:
             _stop_processes(cluster, timeout=15)
             raise
@@ -243,15 +250,20 @@ def status(workdir: Path, port: int = 8081) -> LocalClusterStatus:
     """The state of the local cluster on `port`: live processes and what its REST API reports."""
     cluster = LocalCluster(home=_home(workdir, port), port=port, slots=0)
     pids = _live_pids(cluster) if cluster.home.is_dir() else {}
-    overview = _overview(cluster.url) if JOBMANAGER in pids else None
+    overview = (_overview(cluster.url) if JOBMANAGER in pids else None) or {}
+    version, total, available = (
+        overview.get("flink-version"),
+        overview.get("slots-total"),
+        overview.get("slots-available"),
+    )
     return LocalClusterStatus(
-        running=JOBMANAGER in pids and TASKMANAGER in pids and overview is not None,
+        running=JOBMANAGER in pids and TASKMANAGER in pids and bool(overview),
         url=cluster.url,
         home=cluster.home,
         pids=pids,
-        flink_version=overview.get("flink-version") if overview else None,
-        slots_total=overview.get("slots-total") if overview else None,
-        slots_available=overview.get("slots-available") if overview else None,
+        flink_version=version if isinstance(version, str) else None,
+        slots_total=total if isinstance(total, int) else None,
+        slots_available=available if isinstance(available, int) else None,
     )
 
 
@@ -273,7 +285,6 @@ def _config(cluster: LocalCluster, rpc_port: int) -> dict[str, object]:
         "jobmanager.rpc.port": rpc_port,
         "jobmanager.bind-host": _HOST,
         "jobmanager.memory.process.size": f"{_JOBMANAGER_PROCESS_MB}m",
-        "jobmanager.execution.failover-strategy": "region",
         "taskmanager.host": _HOST,
         "taskmanager.bind-host": _HOST,
         "taskmanager.rpc.port": "0",
@@ -307,12 +318,18 @@ def _yaml_scalar(value: object) -> str:
 def _write_config(cluster: LocalCluster) -> None:
     """Write conf/config.yaml (Flink 2.x YAML, flat keys) and conf/log4j.properties."""
     for directory in (
-        cluster.conf_dir, cluster.log_dir, cluster.savepoint_dir, cluster.checkpoint_dir,
-        cluster.home / "uploads", cluster.home / "tmp" / "web",
+        cluster.conf_dir,
+        cluster.log_dir,
+        cluster.savepoint_dir,
+        cluster.checkpoint_dir,
+        cluster.home / "uploads",
+        cluster.home / "tmp" / "web",
     ):
         directory.mkdir(parents=True, exist_ok=True)
     lines = ["# Written by flink-gitops for the embedded local cluster; rewritten on every start."]
-    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in _config(cluster, _free_port()).items()]
+    lines += [
+        f"{key}: {_yaml_scalar(value)}" for key, value in _config(cluster, _free_port()).items()
+    ]
     (cluster.conf_dir / "config.yaml").write_text("\n".join(lines) + "\n")
     (cluster.conf_dir / "log4j.properties").write_text(_LOG4J_PROPERTIES)
 
@@ -382,14 +399,21 @@ def _launch_jobmanager(cluster: LocalCluster) -> None:
     _launch(cluster, JOBMANAGER, _java_command(cluster, JOBMANAGER, [_JOBMANAGER_HEAP]))
 
 
-def _launch_taskmanager(cluster: LocalCluster) -> None:
+def _launch_taskmanager(cluster: LocalCluster) -> str:
+    """Start the TaskManager; returns the resource id it registers with at the JobManager."""
     memory_flags, dynamic_properties = _taskmanager_resource_params(cluster)
-    command = _java_command(cluster, TASKMANAGER, memory_flags) + dynamic_properties
+    resource_id = f"taskmanager-{cluster.port}-{secrets.token_hex(4)}"
+    command = _java_command(cluster, TASKMANAGER, memory_flags) + [
+        *dynamic_properties,
+        "-D",
+        f"taskmanager.resource-id={resource_id}",
+    ]
     _launch(cluster, TASKMANAGER, command)
+    return resource_id
 
 
 def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list[str]]:
-    """The TaskManager's JVM memory flags and `-D` properties, as Flink's BashJavaUtils computes them."""
+    """The TaskManager's JVM memory flags and `-D` properties, as BashJavaUtils computes them."""
     classpath = [flink_home() / "bin" / "bash-java-utils.jar", *flink_classpath()]
     command = [
         java_executable("java"),
@@ -403,7 +427,9 @@ def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LocalClusterError(f"could not compute the TaskManager's memory settings: {exc}") from exc
+        raise LocalClusterError(
+            f"could not compute the TaskManager's memory settings: {exc}"
+        ) from exc
     output = done.stdout + done.stderr
     results = [
         line.split(_BASH_JAVA_UTILS_PREFIX, 1)[1].strip()
@@ -416,8 +442,8 @@ def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list
         reason = causes[-1].removeprefix("Caused by:").strip() if causes else "see its output below"
         tail = "\n".join(output_lines[-20:])
         raise LocalClusterError(
-            f"could not compute the TaskManager's memory settings from {cluster.conf_dir}: {reason} "
-            f"(BashJavaUtils exited {done.returncode}):\n{tail}"
+            f"could not compute the TaskManager's memory settings from {cluster.conf_dir}: "
+            f"{reason} (BashJavaUtils exited {done.returncode}):\n{tail}"
         )
     return results[0].split(), results[1].split()
 
@@ -571,12 +597,32 @@ def _overview(url: str) -> dict[str, object] | None:
     return body if isinstance(body, dict) else None
 
 
-def _await_ready(cluster: LocalCluster, timeout: float) -> None:
-    """Wait until the REST API reports a TaskManager with slots; fail early if a JVM dies."""
+def _registered_slots(url: str) -> dict[str, int] | None:
+    """Slots per TaskManager id registered at the JobManager, or None when it does not answer."""
+    try:
+        response = requests.get(f"{url}/taskmanagers", timeout=2)
+        taskmanagers = response.json()["taskmanagers"] if response.status_code == 200 else None
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(taskmanagers, list):
+        return None
+    return {
+        str(tm.get("id")): int(tm.get("slotsNumber", 0))
+        for tm in taskmanagers
+        if isinstance(tm, dict)
+    }
+
+
+def _await_ready(cluster: LocalCluster, timeout: float, taskmanager_id: str | None = None) -> None:
+    """Wait until a TaskManager with slots is registered — the one just launched, when given
+    (a dead TaskManager stays registered until its heartbeat times out). Fails early if a JVM dies.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        overview = _overview(cluster.url)
-        if overview and int(overview.get("taskmanagers", 0)) >= 1 and int(overview.get("slots-total", 0)) >= 1:
+        slots = _registered_slots(cluster.url) or {}
+        if taskmanager_id is not None and slots.get(taskmanager_id, 0) >= 1:
+            return
+        if taskmanager_id is None and any(count >= 1 for count in slots.values()):
             return
         pids = _live_pids(cluster)
         dead = [role for role in (JOBMANAGER, TASKMANAGER) if role not in pids]
@@ -588,7 +634,8 @@ def _await_ready(cluster: LocalCluster, timeout: float) -> None:
         if time.monotonic() >= deadline:
             raise LocalClusterError(
                 f"the local Flink cluster on port {cluster.port} was not ready after {timeout:g}s "
-                f"(no TaskManager with slots at {cluster.url}/overview){_log_tails(cluster)}"
+                f"(no TaskManager with slots registered at {cluster.url}/taskmanagers)"
+                f"{_log_tails(cluster)}"
             )
         time.sleep(0.5)
 
@@ -606,7 +653,9 @@ def _log_tails(cluster: LocalCluster, lines: int = 15) -> str:
             if not text:
                 continue
             all_lines = text.splitlines()
-            errors = [line for line in all_lines if " ERROR " in line or line.startswith("Caused by:")]
+            errors = [
+                line for line in all_lines if " ERROR " in line or line.startswith("Caused by:")
+            ]
             if errors:
                 parts.append(f"\n--- {path}: errors ---\n" + "\n".join(errors[:12]))
             parts.append(f"\n--- {path}: last {lines} lines ---\n" + "\n".join(all_lines[-lines:]))

@@ -1,0 +1,21 @@
+# flink-gitops agent image: the agent, Java 17 (for the embedded local Flink and for building
+# Java jobs) and the Flink jars of the `local` extra. Runs as a non-root user.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git openjdk-17-jdk-headless \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/flink-gitops
+COPY pyproject.toml README.md ./
+COPY agent ./agent
+COPY spec-examples ./spec-examples
+COPY policies ./policies
+RUN pip install --no-cache-dir -e ".[local]"
+
+RUN useradd --create-home --uid 10001 flink-gitops
+USER flink-gitops
+ENV FLINK_GITOPS_WORKDIR=/home/flink-gitops/work
+
+ENTRYPOINT ["flink-gitops"]
+CMD ["--help"]

@@ -1,0 +1,82 @@
+"""The `flink-gitops` command as a user runs it: real processes, real Flink, real git."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from agent.errors import JavaMissing
+from agent.flink import local
+from conftest import free_port
+
+COMMAND = [sys.executable, "-m", "agent.cli"]
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_deploys_then_upgrades_statefully_and_stops_what_it_started(tmp_path):
+    port = free_port()
+    result = run("demo", "--port", str(port), "--workdir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "START SUCCESS" in out
+    assert "STATEFUL_UPGRADE SUCCESS" in out
+    assert "restored from: file:" in out
+    assert "| ✅ | counter | RUNNING | SYNCED |" in result.stdout
+    assert not local.status(tmp_path / "demo" / "agent", port).running
+
+
+def test_local_start_reuses_a_running_cluster_and_stop_ends_it(tmp_path):
+    port = str(free_port())
+    try:
+        started = run("local", "start", "--port", port, "--slots", "2", "--workdir", str(tmp_path))
+        assert started.returncode == 0, started.stderr
+        assert f"http://127.0.0.1:{port}" in started.stdout
+        pids = local.status(tmp_path, int(port)).pids
+        again = run("local", "start", "--port", port, "--workdir", str(tmp_path))
+        assert again.returncode == 0 and local.status(tmp_path, int(port)).pids == pids
+        shown = run("local", "status", "--port", port, "--workdir", str(tmp_path))
+        assert shown.returncode == 0 and "2/2 slots free" in shown.stdout
+    finally:
+        stopped = run("local", "stop", "--port", port, "--workdir", str(tmp_path))
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    after = run("local", "status", "--port", port, "--workdir", str(tmp_path))
+    assert after.returncode == 1 and "not running" in after.stdout
+
+
+def test_a_missing_java_is_a_clear_error_naming_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(JavaMissing, match="apt-get install -y openjdk-17-jdk-headless"):
+        local.java_executable("java")
+
+
+def test_sync_of_an_unreachable_repo_exits_1_with_the_reason(tmp_path):
+    result = run("sync", "--repo", str(tmp_path / "nowhere.git"), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 1
+    assert "cannot fetch" in result.stderr
+
+
+def test_sync_without_a_repo_is_a_usage_error():
+    assert run("sync").returncode == 2
+
+
+def test_sync_exit_code_is_1_when_a_spec_is_invalid(spec_repo, tmp_path):
+    spec_repo.write("deployments/broken.yaml", """\
+        apiVersion: v1
+        kind: Deployment
+        metadata: {name: broken}
+        spec:
+          deploymentTargetName: nowhere
+          template: {spec: {artifact: {jarUri: a.jar}}}
+        """)
+    spec_repo.push()
+    result = run("sync", "--repo", str(spec_repo.remote), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 1
+    assert "deployments/broken.yaml:5" in result.stderr
+    assert "no DeploymentTarget" in result.stderr
+    assert spec_repo.status_of("broken")["sync"] == "INVALID"
