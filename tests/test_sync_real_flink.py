@@ -208,3 +208,56 @@ def test_a_jar_is_uploaded_once_per_content(deployed, spec_repo, settings, rest)
     spec_repo.push()
     sync(settings)
     assert rest.jars() == before
+
+
+def test_a_failed_savepoint_leaves_the_old_job_running_and_reports_flinks_cause(
+        deployed, spec_repo, settings, flink, rest, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the savepoint directory's parent should be")
+    spec_repo.write("targets/broken.yaml", f"""\
+        apiVersion: v1
+        kind: DeploymentTarget
+        metadata: {{name: broken}}
+        spec:
+          flink: {{url: "{flink.url}"}}
+          savepointDir: "file://{blocker}/savepoints"
+        """)
+    deployed("unsaved", extra="maxSavepointCreationAttempts: 2")
+    spec_repo.write("deployments/unsaved.yaml", (spec_repo.checkout / "deployments/unsaved.yaml")
+                    .read_text().replace("deploymentTargetName: test",
+                                         "deploymentTargetName: broken"))
+    spec_repo.push()
+    sync(settings)
+    old = job_id("unsaved", 1)
+    deployed("unsaved", parallelism=2, extra="maxSavepointCreationAttempts: 2")
+    spec_repo.write("deployments/unsaved.yaml", (spec_repo.checkout / "deployments/unsaved.yaml")
+                    .read_text().replace("deploymentTargetName: test",
+                                         "deploymentTargetName: broken"))
+    spec_repo.push("parallelism 2")
+    result = sync(settings)
+    assert result.exit_code == 1
+    assert rest.running() == [old]
+    status = spec_repo.status_of("unsaved")
+    assert status["state"] == "RUNNING" and status["sync"] == "OUT_OF_SYNC"
+    assert status["lastAction"] == {**status["lastAction"], "kind": "STATEFUL_UPGRADE",
+                                    "result": "FAILED"}
+    message = status["lastAction"]["message"]
+    assert "no savepoint after 2 attempt(s)" in message and "keeps running untouched" in message
+    assert "Failed to create savepoint directory" in message or "IOException" in message
+    assert status["job"]["id"] == old
+
+
+def test_a_job_that_cannot_start_is_reported_with_flinks_message(deployed, spec_repo, settings,
+                                                                 rest):
+    deployed("misnamed", extra="maxJobCreationAttempts: 1")
+    path = spec_repo.checkout / "deployments/misnamed.yaml"
+    path.write_text(path.read_text().replace("com.example.Counter", "com.example.Nope"))
+    spec_repo.push()
+    result = sync(settings)
+    assert result.exit_code == 1
+    assert rest.running() == []
+    status = spec_repo.status_of("misnamed")
+    assert status["state"] == "FAILED"
+    assert status["lastAction"]["result"] == "FAILED"
+    assert "com.example.Nope" in status["lastAction"]["message"]
+    assert "did not start in 1 attempt(s)" in status["lastAction"]["message"]

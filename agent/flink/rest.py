@@ -216,23 +216,28 @@ def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,
 
 
 def failure_cause(operation: dict[str, Any]) -> str:
-    """Flink's failure cause of an async operation, first line of each nested cause."""
+    """Flink's failure cause of an async operation (a savepoint), condensed."""
     cause = operation.get("failure-cause") or {}
-    trace = cause.get("stack-trace") or cause.get("serialized-throwable") or ""
-    lines = [line.strip() for line in str(trace).splitlines()
-             if line and not line.startswith(("\tat ", "\t... ")) and "at " != line.strip()[:3]]
-    return " | ".join(lines[:6]) or str(cause) or "no cause given"
+    return condense_trace(str(cause.get("stack-trace") or cause)) or "no cause given"
 
 
 def flink_error_text(response: requests.Response) -> str:
-    """The `errors` of a Flink error answer, as Flink wrote them."""
+    """The `errors` of a Flink error answer, condensed: Flink's own lines, without frames."""
     try:
         errors = response.json().get("errors")
     except ValueError:
-        return response.text.strip()[:2000]
+        errors = None
     if not errors:
         return response.text.strip()[:2000]
-    return "\n".join(str(e).strip() for e in errors)[:4000]
+    return "\n".join(condense_trace(str(e)) for e in errors)
+
+
+def condense_trace(trace: str, limit: int = 4000) -> str:
+    """A Java stack trace as its message lines only: the first line and every `Caused by:`,
+    verbatim, without the `at …` frames (pure)."""
+    kept = [line.strip() for line in trace.strip().splitlines()
+            if line.strip() and not line.strip().startswith(("at ", "... "))]
+    return "\n".join(kept)[:limit]
 
 
 def _major_minor(version: str) -> tuple[int, int]:

@@ -154,15 +154,17 @@ def _mark_applied(status: Status, facts: CycleFacts) -> None:
 
 
 def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
+    """What the deployment really is now: a job still running is RUNNING even when the action
+    meant to replace it failed (the failure shows in lastAction, errors and sync)."""
     if not facts.observation.reachable:
         return status.state
-    if facts.outcome is not None and facts.outcome.result == ActionResult.FAILED:
-        return DeploymentState.FAILED
     job = status.job
     if job is not None and job.state in (JobState.STARTING, JobState.STARTED,
                                          JobState.TERMINATING):
         return (DeploymentState.RUNNING if job.flink_status == "RUNNING"
                 else DeploymentState.TRANSITIONING)
+    if facts.outcome is not None and facts.outcome.result == ActionResult.FAILED:
+        return DeploymentState.FAILED
     if facts.deleted:
         return DeploymentState.SUSPENDED
     desired = status.desired_state
