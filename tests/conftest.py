@@ -190,6 +190,13 @@ class Flink:
     def jars(self) -> list[str]:
         return [f["id"] for f in self.get("/jars")["files"]]
 
+    def wait_state(self, job: str, state: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.jobs().get(job) != state:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job} is {self.jobs().get(job)}, not {state}")
+            time.sleep(0.2)
+
     def wait_checkpoint(self, job: str, timeout: float = 60) -> None:
         """Waits for a completed checkpoint, so that the job has state worth restoring."""
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 
 from agent.job_ids import job_id
+from conftest import git
 from agent.reconcile import sync
 
 
@@ -261,3 +262,83 @@ def test_a_job_that_cannot_start_is_reported_with_flinks_message(deployed, spec_
     assert status["lastAction"]["result"] == "FAILED"
     assert "com.example.Nope" in status["lastAction"]["message"]
     assert "did not start in 1 attempt(s)" in status["lastAction"]["message"]
+
+
+def test_a_deleted_spec_suspends_the_job_with_a_savepoint(deployed, spec_repo, settings, rest):
+    deployed("retired")
+    spec_repo.push()
+    sync(settings)
+    (spec_repo.checkout / "deployments/retired.yaml").unlink()
+    spec_repo.push("retire")
+    assert sync(settings).exit_code == 0
+    assert rest.jobs()[job_id("retired", 1)] == "FINISHED"
+    status = spec_repo.status_of("retired")
+    assert status["deleted"] is True and status["state"] == "SUSPENDED"
+    assert status["lastAction"]["kind"] == "DELETE"
+    assert status["lastSavepoint"]["origin"] == "SUSPEND"
+    assert status["history"]["savepoints"][-1] == status["lastSavepoint"]
+
+
+def test_a_job_cancelled_outside_the_agent_is_restarted_from_its_latest_savepoint(
+        deployed, spec_repo, settings, rest):
+    deployed("healed")
+    spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(job_id("healed", 1))
+    deployed("healed", parallelism=2)
+    spec_repo.push()
+    sync(settings)
+    savepoint = spec_repo.status_of("healed")["lastSavepoint"]["location"]
+    requests.patch(f"{rest.url}/jobs/{job_id('healed', 2)}", params={"mode": "cancel"},
+                   timeout=10)
+    rest.wait_state(job_id("healed", 2), "CANCELED")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("healed")
+    assert status["job"]["id"] == job_id("healed", 3)
+    assert status["lastAction"]["kind"] == "RESTART"
+    assert rest.restored_from(job_id("healed", 3)) == savepoint
+    assert any("drift" in e["message"] and "CANCELED" in e["message"]
+               for e in status["history"]["events"])
+
+
+def test_stateless_upgrade_with_latest_state_restores_the_retained_checkpoint(
+        deployed, spec_repo, settings, rest):
+    deployed("laststate", upgrade="STATELESS", restore="LATEST_STATE")
+    spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(job_id("laststate", 1))
+    deployed("laststate", parallelism=2, upgrade="STATELESS", restore="LATEST_STATE")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    assert rest.jobs()[job_id("laststate", 1)] == "CANCELED"
+    status = spec_repo.status_of("laststate")
+    restored = rest.restored_from(job_id("laststate", 2))
+    assert restored is not None and "/chk-" in restored
+    assert status["job"]["restoredFrom"] == restored
+    assert status["lastSavepoint"] == {**status["lastSavepoint"], "origin": "RETAINED_CHECKPOINT",
+                                       "location": restored}
+
+
+def test_secrets_never_reach_the_status_branch(deployed, spec_repo, settings, flink, monkeypatch):
+    monkeypatch.setenv("FLINK_TEST_TOKEN", "s3cr3t-token-value")
+    spec_repo.write("targets/test.yaml", f"""\
+        apiVersion: v1
+        kind: DeploymentTarget
+        metadata: {{name: test}}
+        spec:
+          flink:
+            url: "{flink.url}"
+            headers: {{Authorization: "Bearer ${{FLINK_TEST_TOKEN}}"}}
+        """)
+    deployed("secretive", extra="")
+    path = spec_repo.checkout / "deployments/secretive.yaml"
+    path.write_text(path.read_text().replace(
+        "execution.checkpointing.interval: 1s",
+        "execution.checkpointing.interval: 1s\n        s3.secret-key: hunter2-secret"))
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    status_history = git(spec_repo.remote, "log", "-p", "flink-gitops/status")
+    assert "s3cr3t-token-value" not in status_history and "hunter2-secret" not in status_history
+    assert "FLINK_TEST_TOKEN" not in status_history and "Bearer" not in status_history
+    options = spec_repo.status_of("secretive")["appliedSpec"]["spec"]["template"]["spec"]
+    assert options["flinkConfiguration"]["s3.secret-key"] == "***"

@@ -47,7 +47,7 @@ class FlinkClient:
     """One Flink cluster's REST API."""
 
     url: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
     verify: bool | str = True
     cert: tuple[str, str] | str | None = None
     timeout: float = DEFAULT_TIMEOUT
