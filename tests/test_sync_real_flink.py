@@ -342,3 +342,26 @@ def test_secrets_never_reach_the_status_branch(deployed, spec_repo, settings, fl
     assert "FLINK_TEST_TOKEN" not in status_history and "Bearer" not in status_history
     options = spec_repo.status_of("secretive")["appliedSpec"]["spec"]["template"]["spec"]
     assert options["flinkConfiguration"]["s3.secret-key"] == "***"
+
+
+def test_an_unreachable_cluster_is_reported_and_nothing_is_lost(deployed, spec_repo, settings,
+                                                                rest):
+    deployed("stranded")
+    spec_repo.push()
+    sync(settings)
+    spec_repo.write("targets/test.yaml", """\
+        apiVersion: v1
+        kind: DeploymentTarget
+        metadata: {name: test}
+        spec:
+          flink: {url: "http://127.0.0.1:9"}
+        """)
+    deployed("stranded", parallelism=2)
+    spec_repo.push("moved target, and a change")
+    result = sync(settings)
+    assert result.exit_code == 1
+    assert rest.running() == [job_id("stranded", 1)]
+    status = spec_repo.status_of("stranded")
+    assert status["sync"] == "OUT_OF_SYNC" and status["job"]["flinkStatus"] == "UNKNOWN"
+    [problem] = status["errors"]
+    assert problem["kind"] == "CLUSTER" and "did not answer" in problem["message"]

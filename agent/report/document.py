@@ -61,6 +61,9 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
     status.warnings = [w.message for w in facts.warnings]
     status.errors = [Problem(kind=ProblemKind.VALIDATION, message=p.message, file=p.file,
                              line=p.line) for p in facts.problems]
+    if not facts.observation.reachable:
+        status.errors.append(Problem(kind=ProblemKind.CLUSTER,
+                                     message=f"target {facts.target}: {facts.observation.error}"))
     if facts.desired is not None and not facts.problems:
         status.desired_state = facts.desired.spec.state.value
         status.spec_file = facts.spec_file

@@ -15,7 +15,9 @@ import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.functions.sink.PrintSink;
 import org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink;
 import org.apache.flink.util.Collector;
-import org.apache.flink.util.ParameterTool;
+
+import java.util.HashMap;
+import java.util.Map;
 
 /**
  * counter: an unbounded, stateful example job.
@@ -33,6 +35,9 @@ import org.apache.flink.util.ParameterTool;
  *       discarding it (keep the rate low)</li>
  * </ul>
  *
+ * <p>The arguments are parsed here rather than with Flink's {@code ParameterTool}, which moved
+ * package in Flink 2.0: this source compiles and runs against Flink 1.20 and 2.x alike.
+ *
  * <p>Checkpointing, the state backend and restart strategy are deliberately not set here:
  * they come from the cluster or the deployment's Flink configuration
  * (e.g. {@code execution.checkpointing.interval: 10s}).
@@ -42,10 +47,10 @@ public final class Counter {
     private Counter() {}
 
     public static void main(String[] args) throws Exception {
-        ParameterTool params = ParameterTool.fromArgs(args);
-        double rate = params.getDouble("rate", 50);
-        int keys = params.getInt("keys", 16);
-        boolean print = params.has("print");
+        Map<String, String> params = parseArgs(args);
+        double rate = Double.parseDouble(params.getOrDefault("rate", "50"));
+        int keys = Integer.parseInt(params.getOrDefault("keys", "16"));
+        boolean print = params.containsKey("print");
         if (rate <= 0 || keys <= 0) {
             throw new IllegalArgumentException("--rate and --keys must be positive");
         }
@@ -84,6 +89,32 @@ public final class Counter {
         }
 
         env.execute("counter");
+    }
+
+    /**
+     * {@code --name value} and {@code -name value} pairs, and {@code --flag} alone (value "");
+     * a value may be a negative number. Anything else is an error, as with ParameterTool.
+     */
+    static Map<String, String> parseArgs(String[] args) {
+        Map<String, String> params = new HashMap<>();
+        for (int i = 0; i < args.length; i++) {
+            String arg = args[i];
+            if (!arg.startsWith("-") || arg.equals("-") || arg.equals("--")) {
+                throw new IllegalArgumentException(
+                        "cannot parse argument '" + arg + "': options are --name [value]");
+            }
+            String name = arg.startsWith("--") ? arg.substring(2) : arg.substring(1);
+            String value = "";
+            if (i + 1 < args.length && !isOptionName(args[i + 1])) {
+                value = args[++i];
+            }
+            params.put(name, value);
+        }
+        return params;
+    }
+
+    private static boolean isOptionName(String arg) {
+        return arg.startsWith("-") && !arg.matches("-\\d.*");
     }
 
     /** Counts the events of each key in a {@code ValueState<Long>}. */
