@@ -189,15 +189,9 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
 
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
     """The desired job's digest, including the content of a jar kept in the spec repo."""
-    artifact = desired.spec.template.spec.artifact
-    path = repo_path(artifact.jar_uri) if artifact.jar_uri else None
-    digest = None
-    if path is not None:
-        try:
-            digest = (source.repo.commit(commit).tree / path).hexsha
-        except KeyError:
-            digest = "missing"
-    return desired.job_hash(digest)
+    jar_uri = desired.spec.template.spec.artifact.jar_uri
+    path = repo_path(jar_uri) if jar_uri else None
+    return desired.job_hash(source.blob_id(commit, path) or "missing" if path else None)
 
 
 def _applied_deployment(item: Assessment) -> Deployment | None:

@@ -90,10 +90,17 @@ class SpecRepository:
                 files[item.path] = item.data_stream.read().decode("utf-8", errors="replace")
         return files
 
-    def read(self, commit: str, path: str) -> bytes | None:
-        """One file at `commit`, or None when it does not exist there."""
+    def blob_id(self, commit: str, path: str) -> str | None:
+        """Git's id of a file's content at `commit` (changes exactly when the content does)."""
         try:
-            return (self.repo.commit(commit).tree / path.lstrip("./")).data_stream.read()
+            return (self.repo.commit(commit).tree / path).hexsha
+        except KeyError:
+            return None
+
+    def read(self, commit: str, path: str) -> bytes | None:
+        """One file (a normalised repo-relative path) at `commit`, or None when it is not there."""
+        try:
+            return (self.repo.commit(commit).tree / path).data_stream.read()
         except KeyError:
             return None
 

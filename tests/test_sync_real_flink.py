@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -365,3 +367,22 @@ def test_an_unreachable_cluster_is_reported_and_nothing_is_lost(deployed, spec_r
     assert status["sync"] == "OUT_OF_SYNC" and status["job"]["flinkStatus"] == "UNKNOWN"
     [problem] = status["errors"]
     assert problem["kind"] == "CLUSTER" and "did not answer" in problem["message"]
+
+
+def test_a_new_jar_under_the_same_path_is_a_stateful_upgrade(deployed, spec_repo, settings,
+                                                              rest, counter_jar, tmp_path):
+    deployed("rebuilt")
+    spec_repo.push()
+    sync(settings)
+    uploaded = set(rest.jars())
+    rebuilt = tmp_path / "counter.jar"
+    shutil.copy(counter_jar, rebuilt)
+    with zipfile.ZipFile(rebuilt, "a") as jar:
+        jar.writestr("build-info.txt", "build 2\n")
+    spec_repo.add_file("jobs/counter.jar", rebuilt)
+    spec_repo.push("jobs/counter.jar: build 2")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("rebuilt")
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+    assert rest.restored_from(job_id("rebuilt", 2)) == status["lastSavepoint"]["location"]
+    assert len(set(rest.jars()) - uploaded) == 1  # the new content, uploaded once

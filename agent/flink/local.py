@@ -45,6 +45,9 @@ _BASH_JAVA_UTILS_CLASS = "org.apache.flink.runtime.util.bash.BashJavaUtils"
 _BASH_JAVA_UTILS_PREFIX = "BASH_JAVA_UTILS_EXEC_RESULT:"
 _MAIN_CLASS = {JOBMANAGER: _JOBMANAGER_CLASS, TASKMANAGER: _TASKMANAGER_CLASS}
 
+# Names another Flink distribution (a `pyflink` dir with lib/flink-dist-*.jar) to use instead.
+FLINK_HOME_ENV = "FLINK_GITOPS_FLINK_HOME"
+
 _HOST = "127.0.0.1"
 _JOBMANAGER_HEAP = "-Xmx600m"
 _JOBMANAGER_PROCESS_MB = 1024
@@ -160,7 +163,21 @@ class LocalClusterStatus:
 
 
 def flink_home() -> Path:
-    """The `pyflink` directory holding Flink's `lib/` jars (from `apache-flink-libraries`)."""
+    """The `pyflink` directory holding Flink's `lib/` jars (from `apache-flink-libraries`).
+
+    `FLINK_GITOPS_FLINK_HOME`, when set, names another such directory — e.g. the `pyflink` of
+    `pip install --no-deps --target DIR apache-flink-libraries==1.20.5` — so that clusters start
+    and jobs build with that Flink version instead of the installed one.
+    """
+    override = os.environ.get(FLINK_HOME_ENV)
+    if override:
+        home = Path(override).expanduser()
+        if any((home / "lib").glob("flink-dist*.jar")):
+            return home
+        raise LocalClusterError(
+            f"{FLINK_HOME_ENV}={override} holds no Flink distribution (no lib/flink-dist-*.jar); "
+            "point it at the `pyflink` directory of an apache-flink-libraries install"
+        )
     spec = importlib.util.find_spec("pyflink")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
@@ -316,7 +333,13 @@ def _yaml_scalar(value: object) -> str:
 
 
 def _write_config(cluster: LocalCluster) -> None:
-    """Write conf/config.yaml (Flink 2.x YAML, flat keys) and conf/log4j.properties."""
+    """Write conf/config.yaml (standard YAML, flat keys) and conf/log4j.properties.
+
+    Flink 2.x reads only config.yaml; Flink 1.19/1.20 read it too (with the standard YAML
+    parser) as long as no legacy flink-conf.yaml lies beside it, which is never written here.
+    The keys are those of 2.x; 1.20 knows them all (`execution.checkpointing.dir` and
+    `execution.checkpointing.savepoint-dir` are its names, `state.*` its deprecated ones).
+    """
     for directory in (
         cluster.conf_dir,
         cluster.log_dir,

@@ -1,0 +1,158 @@
+"""`sync` against a real Flink 1.20 cluster: the agent works with 1.20 as well as with 2.x.
+
+The installed Flink is 2.x; this module installs `apache-flink-libraries` 1.20 beside it (once,
+into ~/.cache/flink-gitops/flink-1.20, never into the environment), starts a local cluster from
+it through `FLINK_GITOPS_FLINK_HOME` and builds the counter job against its jars. The session's
+2.x cluster (`flink` in conftest) is not used here and never sees the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.config import Settings
+from agent.flink import local
+from agent.flink.build import build_jar
+from agent.job_ids import job_id
+from agent.reconcile import sync
+from conftest import EXAMPLES, Flink, SpecRepo, free_port
+
+FLINK_1_20 = "1.20.5"
+FLINK_1_20_CACHE = Path.home() / ".cache" / "flink-gitops" / "flink-1.20"
+
+
+def install_flink_1_20() -> Path:
+    """The `pyflink` dir of apache-flink-libraries 1.20, installed into the cache when missing."""
+    home = FLINK_1_20_CACHE / "pyflink"
+    if not (home / "lib" / f"flink-dist-{FLINK_1_20}.jar").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
+             "--target", str(FLINK_1_20_CACHE), f"apache-flink-libraries=={FLINK_1_20}"],
+            check=True)
+    return home
+
+
+@dataclass(frozen=True)
+class Flink120:
+    url: str
+    counter_jar: Path
+    jobmanager_log: Path
+
+
+@pytest.fixture(scope="module")
+def flink_1_20(tmp_path_factory):
+    """A real Flink 1.20 session cluster for this module, and the counter jar built against 1.20.
+
+    FLINK_GITOPS_FLINK_HOME is set only while the cluster starts and the jar builds: the running
+    JVMs keep their classpath, and `sync` talks to Flink over REST only.
+    """
+    home = install_flink_1_20()
+    workdir = tmp_path_factory.mktemp("flink-1.20")
+    port = free_port()
+    environment = pytest.MonkeyPatch()
+    environment.setenv(local.FLINK_HOME_ENV, str(home))
+    try:
+        try:
+            assert local.flink_version() == FLINK_1_20
+            cluster = local.start(workdir, port=port, slots=4)
+            jar = build_jar(EXAMPLES / "jobs" / "counter" / "src",
+                            tmp_path_factory.mktemp("build-1.20"), name="counter")
+        finally:
+            environment.undo()
+        yield Flink120(cluster.url, jar, cluster.log_dir / "jobmanager.log")
+    finally:
+        local.stop(workdir, port=port)
+
+
+@pytest.fixture
+def deploy_on_1_20(spec_repo, flink_1_20):
+    """A spec repo with a target for the 1.20 cluster and the 1.20 counter jar; returns a function
+    writing the Deployment `name` with the given parallelism."""
+    spec_repo.write("targets/legacy.yaml", f"""\
+        apiVersion: v1
+        kind: DeploymentTarget
+        metadata: {{name: legacy}}
+        spec:
+          flink: {{url: "{flink_1_20.url}"}}
+        """)
+    spec_repo.add_file("jobs/counter.jar", flink_1_20.counter_jar)
+
+    def write(name: str, parallelism: int = 1) -> None:
+        spec_repo.write(f"deployments/{name}.yaml", f"""\
+            apiVersion: v1
+            kind: Deployment
+            metadata: {{name: {name}}}
+            spec:
+              state: RUNNING
+              deploymentTargetName: legacy
+              upgradeStrategy: {{kind: STATEFUL}}
+              restoreStrategy: {{kind: LATEST_SAVEPOINT}}
+              template:
+                spec:
+                  artifact:
+                    jarUri: jobs/counter.jar
+                    entryClass: com.example.Counter
+                    mainArgs: --rate 20 --keys 4
+                  parallelism: {parallelism}
+                  flinkConfiguration:
+                    execution.checkpointing.interval: 1s
+            """)
+    return write
+
+
+@pytest.fixture
+def rest_1_20(flink_1_20) -> Flink:
+    return Flink(flink_1_20.url)
+
+
+def test_the_counter_job_builds_against_flink_1_20_jars(flink_1_20, tmp_path):
+    assert flink_1_20.counter_jar.is_file()
+    built_for_2x = build_jar(EXAMPLES / "jobs" / "counter" / "src", tmp_path, name="counter")
+    assert built_for_2x.name != flink_1_20.counter_jar.name  # the cache key holds the version
+
+
+def test_first_sync_starts_the_job_on_flink_1_20(deploy_on_1_20, spec_repo, settings, rest_1_20):
+    assert rest_1_20.get("/config")["flink-version"] == FLINK_1_20
+    deploy_on_1_20("first-on-1-20")
+    commit = spec_repo.push("first deployment")
+    result = sync(settings)
+    assert result.exit_code == 0
+    job = job_id("first-on-1-20", 1)
+    assert rest_1_20.jobs()[job] == "RUNNING"
+    status = spec_repo.status_of("first-on-1-20")
+    assert status["state"] == "RUNNING" and status["sync"] == "SYNCED"
+    assert status["specCommit"] == commit
+    assert status["job"]["id"] == job and status["job"]["flinkStatus"] == "RUNNING"
+
+
+def test_stateful_upgrade_on_flink_1_20_restores_the_savepoint_it_took(
+        deploy_on_1_20, spec_repo, settings, rest_1_20):
+    deploy_on_1_20("stateful-on-1-20", parallelism=1)
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    old = job_id("stateful-on-1-20", 1)
+    rest_1_20.wait_checkpoint(old)
+    deploy_on_1_20("stateful-on-1-20", parallelism=2)
+    spec_repo.push("parallelism 2")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("stateful-on-1-20")
+    new = status["job"]["id"]
+    assert new == job_id("stateful-on-1-20", 2)
+    assert rest_1_20.jobs()[old] == "FINISHED" and rest_1_20.jobs()[new] == "RUNNING"
+    savepoint = status["lastSavepoint"]["location"]
+    assert status["lastSavepoint"]["origin"] == "UPGRADE"
+    assert rest_1_20.restored_from(new) == savepoint
+    assert status["job"]["restoredFrom"] == savepoint
+    assert rest_1_20.parallelism(new) == 2
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+
+
+def test_the_flink_home_variable_is_gone_after_the_cluster_started(flink_1_20):
+    assert local.FLINK_HOME_ENV not in os.environ
+    assert local.flink_version() != FLINK_1_20
