@@ -17,7 +17,7 @@ from typing import Callable
 
 from agent.errors import (FlinkError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
                           SavepointFailed)
-from agent.flink.rest import FlinkClient
+from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient
 from agent.job_ids import job_id as make_job_id
 from agent.model.spec import Deployment, RestoreStrategyKind
 from agent.model.status import ActionResult, Savepoint, SavepointOrigin
@@ -124,7 +124,7 @@ class Execution:
                     savepoint_path=restored_from,
                     allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
                     configuration=configuration)
-                state = self.client.await_job_state(job, {"RUNNING"}, sleep=self.sleep)
+                state = self.client.await_running(job, sleep=self.sleep)
                 if state != "RUNNING":
                     raise JobStartFailed(f"job {job} ended {state}: "
                                          f"{self.client.root_exception(job) or 'no exception'}")
@@ -171,8 +171,8 @@ class Execution:
         return location, int(completed.get("latest_ack_timestamp", 0))
 
     def _await_end(self, job: str) -> str:
-        state = self.client.await_job_state(job, set(), sleep=self.sleep)
-        if state not in ("FINISHED", "CANCELED", "FAILED"):
+        state = self.client.await_end(job, sleep=self.sleep)
+        if state not in TERMINAL_JOB_STATES:
             raise JobDidNotEnd(f"job {job} is still {state} after it was told to end")
         return state
 

@@ -88,6 +88,15 @@ class SpecRepo:
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(textwrap.dedent(text))
 
+    def write_target(self, name: str, url: str, headers: dict | None = None,
+                     savepoint_dir: str | None = None) -> None:
+        spec: dict = {"flink": {"url": url, **({"headers": headers} if headers else {})}}
+        if savepoint_dir:
+            spec["savepointDir"] = savepoint_dir
+        self.write(f"targets/{name}.yaml", yaml.safe_dump({
+            "apiVersion": "v1", "kind": "DeploymentTarget", "metadata": {"name": name},
+            "spec": spec}))
+
     def add_file(self, path: str, source: Path) -> None:
         file = self.checkout / path
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -127,18 +136,12 @@ def settings(spec_repo, tmp_path) -> Settings:
 def deployed(spec_repo, flink, counter_jar):
     """A spec repo with a target for the test cluster and the counter jar; returns a function
     writing the Deployment `name` with the given spec fields."""
-    spec_repo.write("targets/test.yaml", f"""\
-        apiVersion: v1
-        kind: DeploymentTarget
-        metadata: {{name: test}}
-        spec:
-          flink: {{url: "{flink.url}"}}
-        """)
+    spec_repo.write_target("test", flink.url)
     spec_repo.add_file("jobs/counter.jar", counter_jar)
 
     def write(name: str, parallelism: int = 1, state: str = "RUNNING", upgrade: str = "STATEFUL",
               restore: str = "LATEST_SAVEPOINT", labels: str = "{team: test}",
-              extra: str = "") -> None:
+              extra: str = "", target: str = "test") -> None:
         spec_repo.write(f"deployments/{name}.yaml", f"""\
             apiVersion: v1
             kind: Deployment
@@ -147,7 +150,7 @@ def deployed(spec_repo, flink, counter_jar):
               labels: {labels}
             spec:
               state: {state}
-              deploymentTargetName: test
+              deploymentTargetName: {target}
               upgradeStrategy: {{kind: {upgrade}}}
               restoreStrategy: {{kind: {restore}}}
               {extra}

@@ -74,13 +74,7 @@ def flink_1_20(tmp_path_factory):
 def deploy_on_1_20(spec_repo, flink_1_20):
     """A spec repo with a target for the 1.20 cluster and the 1.20 counter jar; returns a function
     writing the Deployment `name` with the given parallelism."""
-    spec_repo.write("targets/legacy.yaml", f"""\
-        apiVersion: v1
-        kind: DeploymentTarget
-        metadata: {{name: legacy}}
-        spec:
-          flink: {{url: "{flink_1_20.url}"}}
-        """)
+    spec_repo.write_target("legacy", flink_1_20.url)
     spec_repo.add_file("jobs/counter.jar", flink_1_20.counter_jar)
 
     def write(name: str, parallelism: int = 1) -> None:
@@ -132,7 +126,7 @@ def test_first_sync_starts_the_job_on_flink_1_20(deploy_on_1_20, spec_repo, sett
 
 
 def test_stateful_upgrade_on_flink_1_20_restores_the_savepoint_it_took(
-        deploy_on_1_20, spec_repo, settings, rest_1_20):
+        deploy_on_1_20, spec_repo, settings, rest_1_20, flink_1_20):
     deploy_on_1_20("stateful-on-1-20", parallelism=1)
     spec_repo.push()
     assert sync(settings).exit_code == 0
@@ -151,6 +145,9 @@ def test_stateful_upgrade_on_flink_1_20_restores_the_savepoint_it_took(
     assert status["job"]["restoredFrom"] == savepoint
     assert rest_1_20.parallelism(new) == 2
     assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+    # 1.20 ignores unknown request fields silently, but names the deprecated `restoreMode` in its
+    # log: the run request used 1.20's `claimMode`.
+    assert "The option 'restoreMode' is deprecated" not in flink_1_20.jobmanager_log.read_text()
 
 
 def test_the_flink_home_variable_is_gone_after_the_cluster_started(flink_1_20):

@@ -183,13 +183,7 @@ class RecordingProxy:
 def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings, flink, rest):
     proxy = RecordingProxy(flink.url)
     deployed("quiet")
-    spec_repo.write("targets/test.yaml", f"""\
-        apiVersion: v1
-        kind: DeploymentTarget
-        metadata: {{name: test}}
-        spec:
-          flink: {{url: "{proxy.url}"}}
-        """)
+    spec_repo.write_target("test", proxy.url)
     spec_repo.push()
     sync(settings)
     commits = spec_repo.status_commits()
@@ -217,25 +211,12 @@ def test_a_failed_savepoint_leaves_the_old_job_running_and_reports_flinks_cause(
         deployed, spec_repo, settings, flink, rest, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the savepoint directory's parent should be")
-    spec_repo.write("targets/broken.yaml", f"""\
-        apiVersion: v1
-        kind: DeploymentTarget
-        metadata: {{name: broken}}
-        spec:
-          flink: {{url: "{flink.url}"}}
-          savepointDir: "file://{blocker}/savepoints"
-        """)
-    deployed("unsaved", extra="maxSavepointCreationAttempts: 2")
-    spec_repo.write("deployments/unsaved.yaml", (spec_repo.checkout / "deployments/unsaved.yaml")
-                    .read_text().replace("deploymentTargetName: test",
-                                         "deploymentTargetName: broken"))
+    spec_repo.write_target("broken", flink.url, savepoint_dir=f"file://{blocker}/savepoints")
+    deployed("unsaved", extra="maxSavepointCreationAttempts: 2", target="broken")
     spec_repo.push()
     sync(settings)
     old = job_id("unsaved", 1)
-    deployed("unsaved", parallelism=2, extra="maxSavepointCreationAttempts: 2")
-    spec_repo.write("deployments/unsaved.yaml", (spec_repo.checkout / "deployments/unsaved.yaml")
-                    .read_text().replace("deploymentTargetName: test",
-                                         "deploymentTargetName: broken"))
+    deployed("unsaved", parallelism=2, extra="maxSavepointCreationAttempts: 2", target="broken")
     spec_repo.push("parallelism 2")
     result = sync(settings)
     assert result.exit_code == 1
@@ -323,15 +304,8 @@ def test_stateless_upgrade_with_latest_state_restores_the_retained_checkpoint(
 
 def test_secrets_never_reach_the_status_branch(deployed, spec_repo, settings, flink, monkeypatch):
     monkeypatch.setenv("FLINK_TEST_TOKEN", "s3cr3t-token-value")
-    spec_repo.write("targets/test.yaml", f"""\
-        apiVersion: v1
-        kind: DeploymentTarget
-        metadata: {{name: test}}
-        spec:
-          flink:
-            url: "{flink.url}"
-            headers: {{Authorization: "Bearer ${{FLINK_TEST_TOKEN}}"}}
-        """)
+    spec_repo.write_target("test", flink.url,
+                           headers={"Authorization": "Bearer ${FLINK_TEST_TOKEN}"})
     deployed("secretive", extra="")
     path = spec_repo.checkout / "deployments/secretive.yaml"
     path.write_text(path.read_text().replace(
@@ -351,13 +325,7 @@ def test_an_unreachable_cluster_is_reported_and_nothing_is_lost(deployed, spec_r
     deployed("stranded")
     spec_repo.push()
     sync(settings)
-    spec_repo.write("targets/test.yaml", """\
-        apiVersion: v1
-        kind: DeploymentTarget
-        metadata: {name: test}
-        spec:
-          flink: {url: "http://127.0.0.1:9"}
-        """)
+    spec_repo.write_target("test", "http://127.0.0.1:9")
     deployed("stranded", parallelism=2)
     spec_repo.push("moved target, and a change")
     result = sync(settings)

@@ -167,13 +167,35 @@ class FlinkClient:
             sleep(delay)
         raise SavepointFailed(f"savepoint of job {job_id} did not complete in {timeout:.0f}s")
 
-    def await_job_state(self, job_id: str, wanted: set[str], timeout: float = 120,
-                        sleep: Callable[[float], None] = time.sleep) -> str:
-        """Polls a job until its status is one of `wanted` or terminal; returns that status."""
+    def await_running(self, job_id: str, timeout: float = 120,
+                      sleep: Callable[[float], None] = time.sleep) -> str:
+        """Polls until the job RUNS — every task deployed and running, so its state is restored —
+        or ends; returns the job's status then."""
+        state = None
+        for delay in poll_delays(timeout):
+            try:
+                details = self.job(job_id)
+            except FlinkRequestError as error:
+                if error.status != 404:
+                    raise
+                details = {}
+            state = details.get("state")
+            if state in TERMINAL_JOB_STATES:
+                return state
+            tasks = [v.get("status") for v in details.get("vertices", [])]
+            if state == "RUNNING" and tasks and all(t in ("RUNNING", "FINISHED") for t in tasks):
+                return state
+            sleep(delay)
+        return state or "UNKNOWN"
+
+    def await_end(self, job_id: str, timeout: float = 120,
+                  sleep: Callable[[float], None] = time.sleep) -> str:
+        """Polls a job until it is terminal (cancellation takes Flink a few seconds); returns
+        its status then, or the last one seen when `timeout` ran out."""
         state = None
         for delay in poll_delays(timeout):
             state = self.job_state(job_id)
-            if state in wanted or state in TERMINAL_JOB_STATES:
+            if state in TERMINAL_JOB_STATES:
                 return state
             sleep(delay)
         return state or "UNKNOWN"
