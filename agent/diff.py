@@ -61,7 +61,8 @@ def spec_document(deployment: Deployment) -> dict[str, Any]:
     return document
 
 
-def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[FieldChange, ...]:
+def field_changes(old: dict[str, Any] | None,
+                  new: dict[str, Any] | None) -> tuple[FieldChange, ...]:
     """Every changed leaf, as dotted paths, old value first; order of keys never matters."""
     if old is None or new is None:
         return ()

@@ -112,7 +112,8 @@ def _validate(path: str, data: Any, lines: dict, result: LoadResult):
     kind = data.get("kind")
     model = SPEC_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        result.notes.append(SpecProblem(path, doc_line, f"kind {kind!r} is not a spec kind; ignored"))
+        result.notes.append(SpecProblem(path, doc_line,
+                                        f"kind {kind!r} is not a spec kind; ignored"))
         return None
     metadata = data.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None

@@ -7,13 +7,13 @@ executor only carries steps out. Job ids of new jobs are decided here too (see `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.diff import Difference
 from agent.job_ids import job_id
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
-from agent.model.status import ActionKind, DeploymentStatus, SavepointOrigin
+from agent.model.status import ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin
 from agent.observe import Observation
 
 
@@ -45,8 +45,10 @@ class Restore:
             case RestoreKind.STOP_SAVEPOINT:
                 return "restored from the savepoint taken when stopping"
             case RestoreKind.LATEST_STATE:
-                fallback = f", or savepoint {self.path} if newer" if self.path else ""
-                return f"restored from the latest retained checkpoint of job {self.job_id}{fallback}"
+                fallback = (f" (savepoint {self.path} if none was retained)" if self.path
+                            else " (empty state if none was retained)")
+                return (f"restored from the latest retained checkpoint of job {self.job_id}"
+                        f"{fallback}")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,6 @@ class Plan:
     reason: str = ""
     pending: bool = False                # upgradeStrategy NONE: a change waits for the next start
     generation: int = 0                  # generation of the job START_JOB submits first
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def changes_anything(self) -> bool:
@@ -116,9 +117,8 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
                                 Step(StepKind.CANCEL_JOB, active.id if active else ""),
                                 "desired state CANCELLED")
     generation = _next_generation(previous, observation)
-    start = _start_step(desired, generation)
     if active is None:
-        return _plan_start(diff, desired, previous, observation, start, extra, generation)
+        return _plan_start(diff, desired, previous, observation, extra, generation)
     if not diff.job_changed:
         if extra:
             return Plan(name, ActionKind.RESTART, extra, reason=diff.drift or "", generation=0)
@@ -130,31 +130,29 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
         case UpgradeStrategyKind.STATEFUL:
             stop = Step(StepKind.STOP_WITH_SAVEPOINT, active.id, drain=desired.drain_on_stop,
                         origin=SavepointOrigin.UPGRADE)
-            restore = _restore_after_stop(desired)
-            return Plan(name, ActionKind.STATEFUL_UPGRADE,
-                        extra + (stop, _with_restore(start, restore)), changed,
+            start = _start_step(desired, generation, _restore_after_stop(desired))
+            return Plan(name, ActionKind.STATEFUL_UPGRADE, extra + (stop, start), changed,
                         generation=generation)
         case UpgradeStrategyKind.STATELESS:
             cancel = Step(StepKind.CANCEL_JOB, active.id)
-            restore = _restore_at_start(desired, previous, observation, first=False)
-            return Plan(name, ActionKind.STATELESS_UPGRADE,
-                        extra + (cancel, _with_restore(start, restore)), changed,
+            start = _start_step(desired, generation,
+                                _restore_at_start(desired, previous, observation, first=False))
+            return Plan(name, ActionKind.STATELESS_UPGRADE, extra + (cancel, start), changed,
                         generation=generation)
 
 
-def _plan_start(diff, desired, previous, observation, start, extra, generation) -> Plan:
+def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:
     first = not diff.applied
-    restore = _restore_at_start(desired, previous, observation, first=first)
+    start = _start_step(desired, generation,
+                        _restore_at_start(desired, previous, observation, first=first))
     if diff.drift:
-        return Plan(diff.name, ActionKind.RESTART, extra + (_with_restore(start, restore),),
-                    diff.drift, generation=generation)
-    if previous is not None and not first and not diff.job_changed:
-        ended = previous.status.state.value
-        if ended in ("FINISHED",):
-            return Plan(diff.name, None, reason="the job finished by itself")
+        return Plan(diff.name, ActionKind.RESTART, extra + (start,), diff.drift,
+                    generation=generation)
+    finished = previous is not None and previous.status.state == DeploymentState.FINISHED
+    if finished and not diff.job_changed:
+        return Plan(diff.name, None, reason="the job finished by itself")
     reason = "first start" if first else "desired state RUNNING"
-    return Plan(diff.name, ActionKind.START, extra + (_with_restore(start, restore),), reason,
-                generation=generation)
+    return Plan(diff.name, ActionKind.START, extra + (start,), reason, generation=generation)
 
 
 def _plan_deletion(name, previous, active, extra) -> Plan:
@@ -173,13 +171,9 @@ def _stop_or_nothing(name, active, extra, action, step, reason) -> Plan:
     return Plan(name, action, extra + (step,), reason)
 
 
-def _start_step(desired: Deployment, generation: int) -> Step:
-    return Step(StepKind.START_JOB, job_id(desired.name, generation),
+def _start_step(desired: Deployment, generation: int, restore: Restore) -> Step:
+    return Step(StepKind.START_JOB, job_id(desired.name, generation), restore=restore,
                 parallelism=desired.spec.template.spec.parallelism)
-
-
-def _with_restore(step: Step, restore: Restore) -> Step:
-    return Step(step.kind, step.job_id, restore=restore, parallelism=step.parallelism)
 
 
 def _restore_after_stop(desired: Deployment) -> Restore:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings
 from agent.flink import local
 from agent.flink.build import build_jar
 from agent.job_ids import job_id
 from agent.reconcile import sync
-from conftest import EXAMPLES, Flink, SpecRepo, free_port
+from conftest import EXAMPLES, Flink, free_port
 
 FLINK_1_20 = "1.20.5"
 FLINK_1_20_CACHE = Path.home() / ".cache" / "flink-gitops" / "flink-1.20"

@@ -161,7 +161,8 @@ class Deployment(SpecModel):
         return self.spec.stop_with_drain or annotation.strip().lower() == "true"
 
     def job_fields(self) -> dict[str, Any]:
-        """What the running job is made of: a change here needs a new job (not labels, not state)."""
+        """What the running job is made of: a change here needs a new job (labels and the desired
+        state are not part of it)."""
         spec = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         spec.pop("state")
         template = spec["template"]["spec"]
