@@ -1,0 +1,36 @@
+"""Pure parts of the Flink REST client: polling cadence and Flink's messages."""
+
+from itertools import islice
+
+from agent.flink.rest import condense_trace, failure_cause, poll_delays
+
+
+def test_polling_starts_fast_and_backs_off_to_one_second():
+    delays = list(islice(poll_delays(60), 12))
+    assert delays[0] == 0.05
+    assert delays == sorted(delays)
+    assert max(delays) == 1.0
+    assert sum(delays[:5]) < 1.0  # a savepoint done in a second is seen within ~a second
+
+
+def test_polling_stops_when_the_timeout_is_spent():
+    assert 9 <= sum(poll_delays(10)) <= 12
+
+
+def test_a_java_stack_trace_keeps_flinks_message_lines_verbatim():
+    trace = ("org.apache.flink.runtime.rest.handler.RestHandlerException: Could not execute.\n"
+             "\tat org.apache.flink.Foo.bar(Foo.java:1)\n"
+             "\t... 3 more\n"
+             "Caused by: java.lang.ClassNotFoundException: com.example.Nope\n"
+             "\tat java.base/java.net.URLClassLoader.findClass(URLClassLoader.java:445)\n")
+    assert condense_trace(trace) == (
+        "org.apache.flink.runtime.rest.handler.RestHandlerException: Could not execute.\n"
+        "Caused by: java.lang.ClassNotFoundException: com.example.Nope")
+
+
+def test_a_failed_savepoint_names_its_cause():
+    operation = {"failure-cause": {"class": "java.util.concurrent.CompletionException",
+                                   "stack-trace": "java.io.IOException: Failed to create savepoint"
+                                                  " directory at file:/x\n\tat a.b(C.java:1)"}}
+    assert failure_cause(operation) == ("java.io.IOException: Failed to create savepoint "
+                                        "directory at file:/x")
