@@ -73,7 +73,7 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
     lines = [
         "# Flink deployments",
         "",
-        f"**{len(documents)} deployments**: {summary}. "
+        f"**{len(documents)} deployment{'' if len(documents) == 1 else 's'}**: {summary}. "
         f"{len(problems)} need attention. Spec commit `{spec_commit[:10]}`.",
         "",
         "| | Deployment | State | Sync | Flink job | Parallelism | Restarts | Last savepoint "
