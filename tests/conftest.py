@@ -132,6 +132,34 @@ def settings(spec_repo, tmp_path) -> Settings:
     return Settings(str(spec_repo.remote), workdir=tmp_path / "agent")
 
 
+def counter_deployment(name: str, parallelism: int = 1, state: str = "RUNNING",
+                       upgrade: str = "STATEFUL", restore: str = "LATEST_SAVEPOINT",
+                       labels: str = "{team: test}", extra: str = "", target: str = "test") -> str:
+    """The YAML of a Deployment of the counter job (`extra`: one more line under `spec`)."""
+    return textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Deployment
+        metadata:
+          name: {name}
+          labels: {labels}
+        spec:
+          state: {state}
+          deploymentTargetName: {target}
+          upgradeStrategy: {{kind: {upgrade}}}
+          restoreStrategy: {{kind: {restore}}}
+          {extra}
+          template:
+            spec:
+              artifact:
+                jarUri: jobs/counter.jar
+                entryClass: com.example.Counter
+                mainArgs: --rate 20 --keys 4
+              parallelism: {parallelism}
+              flinkConfiguration:
+                execution.checkpointing.interval: 1s
+        """)
+
+
 @pytest.fixture
 def deployed(spec_repo, flink, counter_jar):
     """A spec repo with a target for the test cluster and the counter jar; returns a function
@@ -139,31 +167,8 @@ def deployed(spec_repo, flink, counter_jar):
     spec_repo.write_target("test", flink.url)
     spec_repo.add_file("jobs/counter.jar", counter_jar)
 
-    def write(name: str, parallelism: int = 1, state: str = "RUNNING", upgrade: str = "STATEFUL",
-              restore: str = "LATEST_SAVEPOINT", labels: str = "{team: test}",
-              extra: str = "", target: str = "test") -> None:
-        spec_repo.write(f"deployments/{name}.yaml", f"""\
-            apiVersion: v1
-            kind: Deployment
-            metadata:
-              name: {name}
-              labels: {labels}
-            spec:
-              state: {state}
-              deploymentTargetName: {target}
-              upgradeStrategy: {{kind: {upgrade}}}
-              restoreStrategy: {{kind: {restore}}}
-              {extra}
-              template:
-                spec:
-                  artifact:
-                    jarUri: jobs/counter.jar
-                    entryClass: com.example.Counter
-                    mainArgs: --rate 20 --keys 4
-                  parallelism: {parallelism}
-                  flinkConfiguration:
-                    execution.checkpointing.interval: 1s
-            """)
+    def write(name: str, **fields) -> None:
+        spec_repo.write(f"deployments/{name}.yaml", counter_deployment(name, **fields))
     return write
 
 

@@ -20,7 +20,7 @@ from agent.flink import local
 from agent.flink.build import build_jar
 from agent.job_ids import job_id
 from agent.reconcile import sync
-from conftest import EXAMPLES, Flink, free_port
+from conftest import EXAMPLES, Flink, counter_deployment, free_port
 
 FLINK_1_20 = "1.20.5"
 FLINK_1_20_CACHE = Path.home() / ".cache" / "flink-gitops" / "flink-1.20"
@@ -77,25 +77,8 @@ def deploy_on_1_20(spec_repo, flink_1_20):
     spec_repo.add_file("jobs/counter.jar", flink_1_20.counter_jar)
 
     def write(name: str, parallelism: int = 1) -> None:
-        spec_repo.write(f"deployments/{name}.yaml", f"""\
-            apiVersion: v1
-            kind: Deployment
-            metadata: {{name: {name}}}
-            spec:
-              state: RUNNING
-              deploymentTargetName: legacy
-              upgradeStrategy: {{kind: STATEFUL}}
-              restoreStrategy: {{kind: LATEST_SAVEPOINT}}
-              template:
-                spec:
-                  artifact:
-                    jarUri: jobs/counter.jar
-                    entryClass: com.example.Counter
-                    mainArgs: --rate 20 --keys 4
-                  parallelism: {parallelism}
-                  flinkConfiguration:
-                    execution.checkpointing.interval: 1s
-            """)
+        spec_repo.write(f"deployments/{name}.yaml",
+                        counter_deployment(name, parallelism, target="legacy"))
     return write
 
 
