@@ -24,6 +24,7 @@ class Settings:
     path: str = "."
     status_branch: str = DEFAULT_STATUS_BRANCH
     workdir: Path = Path.home() / ".flink-gitops"
+    job_start_timeout_s: float = 120.0   # a started job must have every task running by then
 
     @property
     def artifact_cache(self) -> Path:

@@ -49,7 +49,6 @@ class Outcome:
     savepoints: list[Savepoint] = field(default_factory=list)
     started: StartedJob | None = None
     ended: dict[str, str] = field(default_factory=dict)      # job id -> final Flink status
-    failed_attempts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +61,7 @@ class Execution:
     clock: Callable[[], str] = utc_now
     sleep: Callable[[float], None] = time.sleep
     backoff_s: float = 1.0
+    start_timeout_s: float = 120.0
 
     def run(self, plan: Plan, desired: Deployment | None) -> Outcome:
         outcome = Outcome()
@@ -93,7 +93,7 @@ class Execution:
                 result = self.client.await_savepoint(step.job_id, trigger, sleep=self.sleep)
                 break
             except (SavepointFailed, FlinkRequestError) as error:
-                outcome.failed_attempts.append(f"savepoint attempt {attempt}: {error}")
+                log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
                 if attempt == attempts or self.client.job_state(step.job_id) != "RUNNING":
                     raise SavepointFailed(
                         f"no savepoint after {attempt} attempt(s), job {step.job_id} keeps "
@@ -124,12 +124,13 @@ class Execution:
                     savepoint_path=restored_from,
                     allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
                     configuration=configuration)
-                state = self.client.await_running(job, sleep=self.sleep)
+                state = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
                 if state != "RUNNING":
                     raise JobStartFailed(f"job {job} ended {state}: "
                                          f"{self.client.root_exception(job) or 'no exception'}")
             except (JobStartFailed, FlinkRequestError) as error:
-                outcome.failed_attempts.append(f"start attempt {attempt + 1}: {error}")
+                log.warning("job %s: start attempt %d failed: %s", job, attempt + 1, error)
+                self._discard(job)
                 if attempt + 1 == attempts:
                     raise JobStartFailed(f"the job did not start in {attempts} attempt(s); "
                                          f"last: {error}") from None
@@ -169,6 +170,14 @@ class Execution:
         if not location or completed.get("discarded") or location.startswith("<"):
             return None
         return location, int(completed.get("latest_ack_timestamp", 0))
+
+    def _discard(self, job: str) -> None:
+        """Cancels a failed start attempt that Flink still runs, so that the next attempt never
+        runs beside it (DESIGN §5.2)."""
+        state = self.client.job_state(job)
+        if state is not None and state not in TERMINAL_JOB_STATES:
+            self.client.cancel(job)
+            self._await_end(job)
 
     def _await_end(self, job: str) -> str:
         state = self.client.await_end(job, sleep=self.sleep)

@@ -144,6 +144,7 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
     spec = item.desired or _applied_deployment(item)
     execution = Execution(
         client=cycle.clients[target.name], savepoint_dir=target.spec.savepoint_dir,
+        start_timeout_s=settings.job_start_timeout_s,
         fetch_jar=lambda: fetch_jar(spec.spec.template.spec.artifact.jar_uri,
                                     settings.artifact_cache,
                                     lambda path: source.read(cycle.commit, path)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import zipfile
@@ -354,3 +355,18 @@ def test_a_new_jar_under_the_same_path_is_a_stateful_upgrade(deployed, spec_repo
     assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
     assert rest.restored_from(job_id("rebuilt", 2)) == status["lastSavepoint"]["location"]
     assert len(set(rest.jars()) - uploaded) == 1  # the new content, uploaded once
+
+
+def test_a_job_that_never_gets_its_slots_is_cancelled_between_attempts(deployed, spec_repo,
+                                                                       settings, rest):
+    deployed("oversized", parallelism=64, extra="maxJobCreationAttempts: 2")
+    spec_repo.push()
+    result = sync(dataclasses.replace(settings, job_start_timeout_s=3))
+    assert result.exit_code == 1
+    jobs = rest.jobs()
+    attempts = [job_id("oversized", 1), job_id("oversized", 2)]
+    assert [jobs[j] for j in attempts] == ["CANCELED", "CANCELED"]
+    status = spec_repo.status_of("oversized")
+    assert status["state"] == "FAILED"
+    assert "is not running after 3s" in status["lastAction"]["message"]
+    assert "did not start in 2 attempt(s)" in status["lastAction"]["message"]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import requests
 
-from agent.errors import FlinkRequestError, FlinkUnavailable, SavepointFailed
+from agent.errors import FlinkRequestError, FlinkUnavailable, JobStartFailed, SavepointFailed
 
 DEFAULT_TIMEOUT = 10.0
 TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
@@ -30,6 +30,13 @@ class JobOverview:
     state: str
     start_time: int
     end_time: int
+    tasks: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def all_tasks_running(self) -> bool:
+        """Every task deployed and running (or finished): the job's state is restored."""
+        total = self.tasks.get("total", 0)
+        return total > 0 and self.tasks.get("running", 0) + self.tasks.get("finished", 0) == total
 
     @property
     def terminal(self) -> bool:
@@ -68,22 +75,26 @@ class FlinkClient:
         return self._version
 
     def jobs(self) -> list[JobOverview]:
-        """Every job the cluster knows, running or recently ended (`GET /jobs/overview`)."""
+        """Every job the cluster knows, running or recently ended (`GET /jobs/overview`).
+
+        Unlike `GET /jobs/:id`, which Flink serves from a cache refreshed every few seconds
+        (`web.refresh-interval`), the overview is current: the agent polls it while it waits.
+        """
         jobs = self._request("GET", "/jobs/overview").get("jobs", [])
         return [JobOverview(j["jid"], j.get("name", ""), j["state"], j.get("start-time", -1),
-                            j.get("end-time", -1)) for j in jobs]
+                            j.get("end-time", -1), j.get("tasks", {})) for j in jobs]
+
+    def job_overview(self, job_id: str) -> JobOverview | None:
+        """One job's current overview, or None when the cluster does not know the job."""
+        return next((job for job in self.jobs() if job.id == job_id), None)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}")
 
     def job_state(self, job_id: str) -> str | None:
-        """The job's Flink status, or None when the cluster does not know the job."""
-        try:
-            return self._request("GET", f"/jobs/{job_id}/status")["status"]
-        except FlinkRequestError as error:
-            if error.status == 404:
-                return None
-            raise
+        """The job's current Flink status, or None when the cluster does not know the job."""
+        job = self.job_overview(job_id)
+        return job.state if job else None
 
     def checkpoints(self, job_id: str) -> dict[str, Any]:
         """`GET /jobs/:id/checkpoints`: counts and `latest.{completed,savepoint,restored}`."""
@@ -170,23 +181,19 @@ class FlinkClient:
     def await_running(self, job_id: str, timeout: float = 120,
                       sleep: Callable[[float], None] = time.sleep) -> str:
         """Polls until the job RUNS — every task deployed and running, so its state is restored —
-        or ends; returns the job's status then."""
-        state = None
+        or ends; returns the job's status then. A job still on its way after `timeout` seconds
+        (e.g. waiting for task slots) raises JobStartFailed saying where it stands."""
+        job = None
         for delay in poll_delays(timeout):
-            try:
-                details = self.job(job_id)
-            except FlinkRequestError as error:
-                if error.status != 404:
-                    raise
-                details = {}
-            state = details.get("state")
-            if state in TERMINAL_JOB_STATES:
-                return state
-            tasks = [v.get("status") for v in details.get("vertices", [])]
-            if state == "RUNNING" and tasks and all(t in ("RUNNING", "FINISHED") for t in tasks):
-                return state
+            job = self.job_overview(job_id)
+            if job is not None and (job.terminal or job.state == "RUNNING"
+                                    and job.all_tasks_running):
+                return job.state
             sleep(delay)
-        return state or "UNKNOWN"
+        tasks = ", ".join(f"{n} {t}" for t, n in sorted((job.tasks if job else {}).items())
+                          if n and t != "total")
+        raise JobStartFailed(f"job {job_id} is not running after {timeout:.0f}s: job status "
+                             f"{job.state if job else 'unknown'}, tasks {tasks or 'none yet'}")
 
     def await_end(self, job_id: str, timeout: float = 120,
                   sleep: Callable[[float], None] = time.sleep) -> str:
