@@ -37,6 +37,7 @@ class Difference:
     job_changed: bool                       # the job made from the desired spec differs
     fields: tuple[FieldChange, ...] = ()    # applied -> desired, every changed field
     drift: str | None = None                # what the cluster shows that the agent did not do
+    desired_hash: str | None = None         # digest of the desired job (see Deployment.job_hash)
 
     @property
     def metadata_only(self) -> bool:
@@ -91,7 +92,7 @@ def difference(name: str, desired: Deployment | None, desired_hash: str | None,
     job_changed = applied and status.applied_spec_hash != desired_hash
     fields = field_changes(status.applied_spec if applied else None, spec_document(desired))
     return Difference(name, desired.spec.state, applied, job_changed, fields,
-                      _drift(status, observation))
+                      _drift(status, observation), desired_hash)
 
 
 def _drift(status, observation: Observation) -> str | None:

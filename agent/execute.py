@@ -18,7 +18,7 @@ from typing import Callable
 from agent.errors import (FlinkError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
                           SavepointFailed)
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient
-from agent.job_ids import job_id as make_job_id
+from agent.job_ids import with_generation
 from agent.model.spec import Deployment, RestoreStrategyKind
 from agent.model.status import ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
@@ -116,7 +116,7 @@ class Execution:
         jar_id = self.client.upload_jar(self.fetch_jar())
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):
-            job = make_job_id(desired.name, generation + attempt) if attempt else step.job_id
+            job = with_generation(step.job_id, generation + attempt)
             try:
                 self.client.run_jar(
                     jar_id, job_id=job, entry_class=template.artifact.entry_class,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import FlinkError
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient
-from agent.job_ids import deployment_key, generation_of
+from agent.job_ids import deployment_key, generation_of, spec_digest_of
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,11 @@ class ObservedJob:
     flink_status: str
     start_time: int = -1
     end_time: int = -1
+    tasks: int = 0                 # the job's number of tasks (sum of its operators' parallelism)
+
+    @property
+    def spec_digest(self) -> str:
+        return spec_digest_of(self.id)
 
     @property
     def active(self) -> bool:
@@ -79,7 +84,7 @@ def observe_cluster(client: FlinkClient) -> ClusterView:
         if len(job.id) != 32:
             continue
         observed = ObservedJob(job.id, generation_of(job.id), job.state, job.start_time,
-                               job.end_time)
+                               job.end_time, job.tasks.get("total", 0))
         view.jobs.setdefault(job.id[:16], []).append(observed)
     for group in view.jobs.values():
         group.sort(key=lambda j: j.generation)

@@ -130,12 +130,13 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
         case UpgradeStrategyKind.STATEFUL:
             stop = Step(StepKind.STOP_WITH_SAVEPOINT, active.id, drain=desired.drain_on_stop,
                         origin=SavepointOrigin.UPGRADE)
-            start = _start_step(desired, generation, _restore_after_stop(desired))
+            start = _start_step(desired, diff.desired_hash, generation,
+                                _restore_after_stop(desired))
             return Plan(name, ActionKind.STATEFUL_UPGRADE, extra + (stop, start), changed,
                         generation=generation)
         case UpgradeStrategyKind.STATELESS:
             cancel = Step(StepKind.CANCEL_JOB, active.id)
-            start = _start_step(desired, generation,
+            start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_at_start(desired, previous, observation, first=False))
             return Plan(name, ActionKind.STATELESS_UPGRADE, extra + (cancel, start), changed,
                         generation=generation)
@@ -143,7 +144,7 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
 
 def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:
     first = not diff.applied
-    start = _start_step(desired, generation,
+    start = _start_step(desired, diff.desired_hash, generation,
                         _restore_at_start(desired, previous, observation, first=first))
     if diff.drift:
         return Plan(diff.name, ActionKind.RESTART, extra + (start,), diff.drift,
@@ -171,8 +172,9 @@ def _stop_or_nothing(name, active, extra, action, step, reason) -> Plan:
     return Plan(name, action, extra + (step,), reason)
 
 
-def _start_step(desired: Deployment, generation: int, restore: Restore) -> Step:
-    return Step(StepKind.START_JOB, job_id(desired.name, generation), restore=restore,
+def _start_step(desired: Deployment, desired_hash: str, generation: int,
+                restore: Restore) -> Step:
+    return Step(StepKind.START_JOB, job_id(desired.name, generation, desired_hash), restore=restore,
                 parallelism=desired.spec.template.spec.parallelism)
 
 

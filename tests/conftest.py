@@ -17,6 +17,7 @@ import yaml
 from agent.config import DEFAULT_STATUS_BRANCH, Settings
 from agent.flink import local
 from agent.flink.build import build_jar
+from agent.job_ids import deployment_key
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "spec-examples"
@@ -183,6 +184,12 @@ class Flink:
 
     def jobs(self) -> dict[str, str]:
         return {j["jid"]: j["state"] for j in self.get("/jobs/overview")["jobs"]}
+
+    def job(self, deployment: str, generation: int) -> str:
+        """The id of a deployment's job of that generation (job ids: see agent.job_ids)."""
+        prefix = f"{deployment_key(deployment)}{generation:08x}"
+        [found] = [j for j in self.jobs() if j.startswith(prefix)] or [f"{prefix}-not-found"]
+        return found
 
     def running(self) -> list[str]:
         return [j for j, s in self.jobs().items() if s == "RUNNING"]

@@ -18,7 +18,6 @@ import pytest
 
 from agent.flink import local
 from agent.flink.build import build_jar
-from agent.job_ids import job_id
 from agent.reconcile import sync
 from conftest import EXAMPLES, Flink, counter_deployment, free_port
 
@@ -99,7 +98,7 @@ def test_first_sync_starts_the_job_on_flink_1_20(deploy_on_1_20, spec_repo, sett
     commit = spec_repo.push("first deployment")
     result = sync(settings)
     assert result.exit_code == 0
-    job = job_id("first-on-1-20", 1)
+    job = rest_1_20.job("first-on-1-20", 1)
     assert rest_1_20.jobs()[job] == "RUNNING"
     status = spec_repo.status_of("first-on-1-20")
     assert status["state"] == "RUNNING" and status["sync"] == "SYNCED"
@@ -112,14 +111,14 @@ def test_stateful_upgrade_on_flink_1_20_restores_the_savepoint_it_took(
     deploy_on_1_20("stateful-on-1-20", parallelism=1)
     spec_repo.push()
     assert sync(settings).exit_code == 0
-    old = job_id("stateful-on-1-20", 1)
+    old = rest_1_20.job("stateful-on-1-20", 1)
     rest_1_20.wait_checkpoint(old)
     deploy_on_1_20("stateful-on-1-20", parallelism=2)
     spec_repo.push("parallelism 2")
     assert sync(settings).exit_code == 0
     status = spec_repo.status_of("stateful-on-1-20")
     new = status["job"]["id"]
-    assert new == job_id("stateful-on-1-20", 2)
+    assert new == rest_1_20.job("stateful-on-1-20", 2)
     assert rest_1_20.jobs()[old] == "FINISHED" and rest_1_20.jobs()[new] == "RUNNING"
     savepoint = status["lastSavepoint"]["location"]
     assert status["lastSavepoint"]["origin"] == "UPGRADE"

@@ -3,7 +3,8 @@
 import pytest
 
 from agent.diff import difference, spec_document
-from agent.job_ids import deployment_key, generation_of, job_id
+from agent.job_ids import (deployment_key, generation_of, job_id, spec_digest_of,
+                            with_generation)
 from agent.model.spec import Deployment
 from agent.model.status import (DeploymentState, DeploymentStatus, Job, JobState, Savepoint,
                                 SavepointOrigin, Status, StatusMetadata, SyncStatus)
@@ -22,8 +23,13 @@ def deployment(parallelism=1, state="RUNNING", upgrade="STATEFUL", restore="LATE
                                        "parallelism": parallelism}}}})
 
 
+def jid(generation, spec=None):
+    """The id of an `orders` job of that generation running `spec` (default: deployment())."""
+    return job_id("orders", generation, (spec or deployment()).job_hash())
+
+
 def applied(spec, generation=1, state=DeploymentState.RUNNING, savepoint=None):
-    job = Job(id=job_id("orders", generation), generation=generation, state=JobState.STARTED,
+    job = Job(id=jid(generation, spec), generation=generation, state=JobState.STARTED,
               flink_status="RUNNING", parallelism=1, started_at="t")
     status = Status(state=state, sync=SyncStatus.SYNCED, applied_spec_hash=spec.job_hash(),
                     applied_spec=spec_document(spec), job=job, desired_state=spec.spec.state)
@@ -35,7 +41,7 @@ def applied(spec, generation=1, state=DeploymentState.RUNNING, savepoint=None):
 
 
 def running(generation=1, flink_status="RUNNING"):
-    return Observation(True, (ObservedJob(job_id("orders", generation), generation, flink_status),))
+    return Observation(True, (ObservedJob(jid(generation), generation, flink_status),))
 
 
 def decide(desired, previous, observation):
@@ -44,9 +50,13 @@ def decide(desired, previous, observation):
     return diff, plan(diff, desired, previous, observation)
 
 
-def test_job_ids_carry_the_deployment_and_its_generation():
-    assert job_id("orders", 7).startswith(deployment_key("orders"))
-    assert len(job_id("orders", 7)) == 32 and generation_of(job_id("orders", 7)) == 7
+def test_job_ids_carry_the_deployment_its_generation_and_its_spec():
+    spec_hash = deployment().job_hash()
+    job = job_id("orders", 7, spec_hash)
+    assert job.startswith(deployment_key("orders")) and len(job) == 32
+    assert generation_of(job) == 7 and spec_digest_of(job) == spec_hash[:8]
+    assert generation_of(with_generation(job, 8)) == 8 and spec_digest_of(with_generation(job, 8))\
+        == spec_hash[:8]
     assert deployment_key("orders") != deployment_key("orders2")
 
 
@@ -54,7 +64,7 @@ def test_first_start_submits_generation_one_with_empty_state():
     _, decided = decide(deployment(), None, Observation(True))
     assert decided.action == "START"
     [start] = decided.steps
-    assert start.kind == StepKind.START_JOB and start.job_id == job_id("orders", 1)
+    assert start.kind == StepKind.START_JOB and start.job_id == jid(1)
     assert start.restore.kind == RestoreKind.EMPTY
 
 
@@ -69,8 +79,8 @@ def test_stateful_upgrade_stops_with_savepoint_then_starts_from_it():
     assert [str(f) for f in diff.fields] == ["spec.template.spec.parallelism: 1 → 4"]
     assert decided.action == "STATEFUL_UPGRADE"
     stop, start = decided.steps
-    assert stop.kind == StepKind.STOP_WITH_SAVEPOINT and stop.job_id == job_id("orders", 1)
-    assert start.job_id == job_id("orders", 2) and start.parallelism == 4
+    assert stop.kind == StepKind.STOP_WITH_SAVEPOINT and stop.job_id == jid(1)
+    assert start.job_id == jid(2, deployment(parallelism=4)) and start.parallelism == 4
     assert start.restore.kind == RestoreKind.STOP_SAVEPOINT
     assert "stop with savepoint" in decided.summary()
 
@@ -94,7 +104,7 @@ def test_stateless_upgrade_with_latest_state_restores_the_retained_checkpoint():
                         applied(deployment(upgrade="STATELESS", restore="LATEST_STATE")),
                         running())
     restore = decided.steps[1].restore
-    assert restore.kind == RestoreKind.LATEST_STATE and restore.job_id == job_id("orders", 1)
+    assert restore.kind == RestoreKind.LATEST_STATE and restore.job_id == jid(1)
 
 
 def test_upgrade_strategy_none_leaves_the_job_and_marks_the_upgrade_pending():
@@ -119,7 +129,7 @@ def test_suspend_takes_a_savepoint_and_resume_restores_it():
     _, resume = decide(deployment(), suspended, running(flink_status="FINISHED"))
     assert resume.action == "START"
     assert resume.steps[0].restore.path == "file:/sp/s1"
-    assert resume.steps[0].job_id == job_id("orders", 2)
+    assert resume.steps[0].job_id == jid(2)
 
 
 def test_cancelled_cancels_without_savepoint():
@@ -155,4 +165,4 @@ def test_an_unreachable_target_plans_nothing():
 @pytest.mark.parametrize("generation", [1, 5])
 def test_the_new_job_id_is_past_every_generation_seen(generation):
     _, decided = decide(deployment(2), applied(deployment(), generation=1), running(generation))
-    assert decided.steps[-1].job_id == job_id("orders", generation + 1)
+    assert decided.steps[-1].job_id == jid(generation + 1, deployment(2))

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from agent.job_ids import job_id
 from conftest import git
 from agent.reconcile import sync
 
@@ -21,7 +20,7 @@ def test_first_sync_starts_the_job_and_writes_the_status_branch(deployed, spec_r
     commit = spec_repo.push("first deployment")
     result = sync(settings)
     assert result.exit_code == 0
-    job = job_id("first", 1)
+    job = rest.job("first", 1)
     assert rest.jobs()[job] == "RUNNING"
     status = spec_repo.status_of("first")
     assert status["state"] == "RUNNING" and status["sync"] == "SYNCED"
@@ -36,7 +35,7 @@ def test_stateful_upgrade_restores_the_savepoint_it_took(deployed, spec_repo, se
     deployed("stateful", parallelism=1)
     spec_repo.push()
     sync(settings)
-    old = job_id("stateful", 1)
+    old = rest.job("stateful", 1)
     rest.wait_checkpoint(old)
     deployed("stateful", parallelism=2)
     spec_repo.push("parallelism 2")
@@ -44,7 +43,7 @@ def test_stateful_upgrade_restores_the_savepoint_it_took(deployed, spec_repo, se
     assert result.exit_code == 0
     status = spec_repo.status_of("stateful")
     new = status["job"]["id"]
-    assert new == job_id("stateful", 2)
+    assert new == rest.job("stateful", 2)
     assert rest.jobs()[old] == "FINISHED" and rest.jobs()[new] == "RUNNING"
     savepoint = status["lastSavepoint"]["location"]
     assert status["lastSavepoint"]["origin"] == "UPGRADE"
@@ -59,12 +58,12 @@ def test_stateless_upgrade_starts_the_new_job_with_empty_state(deployed, spec_re
     deployed("stateless", upgrade="STATELESS", restore="NONE")
     spec_repo.push()
     sync(settings)
-    rest.wait_checkpoint(job_id("stateless", 1))
+    rest.wait_checkpoint(rest.job("stateless", 1))
     deployed("stateless", parallelism=2, upgrade="STATELESS", restore="NONE")
     spec_repo.push()
     assert sync(settings).exit_code == 0
-    new = job_id("stateless", 2)
-    assert rest.jobs()[job_id("stateless", 1)] == "CANCELED"
+    new = rest.job("stateless", 2)
+    assert rest.jobs()[rest.job("stateless", 1)] == "CANCELED"
     assert rest.jobs()[new] == "RUNNING"
     assert rest.restored_from(new) is None
     status = spec_repo.status_of("stateless")
@@ -76,7 +75,7 @@ def test_suspend_then_resume_restores_the_suspend_savepoint(deployed, spec_repo,
     deployed("pausing")
     spec_repo.push()
     sync(settings)
-    rest.wait_checkpoint(job_id("pausing", 1))
+    rest.wait_checkpoint(rest.job("pausing", 1))
     deployed("pausing", state="SUSPENDED")
     spec_repo.push("suspend")
     assert sync(settings).exit_code == 0
@@ -100,7 +99,7 @@ def test_cancelled_cancels_the_job_without_a_savepoint(deployed, spec_repo, sett
     deployed("cancelling", state="CANCELLED")
     spec_repo.push("cancel")
     assert sync(settings).exit_code == 0
-    assert rest.jobs()[job_id("cancelling", 1)] == "CANCELED"
+    assert rest.jobs()[rest.job("cancelling", 1)] == "CANCELED"
     status = spec_repo.status_of("cancelling")
     assert status["state"] == "CANCELLED" and "lastSavepoint" not in status
     assert status["lastAction"]["kind"] == "CANCEL"
@@ -115,8 +114,8 @@ def test_upgrade_strategy_none_leaves_the_job_and_reports_out_of_sync(deployed, 
     spec_repo.push("parallelism 2")
     result = sync(settings)
     assert result.exit_code == 1
-    assert rest.running() == [job_id("frozen", 1)]
-    assert rest.parallelism(job_id("frozen", 1)) == 1
+    assert rest.running() == [rest.job("frozen", 1)]
+    assert rest.parallelism(rest.job("frozen", 1)) == 1
     status = spec_repo.status_of("frozen")
     assert status["sync"] == "OUT_OF_SYNC" and status["state"] == "RUNNING"
 
@@ -129,7 +128,7 @@ def test_an_invalid_spec_leaves_the_running_job_untouched(deployed, spec_repo, s
     spec_repo.push("a typo")
     result = sync(settings)
     assert result.exit_code == 1
-    assert rest.running() == [job_id("guarded", 1)]
+    assert rest.running() == [rest.job("guarded", 1)]
     status = spec_repo.status_of("guarded")
     assert status["sync"] == "INVALID" and status["state"] == "RUNNING"
     [error] = status["errors"]
@@ -145,7 +144,7 @@ def test_a_label_change_restarts_nothing(deployed, spec_repo, settings, rest):
     deployed("labelled", labels="{team: other}")
     commit = spec_repo.push("relabel")
     assert sync(settings).exit_code == 0
-    assert rest.running() == [job_id("labelled", 1)]
+    assert rest.running() == [rest.job("labelled", 1)]
     status = spec_repo.status_of("labelled")
     assert status["specCommit"] == commit and status["appliedSpec"]["metadata"]["labels"] == {
         "team": "other"}
@@ -194,7 +193,7 @@ def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings
     assert result.exit_code == 0 and result.status_commit is None
     assert spec_repo.status_commits() == commits
     assert proxy.requests == [("GET", "/jobs/overview")]
-    assert rest.running() == [job_id("quiet", 1)]
+    assert rest.running() == [rest.job("quiet", 1)]
 
 
 def test_a_jar_is_uploaded_once_per_content(deployed, spec_repo, settings, rest):
@@ -216,7 +215,7 @@ def test_a_failed_savepoint_leaves_the_old_job_running_and_reports_flinks_cause(
     deployed("unsaved", extra="maxSavepointCreationAttempts: 2", target="broken")
     spec_repo.push()
     sync(settings)
-    old = job_id("unsaved", 1)
+    old = rest.job("unsaved", 1)
     deployed("unsaved", parallelism=2, extra="maxSavepointCreationAttempts: 2", target="broken")
     spec_repo.push("parallelism 2")
     result = sync(settings)
@@ -255,7 +254,7 @@ def test_a_deleted_spec_suspends_the_job_with_a_savepoint(deployed, spec_repo, s
     (spec_repo.checkout / "deployments/retired.yaml").unlink()
     spec_repo.push("retire")
     assert sync(settings).exit_code == 0
-    assert rest.jobs()[job_id("retired", 1)] == "FINISHED"
+    assert rest.jobs()[rest.job("retired", 1)] == "FINISHED"
     status = spec_repo.status_of("retired")
     assert status["deleted"] is True and status["state"] == "SUSPENDED"
     assert status["lastAction"]["kind"] == "DELETE"
@@ -268,19 +267,19 @@ def test_a_job_cancelled_outside_the_agent_is_restarted_from_its_latest_savepoin
     deployed("healed")
     spec_repo.push()
     sync(settings)
-    rest.wait_checkpoint(job_id("healed", 1))
+    rest.wait_checkpoint(rest.job("healed", 1))
     deployed("healed", parallelism=2)
     spec_repo.push()
     sync(settings)
     savepoint = spec_repo.status_of("healed")["lastSavepoint"]["location"]
-    requests.patch(f"{rest.url}/jobs/{job_id('healed', 2)}", params={"mode": "cancel"},
+    requests.patch(f"{rest.url}/jobs/{rest.job('healed', 2)}", params={"mode": "cancel"},
                    timeout=10)
-    rest.wait_state(job_id("healed", 2), "CANCELED")
+    rest.wait_state(rest.job("healed", 2), "CANCELED")
     assert sync(settings).exit_code == 0
     status = spec_repo.status_of("healed")
-    assert status["job"]["id"] == job_id("healed", 3)
+    assert status["job"]["id"] == rest.job("healed", 3)
     assert status["lastAction"]["kind"] == "RESTART"
-    assert rest.restored_from(job_id("healed", 3)) == savepoint
+    assert rest.restored_from(rest.job("healed", 3)) == savepoint
     assert any("drift" in e["message"] and "CANCELED" in e["message"]
                for e in status["history"]["events"])
 
@@ -290,13 +289,13 @@ def test_stateless_upgrade_with_latest_state_restores_the_retained_checkpoint(
     deployed("laststate", upgrade="STATELESS", restore="LATEST_STATE")
     spec_repo.push()
     sync(settings)
-    rest.wait_checkpoint(job_id("laststate", 1))
+    rest.wait_checkpoint(rest.job("laststate", 1))
     deployed("laststate", parallelism=2, upgrade="STATELESS", restore="LATEST_STATE")
     spec_repo.push()
     assert sync(settings).exit_code == 0
-    assert rest.jobs()[job_id("laststate", 1)] == "CANCELED"
+    assert rest.jobs()[rest.job("laststate", 1)] == "CANCELED"
     status = spec_repo.status_of("laststate")
-    restored = rest.restored_from(job_id("laststate", 2))
+    restored = rest.restored_from(rest.job("laststate", 2))
     assert restored is not None and "/chk-" in restored
     assert status["job"]["restoredFrom"] == restored
     assert status["lastSavepoint"] == {**status["lastSavepoint"], "origin": "RETAINED_CHECKPOINT",
@@ -331,7 +330,7 @@ def test_an_unreachable_cluster_is_reported_and_nothing_is_lost(deployed, spec_r
     spec_repo.push("moved target, and a change")
     result = sync(settings)
     assert result.exit_code == 1
-    assert rest.running() == [job_id("stranded", 1)]
+    assert rest.running() == [rest.job("stranded", 1)]
     status = spec_repo.status_of("stranded")
     assert status["sync"] == "OUT_OF_SYNC" and status["job"]["flinkStatus"] == "UNKNOWN"
     [problem] = status["errors"]
@@ -353,7 +352,7 @@ def test_a_new_jar_under_the_same_path_is_a_stateful_upgrade(deployed, spec_repo
     assert sync(settings).exit_code == 0
     status = spec_repo.status_of("rebuilt")
     assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
-    assert rest.restored_from(job_id("rebuilt", 2)) == status["lastSavepoint"]["location"]
+    assert rest.restored_from(rest.job("rebuilt", 2)) == status["lastSavepoint"]["location"]
     assert len(set(rest.jars()) - uploaded) == 1  # the new content, uploaded once
 
 
@@ -364,7 +363,7 @@ def test_a_job_that_never_gets_its_slots_is_cancelled_between_attempts(deployed,
     result = sync(dataclasses.replace(settings, job_start_timeout_s=3))
     assert result.exit_code == 1
     jobs = rest.jobs()
-    attempts = [job_id("oversized", 1), job_id("oversized", 2)]
+    attempts = [rest.job("oversized", 1), rest.job("oversized", 2)]
     assert [jobs[j] for j in attempts] == ["CANCELED", "CANCELED"]
     status = spec_repo.status_of("oversized")
     assert status["state"] == "FAILED"
