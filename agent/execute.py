@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from agent import testpoints
+from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
                           SavepointFailed)
-from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient
+from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, SavepointResult, poll_delays
 from agent.job_ids import with_generation
 from agent.model.spec import Deployment, RestoreStrategyKind
 from agent.model.status import ActionResult, Savepoint, SavepointOrigin
@@ -26,10 +27,6 @@ from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
 log = logging.getLogger(__name__)
 
 RETAIN_CHECKPOINTS = "execution.checkpointing.externalized-checkpoint-retention"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -90,11 +87,17 @@ class Execution:
             try:
                 trigger = self.client.stop_with_savepoint(
                     step.job_id, target_directory=self.savepoint_dir, drain=step.drain)
+                testpoints.reached(testpoints.SAVEPOINT_TRIGGERED)
                 result = self.client.await_savepoint(step.job_id, trigger, sleep=self.sleep)
                 break
             except (SavepointFailed, FlinkRequestError) as error:
                 log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
-                if attempt == attempts or self.client.job_state(step.job_id) != "RUNNING":
+                state = self._settled_state(step.job_id)
+                finished = self._final_savepoint(step.job_id) if state == "FINISHED" else None
+                if finished is not None:  # an earlier stop of the same job completed meanwhile
+                    result = finished
+                    break
+                if attempt == attempts or state != "RUNNING":
                     raise SavepointFailed(
                         f"no savepoint after {attempt} attempt(s), job {step.job_id} keeps "
                         f"running untouched; Flink said: {error}") from None
@@ -102,6 +105,7 @@ class Execution:
         outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
                                             created_at=self.clock(), job_id=step.job_id))
         outcome.ended[step.job_id] = self._await_end(step.job_id)
+        testpoints.reached(testpoints.OLD_JOB_STOPPED)
 
     def _cancel(self, step: Step, outcome: Outcome):
         self.client.cancel(step.job_id)
@@ -124,6 +128,7 @@ class Execution:
                     savepoint_path=restored_from,
                     allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
                     configuration=configuration)
+                testpoints.reached(testpoints.NEW_JOB_SUBMITTED)
                 state = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
                 if state != "RUNNING":
                     raise JobStartFailed(f"job {job} ended {state}: "
@@ -156,7 +161,7 @@ class Execution:
                     return restore.path
                 outcome.savepoints.append(Savepoint(
                     location=checkpoint[0], origin=SavepointOrigin.RETAINED_CHECKPOINT,
-                    created_at=_iso(checkpoint[1]), job_id=restore.job_id))
+                    created_at=from_millis(checkpoint[1]), job_id=restore.job_id))
                 return checkpoint[0]
 
     def _retained_checkpoint(self, job: str) -> tuple[str, int] | None:
@@ -171,6 +176,22 @@ class Execution:
             return None
         return location, int(completed.get("latest_ack_timestamp", 0))
 
+    def _final_savepoint(self, job: str) -> SavepointResult | None:
+        """The savepoint a FINISHED job was stopped with, as Flink recorded it."""
+        savepoint = self.client.stop_savepoint(job, sleep=self.sleep)
+        return SavepointResult(savepoint["external_path"], 0.0) if savepoint else None
+
+    def _settled_state(self, job: str, wait: float = 10) -> str | None:
+        """The job's status once it is RUNNING or ended: a job still stopping from an earlier
+        stop-with-savepoint declines new savepoints until it has finished."""
+        state = None
+        for delay in poll_delays(wait):
+            state = self.client.job_state(job)
+            if state is None or state == "RUNNING" or state in TERMINAL_JOB_STATES:
+                return state
+            self.sleep(delay)
+        return state
+
     def _discard(self, job: str) -> None:
         """Cancels a failed start attempt that Flink still runs, so that the next attempt never
         runs beside it (DESIGN §5.2)."""
@@ -184,9 +205,3 @@ class Execution:
         if state not in TERMINAL_JOB_STATES:
             raise JobDidNotEnd(f"job {job} is still {state} after it was told to end")
         return state
-
-
-def _iso(millis: int) -> str:
-    if millis <= 0:
-        return utc_now()
-    return datetime.fromtimestamp(millis / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from agent.config import Settings
 from agent.diff import Difference, difference
 from agent.errors import FlinkGitopsError
-from agent.execute import Execution, Outcome, utc_now
+from agent import testpoints
+from agent.clock import utc_now
+from agent.execute import Execution, Outcome
 from agent.flink import target as targets
 from agent.flink.artifacts import fetch_jar, repo_path
 from agent.flink.rest import FlinkClient
@@ -22,6 +24,7 @@ from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
 from agent.observe import ClusterView, Observation, observe_cluster
 from agent.plan import Plan, plan
+from agent.recover import recover
 from agent.report import branch
 from agent.report.dashboard import status_files
 from agent.report.document import CycleFacts, in_desired_state, next_status
@@ -45,6 +48,7 @@ class Assessment:
     plan: Plan
     problems: tuple[SpecProblem, ...] = ()
     warnings: tuple[SpecProblem, ...] = ()
+    events: tuple[str, ...] = ()
 
     @property
     def deleted(self) -> bool:
@@ -96,7 +100,9 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
         desired_hash = _job_hash(desired, source, commit) if desired else None
         view = views.get(target_name) or ClusterView(False, error=f"no target {target_name!r}")
         observation = view.of(name)
-        before = previous.get(name)
+        recovery = recover(name, previous.get(name), observation, clients.get(target_name),
+                           desired, desired_hash)
+        before = recovery.previous
         diff = difference(name, desired, desired_hash, before, observation)
         if problems:
             decided = Plan(name, None, reason="spec refused; the running job is left as it is")
@@ -107,7 +113,8 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
             name, None if problems else desired, desired_hash, located.file if located else None,
             loaded.targets[target_name].spec if target_name in loaded.targets else None,
             before, observation, diff, decided, tuple(problems),
-            tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment")))
+            tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
+            tuple(recovery.events)))
     return Cycle(commit, loaded, assessments, clients)
 
 
@@ -123,14 +130,15 @@ def sync(settings: Settings) -> SyncResult:
             outcome = _execute(settings, source, cycle, item)
             outcomes[item.name] = outcome
             log.info("%s: %s %s", item.name, outcome.result.value, outcome.message)
-        events = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
+        drift = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
         documents.append(next_status(CycleFacts(
             item.name, item.previous, item.desired, item.desired_hash, item.spec_file,
             item.target.name if item.target else _previous_target(item),
             item.observation, item.plan, outcome, cycle.commit, utc_now(), item.problems,
-            item.warnings, item.deleted, events)))
+            item.warnings, item.deleted, item.events + drift)))
     unattributed = [p for p in cycle.loaded.problems if p.name is None]
     message = _commit_message(cycle.commit, outcomes)
+    testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     status_commit = branch.write(source, settings.status_branch,
                                  status_files(documents, cycle.commit, unattributed), message)
     return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)

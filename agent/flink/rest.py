@@ -100,6 +100,23 @@ class FlinkClient:
         """`GET /jobs/:id/checkpoints`: counts and `latest.{completed,savepoint,restored}`."""
         return self._request("GET", f"/jobs/{job_id}/checkpoints")
 
+    def stop_savepoint(self, job_id: str, wait: float = 10,
+                       sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
+        """The savepoint an ended job was stopped with (Flink's `SYNC_SAVEPOINT`), or None.
+
+        Flink serves checkpoint statistics from a cache refreshed every few seconds
+        (`web.refresh-interval`), so a job that just finished may not show its final savepoint
+        yet: this looks again for up to `wait` seconds before it answers None.
+        """
+        for delay in poll_delays(wait, first=0.25):
+            latest = self.checkpoints(job_id).get("latest") or {}
+            savepoint = latest.get("savepoint") or {}
+            if savepoint.get("checkpoint_type") == "SYNC_SAVEPOINT" \
+                    and savepoint.get("external_path"):
+                return savepoint
+            sleep(delay)
+        return None
+
     def root_exception(self, job_id: str) -> str:
         """The job's root exception as Flink reports it ('' when there is none)."""
         try:

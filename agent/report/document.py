@@ -19,14 +19,8 @@ from agent.model.status import (Action, ActionResult, DeploymentState,
                                 Status, StatusMetadata, SyncStatus, bounded)
 from agent.observe import Observation
 from agent.plan import Plan, StepKind
+from agent.recover import FLINK_TO_JOB_STATE
 
-_JOB_STATES = {
-    "RUNNING": JobState.STARTED, "RESTARTING": JobState.STARTED, "FAILING": JobState.STARTED,
-    "CREATED": JobState.STARTING, "INITIALIZING": JobState.STARTING,
-    "RECONCILING": JobState.STARTING, "CANCELLING": JobState.TERMINATING,
-    "CANCELED": JobState.TERMINATED, "SUSPENDED": JobState.TERMINATED,
-    "FINISHED": JobState.FINISHED, "FAILED": JobState.FAILED,
-}
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def _observe_job(status: Status, observation: Observation) -> None:
     if seen is not None:
         status.job.flink_status = seen.flink_status
         if status.job.state in (JobState.STARTING, JobState.STARTED, JobState.TERMINATING):
-            status.job.state = _JOB_STATES.get(seen.flink_status, status.job.state)
+            status.job.state = FLINK_TO_JOB_STATE.get(seen.flink_status, status.job.state)
     _replace_in_history(status, status.job)
 
 
@@ -117,7 +111,7 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
             continue
         ended.flink_status = flink_status
         ended.state = (JobState.TERMINATED if job_id in stopped_with_savepoint
-                       or flink_status == "CANCELED" else _JOB_STATES[flink_status])
+                       or flink_status == "CANCELED" else FLINK_TO_JOB_STATE[flink_status])
         ended.ended_at = facts.now
     if outcome.started is not None:
         started = outcome.started
@@ -140,7 +134,7 @@ def _adopt(status: Status, facts: CycleFacts) -> None:
     active = facts.observation.active
     if status.job is None and active is not None:
         status.job = Job(id=active.id, generation=active.generation,
-                         state=_JOB_STATES.get(active.flink_status, JobState.STARTED),
+                         state=FLINK_TO_JOB_STATE.get(active.flink_status, JobState.STARTED),
                          flink_status=active.flink_status,
                          parallelism=facts.desired.spec.template.spec.parallelism,
                          started_at=facts.now, spec_commit=facts.commit)

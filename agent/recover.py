@@ -1,0 +1,136 @@
+"""Flink's own records -> the agent's memory, corrected before planning (I/O: a few REST reads,
+only for jobs that changed without the agent recording it).
+
+An agent killed half way through an action leaves its status behind what Flink did: the old job
+stopped with a savepoint that no status names, or a new job submitted that no status knows. This
+module reads what Flink recorded of those jobs — the savepoint a stopped job took, the state a
+new job restored — and writes it into the deployment's status, so that the planner finishes the
+interrupted action instead of repeating it or restoring older state. The job ids (see
+`job_ids`) tell which jobs are the deployment's and which spec each one runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.clock import from_millis
+from agent.errors import FlinkError
+from agent.flink.rest import FlinkClient
+from agent.job_ids import runs_spec
+from agent.model.spec import Deployment
+from agent.model.status import (DeploymentStatus, Job, JobState, Savepoint, SavepointOrigin,
+                                Status, StatusMetadata, SyncStatus, DeploymentState, bounded)
+from agent.observe import ObservedJob, Observation
+
+ACTIVE_JOB_STATES = (JobState.STARTING, JobState.STARTED, JobState.TERMINATING)
+FLINK_TO_JOB_STATE = {
+    "RUNNING": JobState.STARTED, "RESTARTING": JobState.STARTED, "FAILING": JobState.STARTED,
+    "CREATED": JobState.STARTING, "INITIALIZING": JobState.STARTING,
+    "RECONCILING": JobState.STARTING, "CANCELLING": JobState.TERMINATING,
+    "CANCELED": JobState.TERMINATED, "SUSPENDED": JobState.TERMINATED,
+    "FINISHED": JobState.FINISHED, "FAILED": JobState.FAILED,
+}
+
+
+@dataclass
+class Recovery:
+    """The corrected memory of one deployment and what was found."""
+
+    previous: DeploymentStatus | None
+    events: list[str] = field(default_factory=list)
+
+
+def recover(name: str, previous: DeploymentStatus | None, observation: Observation,
+            client: FlinkClient | None, desired: Deployment | None,
+            desired_hash: str | None) -> Recovery:
+    """Brings the status in line with Flink's records of this deployment's jobs."""
+    if client is None or not observation.reachable:
+        return Recovery(previous)
+    known = _known_jobs(previous)
+    ended_unrecorded = _ended_unrecorded(previous, observation)
+    unknown_active = [j for j in observation.active_jobs if j.id not in known]
+    if ended_unrecorded is None and not unknown_active:
+        return Recovery(previous)
+    document = previous.model_copy(deep=True) if previous else DeploymentStatus(
+        metadata=StatusMetadata(name=name),
+        status=Status(state=DeploymentState.CANCELLED, sync=SyncStatus.SYNCED))
+    status, events = document.status, []
+    try:
+        if ended_unrecorded is not None:
+            _record_end(status, ended_unrecorded, client, desired, events)
+        if unknown_active:
+            _adopt(status, unknown_active[-1], client, desired, desired_hash, events)
+    except FlinkError as error:
+        events.append(f"could not read Flink's records to recover: {error}")
+        return Recovery(previous, events)
+    return Recovery(document, events)
+
+
+def _known_jobs(previous: DeploymentStatus | None) -> set[str]:
+    if previous is None:
+        return set()
+    known = {j.id for j in previous.status.history.jobs}
+    if previous.status.job is not None:
+        known.add(previous.status.job.id)
+    return known
+
+
+def _ended_unrecorded(previous, observation: Observation) -> ObservedJob | None:
+    """The recorded job, if Flink shows it ended while the status still has it running."""
+    job = previous.status.job if previous else None
+    if job is None or job.state not in ACTIVE_JOB_STATES:
+        return None
+    seen = next((j for j in observation.jobs if j.id == job.id), None)
+    return seen if seen is not None and not seen.active else None
+
+
+def _record_end(status: Status, ended: ObservedJob, client: FlinkClient,
+                desired: Deployment | None, events: list[str]) -> None:
+    """A job that ended unrecorded: keep the savepoint it was stopped with, if it took one."""
+    savepoint = client.stop_savepoint(ended.id) if ended.flink_status == "FINISHED" else None
+    location = savepoint["external_path"] if savepoint else None
+    job = status.job
+    job.flink_status = ended.flink_status
+    job.state = FLINK_TO_JOB_STATE.get(ended.flink_status, job.state)
+    job.ended_at = from_millis(ended.end_time)
+    known = {s.location for s in status.history.savepoints}
+    if location and location not in known:
+        record = Savepoint(location=location, origin=_origin(status, desired),
+                           created_at=from_millis(savepoint.get("latest_ack_timestamp", 0)),
+                           job_id=ended.id)
+        status.history.savepoints = bounded(status.history.savepoints + [record])
+        status.last_savepoint = record
+        job.state = JobState.TERMINATED
+        events.append(f"recovered: job {ended.id} was stopped with savepoint {location} "
+                      "by an interrupted action; the action goes on from it")
+    status.history.jobs = [job if j.id == job.id else j for j in status.history.jobs]
+
+
+def _adopt(status: Status, found: ObservedJob, client: FlinkClient, desired: Deployment | None,
+           desired_hash: str | None, events: list[str]) -> None:
+    """A running job of this deployment that the status does not know: the agent submitted it
+    before it was interrupted. It becomes the deployment's job, with the spec its id names."""
+    latest = client.checkpoints(found.id).get("latest") or {}
+    restored = (latest.get("restored") or {}).get("external_path")
+    job = Job(id=found.id, generation=found.generation,
+              state=FLINK_TO_JOB_STATE.get(found.flink_status, JobState.STARTING),
+              flink_status=found.flink_status,
+              parallelism=desired.spec.template.spec.parallelism if desired else 0,
+              restored_from=restored, started_at=from_millis(found.start_time))
+    status.job = job
+    status.history.jobs = bounded(status.history.jobs + [job])
+    if desired is not None and runs_spec(found.id, desired_hash):
+        status.applied_spec_hash = desired_hash
+        spec = "the current spec"
+    else:
+        status.applied_spec_hash = f"{found.spec_digest}?"  # a spec the agent cannot name
+        spec = f"spec digest {found.spec_digest}"
+    restored_text = f"restored from {restored}" if restored else "started with empty state"
+    events.append(f"recovered: found job {found.id} ({spec}, {restored_text}) submitted by an "
+                  "interrupted action; adopted it instead of submitting again")
+
+
+def _origin(status: Status, desired: Deployment | None) -> SavepointOrigin:
+    if desired is None or desired.spec.state.value != "RUNNING":
+        return SavepointOrigin.SUSPEND
+    return SavepointOrigin.UPGRADE
