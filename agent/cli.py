@@ -42,14 +42,16 @@ def workdir_option(function):
 @click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
 @click.option("--job-start-timeout", default=120.0, show_default=True,
               help="Seconds a started job may take until every task runs.")
+@click.option("--rollback/--no-rollback", default=True, show_default=True,
+              help="When an upgraded job cannot start, start the previous spec again.")
 @workdir_option
 def sync(repo: str, branch: str, path: str, status_branch: str, job_start_timeout: float,
-         workdir: Path | None) -> None:
+         rollback: bool, workdir: Path | None) -> None:
     """One full cycle: pull, plan, execute, report."""
     from agent.reconcile import sync as run_sync
 
     settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        job_start_timeout)
+                        job_start_timeout, rollback)
     try:
         result = run_sync(settings)
     except ConfigError as error:

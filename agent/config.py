@@ -25,6 +25,7 @@ class Settings:
     status_branch: str = DEFAULT_STATUS_BRANCH
     workdir: Path = Path.home() / ".flink-gitops"
     job_start_timeout_s: float = 120.0   # a started job must have every task running by then
+    rollback: bool = True                # an upgrade whose job cannot start: start the old spec
 
     @property
     def artifact_cache(self) -> Path:

@@ -16,10 +16,10 @@ from typing import Callable
 
 from agent import testpoints
 from agent.clock import from_millis, utc_now
-from agent.errors import (FlinkError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
-                          SavepointFailed)
+from agent.errors import (FlinkGitopsError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
+                          PermanentError, SavepointFailed)
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, SavepointResult, poll_delays
-from agent.job_ids import with_generation
+from agent.job_ids import job_id, with_generation
 from agent.model.spec import Deployment, RestoreStrategyKind
 from agent.model.status import ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
@@ -39,10 +39,21 @@ class StartedJob:
     started_at: str
 
 
+@dataclass(frozen=True)
+class Release:
+    """A spec as it was at a commit: what a job is started from (and rolled back to)."""
+
+    deployment: Deployment
+    commit: str
+    spec_hash: str
+
+
 @dataclass
 class Outcome:
     result: ActionResult = ActionResult.SUCCESS
     message: str = ""
+    permanent: bool = False              # FAILED and trying again unchanged will fail again
+    rolled_back_to: str | None = None    # the commit whose spec runs again after a failed start
     savepoints: list[Savepoint] = field(default_factory=list)
     started: StartedJob | None = None
     ended: dict[str, str] = field(default_factory=dict)      # job id -> final Flink status
@@ -54,30 +65,54 @@ class Execution:
 
     client: FlinkClient
     savepoint_dir: str | None
-    fetch_jar: Callable[[], Path]
+    fetch_jar: Callable[[Release], Path]
     clock: Callable[[], str] = utc_now
     sleep: Callable[[float], None] = time.sleep
     backoff_s: float = 1.0
     start_timeout_s: float = 120.0
 
-    def run(self, plan: Plan, desired: Deployment | None) -> Outcome:
+    def run(self, plan: Plan, desired: Release | None,
+            previous: Release | None = None) -> Outcome:
+        """Carries the plan out for `desired` (None: a deletion of `previous`). When its new job
+        cannot start and the plan allows a rollback, `previous` is started again instead."""
         outcome = Outcome()
+        spec = desired.deployment if desired else previous.deployment if previous else None
         for step in plan.steps:
             try:
                 match step.kind:
                     case StepKind.STOP_WITH_SAVEPOINT:
-                        self._stop_with_savepoint(step, desired, outcome)
+                        self._stop_with_savepoint(step, spec, outcome)
                     case StepKind.CANCEL_JOB:
                         self._cancel(step, outcome)
                     case StepKind.START_JOB:
                         self._start(step, plan.generation, desired, outcome)
-            except FlinkError as error:
+            except FlinkGitopsError as error:
                 outcome.result = ActionResult.FAILED
+                outcome.permanent = isinstance(error, PermanentError)
                 outcome.message = f"{step.describe()} failed: {error}"
                 log.warning("%s: %s", plan.name, outcome.message)
+                if step.kind == StepKind.START_JOB and plan.rollback and previous is not None \
+                        and outcome.permanent:
+                    self._roll_back(plan, step, desired, previous, outcome)
                 return outcome
         outcome.message = plan.steps_text()
         return outcome
+
+    def _roll_back(self, plan: Plan, failed: Step, desired: Release, previous: Release,
+                   outcome: Outcome) -> None:
+        """Starts the previously applied spec again, from the state the failed job was to get."""
+        generation = plan.generation + desired.deployment.spec.max_job_creation_attempts
+        step = Step(StepKind.START_JOB, job_id(plan.name, generation, previous.spec_hash),
+                    restore=failed.restore, parallelism=previous.deployment.spec.template.spec.
+                    parallelism)
+        try:
+            self._start(step, generation, previous, outcome)
+        except FlinkGitopsError as error:
+            outcome.message += f"; the rollback to {previous.commit[:10]} failed too: {error}"
+            return
+        outcome.rolled_back_to = previous.commit
+        outcome.message += (f"; rolled back to the spec of commit {previous.commit[:10]}: job "
+                            f"{outcome.started.id} runs it, {failed.restore.describe()}")
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -111,13 +146,14 @@ class Execution:
         self.client.cancel(step.job_id)
         outcome.ended[step.job_id] = self._await_end(step.job_id)
 
-    def _start(self, step: Step, generation: int, desired: Deployment, outcome: Outcome):
+    def _start(self, step: Step, generation: int, release: Release, outcome: Outcome):
         restored_from = self._restore_path(step.restore, outcome)
+        desired = release.deployment
         template = desired.spec.template.spec
         configuration = dict(template.flink_configuration)
         if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
             configuration.setdefault(RETAIN_CHECKPOINTS, "RETAIN_ON_CANCELLATION")
-        jar_id = self.client.upload_jar(self.fetch_jar())
+        jar_id = self.client.upload_jar(self.fetch_jar(release))
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):
             job = with_generation(step.job_id, generation + attempt)

@@ -80,6 +80,7 @@ class Plan:
     reason: str = ""
     pending: bool = False                # upgradeStrategy NONE: a change waits for the next start
     generation: int = 0                  # generation of the job START_JOB submits first
+    rollback: bool = False               # a new job that cannot start: start the applied spec
 
     @property
     def changes_anything(self) -> bool:
@@ -93,12 +94,16 @@ class Plan:
             return "upgrade pending (upgradeStrategy NONE): the running job is left untouched"
         if self.action is None:
             return "nothing to do"
-        return f"{self.action.value}: {self.steps_text()}"
+        fallback = ("; if the new job cannot start, the previous spec is started again from "
+                    "the same state" if self.rollback else "")
+        return f"{self.action.value}: {self.steps_text()}{fallback}"
 
 
 def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
-         observation: Observation) -> Plan:
-    """The action that brings one deployment to its desired state, and its steps in order."""
+         observation: Observation, rollback: bool = True) -> Plan:
+    """The action that brings one deployment to its desired state, and its steps in order.
+
+    With `rollback`, an upgrade whose new job cannot start starts the applied spec again."""
     name = diff.name
     if not observation.reachable:
         return Plan(name, None, reason=f"target unreachable: {observation.error}")
@@ -106,6 +111,10 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
     active = observation.active
     if desired is None:
         return _plan_deletion(name, previous, active, extra)
+    failed = previous is not None and previous.status.failed_spec_hash == diff.desired_hash
+    if failed and not diff.drift:
+        return Plan(name, None, extra, reason="the last attempt to apply this spec failed; push "
+                                              "a fix, or change restartNonce to try again")
     state = desired.spec.state
     if state == DesiredState.SUSPENDED:
         return _stop_or_nothing(name, active, extra, ActionKind.SUSPEND,
@@ -133,13 +142,13 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
             start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_after_stop(desired))
             return Plan(name, ActionKind.STATEFUL_UPGRADE, extra + (stop, start), changed,
-                        generation=generation)
+                        generation=generation, rollback=rollback)
         case UpgradeStrategyKind.STATELESS:
             cancel = Step(StepKind.CANCEL_JOB, active.id)
             start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_at_start(desired, previous, observation, first=False))
             return Plan(name, ActionKind.STATELESS_UPGRADE, extra + (cancel, start), changed,
-                        generation=generation)
+                        generation=generation, rollback=rollback)
 
 
 def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:

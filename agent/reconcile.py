@@ -15,7 +15,7 @@ from agent.diff import Difference, difference
 from agent.errors import FlinkGitopsError
 from agent import testpoints
 from agent.clock import utc_now
-from agent.execute import Execution, Outcome
+from agent.execute import Execution, Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import fetch_jar, repo_path
 from agent.flink.rest import FlinkClient
@@ -107,7 +107,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
         if problems:
             decided = Plan(name, None, reason="spec refused; the running job is left as it is")
         else:
-            decided = plan(diff, desired, before, observation)
+            decided = plan(diff, desired, before, observation, settings.rollback)
         located = loaded.deployments.get(name)
         assessments.append(Assessment(
             name, None if problems else desired, desired_hash, located.file if located else None,
@@ -149,15 +149,15 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
     target = item.target
     if target is None:
         return Outcome(ActionResult.FAILED, "the deployment's target is not in the spec repo")
-    spec = item.desired or _applied_deployment(item)
+    desired = Release(item.desired, cycle.commit, item.desired_hash) if item.desired else None
     execution = Execution(
         client=cycle.clients[target.name], savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
-        fetch_jar=lambda: fetch_jar(spec.spec.template.spec.artifact.jar_uri,
-                                    settings.artifact_cache,
-                                    lambda path: source.read(cycle.commit, path)))
+        fetch_jar=lambda release: fetch_jar(
+            release.deployment.spec.template.spec.artifact.jar_uri, settings.artifact_cache,
+            lambda path: source.read(release.commit, path)))
     try:
-        return execution.run(item.plan, spec)
+        return execution.run(item.plan, desired, _applied_release(source, item))
     except FlinkGitopsError as error:
         return Outcome(ActionResult.FAILED, str(error))
 
@@ -203,9 +203,18 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
     return desired.job_hash(source.blob_id(commit, path) or "missing" if path else None)
 
 
-def _applied_deployment(item: Assessment) -> Deployment | None:
-    applied = item.previous.status.applied_spec if item.previous else None
-    return Deployment.model_validate(applied) if applied else None
+def _applied_release(source: SpecRepository, item: Assessment) -> Release | None:
+    """The applied spec, read again from git at the commit it was applied from (the status
+    keeps secrets out, git has them), or None when there is none to go back to."""
+    status = item.previous.status if item.previous else None
+    if status is None or not (status.spec_commit and status.spec_file
+                              and status.applied_spec_hash):
+        return None
+    text = source.read(status.spec_commit, status.spec_file)
+    located = load({status.spec_file: text.decode()}).deployments.get(item.name) if text else None
+    if located is None:
+        return None
+    return Release(located.spec, status.spec_commit, status.applied_spec_hash)
 
 
 def _previous_target(item: Assessment) -> str | None:

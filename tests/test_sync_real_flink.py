@@ -222,13 +222,17 @@ def test_a_failed_savepoint_leaves_the_old_job_running_and_reports_flinks_cause(
     assert result.exit_code == 1
     assert rest.running() == [old]
     status = spec_repo.status_of("unsaved")
-    assert status["state"] == "RUNNING" and status["sync"] == "OUT_OF_SYNC"
+    assert status["state"] == "FAILED" and status["sync"] == "OUT_OF_SYNC"
+    assert status["job"]["flinkStatus"] == "RUNNING"
     assert status["lastAction"] == {**status["lastAction"], "kind": "STATEFUL_UPGRADE",
                                     "result": "FAILED"}
     message = status["lastAction"]["message"]
     assert "no savepoint after 2 attempt(s)" in message and "keeps running untouched" in message
     assert "Failed to create savepoint directory" in message or "IOException" in message
     assert status["job"]["id"] == old
+    commits = spec_repo.status_commits()
+    assert sync(settings).exit_code == 1  # the failed spec is not tried again as it is
+    assert spec_repo.status_commits() == commits and rest.running() == [old]
 
 
 def test_a_job_that_cannot_start_is_reported_with_flinks_message(deployed, spec_repo, settings,
@@ -369,3 +373,56 @@ def test_a_job_that_never_gets_its_slots_is_cancelled_between_attempts(deployed,
     assert status["state"] == "FAILED"
     assert "is not running after 3s" in status["lastAction"]["message"]
     assert "did not start in 2 attempt(s)" in status["lastAction"]["message"]
+
+
+def test_an_upgrade_whose_job_cannot_start_rolls_back_to_the_previous_spec_and_state(
+        deployed, spec_repo, settings, rest):
+    deployed("rollback")
+    good = spec_repo.push("a good spec")
+    sync(settings)
+    rest.wait_checkpoint(rest.job("rollback", 1))
+    deployed("rollback", parallelism=2, extra="maxJobCreationAttempts: 2")
+    path = spec_repo.checkout / "deployments/rollback.yaml"
+    path.write_text(path.read_text().replace("com.example.Counter", "com.example.Nope"))
+    spec_repo.push("a bad entry class")
+    assert sync(settings).exit_code == 1
+    status = spec_repo.status_of("rollback")
+    savepoint = status["lastSavepoint"]["location"]
+    rolled_back = rest.job("rollback", 4)  # generations 2 and 3 were the two failed attempts
+    assert rest.running() == [rolled_back] and rest.parallelism(rolled_back) == 1
+    assert rest.restored_from(rolled_back) == savepoint
+    assert status["state"] == "FAILED" and status["sync"] == "OUT_OF_SYNC"
+    assert status["job"]["id"] == rolled_back and status["job"]["specCommit"] == good
+    message = status["lastAction"]["message"]
+    assert "com.example.Nope" in message and f"rolled back to the spec of commit {good[:10]}" \
+        in message
+    commits = spec_repo.status_commits()
+    assert sync(settings).exit_code == 1 and spec_repo.status_commits() == commits
+
+    deployed("rollback", parallelism=2)
+    spec_repo.push("fixed")
+    assert sync(settings).exit_code == 0
+    fixed = spec_repo.status_of("rollback")
+    assert fixed["state"] == "RUNNING" and "failedSpecHash" not in fixed
+    assert rest.restored_from(fixed["job"]["id"]) == fixed["lastSavepoint"]["location"]
+
+
+def test_without_rollback_a_failed_upgrade_keeps_its_savepoint_for_the_fix(
+        deployed, spec_repo, settings, rest):
+    deployed("norollback")
+    spec_repo.push()
+    sync(settings)
+    deployed("norollback", extra="maxJobCreationAttempts: 1")
+    path = spec_repo.checkout / "deployments/norollback.yaml"
+    path.write_text(path.read_text().replace("com.example.Counter", "com.example.Nope"))
+    spec_repo.push("a bad entry class")
+    no_rollback = dataclasses.replace(settings, rollback=False)
+    assert sync(no_rollback).exit_code == 1
+    assert rest.running() == []
+    status = spec_repo.status_of("norollback")
+    assert status["state"] == "FAILED" and "rolled back" not in status["lastAction"]["message"]
+    deployed("norollback")
+    spec_repo.push("fixed")
+    assert sync(no_rollback).exit_code == 0
+    fixed = spec_repo.status_of("norollback")
+    assert rest.restored_from(fixed["job"]["id"]) == status["lastSavepoint"]["location"]

@@ -137,6 +137,7 @@ class Status(StatusModel):
     warnings: list[str] = Field(default_factory=list)
     applied_spec_hash: str | None = None
     applied_spec: dict[str, Any] | None = None
+    failed_spec_hash: str | None = None   # a spec whose action failed for good: not retried
     history: History = Field(default_factory=History)
 
 

@@ -67,8 +67,11 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
     if facts.outcome is not None:
         _record_outcome(status, facts, events)
     elif (facts.desired is not None and not facts.problems and facts.observation.reachable
-          and facts.plan.action is None and not facts.plan.pending):
+          and facts.plan.action is None and not facts.plan.pending and not _failed(status, facts)):
         _adopt(status, facts)
+    if facts.outcome is None and _failed(status, facts) and status.last_action is not None:
+        status.errors.append(Problem(kind=ProblemKind.EXECUTION,
+                                     message=status.last_action.message))
 
     status.state = _deployment_state(status, facts)
     status.sync = _sync(status, facts)
@@ -118,14 +121,17 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.job = Job(id=started.id, generation=started.generation, state=JobState.STARTED,
                          flink_status=started.flink_status, parallelism=started.parallelism,
                          restored_from=started.restored_from, started_at=started.started_at,
-                         spec_commit=facts.commit)
+                         spec_commit=outcome.rolled_back_to or facts.commit)
         status.history.jobs = bounded(status.history.jobs + [status.job])
     elif status.job is not None and status.job.id in outcome.ended:
         status.job = _job_in_history(status, status.job.id)
     if outcome.result == ActionResult.SUCCESS:
         _mark_applied(status, facts)
+        status.failed_spec_hash = None
     else:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
+        if outcome.permanent and facts.desired is not None:
+            status.failed_spec_hash = facts.desired_hash
 
 
 def _adopt(status: Status, facts: CycleFacts) -> None:
@@ -151,17 +157,18 @@ def _mark_applied(status: Status, facts: CycleFacts) -> None:
 
 
 def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
-    """What the deployment really is now: a job still running is RUNNING even when the action
-    meant to replace it failed (the failure shows in lastAction, errors and sync)."""
+    """What the deployment is now. FAILED while its spec's last action failed (the old job may
+    still run, or a rolled-back one: see `job`)."""
     if not facts.observation.reachable:
         return status.state
+    if _failed(status, facts) or (facts.outcome is not None
+                                  and facts.outcome.result == ActionResult.FAILED):
+        return DeploymentState.FAILED
     job = status.job
     if job is not None and job.state in (JobState.STARTING, JobState.STARTED,
                                          JobState.TERMINATING):
         return (DeploymentState.RUNNING if job.flink_status == "RUNNING"
                 else DeploymentState.TRANSITIONING)
-    if facts.outcome is not None and facts.outcome.result == ActionResult.FAILED:
-        return DeploymentState.FAILED
     if facts.deleted:
         return DeploymentState.SUSPENDED
     desired = status.desired_state
@@ -188,6 +195,11 @@ def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
     if facts.desired is not None and status.applied_spec_hash != facts.desired_hash:
         return SyncStatus.OUT_OF_SYNC
     return SyncStatus.SYNCED
+
+
+def _failed(status: Status, facts: CycleFacts) -> bool:
+    """The desired spec's last action failed for good (it is not tried again as it is)."""
+    return facts.desired_hash is not None and status.failed_spec_hash == facts.desired_hash
 
 
 def _job_in_history(status: Status, job_id: str) -> Job | None:
