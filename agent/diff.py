@@ -29,6 +29,9 @@ class FieldChange:
         return f"{self.path}: {_show(self.old)} → {_show(self.new)}"
 
 
+_JOB_PATHS = ("spec.template", "spec.stopWithDrain", "spec.restartNonce")
+
+
 @dataclass(frozen=True)
 class Difference:
     name: str
@@ -38,6 +41,13 @@ class Difference:
     fields: tuple[FieldChange, ...] = ()    # applied -> desired, every changed field
     drift: str | None = None                # what the cluster shows that the agent did not do
     desired_hash: str | None = None         # digest of the desired job (see Deployment.job_hash)
+    savepoint_requested: bool = False       # savepointTriggerNonce changed since the last one
+
+    @property
+    def restart_only(self) -> bool:
+        """The job changed only because restartNonce did."""
+        job_paths = {f.path for f in self.fields if f.path.startswith(_JOB_PATHS)}
+        return self.job_changed and job_paths == {"spec.restartNonce"}
 
     @property
     def metadata_only(self) -> bool:
@@ -91,8 +101,10 @@ def difference(name: str, desired: Deployment | None, desired_hash: str | None,
         return Difference(name, None, applied, job_changed=False)
     job_changed = applied and status.applied_spec_hash != desired_hash
     fields = field_changes(status.applied_spec if applied else None, spec_document(desired))
+    nonce = desired.spec.savepoint_trigger_nonce
+    requested = applied and nonce is not None and nonce != status.savepoint_trigger_nonce
     return Difference(name, desired.spec.state, applied, job_changed, fields,
-                      _drift(status, observation), desired_hash)
+                      _drift(status, observation), desired_hash, requested)
 
 
 def _drift(status, observation: Observation) -> str | None:

@@ -80,6 +80,8 @@ class Execution:
         for step in plan.steps:
             try:
                 match step.kind:
+                    case StepKind.TRIGGER_SAVEPOINT:
+                        self._savepoint(step, spec, outcome)
                     case StepKind.STOP_WITH_SAVEPOINT:
                         self._stop_with_savepoint(step, spec, outcome)
                     case StepKind.CANCEL_JOB:
@@ -116,31 +118,47 @@ class Execution:
 
     # --- steps -------------------------------------------------------------------------------
 
-    def _stop_with_savepoint(self, step: Step, desired: Deployment | None, outcome: Outcome):
-        attempts = desired.spec.max_savepoint_creation_attempts if desired else 4
-        for attempt in range(1, attempts + 1):
-            try:
-                trigger = self.client.stop_with_savepoint(
-                    step.job_id, target_directory=self.savepoint_dir, drain=step.drain)
-                testpoints.reached(testpoints.SAVEPOINT_TRIGGERED)
-                result = self.client.await_savepoint(step.job_id, trigger, sleep=self.sleep)
-                break
-            except (SavepointFailed, FlinkRequestError) as error:
-                log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
-                state = self._settled_state(step.job_id)
-                finished = self._final_savepoint(step.job_id) if state == "FINISHED" else None
-                if finished is not None:  # an earlier stop of the same job completed meanwhile
-                    result = finished
-                    break
-                if attempt == attempts or state != "RUNNING":
-                    raise SavepointFailed(
-                        f"no savepoint after {attempt} attempt(s), job {step.job_id} keeps "
-                        f"running untouched; Flink said: {error}") from None
-                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+    def _savepoint(self, step: Step, spec: Deployment | None, outcome: Outcome):
+        """A savepoint of a job that keeps running (savepointTriggerNonce)."""
+        result = self._attempt_savepoint(step, spec, lambda: self.client.trigger_savepoint(
+            step.job_id, target_directory=self.savepoint_dir))
+        outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
+                                            created_at=self.clock(), job_id=step.job_id))
+
+    def _stop_with_savepoint(self, step: Step, spec: Deployment | None, outcome: Outcome):
+        result = self._attempt_savepoint(step, spec, lambda: self.client.stop_with_savepoint(
+            step.job_id, target_directory=self.savepoint_dir, drain=step.drain))
         outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
                                             created_at=self.clock(), job_id=step.job_id))
         outcome.ended[step.job_id] = self._await_end(step.job_id)
         testpoints.reached(testpoints.OLD_JOB_STOPPED)
+
+    def _attempt_savepoint(self, step: Step, spec: Deployment | None,
+                           trigger: Callable[[], str]) -> SavepointResult:
+        """Triggers and awaits a savepoint, up to maxSavepointCreationAttempts with backoff.
+        A job that meanwhile finished with a stop savepoint (an earlier stop of it completed)
+        counts as that savepoint; a job no longer running ends the attempts."""
+        attempts = spec.spec.max_savepoint_creation_attempts if spec else 4
+        attempt = 1
+        while True:
+            try:
+                trigger_id = trigger()
+                testpoints.reached(testpoints.SAVEPOINT_TRIGGERED)
+                return self.client.await_savepoint(step.job_id, trigger_id, sleep=self.sleep)
+            except (SavepointFailed, FlinkRequestError) as error:
+                log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
+                state = self._settled_state(step.job_id)
+                finished = self._final_savepoint(step.job_id) if state == "FINISHED" else None
+                if finished is not None:
+                    return finished
+                if attempt == attempts or state != "RUNNING":
+                    fate = ("keeps running untouched" if state == "RUNNING"
+                            else f"is {state or 'gone'}")
+                    raise SavepointFailed(
+                        f"no savepoint after {attempt} attempt(s), job {step.job_id} {fate}; "
+                        f"Flink said: {error}") from None
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                attempt += 1
 
     def _cancel(self, step: Step, outcome: Outcome):
         self.client.cancel(step.job_id)

@@ -18,6 +18,7 @@ from agent.observe import Observation
 
 
 class StepKind(StrEnum):
+    TRIGGER_SAVEPOINT = "TRIGGER_SAVEPOINT"
     STOP_WITH_SAVEPOINT = "STOP_WITH_SAVEPOINT"
     CANCEL_JOB = "CANCEL_JOB"
     START_JOB = "START_JOB"
@@ -62,6 +63,8 @@ class Step:
 
     def describe(self) -> str:
         match self.kind:
+            case StepKind.TRIGGER_SAVEPOINT:
+                return f"take a savepoint of job {self.job_id} (it keeps running)"
             case StepKind.STOP_WITH_SAVEPOINT:
                 how = "stop with savepoint and drain" if self.drain else "stop with savepoint"
                 return f"{how} job {self.job_id}"
@@ -131,8 +134,13 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
     if not diff.job_changed:
         if extra:
             return Plan(name, ActionKind.RESTART, extra, reason=diff.drift or "", generation=0)
+        if diff.savepoint_requested:
+            return Plan(name, ActionKind.SAVEPOINT, (Step(
+                StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.USER_REQUEST),),
+                "savepointTriggerNonce changed")
         return Plan(name, None, reason="in sync")
     changed = "; ".join(str(f) for f in diff.fields) or "the job changed"
+    upgrade = ActionKind.RESTART if diff.restart_only else None
     match desired.spec.upgrade_strategy.kind:
         case UpgradeStrategyKind.NONE:
             return Plan(name, None, extra, reason=changed, pending=True)
@@ -141,14 +149,14 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
                         origin=SavepointOrigin.UPGRADE)
             start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_after_stop(desired))
-            return Plan(name, ActionKind.STATEFUL_UPGRADE, extra + (stop, start), changed,
-                        generation=generation, rollback=rollback)
+            return Plan(name, upgrade or ActionKind.STATEFUL_UPGRADE, extra + (stop, start),
+                        changed, generation=generation, rollback=rollback)
         case UpgradeStrategyKind.STATELESS:
             cancel = Step(StepKind.CANCEL_JOB, active.id)
             start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_at_start(desired, previous, observation, first=False))
-            return Plan(name, ActionKind.STATELESS_UPGRADE, extra + (cancel, start), changed,
-                        generation=generation, rollback=rollback)
+            return Plan(name, upgrade or ActionKind.STATELESS_UPGRADE, extra + (cancel, start),
+                        changed, generation=generation, rollback=rollback)
 
 
 def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:

@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 import threading
 import zipfile
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -426,3 +427,39 @@ def test_without_rollback_a_failed_upgrade_keeps_its_savepoint_for_the_fix(
     assert sync(no_rollback).exit_code == 0
     fixed = spec_repo.status_of("norollback")
     assert rest.restored_from(fixed["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_changed_savepoint_trigger_nonce_takes_a_savepoint_of_the_running_job(
+        deployed, spec_repo, settings, rest):
+    deployed("snapshots", extra="savepointTriggerNonce: 1")
+    spec_repo.push()
+    sync(settings)
+    job = rest.job("snapshots", 1)
+    assert "lastSavepoint" not in spec_repo.status_of("snapshots")  # a first nonce asks nothing
+    rest.wait_checkpoint(job)
+    deployed("snapshots", extra="savepointTriggerNonce: 2")
+    spec_repo.push("a savepoint, please")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("snapshots")
+    assert status["lastAction"]["kind"] == "SAVEPOINT"
+    assert status["lastSavepoint"]["origin"] == "USER_REQUEST"
+    assert rest.running() == [job]
+    written = Path(status["lastSavepoint"]["location"].removeprefix("file:"))
+    assert (written / "_metadata").is_file()  # Flink wrote it (its statistics lag a few seconds)
+    commits = spec_repo.status_commits()
+    assert sync(settings).exit_code == 0 and spec_repo.status_commits() == commits
+
+
+def test_a_changed_restart_nonce_restarts_the_job_from_a_savepoint(deployed, spec_repo, settings,
+                                                                  rest):
+    deployed("restarted")
+    spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(rest.job("restarted", 1))
+    deployed("restarted", extra="restartNonce: 1")
+    spec_repo.push("restart, please")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("restarted")
+    assert status["lastAction"]["kind"] == "RESTART"
+    assert rest.running() == [rest.job("restarted", 2)]
+    assert rest.restored_from(rest.job("restarted", 2)) == status["lastSavepoint"]["location"]

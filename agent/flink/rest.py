@@ -173,6 +173,14 @@ class FlinkClient:
         self.mutations.append(f"stop {job_id}")
         return self._request("POST", f"/jobs/{job_id}/stop", json=body)["request-id"]
 
+    def trigger_savepoint(self, job_id: str, *, target_directory: str | None) -> str:
+        """Triggers a savepoint of a running job, which keeps running; returns the trigger id."""
+        body: dict[str, Any] = {"cancel-job": False}
+        if target_directory:
+            body["target-directory"] = target_directory
+        self.mutations.append(f"savepoint {job_id}")
+        return self._request("POST", f"/jobs/{job_id}/savepoints", json=body)["request-id"]
+
     def cancel(self, job_id: str) -> None:
         """Cancels a job without a savepoint (Flink answers at once, the job ends later)."""
         self.mutations.append(f"cancel {job_id}")

@@ -140,6 +140,8 @@ class DeploymentSpec(SpecModel):
     max_job_creation_attempts: int = Field(default=4, ge=1)
     stop_with_drain: bool = False
     initial_savepoint_path: str | None = None
+    restart_nonce: int | str | None = None             # change it: restart per upgradeStrategy
+    savepoint_trigger_nonce: int | str | None = None   # change it: take a savepoint of the job
     template: Template
 
 
@@ -168,7 +170,10 @@ class Deployment(SpecModel):
         template = spec["template"]["spec"]
         for compat in ("resources", "numberOfTaskManagers", "logging", "kubernetes"):
             template.pop(compat, None)
-        return {"template": spec["template"], "stopWithDrain": self.drain_on_stop}
+        fields = {"template": spec["template"], "stopWithDrain": self.drain_on_stop}
+        if self.spec.restart_nonce is not None:
+            fields["restartNonce"] = self.spec.restart_nonce
+        return fields
 
     def job_hash(self, artifact_digest: str | None = None) -> str:
         """A short, stable digest of `job_fields` (and of the artifact's content where it is

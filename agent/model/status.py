@@ -52,6 +52,7 @@ class SavepointOrigin(StrEnum):
 
 class ActionKind(StrEnum):
     START = "START"
+    SAVEPOINT = "SAVEPOINT"
     STATEFUL_UPGRADE = "STATEFUL_UPGRADE"
     STATELESS_UPGRADE = "STATELESS_UPGRADE"
     SUSPEND = "SUSPEND"
@@ -138,6 +139,7 @@ class Status(StatusModel):
     applied_spec_hash: str | None = None
     applied_spec: dict[str, Any] | None = None
     failed_spec_hash: str | None = None   # a spec whose action failed for good: not retried
+    savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
     history: History = Field(default_factory=History)
 
 

@@ -154,6 +154,7 @@ def _mark_applied(status: Status, facts: CycleFacts) -> None:
     status.applied_spec_hash = facts.desired_hash
     status.applied_spec = spec_document(facts.desired)
     status.spec_commit = facts.commit
+    status.savepoint_trigger_nonce = facts.desired.spec.savepoint_trigger_nonce
 
 
 def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
