@@ -44,14 +44,16 @@ def workdir_option(function):
               help="Seconds a started job may take until every task runs.")
 @click.option("--rollback/--no-rollback", default=True, show_default=True,
               help="When an upgraded job cannot start, start the previous spec again.")
+@click.option("--lease-ttl", default=900.0, show_default=True,
+              help="Seconds a crashed agent's lease keeps other agents from acting.")
 @workdir_option
 def sync(repo: str, branch: str, path: str, status_branch: str, job_start_timeout: float,
-         rollback: bool, workdir: Path | None) -> None:
+         rollback: bool, lease_ttl: float, workdir: Path | None) -> None:
     """One full cycle: pull, plan, execute, report."""
     from agent.reconcile import sync as run_sync
 
     settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        job_start_timeout, rollback)
+                        job_start_timeout, rollback, lease_ttl)
     try:
         result = run_sync(settings)
     except ConfigError as error:

@@ -8,11 +8,15 @@ _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime(_FORMAT)
+    return iso(datetime.now(timezone.utc))
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime(_FORMAT)
 
 
 def from_millis(millis: int | None) -> str:
     """A Flink timestamp (ms since the epoch) as status time; now when Flink gave none."""
     if not millis or millis <= 0:
         return utc_now()
-    return datetime.fromtimestamp(millis / 1000, timezone.utc).strftime(_FORMAT)
+    return iso(datetime.fromtimestamp(millis / 1000, timezone.utc))

@@ -19,6 +19,7 @@ from agent.execute import Execution, Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import fetch_jar, repo_path
 from agent.flink.rest import FlinkClient
+from agent.lease import Lease
 from agent.load import LoadResult, SpecProblem, load
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
@@ -119,13 +120,27 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
 
 
 def sync(settings: Settings) -> SyncResult:
-    """One full cycle: assess, execute every plan, write the status branch."""
+    """One full cycle: assess, execute every plan, write the status branch.
+
+    A cycle with something to do takes the repository's lease first (LeaseHeld when another
+    agent acts) and assesses again under it, so no two agents ever act on a deployment at once.
+    """
     source = SpecRepository(settings.repo, settings.workdir)
     cycle = assess(settings, source)
+    if not any(item.plan.changes_anything for item in cycle.assessments):
+        return _report(settings, source, cycle, None)
+    with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
+        return _report(settings, source, assess(settings, source), lease)
+
+
+def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
+            lease: Lease | None) -> SyncResult:
+    """Executes the cycle's plans (under `lease`) and writes the status branch."""
     documents, outcomes = [], {}
     for item in cycle.assessments:
         outcome = None
         if item.plan.changes_anything:
+            lease.acquire()  # renewed before every action
             log.info("%s: %s", item.name, item.plan.summary())
             outcome = _execute(settings, source, cycle, item)
             outcomes[item.name] = outcome

@@ -8,7 +8,9 @@ status branch is read from there too. Credentials come from git's own configurat
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import git
@@ -54,6 +56,17 @@ class SpecRepository:
         repo = git.Repo.init(self.path, bare=True)
         repo.create_remote(REMOTE, self.url)
         return repo
+
+    def git(self, *args: str, input: bytes | str | None = None,
+            env: dict[str, str] | None = None) -> str:
+        """Runs a git command in the mirror (plumbing for the status branch and the lease)."""
+        data = input.encode() if isinstance(input, str) else input
+        process = subprocess.run(["git", "-C", str(self.path), *args], input=data,
+                                 capture_output=True, env={**os.environ, **(env or {})})
+        if process.returncode != 0:
+            reason = process.stderr.decode(errors="replace").strip()
+            raise SourceError(f"git {args[0]} failed: {redact_url(reason)}")
+        return process.stdout.decode().strip()
 
     def fetch(self) -> None:
         """Fetches every branch of the remote (the spec branch and the status branch)."""

@@ -116,6 +116,12 @@ class SpecRepo:
         except subprocess.CalledProcessError:
             return []
 
+    def remote_ref(self, branch: str) -> str | None:
+        try:
+            return git(self.remote, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+        except subprocess.CalledProcessError:
+            return None
+
     def status_file(self, path: str) -> str:
         return git(self.remote, "show", f"{DEFAULT_STATUS_BRANCH}:{path}")
 

@@ -17,8 +17,8 @@ from agent.job_ids import deployment_key
 from agent.reconcile import sync
 
 
-def sync_killed_at(point: str, settings, tmp_path) -> None:
-    """Runs `flink-gitops sync` as a process, freezes it at `point` and SIGKILLs it there."""
+def start_frozen_at(point: str, settings, tmp_path) -> subprocess.Popen:
+    """Runs `flink-gitops sync` as a process and returns once it is frozen at `point`."""
     marker = tmp_path / f"paused-{point}"
     env = {**os.environ, "FLINK_GITOPS_PAUSE_AT": point, "FLINK_GITOPS_PAUSE_FILE": str(marker)}
     process = subprocess.Popen(
@@ -33,6 +33,11 @@ def sync_killed_at(point: str, settings, tmp_path) -> None:
             process.kill()
             raise AssertionError(f"sync never reached {point}")
         time.sleep(0.05)
+    return process
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILLs the frozen agent: no clean-up of any kind runs."""
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
 
@@ -49,7 +54,7 @@ def test_a_sync_after_a_kill_finishes_the_upgrade_with_one_job_and_its_state(
     deployed(name, parallelism=2)
     spec_repo.push("parallelism 2")
 
-    sync_killed_at(point, settings, tmp_path)
+    kill(start_frozen_at(point, settings, tmp_path))
     result = sync(settings)
 
     assert result.exit_code == 0

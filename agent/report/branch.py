@@ -7,14 +7,11 @@ and pushed to the spec repository's origin.
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import yaml
 
 from agent.errors import SourceError, StatusPushRejected
 from agent.model.status import DeploymentStatus
-from agent.source import REMOTE, SpecRepository, redact_url
+from agent.source import REMOTE, SpecRepository
 
 AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@localhost",
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
@@ -43,15 +40,15 @@ def write(source: SpecRepository, branch: str, files: dict[str, bytes], message:
     """
     head = source.head(branch)
     tree = _tree(source, files)
-    if head is not None and _git(source, "rev-parse", f"{head}^{{tree}}") == tree:
+    if head is not None and source.git("rev-parse", f"{head}^{{tree}}") == tree:
         return None
     parents = ["-p", head] if head else []
-    commit = _git(source, "commit-tree", tree, *parents, "-m", message, env=AUTHOR)
+    commit = source.git("commit-tree", tree, *parents, "-m", message, env=AUTHOR)
     try:
-        _git(source, "push", "--quiet", REMOTE, f"{commit}:refs/heads/{branch}")
+        source.git("push", "--quiet", REMOTE, f"{commit}:refs/heads/{branch}")
     except SourceError as error:
         raise StatusPushRejected(f"status push to {branch} was refused: {error}") from None
-    _git(source, "update-ref", f"refs/remotes/{REMOTE}/{branch}", commit)
+    source.git("update-ref", f"refs/remotes/{REMOTE}/{branch}", commit)
     return commit
 
 
@@ -73,17 +70,6 @@ def _write_tree(source: SpecRepository, entries: dict) -> str:
         if isinstance(value, dict):
             lines.append(f"040000 tree {_write_tree(source, value)}\t{name}")
         else:
-            blob = _git(source, "hash-object", "-w", "--stdin", input=value)
+            blob = source.git("hash-object", "-w", "--stdin", input=value)
             lines.append(f"100644 blob {blob}\t{name}")
-    return _git(source, "mktree", input=("\n".join(lines) + "\n").encode())
-
-
-def _git(source: SpecRepository, *args: str, input: bytes | None = None,
-         env: dict[str, str] | None = None) -> str:
-
-    process = subprocess.run(["git", "-C", str(source.path), *args], input=input,
-                             capture_output=True, env={**os.environ, **(env or {})})
-    if process.returncode != 0:
-        reason = process.stderr.decode(errors="replace").strip()
-        raise SourceError(f"git {args[0]} failed: {redact_url(reason)}")
-    return process.stdout.decode().strip()
+    return source.git("mktree", input=("\n".join(lines) + "\n").encode())

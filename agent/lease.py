@@ -1,0 +1,123 @@
+"""One agent at a time: a lease on the spec repository, next to its status branch (I/O: git).
+
+The lease is a branch (`<status branch>-lease`) whose one commit holds `lease.json`: who holds
+it and until when. It is taken, renewed and given back with `git push --force-with-lease`, an
+atomic compare-and-swap on the remote, so two agents can never both believe they hold it. A
+holder that crashed loses it when it expires, or at once to an agent on the same host that sees
+the holder's process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from agent.clock import iso
+from agent.errors import FlinkGitopsError, TransientError
+from agent.report.branch import AUTHOR
+from agent.source import REMOTE, SpecRepository
+
+DEFAULT_TTL_S = 900.0
+
+
+class LeaseHeld(TransientError):
+    """Another agent holds the lease; the message says who and until when."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    agent: str        # host:pid:nonce
+    host: str
+    pid: int
+    expires_at: str
+
+    def expired(self, now: datetime) -> bool:
+        return datetime.fromisoformat(self.expires_at.replace("Z", "+00:00")) <= now
+
+    def crashed(self) -> bool:
+        """The holder ran on this host and its process is gone."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+class Lease:
+    """The lease of one agent process on one spec repository."""
+
+    def __init__(self, source: SpecRepository, status_branch: str, ttl_s: float = DEFAULT_TTL_S):
+        self.source = source
+        self.ref = f"refs/heads/{status_branch}-lease"
+        self.ttl = timedelta(seconds=ttl_s)
+        self.agent = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._commit: str | None = None   # our lease commit on the remote, while we hold it
+
+    def acquire(self) -> None:
+        """Takes (or renews) the lease; LeaseHeld when another live agent has it."""
+        current = self._remote_commit()
+        if current is not None and current != self._commit:
+            holder = self._holder(current)
+            now = datetime.now(timezone.utc)
+            if holder is not None and not holder.expired(now) and not holder.crashed():
+                raise LeaseHeld(f"another agent ({holder.agent}) holds the lease on this "
+                                f"repository until {holder.expires_at}")
+        self._commit = self._swap(current, self._lease_commit())
+
+    def release(self) -> None:
+        """Gives the lease back (only if it is still ours)."""
+        if self._commit is None:
+            return
+        try:
+            self.source.git("push", "--quiet", f"--force-with-lease={self.ref}:{self._commit}",
+                            REMOTE, f":{self.ref}")
+        except FlinkGitopsError:
+            pass  # taken over meanwhile, or unreachable: it expires by itself
+        self._commit = None
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # --- git ---------------------------------------------------------------------------------
+
+    def _remote_commit(self) -> str | None:
+        line = self.source.git("ls-remote", REMOTE, self.ref)
+        return line.split()[0] if line else None
+
+    def _holder(self, commit: str) -> Holder | None:
+        self.source.git("fetch", "--quiet", REMOTE, f"+{self.ref}:refs/flink-gitops/lease")
+        try:
+            data = json.loads(self.source.git("show", f"{commit}:lease.json"))
+            return Holder(data["agent"], data["host"], int(data["pid"]), data["expiresAt"])
+        except (FlinkGitopsError, ValueError, KeyError):
+            return None  # not a lease we can read: treat as free
+
+    def _lease_commit(self) -> str:
+        now = datetime.now(timezone.utc)
+        lease = {"agent": self.agent, "host": socket.gethostname(), "pid": os.getpid(),
+                 "acquiredAt": iso(now), "expiresAt": iso(now + self.ttl)}
+        blob = self.source.git("hash-object", "-w", "--stdin", input=json.dumps(lease, indent=2))
+        tree = self.source.git("mktree", input=f"100644 blob {blob}\tlease.json\n")
+        return self.source.git("commit-tree", tree, "-m", f"lease: {self.agent}", env=AUTHOR)
+
+    def _swap(self, expected: str | None, commit: str) -> str:
+        try:
+            self.source.git("push", "--quiet", f"--force-with-lease={self.ref}:{expected or ''}",
+                            REMOTE, f"{commit}:{self.ref}")
+        except FlinkGitopsError:
+            raise LeaseHeld("another agent took the lease on this repository first") from None
+        return commit
+
+

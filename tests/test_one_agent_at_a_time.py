@@ -1,0 +1,61 @@
+"""Two agents on one spec repository never act at once: the lease on the status branch."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent import testpoints
+from agent.lease import Lease, LeaseHeld
+from agent.reconcile import sync
+from agent.source import SpecRepository
+from test_crash_safety import kill, start_frozen_at
+
+
+def test_a_lease_held_elsewhere_blocks_until_it_expires(spec_repo, tmp_path, monkeypatch):
+    spec_repo.push("a spec repo")
+    first = SpecRepository(str(spec_repo.remote), tmp_path / "first")
+    second = SpecRepository(str(spec_repo.remote), tmp_path / "second")
+    first.fetch()
+    second.fetch()
+    monkeypatch.setattr("agent.lease.socket.gethostname", lambda: "elsewhere")
+    holder = Lease(first, "flink-gitops/status", ttl_s=1.5)
+    holder.acquire()
+    monkeypatch.undo()
+    waiting = Lease(second, "flink-gitops/status")
+    with pytest.raises(LeaseHeld, match="elsewhere"):
+        waiting.acquire()
+    time.sleep(1.6)
+    waiting.acquire()  # expired: taken over
+    holder.release()   # no longer the holder's: left alone
+    assert spec_repo.remote_ref("flink-gitops/status-lease") is not None
+    waiting.release()
+    assert spec_repo.remote_ref("flink-gitops/status-lease") is None
+
+
+def test_a_second_agent_waits_while_the_first_acts_and_takes_over_after_its_crash(
+        deployed, spec_repo, settings, rest, tmp_path):
+    deployed("contested")
+    spec_repo.push()
+    sync(settings)
+    first = rest.job("contested", 1)
+    rest.wait_checkpoint(first)
+    deployed("contested", parallelism=2)
+    spec_repo.push("parallelism 2")
+
+    acting = start_frozen_at(testpoints.OLD_JOB_STOPPED, settings, tmp_path)
+    commits = spec_repo.status_commits()
+    jobs = rest.jobs()
+    other = type(settings)(settings.repo, workdir=tmp_path / "other-agent")
+    with pytest.raises(LeaseHeld, match=f":{acting.pid}:"):
+        sync(other)
+    assert rest.jobs() == jobs and spec_repo.status_commits() == commits
+
+    kill(acting)
+    result = sync(other)  # the holder's process is gone: its lease is taken over at once
+    assert result.exit_code == 0
+    status = spec_repo.status_of("contested")
+    assert rest.running() == [status["job"]["id"]]
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+    assert spec_repo.remote_ref("flink-gitops/status-lease") is None
