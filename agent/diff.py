@@ -115,6 +115,11 @@ def _drift(status, observation: Observation) -> str | None:
     if len(active) > 1:
         ids = ", ".join(j.id for j in active)
         return f"{len(active)} jobs of this deployment are running ({ids})"
+    job = status.job
+    if active and active[0].id == job.id and job.tasks and active[0].tasks \
+            and active[0].tasks != job.tasks and active[0].flink_status == "RUNNING":
+        return (f"job {job.id} runs {active[0].tasks} tasks where it started with {job.tasks}: "
+                "its parallelism was changed outside the agent")
     left_running = status.state in (DeploymentState.RUNNING, DeploymentState.TRANSITIONING)
     if not left_running or active:
         return None

@@ -37,6 +37,7 @@ class StartedJob:
     parallelism: int
     restored_from: str | None
     started_at: str
+    tasks: int                 # the job's tasks when it started: a change later is drift
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,9 @@ class Execution:
                     allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
                     configuration=configuration)
                 testpoints.reached(testpoints.NEW_JOB_SUBMITTED)
-                state = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
-                if state != "RUNNING":
-                    raise JobStartFailed(f"job {job} ended {state}: "
+                running = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
+                if running.state != "RUNNING":
+                    raise JobStartFailed(f"job {job} ended {running.state}: "
                                          f"{self.client.root_exception(job) or 'no exception'}")
             except (JobStartFailed, FlinkRequestError) as error:
                 log.warning("job %s: start attempt %d failed: %s", job, attempt + 1, error)
@@ -195,8 +196,9 @@ class Execution:
                                          f"last: {error}") from None
                 self.sleep(self.backoff_s * 2 ** attempt)
                 continue
-            outcome.started = StartedJob(job, generation + attempt, state, template.parallelism,
-                                         restored_from, self.clock())
+            outcome.started = StartedJob(job, generation + attempt, running.state,
+                                         template.parallelism, restored_from, self.clock(),
+                                         running.tasks.get("total", 0))
             return
 
     # --- state -------------------------------------------------------------------------------

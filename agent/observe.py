@@ -6,11 +6,14 @@ jobs without any memory of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.errors import FlinkError
-from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient
+from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, condense_trace
 from agent.job_ids import deployment_key, generation_of, spec_digest_of
+
+
+UNHEALTHY_STATES = frozenset({"RESTARTING", "FAILING"})
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class ObservedJob:
     start_time: int = -1
     end_time: int = -1
     tasks: int = 0                 # the job's number of tasks (sum of its operators' parallelism)
+    restarts: int | None = None    # read for unhealthy jobs only
+    last_exception: str | None = None
 
     @property
     def spec_digest(self) -> str:
@@ -85,7 +90,19 @@ def observe_cluster(client: FlinkClient) -> ClusterView:
             continue
         observed = ObservedJob(job.id, generation_of(job.id), job.state, job.start_time,
                                job.end_time, job.tasks.get("total", 0))
+        if job.state in UNHEALTHY_STATES:
+            observed = _with_trouble(client, observed)
         view.jobs.setdefault(job.id[:16], []).append(observed)
     for group in view.jobs.values():
         group.sort(key=lambda j: j.generation)
     return view
+
+
+def _with_trouble(client: FlinkClient, job: ObservedJob) -> ObservedJob:
+    """An unhealthy job with its restart count and the first lines of its last exception."""
+    try:
+        restarts = client.restarts(job.id)
+        exception = condense_trace(client.root_exception(job.id)).splitlines()
+    except FlinkError:
+        return job
+    return replace(job, restarts=restarts, last_exception=" | ".join(exception[:2]) or None)

@@ -131,32 +131,42 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
     generation = _next_generation(previous, observation)
     if active is None:
         return _plan_start(diff, desired, previous, observation, extra, generation)
-    if not diff.job_changed:
-        if extra:
-            return Plan(name, ActionKind.RESTART, extra, reason=diff.drift or "", generation=0)
-        if diff.savepoint_requested:
-            return Plan(name, ActionKind.SAVEPOINT, (Step(
-                StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.USER_REQUEST),),
-                "savepointTriggerNonce changed")
-        return Plan(name, None, reason="in sync")
-    changed = "; ".join(str(f) for f in diff.fields) or "the job changed"
-    upgrade = ActionKind.RESTART if diff.restart_only else None
+    if diff.job_changed:
+        changed = "; ".join(str(f) for f in diff.fields) or "the job changed"
+        return _replace(diff, desired, previous, observation, active, extra, generation,
+                        ActionKind.RESTART if diff.restart_only else None, changed, rollback)
+    if extra:
+        return Plan(name, ActionKind.RESTART, extra, reason=diff.drift or "", generation=0)
+    if diff.drift:  # the job runs, but not as the agent started it: restarted by the same rules
+        return _replace(diff, desired, previous, observation, active, extra, generation,
+                        ActionKind.RESTART, diff.drift, rollback=False)
+    if diff.savepoint_requested:
+        return Plan(name, ActionKind.SAVEPOINT, (Step(
+            StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.USER_REQUEST),),
+            "savepointTriggerNonce changed")
+    return Plan(name, None, reason="in sync")
+
+
+def _replace(diff, desired, previous, observation, active, extra, generation,
+             kind: ActionKind | None, reason: str, rollback: bool) -> Plan:
+    """The running job replaced by a new one of the desired spec, per its upgradeStrategy;
+    `kind` names the action when it is not an upgrade."""
     match desired.spec.upgrade_strategy.kind:
         case UpgradeStrategyKind.NONE:
-            return Plan(name, None, extra, reason=changed, pending=True)
+            return Plan(diff.name, None, extra, reason=reason, pending=True)
         case UpgradeStrategyKind.STATEFUL:
             stop = Step(StepKind.STOP_WITH_SAVEPOINT, active.id, drain=desired.drain_on_stop,
                         origin=SavepointOrigin.UPGRADE)
             start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_after_stop(desired))
-            return Plan(name, upgrade or ActionKind.STATEFUL_UPGRADE, extra + (stop, start),
-                        changed, generation=generation, rollback=rollback)
+            return Plan(diff.name, kind or ActionKind.STATEFUL_UPGRADE, extra + (stop, start),
+                        reason, generation=generation, rollback=rollback)
         case UpgradeStrategyKind.STATELESS:
             cancel = Step(StepKind.CANCEL_JOB, active.id)
             start = _start_step(desired, diff.desired_hash, generation,
                                 _restore_at_start(desired, previous, observation, first=False))
-            return Plan(name, upgrade or ActionKind.STATELESS_UPGRADE, extra + (cancel, start),
-                        changed, generation=generation, rollback=rollback)
+            return Plan(diff.name, kind or ActionKind.STATELESS_UPGRADE, extra + (cancel, start),
+                        reason, generation=generation, rollback=rollback)
 
 
 def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:

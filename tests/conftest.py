@@ -141,8 +141,11 @@ def settings(spec_repo, tmp_path) -> Settings:
 
 def counter_deployment(name: str, parallelism: int = 1, state: str = "RUNNING",
                        upgrade: str = "STATEFUL", restore: str = "LATEST_SAVEPOINT",
-                       labels: str = "{team: test}", extra: str = "", target: str = "test") -> str:
-    """The YAML of a Deployment of the counter job (`extra`: one more line under `spec`)."""
+                       labels: str = "{team: test}", extra: str = "", target: str = "test",
+                       args: str = "--rate 20 --keys 4", options: str = "") -> str:
+    """The YAML of a Deployment of the counter job (`extra`: one more line under `spec`;
+    `options`: more Flink options, `key: value` separated by `; `)."""
+    more = "".join(f"\n                {option}" for option in options.split("; ") if option)
     return textwrap.dedent(f"""\
         apiVersion: v1
         kind: Deployment
@@ -160,10 +163,10 @@ def counter_deployment(name: str, parallelism: int = 1, state: str = "RUNNING",
               artifact:
                 jarUri: jobs/counter.jar
                 entryClass: com.example.Counter
-                mainArgs: --rate 20 --keys 4
+                mainArgs: {args}
               parallelism: {parallelism}
               flinkConfiguration:
-                execution.checkpointing.interval: 1s
+                execution.checkpointing.interval: 1s{more}
         """)
 
 

@@ -218,8 +218,12 @@ def java_executable(tool: str = "java") -> str:
 # --- start / stop / status ----------------------------------------------------------------------
 
 
-def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90) -> LocalCluster:
+def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90,
+          configuration: dict[str, str] | None = None) -> LocalCluster:
     """Start a local session cluster with its REST API on `port`, or reuse the one running there.
+
+    `configuration` adds Flink options to (or overrides those of) the cluster's config.yaml; it
+    applies when the cluster starts, not to a running one that is reused.
 
     Returns once a TaskManager with slots is registered. A cluster already running from this
     home is reused as it is (its `slots` are the ones it was started with); a TaskManager of it
@@ -244,7 +248,7 @@ def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90) 
             _terminate(pids[TASKMANAGER], timeout=15)
         _remove_pid_files(cluster)
         _ensure_port_free(cluster)
-        _write_config(cluster)
+        _write_config(cluster, configuration or {})
         try:
             _launch_jobmanager(cluster)
             _await_ready(cluster, timeout, _launch_taskmanager(cluster))
@@ -332,7 +336,7 @@ def _yaml_scalar(value: object) -> str:
     return f'"{text}"'
 
 
-def _write_config(cluster: LocalCluster) -> None:
+def _write_config(cluster: LocalCluster, configuration: dict[str, str]) -> None:
     """Write conf/config.yaml (standard YAML, flat keys) and conf/log4j.properties.
 
     Flink 2.x reads only config.yaml; Flink 1.19/1.20 read it too (with the standard YAML
@@ -350,9 +354,8 @@ def _write_config(cluster: LocalCluster) -> None:
     ):
         directory.mkdir(parents=True, exist_ok=True)
     lines = ["# Written by flink-gitops for the embedded local cluster; rewritten on every start."]
-    lines += [
-        f"{key}: {_yaml_scalar(value)}" for key, value in _config(cluster, _free_port()).items()
-    ]
+    options = {**_config(cluster, _free_port()), **configuration}
+    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in options.items()]
     (cluster.conf_dir / "config.yaml").write_text("\n".join(lines) + "\n")
     (cluster.conf_dir / "log4j.properties").write_text(_LOG4J_PROPERTIES)
 

@@ -117,6 +117,19 @@ class FlinkClient:
             sleep(delay)
         return None
 
+    def restarts(self, job_id: str) -> int:
+        """How often the job failed and restarted, at least: the larger of its `numRestarts`
+        metric and its exception history (Flink refreshes both lazily, the metric every ~10 s)."""
+        try:
+            metrics = self._request("GET", f"/jobs/{job_id}/metrics", params={"get": "numRestarts"})
+            exceptions = self._request("GET", f"/jobs/{job_id}/exceptions")
+        except FlinkRequestError:
+            return 0
+        counted = [int(float(m["value"])) for m in metrics
+                   if m.get("id") == "numRestarts" and m.get("value") is not None]
+        history = (exceptions.get("exceptionHistory") or {}).get("entries") or []
+        return max(counted + [len(history)])
+
     def root_exception(self, job_id: str) -> str:
         """The job's root exception as Flink reports it ('' when there is none)."""
         try:
@@ -204,16 +217,16 @@ class FlinkClient:
         raise SavepointFailed(f"savepoint of job {job_id} did not complete in {timeout:.0f}s")
 
     def await_running(self, job_id: str, timeout: float = 120,
-                      sleep: Callable[[float], None] = time.sleep) -> str:
+                      sleep: Callable[[float], None] = time.sleep) -> JobOverview:
         """Polls until the job RUNS — every task deployed and running, so its state is restored —
-        or ends; returns the job's status then. A job still on its way after `timeout` seconds
+        or ends; returns the job's overview then. A job still on its way after `timeout` seconds
         (e.g. waiting for task slots) raises JobStartFailed saying where it stands."""
         job = None
         for delay in poll_delays(timeout):
             job = self.job_overview(job_id)
             if job is not None and (job.terminal or job.state == "RUNNING"
                                     and job.all_tasks_running):
-                return job.state
+                return job
             sleep(delay)
         tasks = ", ".join(f"{n} {t}" for t, n in sorted((job.tasks if job else {}).items())
                           if n and t != "total")

@@ -19,7 +19,8 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True) -
     spec = target.spec
     if spec.local is not None:
         if start_local:
-            cluster = local.start(workdir, port=spec.local.port, slots=spec.local.slots)
+            cluster = local.start(workdir, port=spec.local.port, slots=spec.local.slots,
+                                  configuration=spec.local.flink_configuration)
             return FlinkClient(cluster.url)
         return FlinkClient(f"http://127.0.0.1:{spec.local.port}")
     try:

@@ -13,9 +13,9 @@ import os
 import re
 import shlex
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -43,6 +43,16 @@ class RestoreStrategyKind(StrEnum):
 class ArtifactKind(StrEnum):
     JAR = "JAR"
     SQLSCRIPT = "SQLSCRIPT"
+
+
+def _flink_options(value: Any) -> Any:
+    """Flink options are strings on the wire; YAML gives numbers and booleans too."""
+    if not isinstance(value, dict):
+        return value
+    return {str(k): _flink_option_text(v) for k, v in value.items()}
+
+
+FlinkOptions = Annotated[dict[str, str], BeforeValidator(_flink_options)]
 
 
 class SpecModel(BaseModel):
@@ -106,20 +116,12 @@ class Artifact(SpecModel):
 class TemplateSpec(SpecModel):
     artifact: Artifact
     parallelism: int = Field(default=1, ge=1)
-    flink_configuration: dict[str, str] = Field(default_factory=dict)
+    flink_configuration: FlinkOptions = Field(default_factory=dict)
     # accepted for Ververica compatibility, no effect on a session cluster
     resources: dict[str, Any] | None = None
     number_of_task_managers: int | None = None
     logging: dict[str, Any] | None = None
     kubernetes: dict[str, Any] | None = None
-
-    @field_validator("flink_configuration", mode="before")
-    @classmethod
-    def _options_as_strings(cls, value: Any) -> Any:
-        """Flink options are strings on the wire; YAML gives numbers and booleans too."""
-        if not isinstance(value, dict):
-            return value
-        return {str(k): _flink_option_text(v) for k, v in value.items()}
 
 
 class TemplateMetadata(SpecModel):
@@ -217,6 +219,7 @@ class FlinkCluster(SpecModel):
 class LocalClusterSpec(SpecModel):
     port: int = Field(default=8081, ge=1, le=65535)
     slots: int = Field(default=4, ge=1)
+    flink_configuration: FlinkOptions = Field(default_factory=dict)  # the cluster's config.yaml
 
 
 class DeploymentTargetSpec(SpecModel):

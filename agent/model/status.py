@@ -72,6 +72,7 @@ class ProblemKind(StrEnum):
     POLICY = "POLICY"
     EXECUTION = "EXECUTION"
     CLUSTER = "CLUSTER"
+    UNHEALTHY = "UNHEALTHY"
 
 
 class StatusModel(BaseModel):
@@ -85,6 +86,7 @@ class Job(StatusModel):
     flink_status: str = "UNKNOWN"
     restarts: int = 0
     parallelism: int
+    tasks: int = 0                 # tasks when started; a different count later is drift
     restored_from: str | None = None
     started_at: str
     ended_at: str | None = None

@@ -17,7 +17,7 @@ from agent.model.spec import Deployment, DesiredState
 from agent.model.status import (Action, ActionResult, DeploymentState,
                                 DeploymentStatus, Event, Job, JobState, Problem, ProblemKind,
                                 Status, StatusMetadata, SyncStatus, bounded)
-from agent.observe import Observation
+from agent.observe import UNHEALTHY_STATES, Observation
 from agent.plan import Plan, StepKind
 from agent.recover import FLINK_TO_JOB_STATE
 
@@ -93,6 +93,13 @@ def _observe_job(status: Status, observation: Observation) -> None:
     seen = {j.id: j for j in observation.jobs}.get(status.job.id)
     if seen is not None:
         status.job.flink_status = seen.flink_status
+        if seen.restarts is not None:
+            status.job.restarts = seen.restarts
+        if seen.flink_status in UNHEALTHY_STATES:
+            status.errors.append(Problem(
+                kind=ProblemKind.UNHEALTHY,
+                message=f"job {seen.id} is {seen.flink_status} (restarts: "
+                        f"{status.job.restarts}): {seen.last_exception or 'no exception known'}"))
         if status.job.state in (JobState.STARTING, JobState.STARTED, JobState.TERMINATING):
             status.job.state = FLINK_TO_JOB_STATE.get(seen.flink_status, status.job.state)
     _replace_in_history(status, status.job)
@@ -120,6 +127,7 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         started = outcome.started
         status.job = Job(id=started.id, generation=started.generation, state=JobState.STARTED,
                          flink_status=started.flink_status, parallelism=started.parallelism,
+                         tasks=started.tasks,
                          restored_from=started.restored_from, started_at=started.started_at,
                          spec_commit=outcome.rolled_back_to or facts.commit)
         status.history.jobs = bounded(status.history.jobs + [status.job])
@@ -168,8 +176,8 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
     job = status.job
     if job is not None and job.state in (JobState.STARTING, JobState.STARTED,
                                          JobState.TERMINATING):
-        return (DeploymentState.RUNNING if job.flink_status == "RUNNING"
-                else DeploymentState.TRANSITIONING)
+        running = job.flink_status == "RUNNING" or job.flink_status in UNHEALTHY_STATES
+        return DeploymentState.RUNNING if running else DeploymentState.TRANSITIONING
     if facts.deleted:
         return DeploymentState.SUSPENDED
     desired = status.desired_state
@@ -212,9 +220,10 @@ def _replace_in_history(status: Status, job: Job) -> None:
 
 
 def in_desired_state(document: DeploymentStatus) -> bool:
-    """True when the deployment is where its spec wants it and in sync (exit code 0)."""
+    """True when the deployment is where its spec wants it, in sync, and without problems
+    (exit code 0)."""
     status = document.status
-    if status.sync != SyncStatus.SYNCED:
+    if status.sync != SyncStatus.SYNCED or status.errors:
         return False
     if status.deleted:
         return status.state != DeploymentState.FAILED

@@ -33,6 +33,10 @@ import java.util.Map;
  *   <li>{@code --keys K}: number of distinct keys (default 16)</li>
  *   <li>{@code --print}: print {@code (key,count)} to the TaskManager's stdout instead of
  *       discarding it (keep the rate low)</li>
+ *   <li>{@code --count-uid U}: the uid of the counting operator (default count-per-key);
+ *       another uid leaves the counts of a savepoint unmatched (see allowNonRestoredState)</li>
+ *   <li>{@code --fail-after N}: every counting subtask throws after N events since it
+ *       (re)started, so the job keeps restarting (for trying out unhealthy jobs)</li>
  * </ul>
  *
  * <p>The arguments are parsed here rather than with Flink's {@code ParameterTool}, which moved
@@ -51,6 +55,8 @@ public final class Counter {
         double rate = Double.parseDouble(params.getOrDefault("rate", "50"));
         int keys = Integer.parseInt(params.getOrDefault("keys", "16"));
         boolean print = params.containsKey("print");
+        long failAfter = Long.parseLong(params.getOrDefault("fail-after", "0"));
+        String countUid = params.getOrDefault("count-uid", "count-per-key");
         if (rate <= 0 || keys <= 0) {
             throw new IllegalArgumentException("--rate and --keys must be positive");
         }
@@ -78,8 +84,8 @@ public final class Counter {
 
         DataStream<Tuple2<String, Long>> counts =
                 events.keyBy(key -> key, Types.STRING)
-                        .process(new CountPerKey())
-                        .uid("count-per-key")
+                        .process(new CountPerKey(failAfter))
+                        .uid(countUid)
                         .name("count per key");
 
         if (print) {
@@ -117,21 +123,35 @@ public final class Counter {
         return arg.startsWith("-") && !arg.matches("-\\d.*");
     }
 
-    /** Counts the events of each key in a {@code ValueState<Long>}. */
+    /**
+     * Counts the events of each key in a {@code ValueState<Long>}. With {@code failAfter > 0}
+     * it throws after that many events since it (re)started: a job stuck in restarts.
+     */
     static final class CountPerKey
             extends KeyedProcessFunction<String, String, Tuple2<String, Long>> {
 
+        private final long failAfter;
         private transient ValueState<Long> count;
+        private transient long seen;
+
+        CountPerKey(long failAfter) {
+            this.failAfter = failAfter;
+        }
 
         @Override
         public void open(OpenContext openContext) {
             count = getRuntimeContext().getState(new ValueStateDescriptor<>("count", Types.LONG));
+            seen = 0;
         }
 
         @Override
         public void processElement(
                 String key, Context context, Collector<Tuple2<String, Long>> out)
                 throws Exception {
+            if (failAfter > 0 && ++seen > failAfter) {
+                throw new IllegalStateException(
+                        "counter: failing on purpose after " + failAfter + " events (--fail-after)");
+            }
             Long previous = count.value();
             long next = (previous == null ? 0L : previous) + 1;
             count.update(next);
