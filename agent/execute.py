@@ -20,13 +20,12 @@ from agent.errors import (FlinkGitopsError, FlinkRequestError, JobDidNotEnd, Job
                           PermanentError, SavepointFailed)
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, SavepointResult, poll_delays
 from agent.job_ids import job_id, with_generation
-from agent.model.spec import Deployment, RestoreStrategyKind
+from agent.model.spec import CHECKPOINT_RETENTION, Deployment, RestoreStrategyKind
 from agent.model.status import ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
 
 log = logging.getLogger(__name__)
 
-RETAIN_CHECKPOINTS = "execution.checkpointing.externalized-checkpoint-retention"
 
 
 @dataclass
@@ -171,7 +170,7 @@ class Execution:
         template = desired.spec.template.spec
         configuration = dict(template.flink_configuration)
         if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
-            configuration.setdefault(RETAIN_CHECKPOINTS, "RETAIN_ON_CANCELLATION")
+            configuration.setdefault(CHECKPOINT_RETENTION, "RETAIN_ON_CANCELLATION")
         jar_id = self.client.upload_jar(self.fetch_jar(release))
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):

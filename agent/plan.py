@@ -114,7 +114,8 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
     active = observation.active
     if desired is None:
         return _plan_deletion(name, previous, active, extra)
-    failed = previous is not None and previous.status.failed_spec_hash == diff.desired_hash
+    failed = (previous is not None and previous.status.failed_attempt is not None
+              and previous.status.failed_attempt == desired.attempt_key(diff.desired_hash))
     if failed and not diff.drift:
         return Plan(name, None, extra, reason="the last attempt to apply this spec failed; push "
                                               "a fix, or change restartNonce to try again")

@@ -88,3 +88,15 @@ def test_a_name_that_is_not_a_dns_label_is_refused():
     result = load({"d.yaml": DEPLOYMENT.format(name="Orders_1")})
     assert "metadata.name" in result.problems[0].message
     assert result.problems[0].line == 4
+
+
+def test_latest_state_with_checkpoints_deleted_on_cancellation_is_refused():
+    text = DEPLOYMENT.format(name="orders").replace(
+        "  deploymentTargetName: local",
+        "  deploymentTargetName: local\n  restoreStrategy: {kind: LATEST_STATE}").replace(
+        "        pipeline.object-reuse: true",
+        "        execution.checkpointing.externalized-checkpoint-retention: "
+        "DELETE_ON_CANCELLATION")
+    [problem] = load({"d.yaml": text}).problems
+    assert "LATEST_STATE restores retained checkpoints" in problem.message
+    assert "RETAIN_ON_CANCELLATION" in problem.message

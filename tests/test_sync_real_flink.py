@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import threading
 import zipfile
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import requests
 
 from conftest import git
@@ -155,13 +157,13 @@ class RecordingProxy:
     """A real HTTP proxy in front of Flink that records every request the agent makes."""
 
     def __init__(self, upstream: str):
-        self.requests: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str, bytes]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def _forward(self):
-                proxy.requests.append((self.command, self.path))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                proxy.calls.append((self.command, self.path, body))
                 answer = requests.request(self.command, upstream + self.path, data=body,
                                           headers={k: v for k, v in self.headers.items()
                                                    if k.lower() != "host"}, timeout=60)
@@ -180,6 +182,14 @@ class RecordingProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def paths(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path, _ in self.calls]
+
+    def sent(self, method: str, suffix: str) -> list[dict]:
+        """The JSON bodies of the requests of `method` to paths ending with `suffix`."""
+        return [json.loads(body) for m, path, body in self.calls
+                if m == method and path.endswith(suffix)]
+
 
 def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings, flink, rest):
     proxy = RecordingProxy(flink.url)
@@ -188,12 +198,12 @@ def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings
     spec_repo.push()
     sync(settings)
     commits = spec_repo.status_commits()
-    proxy.requests.clear()
+    proxy.calls.clear()
     result = sync(settings)
     proxy.server.shutdown()
     assert result.exit_code == 0 and result.status_commit is None
     assert spec_repo.status_commits() == commits
-    assert proxy.requests == [("GET", "/jobs/overview")]
+    assert proxy.paths() == [("GET", "/jobs/overview")]
     assert rest.running() == [rest.job("quiet", 1)]
 
 
@@ -404,7 +414,7 @@ def test_an_upgrade_whose_job_cannot_start_rolls_back_to_the_previous_spec_and_s
     spec_repo.push("fixed")
     assert sync(settings).exit_code == 0
     fixed = spec_repo.status_of("rollback")
-    assert fixed["state"] == "RUNNING" and "failedSpecHash" not in fixed
+    assert fixed["state"] == "RUNNING" and "failedAttempt" not in fixed
     assert rest.restored_from(fixed["job"]["id"]) == fixed["lastSavepoint"]["location"]
 
 
@@ -463,3 +473,84 @@ def test_a_changed_restart_nonce_restarts_the_job_from_a_savepoint(deployed, spe
     assert status["lastAction"]["kind"] == "RESTART"
     assert rest.running() == [rest.job("restarted", 2)]
     assert rest.restored_from(rest.job("restarted", 2)) == status["lastSavepoint"]["location"]
+
+
+def test_state_a_new_job_cannot_map_needs_allow_non_restored_state(deployed, spec_repo, settings,
+                                                                   rest):
+    deployed("reshaped")
+    good = spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(rest.job("reshaped", 1))
+    deployed("reshaped", args="--rate 20 --keys 4 --count-uid count-v2",
+             extra="maxJobCreationAttempts: 1")
+    spec_repo.push("the counting operator gets a new uid")
+    assert sync(settings).exit_code == 1
+    refused = spec_repo.status_of("reshaped")
+    assert "count-v2" not in refused["job"]["id"] and refused["job"]["specCommit"] == good
+    assert "allowNonRestoredState" in refused["lastAction"]["message"]  # Flink's own advice
+    assert "rolled back" in refused["lastAction"]["message"]
+
+    deployed("reshaped", args="--rate 20 --keys 4 --count-uid count-v2",
+             restore="LATEST_SAVEPOINT, allowNonRestoredState: true")
+    spec_repo.push("allow the old counts to be dropped")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("reshaped")
+    assert status["state"] == "RUNNING"
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_first_start_restores_the_initial_savepoint_path(deployed, spec_repo, settings, rest):
+    deployed("origin", state="RUNNING")
+    spec_repo.push()
+    sync(settings)
+    rest.wait_checkpoint(rest.job("origin", 1))
+    deployed("origin", state="SUSPENDED")
+    spec_repo.push()
+    sync(settings)
+    savepoint = spec_repo.status_of("origin")["lastSavepoint"]["location"]
+    deployed("copy", extra=f"initialSavepointPath: {savepoint}")
+    spec_repo.push("a copy of origin, from its savepoint")
+    assert sync(settings).exit_code == 0
+    copy = spec_repo.status_of("copy")
+    assert copy["lastAction"]["kind"] == "START" and copy["job"]["restoredFrom"] == savepoint
+    assert rest.restored_from(rest.job("copy", 1)) == savepoint
+
+
+@pytest.mark.parametrize("drain", ["stopWithDrain: true", None])
+def test_suspend_drains_when_asked_and_only_then(drain, deployed, spec_repo, settings, flink):
+    proxy = RecordingProxy(flink.url)
+    spec_repo.write_target("test", proxy.url)
+    name = "drained" if drain else "undrained"
+    deployed(name, extra=drain or "")
+    spec_repo.push()
+    sync(settings)
+    deployed(name, state="SUSPENDED", extra=drain or "")
+    spec_repo.push("suspend")
+    assert sync(settings).exit_code == 0
+    proxy.server.shutdown()
+    [stop] = proxy.sent("POST", "/stop")
+    assert stop["drain"] is bool(drain)
+    assert spec_repo.status_of(name)["state"] == "SUSPENDED"
+
+
+def test_the_ververica_stop_with_drain_annotation_is_honoured(deployed, spec_repo, settings,
+                                                              flink):
+    proxy = RecordingProxy(flink.url)
+    spec_repo.write_target("test", proxy.url)
+    spec_file = spec_repo.checkout / "deployments/annotated.yaml"
+
+    def annotated(**fields):
+        deployed("annotated", **fields)
+        spec_file.write_text(spec_file.read_text().replace("  labels: {team: test}", (
+            "  labels: {team: test}\n  annotations:\n"
+            "    com.dataartisans.appmanager.controller.deployment.stop-with-drain: 'true'")))
+
+    annotated()
+    spec_repo.push()
+    sync(settings)
+    annotated(state="SUSPENDED")
+    spec_repo.push("suspend")
+    assert sync(settings).exit_code == 0
+    proxy.server.shutdown()
+    [stop] = proxy.sent("POST", "/stop")
+    assert stop["drain"] is True

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.stop-with-drain"
+CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
 
 
 class DesiredState(StrEnum):
@@ -146,6 +147,17 @@ class DeploymentSpec(SpecModel):
     savepoint_trigger_nonce: int | str | None = None   # change it: take a savepoint of the job
     template: Template
 
+    @model_validator(mode="after")
+    def _latest_state_needs_retained_checkpoints(self) -> DeploymentSpec:
+        retention = self.template.spec.flink_configuration.get(CHECKPOINT_RETENTION)
+        if self.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE \
+                and retention not in (None, "RETAIN_ON_CANCELLATION"):
+            raise ValueError(
+                f"restoreStrategy LATEST_STATE restores retained checkpoints, but "
+                f"{CHECKPOINT_RETENTION} is {retention}: set it to RETAIN_ON_CANCELLATION, or "
+                "leave it out and the agent sets it")
+        return self
+
 
 class Deployment(SpecModel):
     api_version: Literal["v1"] = "v1"
@@ -182,6 +194,13 @@ class Deployment(SpecModel):
         known, e.g. a jar in the spec repository): equal hashes mean the same job."""
         fields = self.job_fields() | {"artifactDigest": artifact_digest}
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def attempt_key(self, job_hash: str) -> str:
+        """A digest of the whole spec and the job's content: a failed action is not tried again
+        until this changes (any field, not only the job's: allowNonRestoredState, attempts…)."""
+        spec = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        canonical = json.dumps({"spec": spec, "job": job_hash}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def compat_warnings(self) -> list[str]:

@@ -140,7 +140,7 @@ class Status(StatusModel):
     warnings: list[str] = Field(default_factory=list)
     applied_spec_hash: str | None = None
     applied_spec: dict[str, Any] | None = None
-    failed_spec_hash: str | None = None   # a spec whose action failed for good: not retried
+    failed_attempt: str | None = None     # attempt key of a spec whose action failed for good
     savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
     history: History = Field(default_factory=History)
 

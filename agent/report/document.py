@@ -135,11 +135,11 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.job = _job_in_history(status, status.job.id)
     if outcome.result == ActionResult.SUCCESS:
         _mark_applied(status, facts)
-        status.failed_spec_hash = None
+        status.failed_attempt = None
     else:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
         if outcome.permanent and facts.desired is not None:
-            status.failed_spec_hash = facts.desired_hash
+            status.failed_attempt = facts.desired.attempt_key(facts.desired_hash)
 
 
 def _adopt(status: Status, facts: CycleFacts) -> None:
@@ -208,7 +208,8 @@ def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
 
 def _failed(status: Status, facts: CycleFacts) -> bool:
     """The desired spec's last action failed for good (it is not tried again as it is)."""
-    return facts.desired_hash is not None and status.failed_spec_hash == facts.desired_hash
+    return (facts.desired is not None and status.failed_attempt is not None
+            and status.failed_attempt == facts.desired.attempt_key(facts.desired_hash))
 
 
 def _job_in_history(status: Status, job_id: str) -> Job | None:
