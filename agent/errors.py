@@ -42,7 +42,11 @@ class JavaMissing(LocalClusterError):
 
 
 class ArtifactError(PermanentError):
-    """A job artifact (jar) could not be fetched, built or read."""
+    """A job artifact (jar) could not be found, built or read."""
+
+
+class ArtifactUnavailable(TransientError):
+    """A job artifact could not be downloaded now (network, or the server's 5xx)."""
 
 
 class FlinkError(FlinkGitopsError):

@@ -54,6 +54,12 @@ def test_stateful_upgrade_restores_the_savepoint_it_took(deployed, spec_repo, se
     assert status["job"]["restoredFrom"] == savepoint
     assert rest.parallelism(new) == 2
     assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+    before, after = status["history"]["jobs"]
+    assert (before["id"], before["state"], before["flinkStatus"]) == (old, "TERMINATED",
+                                                                     "FINISHED")
+    assert before["endedAt"] and "restoredFrom" not in before
+    assert (after["id"], after["state"], after["restoredFrom"]) == (new, "STARTED", savepoint)
+    assert status["history"]["savepoints"] == [status["lastSavepoint"]]
 
 
 def test_stateless_upgrade_starts_the_new_job_with_empty_state(deployed, spec_repo, settings,

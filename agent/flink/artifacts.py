@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from agent.errors import ArtifactError
+from agent.errors import ArtifactError, ArtifactUnavailable
 
 ReadFromRepo = Callable[[str], bytes | None]
 
@@ -52,7 +52,10 @@ def _download(url: str) -> bytes:
     try:
         response = requests.get(url, timeout=120)
     except requests.RequestException as error:
-        raise ArtifactError(f"jarUri {url}: download failed ({type(error).__name__})") from None
+        raise ArtifactUnavailable(
+            f"jarUri {url}: download failed ({type(error).__name__})") from None
+    if response.status_code >= 500:
+        raise ArtifactUnavailable(f"jarUri {url}: download answered HTTP {response.status_code}")
     if response.status_code != 200:
         raise ArtifactError(f"jarUri {url}: download answered HTTP {response.status_code}")
     return response.content

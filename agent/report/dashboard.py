@@ -106,7 +106,7 @@ def _row(document: DeploymentStatus) -> str:
     status = document.status
     job = status.job
     mark = "✅" if is_healthy(document) else "⚠️"
-    flink = f"{job.flink_status} `{job.id[:8]}…{job.id[-4:]}`" if job else "—"
+    flink = f"{job.flink_status} #{job.generation} `{job.id}`" if job else "—"
     savepoint = (f"{status.last_savepoint.origin.value} {status.last_savepoint.created_at}"
                  if status.last_savepoint else "—")
     action = (f"{status.last_action.kind.value} {status.last_action.result.value}"
