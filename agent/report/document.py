@@ -68,7 +68,7 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
         _record_outcome(status, facts, events)
     elif (facts.desired is not None and not facts.problems and facts.observation.reachable
           and facts.plan.action is None and not facts.plan.pending and not _failed(status, facts)):
-        _adopt(status, facts)
+        _mark_applied(status, facts)  # nothing needed doing: e.g. a label or strategy change
     if facts.outcome is None and _failed(status, facts) and status.last_action is not None:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION,
                                      message=status.last_action.message))
@@ -140,20 +140,6 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
         if outcome.permanent and facts.desired is not None:
             status.failed_attempt = facts.desired.attempt_key(facts.desired_hash)
-
-
-def _adopt(status: Status, facts: CycleFacts) -> None:
-    """Nothing needed doing: the desired spec counts as applied (a metadata-only change, or a
-    job found running that the status did not know of yet)."""
-    active = facts.observation.active
-    if status.job is None and active is not None:
-        status.job = Job(id=active.id, generation=active.generation,
-                         state=FLINK_TO_JOB_STATE.get(active.flink_status, JobState.STARTED),
-                         flink_status=active.flink_status,
-                         parallelism=facts.desired.spec.template.spec.parallelism,
-                         started_at=facts.now, spec_commit=facts.commit)
-        status.history.jobs = bounded(status.history.jobs + [status.job])
-    _mark_applied(status, facts)
 
 
 def _mark_applied(status: Status, facts: CycleFacts) -> None:
