@@ -166,3 +166,43 @@ def test_an_unreachable_target_plans_nothing():
 def test_the_new_job_id_is_past_every_generation_seen(generation):
     _, decided = decide(deployment(2), applied(deployment(), generation=1), running(generation))
     assert decided.steps[-1].job_id == jid(generation + 1, deployment(2))
+
+
+def test_a_job_missing_from_the_cluster_is_drift_and_is_restarted():
+    previous = applied(deployment(), savepoint="file:/sp/1")
+    diff, decided = decide(deployment(), previous, Observation(True))
+    assert "missing from the cluster" in diff.drift
+    assert decided.action == "RESTART" and decided.steps[0].restore.path == "file:/sp/1"
+
+
+def test_a_job_rescaled_behind_the_agents_back_is_restarted_per_its_strategy():
+    previous = applied(deployment())
+    previous.status.job.tasks = 3
+    rescaled = Observation(True, (ObservedJob(jid(1), 1, "RUNNING", tasks=2),))
+    diff, decided = decide(deployment(), previous, rescaled)
+    assert "parallelism was changed outside the agent" in diff.drift
+    assert decided.action == "RESTART"
+    assert [s.kind for s in decided.steps] == [StepKind.STOP_WITH_SAVEPOINT, StepKind.START_JOB]
+
+
+def test_a_spec_whose_action_failed_is_not_tried_again_until_it_changes():
+    previous = applied(deployment())
+    previous.status.failed_attempt = deployment(2).attempt_key(deployment(2).job_hash())
+    _, held = decide(deployment(2), previous, running())
+    assert held.action is None and "failed" in held.reason
+    _, retried = decide(deployment(2, restore="NONE"), previous, running())
+    assert retried.action == "STATEFUL_UPGRADE"
+
+
+def test_a_changed_savepoint_trigger_nonce_plans_a_savepoint_only():
+    def with_nonce(nonce):
+        spec = deployment().model_dump(by_alias=True)
+        spec["spec"]["savepointTriggerNonce"] = nonce
+        return Deployment.model_validate(spec)
+    previous = applied(with_nonce(1))
+    previous.status.savepoint_trigger_nonce = 1
+    _, decided = decide(with_nonce(2), previous, running())
+    assert decided.action == "SAVEPOINT"
+    assert [s.kind for s in decided.steps] == [StepKind.TRIGGER_SAVEPOINT]
+    _, same = decide(with_nonce(1), previous, running())
+    assert same.action is None
