@@ -27,6 +27,7 @@ class Settings:
     job_start_timeout_s: float = 120.0   # a started job must have every task running by then
     rollback: bool = True                # an upgrade whose job cannot start: start the old spec
     lease_ttl_s: float = 900.0           # how long a crashed agent's lease blocks others
+    policy_package: str = "main"         # the Rego package of deny/warn rules (conftest's)
 
     @property
     def artifact_cache(self) -> Path:

@@ -60,10 +60,6 @@ class LoadResult:
         return [p for p in self.problems if p.kind == kind and p.name == name]
 
 
-def is_spec_file(path: str) -> bool:
-    return path.endswith(SPEC_SUFFIXES)
-
-
 def load(files: dict[str, str]) -> LoadResult:
     """Loads every spec document of `files` (repo-relative path -> text)."""
     result = LoadResult()

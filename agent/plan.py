@@ -84,10 +84,51 @@ class Plan:
     pending: bool = False                # upgradeStrategy NONE: a change waits for the next start
     generation: int = 0                  # generation of the job START_JOB submits first
     rollback: bool = False               # a new job that cannot start: start the applied spec
+    blocked: bool = False                # a policy denied the change
+
+    @property
+    def action_name(self) -> str | None:
+        """The action as reviewers read it: a kind, UPGRADE_PENDING, BLOCKED, or None."""
+        if self.blocked:
+            return "BLOCKED"
+        if self.pending:
+            return "UPGRADE_PENDING"
+        return self.action.value if self.action else None
+
+    def document(self) -> dict:
+        """The plan as data (for policies and `plan --format json`)."""
+        return {"action": self.action_name, "state": self.state, "reason": self.reason,
+                "rollback": self.rollback,
+                "steps": [{"kind": s.kind.value, "jobId": s.job_id, "description": s.describe(),
+                           **({"restore": s.restore.kind.value} if s.restore else {}),
+                           **({"restorePath": s.restore.path} if s.restore and s.restore.path
+                              else {}),
+                           **({"parallelism": s.parallelism} if s.parallelism else {}),
+                           **({"drain": True} if s.drain else {})} for s in self.steps]}
 
     @property
     def changes_anything(self) -> bool:
         return self.action is not None
+
+    @property
+    def state(self) -> str:
+        """What happens to the job's state: UNCHANGED, SAVED (a savepoint, the job stops or
+        keeps running), DISCARDED, EMPTY (a first start), RESTORED_FROM_SAVEPOINT or
+        RESTORED_FROM_CHECKPOINT."""
+        start = next((s for s in self.steps if s.kind == StepKind.START_JOB), None)
+        ends_a_job = any(s.kind != StepKind.START_JOB for s in self.steps)
+        if start is None:
+            if not self.steps:
+                return "UNCHANGED"
+            saved = any(s.kind != StepKind.CANCEL_JOB for s in self.steps)
+            return "SAVED" if saved else "DISCARDED"
+        match start.restore.kind:
+            case RestoreKind.EMPTY:
+                return "DISCARDED" if ends_a_job else "EMPTY"
+            case RestoreKind.LATEST_STATE:
+                return "RESTORED_FROM_CHECKPOINT"
+            case _:
+                return "RESTORED_FROM_SAVEPOINT"
 
     def steps_text(self) -> str:
         return "; then ".join(s.describe() for s in self.steps) or "no Flink call needed"

@@ -25,6 +25,7 @@ from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
 from agent.observe import ClusterView, Observation, observe_cluster
 from agent.plan import Plan, plan
+from agent.policy import Verdict, built_in_policies, compile_policies, evaluate, policy_input
 from agent.recover import recover
 from agent.report import branch
 from agent.report.dashboard import status_files
@@ -50,6 +51,7 @@ class Assessment:
     problems: tuple[SpecProblem, ...] = ()
     warnings: tuple[SpecProblem, ...] = ()
     events: tuple[str, ...] = ()
+    verdict: Verdict = Verdict()
 
     @property
     def deleted(self) -> bool:
@@ -86,6 +88,8 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
     source.fetch()
     commit = source.resolve(settings.branch)
     loaded = load(source.spec_files(commit, settings.path))
+    policies = compile_policies({**built_in_policies(), **source.spec_files(
+        commit, "policies", suffixes=(".rego",))}, settings.policy_package)
     previous = branch.read_statuses(source, settings.status_branch)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
     names = sorted(set(loaded.deployments) | problem_names |
@@ -105,17 +109,23 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
                            desired, desired_hash)
         before = recovery.previous
         diff = difference(name, desired, desired_hash, before, observation)
+        target = loaded.targets[target_name].spec if target_name in loaded.targets else None
+        verdict = Verdict()
         if problems:
             decided = Plan(name, None, reason="spec refused; the running job is left as it is")
         else:
             decided = plan(diff, desired, before, observation, settings.rollback)
+            if desired is not None:
+                verdict = evaluate(policies, _policy_input(desired, target, decided, before))
+            if verdict.denied:
+                decided = Plan(name, None, reason="denied by policy; the running job is left "
+                                                  "as it is", blocked=True)
         located = loaded.deployments.get(name)
         assessments.append(Assessment(
             name, None if problems else desired, desired_hash, located.file if located else None,
-            loaded.targets[target_name].spec if target_name in loaded.targets else None,
-            before, observation, diff, decided, tuple(problems),
+            target, before, observation, diff, decided, tuple(problems),
             tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
-            tuple(recovery.events)))
+            tuple(recovery.events), verdict))
     return Cycle(commit, loaded, assessments, clients)
 
 
@@ -150,7 +160,7 @@ def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
             item.name, item.previous, item.desired, item.desired_hash, item.spec_file,
             item.target.name if item.target else _previous_target(item),
             item.observation, item.plan, outcome, cycle.commit, utc_now(), item.problems,
-            item.warnings, item.deleted, item.events + drift)))
+            item.warnings, item.deleted, item.events + drift, item.verdict)))
     unattributed = [p for p in cycle.loaded.problems if p.name is None]
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
@@ -216,6 +226,15 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
     jar_uri = desired.spec.template.spec.artifact.jar_uri
     path = repo_path(jar_uri) if jar_uri else None
     return desired.job_hash(source.blob_id(commit, path) or "missing" if path else None)
+
+
+def _policy_input(desired: Deployment, target: DeploymentTarget | None, decided: Plan,
+                  previous: DeploymentStatus | None) -> dict:
+    document = desired.model_dump(mode="json", by_alias=True, exclude={"status"})
+    kind = None if target is None else "local" if target.spec.local else "flink"
+    applied = previous.status.applied_spec if previous else None
+    return policy_input(document, target.name if target else None, kind, decided.document(),
+                        applied)
 
 
 def _applied_release(source: SpecRepository, item: Assessment) -> Release | None:

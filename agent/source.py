@@ -16,7 +16,7 @@ from pathlib import Path
 import git
 
 from agent.errors import SourceError
-from agent.load import is_spec_file
+from agent.load import SPEC_SUFFIXES
 
 REMOTE = "origin"
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
@@ -94,12 +94,15 @@ class SpecRepository:
                 continue
         raise SourceError(f"{rev!r} is neither a branch of {redact_url(self.url)} nor a commit")
 
-    def spec_files(self, commit: str, path: str = ".") -> dict[str, str]:
-        """Every `*.yaml`/`*.yml` under `path` at `commit`: repo-relative path -> text."""
+    def spec_files(self, commit: str, path: str = ".",
+                   suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:
+        """Every file under `path` at `commit` whose name ends with one of `suffixes` (spec
+        YAML by default): repo-relative path -> text."""
         prefix = _prefix(path)
         files = {}
         for item in self.repo.commit(commit).tree.traverse():
-            if item.type == "blob" and item.path.startswith(prefix) and is_spec_file(item.path):
+            if item.type == "blob" and item.path.startswith(prefix) \
+                    and item.path.endswith(suffixes):
                 files[item.path] = item.data_stream.read().decode("utf-8", errors="replace")
         return files
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from conftest import git
+from agent.policy import PolicyError
 from agent.reconcile import sync
 
 
@@ -560,3 +561,43 @@ def test_the_ververica_stop_with_drain_annotation_is_honoured(deployed, spec_rep
     proxy.server.shutdown()
     [stop] = proxy.sent("POST", "/stop")
     assert stop["drain"] is True
+
+
+def test_a_change_a_repo_policy_denies_is_blocked_and_the_job_left_running(
+        deployed, spec_repo, settings, rest):
+    spec_repo.write("policies/max_parallelism.rego", """\
+        package main
+
+        import rego.v1
+
+        deny contains msg if {
+        	input.spec.template.spec.parallelism > 1
+        	msg := sprintf("%s: parallelism above 1 needs a bigger cluster", [input.metadata.name])
+        }
+        """)
+    deployed("guarded-by-policy")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    job = rest.job("guarded-by-policy", 1)
+    deployed("guarded-by-policy", parallelism=2)
+    spec_repo.push("parallelism 2")
+    assert sync(settings).exit_code == 1
+    assert rest.running() == [job] and rest.parallelism(job) == 1
+    status = spec_repo.status_of("guarded-by-policy")
+    assert status["sync"] == "BLOCKED" and status["state"] == "RUNNING"
+    [problem] = status["errors"]
+    assert problem["kind"] == "POLICY"
+    assert problem["message"] == ("policies/max_parallelism.rego: guarded-by-policy: parallelism "
+                                  "above 1 needs a bigger cluster")
+    assert status["appliedSpec"]["spec"]["template"]["spec"]["parallelism"] == 1
+
+
+def test_a_policy_that_does_not_compile_stops_the_cycle_before_anything_runs(
+        deployed, spec_repo, settings, rest):
+    spec_repo.write("policies/broken.rego",
+                    "package main\nimport rego.v1\n\ndeny contains msg if {\n  x := \n}\n")
+    deployed("unguarded")
+    spec_repo.push()
+    with pytest.raises(PolicyError, match=r"policies/broken\.rego:5"):
+        sync(settings)
+    assert rest.running() == []

@@ -19,6 +19,7 @@ from agent.model.status import (Action, ActionResult, DeploymentState,
                                 Status, StatusMetadata, SyncStatus, bounded)
 from agent.observe import UNHEALTHY_STATES, Observation
 from agent.plan import Plan, StepKind
+from agent.policy import Verdict
 from agent.recover import FLINK_TO_JOB_STATE
 
 
@@ -42,6 +43,7 @@ class CycleFacts:
     warnings: tuple[SpecProblem, ...] = ()
     deleted: bool = False
     events: tuple[str, ...] = field(default=())
+    verdict: Verdict = Verdict()
 
 
 def next_status(facts: CycleFacts) -> DeploymentStatus:
@@ -52,9 +54,11 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
               else facts.previous.metadata.labels if facts.previous else {})
     status.target = facts.target or status.target
     status.deleted = facts.deleted
-    status.warnings = [w.message for w in facts.warnings]
+    status.warnings = [w.message for w in facts.warnings] + list(facts.verdict.warnings)
     status.errors = [Problem(kind=ProblemKind.VALIDATION, message=p.message, file=p.file,
                              line=p.line) for p in facts.problems]
+    status.errors += [Problem(kind=ProblemKind.POLICY, message=denial)
+                      for denial in facts.verdict.denials]
     if not facts.observation.reachable:
         status.errors.append(Problem(kind=ProblemKind.CLUSTER,
                                      message=f"target {facts.target}: {facts.observation.error}"))
@@ -67,7 +71,8 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
     if facts.outcome is not None:
         _record_outcome(status, facts, events)
     elif (facts.desired is not None and not facts.problems and facts.observation.reachable
-          and facts.plan.action is None and not facts.plan.pending and not _failed(status, facts)):
+          and facts.plan.action is None and not facts.plan.pending and not facts.plan.blocked
+          and not _failed(status, facts)):
         _mark_applied(status, facts)  # nothing needed doing: e.g. a label or strategy change
     if facts.outcome is None and _failed(status, facts) and status.last_action is not None:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION,
@@ -181,6 +186,8 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
 def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
     if facts.problems:
         return SyncStatus.INVALID
+    if facts.verdict.denied:
+        return SyncStatus.BLOCKED
     if facts.deleted:
         return SyncStatus.SYNCED
     if not facts.observation.reachable or facts.plan.pending:

@@ -1,0 +1,113 @@
+"""Rego policies over Deployments and their plans, conftest style (pure, given the policies).
+
+Policies are `*.rego` files: the agent's built-in ones (this project's `policies/`) and those under
+`policies/` in the spec repository. Each file is compiled on its own with regopy (OPA's Rego, no
+server), so a verdict names the file that gave it. Rules `deny` and `warn` of the package (default
+`main`) produce messages; `deny` blocks the deployment's change, `warn` is reported.
+
+The input is the Deployment document plus `target` (its name and kind, never its secrets),
+`plan` (the planned action, its steps and what happens to the job's state) and `previous` (the
+applied spec, or null).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regopy import Interpreter, RegoError
+
+from agent.errors import PermanentError
+
+BUILT_IN = Path(__file__).resolve().parent.parent / "policies"
+_ERROR = re.compile(r"\(error \d+:(?P<file>[^|]+)\|(?P<offset>\d+)\|\d+\s+"
+                    r"\(errormsg \d+:(?P<message>[^\n]*)\)")
+
+
+class PolicyError(PermanentError):
+    """A policy file that does not compile, or fails when evaluated; names file and line."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the policies say of one deployment."""
+
+    denials: tuple[str, ...] = ()     # "<file>: <message>"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def denied(self) -> bool:
+        return bool(self.denials)
+
+
+@dataclass
+class Policy:
+    """One compiled policy file."""
+
+    path: str
+    package: str
+    _interpreter: Interpreter = field(repr=False, default=None)
+
+    def evaluate(self, document: dict[str, Any]) -> tuple[list[str], list[str]]:
+        self._interpreter.set_input(document)
+        return self._rule("deny"), self._rule("warn")
+
+    def _rule(self, rule: str) -> list[str]:
+        try:
+            output = self._interpreter.query(f"data.{self.package}.{rule}")
+        except RegoError as error:
+            raise PolicyError(f"{self.path}: evaluating {rule} failed: {_reason(error)}") from None
+        text = str(output)
+        if text == "undefined":
+            return []
+        values = json.loads(text)["expressions"][0]
+        messages = values.keys() if isinstance(values, dict) else values  # Rego v0 or v1 sets
+        return sorted(str(m) for m in messages)
+
+
+def compile_policies(files: dict[str, str], package: str = "main") -> list[Policy]:
+    """Compiles every policy file (path -> Rego text); a file that does not compile is a
+    PolicyError naming file and line."""
+    policies = []
+    for path, text in sorted(files.items()):
+        interpreter = Interpreter()
+        try:
+            interpreter.add_module(path, text)
+        except RegoError as error:
+            match = _ERROR.search(str(error))
+            line = text[:int(match["offset"])].count("\n") + 1 if match else 1
+            raise PolicyError(f"{path}:{line}: policy does not compile: "
+                              f"{match['message'] if match else _reason(error)}") from None
+        policies.append(Policy(path, package, interpreter))
+    return policies
+
+
+def built_in_policies() -> dict[str, str]:
+    """The agent's own policies: `policies/*.rego` of this project (not their tests)."""
+    return {f"(built-in) {p.name}": p.read_text() for p in sorted(BUILT_IN.glob("*.rego"))
+            if not p.name.endswith("_test.rego")}
+
+
+def evaluate(policies: list[Policy], document: dict[str, Any]) -> Verdict:
+    denials, warnings = [], []
+    for policy in policies:
+        deny, warn = policy.evaluate(document)
+        denials += [f"{policy.path}: {m}" for m in deny]
+        warnings += [f"{policy.path}: {m}" for m in warn]
+    return Verdict(tuple(denials), tuple(warnings))
+
+
+def policy_input(document: dict[str, Any], target: str | None, target_kind: str | None,
+                 plan: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The input a policy sees: the Deployment, its target (no secrets), the plan, the applied
+    spec."""
+    return {**document, "target": {"name": target, "kind": target_kind}, "plan": plan,
+            "previous": previous}
+
+
+def _reason(error: RegoError) -> str:
+    match = _ERROR.search(str(error))
+    return match["message"] if match else str(error).strip().splitlines()[0]

@@ -1,0 +1,73 @@
+"""Rego policies (regopy, OPA's language, no server): the built-ins, a policy of the spec repo,
+and a policy that does not compile."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.model.spec import Deployment
+from agent.policy import (PolicyError, built_in_policies, compile_policies, evaluate,
+                          policy_input)
+
+
+def verdict(plan: dict, restore: str = "LATEST_SAVEPOINT", labels: dict | None = None,
+            annotations: dict | None = None, options: dict | None = None):
+    deployment = Deployment.model_validate({
+        "metadata": {"name": "orders", "labels": labels or {}, "annotations": annotations or {}},
+        "spec": {"deploymentTargetName": "prod", "restoreStrategy": {"kind": restore},
+                 "template": {"spec": {"artifact": {"jarUri": "a.jar"}, "flinkConfiguration":
+                                       options or {"execution.checkpointing.interval": "10s"}}}}})
+    document = deployment.model_dump(mode="json", by_alias=True, exclude={"status"})
+    return evaluate(compile_policies(built_in_policies()),
+                    policy_input(document, "prod", "flink", plan, None))
+
+
+def test_a_stateful_upgrade_that_restores_nothing_is_warned_about():
+    result = verdict({"action": "STATEFUL_UPGRADE", "state": "DISCARDED"}, restore="NONE")
+    assert not result.denied
+    [warning] = result.warnings
+    assert "stateful_restore_none.rego" in warning and "does not use it" in warning
+
+
+def test_latest_state_without_checkpointing_is_denied():
+    result = verdict({"action": "START", "state": "EMPTY"}, restore="LATEST_STATE",
+                     options={"pipeline.name": "x"})
+    [denial] = result.denials
+    assert "latest_state_needs_checkpoints.rego" in denial
+    assert "execution.checkpointing.interval" in denial
+    assert not verdict({"action": "START", "state": "EMPTY"}, restore="LATEST_STATE").denied
+
+
+@pytest.mark.parametrize("labels, annotations, state, denied", [
+    ({"env": "prod"}, {}, "DISCARDED", True),
+    ({"env": "prod"}, {"flink-gitops.io/allow-state-loss": "true"}, "DISCARDED", False),
+    ({"env": "prod"}, {}, "RESTORED_FROM_CHECKPOINT", False),
+    ({"env": "dev"}, {}, "DISCARDED", False),
+])
+def test_discarding_the_state_of_a_prod_deployment_needs_an_opt_in(labels, annotations, state,
+                                                                   denied):
+    result = verdict({"action": "STATELESS_UPGRADE", "state": state}, labels=labels,
+                     annotations=annotations)
+    assert result.denied is denied
+    if denied:
+        assert "prod_state_loss.rego" in result.denials[0] and "allow-state-loss" in \
+            result.denials[0]
+
+
+def test_a_policy_that_does_not_compile_names_file_and_line():
+    broken = "package main\nimport rego.v1\n\ndeny contains msg if {\n  x := \n}\n"
+    with pytest.raises(PolicyError, match=r"policies/broken\.rego:5: policy does not compile"):
+        compile_policies({"policies/broken.rego": broken})
+
+
+def test_rego_v0_rules_are_understood_too():
+    old = 'package main\ndeny[msg] { input.spec.state == "RUNNING"; msg := "no" }\n'
+    [policy] = compile_policies({"policies/old.rego": old})
+    assert evaluate([policy], {"spec": {"state": "RUNNING"}}).denials == (
+        "policies/old.rego: no",)
+
+
+def test_a_custom_package_is_queried():
+    text = 'package flink\nimport rego.v1\nwarn contains "w" if { true }\n'
+    assert evaluate(compile_policies({"p.rego": text}, package="flink"), {}).warnings == (
+        "p.rego: w",)
