@@ -87,6 +87,75 @@ def print_sync(result) -> None:
     console.print(f"status branch: {committed}")
 
 
+def spec_repo_options(function):
+    for option in reversed([
+        click.option("--repo", required=True, help="Spec repository: a path or a git URL."),
+        click.option("--branch", default="main", show_default=True),
+        click.option("--path", default=".", show_default=True,
+                     help="Folder of the specs in the repo."),
+        click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True),
+        click.option("--policy-package", default="main", show_default=True,
+                     help="Rego package of the deny/warn rules."),
+    ]):
+        function = option(function)
+    return workdir_option(function)
+
+
+@main.command()
+@spec_repo_options
+@click.option("--base", default=None, help="Show the change from this revision to --head.")
+@click.option("--head", default=None, help="The revision to plan [default: --branch].")
+@click.option("--format", "output", type=click.Choice(["markdown", "json"]), default="markdown",
+              show_default=True)
+def plan(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
+         workdir: Path | None, base: str | None, head: str | None, output: str) -> None:
+    """What sync would do; changes nothing anywhere (exit 0 nothing to do, 2 changes, 1 error
+    or a policy denial)."""
+    from agent.reconcile import review
+    from agent.report.review import render_json, render_markdown
+
+    settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
+                        policy_package=policy_package)
+    try:
+        reviews = review(settings, base, head)
+    except FlinkGitopsError as error:
+        errors.print(f"[red]plan failed:[/] {error}")
+        sys.exit(1)
+    click.echo(render_json(reviews) if output == "json" else render_markdown(reviews), nl=False)
+    sys.exit(reviews.exit_code)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                default=".")
+@click.option("--policy-package", default="main", show_default=True)
+def validate(path: Path, policy_package: str) -> None:
+    """Offline check of a checkout: schema, targets and policies (exit 0 valid, 1 invalid)."""
+    from agent.validate import validate as check
+
+    try:
+        result = check(path, policy_package)
+    except FlinkGitopsError as error:
+        errors.print(f"[red]{error}[/]")
+        sys.exit(1)
+    for line in [str(p) for p in result.problems] + list(result.denials):
+        errors.print(line, markup=False, highlight=False)
+    for line in result.warnings:
+        errors.print(f"warning: {line}", markup=False, highlight=False)
+    console.print("valid" if result.valid else "invalid")
+    sys.exit(0 if result.valid else 1)
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["Deployment", "DeploymentTarget"]), default=None,
+              help="Only this kind [default: both, as oneOf].")
+def schema(kind: str | None) -> None:
+    """The JSON Schema of the spec kinds, for editors' YAML validation."""
+    from agent.model.schema import json_schema
+
+    click.echo(json_schema(kind))
+
+
 @main.group()
 def local() -> None:
     """The embedded local Flink cluster (a real standalone session cluster)."""

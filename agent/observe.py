@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from agent.errors import FlinkError
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, condense_trace
 from agent.job_ids import deployment_key, generation_of, spec_digest_of
+from agent.model.status import Job, JobState
 
 
 UNHEALTHY_STATES = frozenset({"RESTARTING", "FAILING"})
@@ -44,6 +45,7 @@ class Observation:
     reachable: bool
     jobs: tuple[ObservedJob, ...] = ()     # oldest generation first
     error: str | None = None
+    assumed: bool = False                  # not observed: taken from the status branch
 
     @property
     def active_jobs(self) -> list[ObservedJob]:
@@ -76,6 +78,18 @@ class ClusterView:
         if not self.reachable:
             return Observation(False, error=self.error)
         return Observation(True, tuple(self.jobs.get(deployment_key(name), ())))
+
+
+def assumed_from_status(job: Job | None, error: str | None) -> Observation:
+    """What the status branch last saw of a deployment's job, for planning when its cluster
+    does not answer (`plan` only; `sync` never acts on assumptions) (pure)."""
+    if job is None:
+        return Observation(True, (), error, assumed=True)
+    running = job.state in (JobState.STARTING, JobState.STARTED, JobState.TERMINATING)
+    status = job.flink_status if job.flink_status != "UNKNOWN" else (
+        "RUNNING" if running else "FINISHED")
+    return Observation(True, (ObservedJob(job.id, job.generation, status, tasks=job.tasks),),
+                       error, assumed=True)
 
 
 def observe_cluster(client: FlinkClient) -> ClusterView:

@@ -143,6 +143,11 @@ class Plan:
         return f"{self.action.value}: {self.steps_text()}{fallback}"
 
 
+def held(name: str, reason: str, blocked: bool = False) -> Plan:
+    """No action for a deployment whose spec is refused (`blocked`: by a policy)."""
+    return Plan(name, None, reason=reason, blocked=blocked)
+
+
 def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
          observation: Observation, rollback: bool = True) -> Plan:
     """The action that brings one deployment to its desired state, and its steps in order.

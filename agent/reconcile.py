@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from agent.config import Settings
-from agent.diff import Difference, difference
+from agent.diff import Difference, difference, field_changes, spec_document
 from agent.errors import FlinkGitopsError
 from agent import testpoints
 from agent.clock import utc_now
@@ -23,13 +23,14 @@ from agent.lease import Lease
 from agent.load import LoadResult, SpecProblem, load
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
-from agent.observe import ClusterView, Observation, observe_cluster
-from agent.plan import Plan, plan
+from agent.observe import ClusterView, Observation, assumed_from_status, observe_cluster
+from agent.plan import Plan, held, plan
 from agent.policy import Verdict, built_in_policies, compile_policies, evaluate, policy_input
 from agent.recover import recover
 from agent.report import branch
 from agent.report.dashboard import status_files
 from agent.report.document import CycleFacts, in_desired_state, next_status
+from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,15 @@ class SyncResult:
         return 0 if healthy and not self.unattributed else 1
 
 
-def assess(settings: Settings, source: SpecRepository, start_local: bool = True) -> Cycle:
-    """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink."""
+def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
+           head: str | None = None, offline: bool = False) -> Cycle:
+    """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink.
+
+    `head` plans another revision than the branch's; with `offline`, a deployment whose cluster
+    does not answer is planned from what its status last recorded (for `plan`, never `sync`).
+    """
     source.fetch()
-    commit = source.resolve(settings.branch)
+    commit = source.resolve(head or settings.branch)
     loaded = load(source.spec_files(commit, settings.path))
     policies = compile_policies({**built_in_policies(), **source.spec_files(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)
@@ -105,6 +111,10 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
         desired_hash = _job_hash(desired, source, commit) if desired else None
         view = views.get(target_name) or ClusterView(False, error=f"no target {target_name!r}")
         observation = view.of(name)
+        if offline and not observation.reachable:
+            before = previous.get(name)
+            observation = assumed_from_status(before.status.job if before else None,
+                                              observation.error)
         recovery = recover(name, previous.get(name), observation, clients.get(target_name),
                            desired, desired_hash)
         before = recovery.previous
@@ -112,14 +122,14 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
         target = loaded.targets[target_name].spec if target_name in loaded.targets else None
         verdict = Verdict()
         if problems:
-            decided = Plan(name, None, reason="spec refused; the running job is left as it is")
+            decided = held(name, "spec refused; the running job is left as it is")
         else:
             decided = plan(diff, desired, before, observation, settings.rollback)
             if desired is not None:
                 verdict = evaluate(policies, _policy_input(desired, target, decided, before))
             if verdict.denied:
-                decided = Plan(name, None, reason="denied by policy; the running job is left "
-                                                  "as it is", blocked=True)
+                decided = held(name, "denied by policy; the running job is left as it is",
+                               blocked=True)
         located = loaded.deployments.get(name)
         assessments.append(Assessment(
             name, None if problems else desired, desired_hash, located.file if located else None,
@@ -127,6 +137,29 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True)
             tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
             tuple(recovery.events), verdict))
     return Cycle(commit, loaded, assessments, clients)
+
+
+def review(settings: Settings, base: str | None = None, head: str | None = None) -> ReviewSet:
+    """What `sync` would do for `head` (default: the branch), and with `base` the fields each
+    deployment changes from base to head. Changes nothing anywhere: no Flink call that changes a
+    job, no local cluster started, no push."""
+    source = SpecRepository(settings.repo, settings.workdir)
+    cycle = assess(settings, source, start_local=False, head=head, offline=True)
+    base_commit = source.resolve(base) if base else None
+    before = load(source.spec_files(base_commit, settings.path)).deployments if base else {}
+    reviews = []
+    for item in cycle.assessments:
+        changes = item.difference.fields
+        if base_commit is not None:
+            old = before.get(item.name)
+            changes = field_changes(spec_document(old.spec) if old else None,
+                                    spec_document(item.desired) if item.desired else None)
+            if not (changes or item.problems or item.plan.changes_anything or item.plan.pending
+                    or item.plan.blocked):
+                continue  # not touched by this change, and nothing to do
+        reviews.append(Review(item.name, item.plan, changes, item.verdict,
+                              tuple(str(p) for p in item.problems), item.observation.assumed))
+    return ReviewSet(cycle.commit, base_commit, tuple(reviews))
 
 
 def sync(settings: Settings) -> SyncResult:

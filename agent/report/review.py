@@ -1,0 +1,141 @@
+"""A plan for review -> Markdown (a pull-request comment) and JSON (for tools) (pure).
+
+Summary first: one row per deployment with its action and what happens to its state; then, folded
+per deployment, the changed fields, the steps in order and the policy results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from agent.diff import FieldChange
+from agent.plan import Plan
+from agent.policy import Verdict
+
+STATE_WORDS = {
+    "UNCHANGED": "untouched",
+    "SAVED": "kept in a savepoint",
+    "DISCARDED": "**discarded**",
+    "EMPTY": "starts empty",
+    "RESTORED_FROM_SAVEPOINT": "restored from a savepoint",
+    "RESTORED_FROM_CHECKPOINT": "restored from the latest retained checkpoint",
+}
+
+
+@dataclass(frozen=True)
+class Review:
+    """One deployment as a reviewer sees it."""
+
+    name: str
+    plan: Plan
+    changes: tuple[FieldChange, ...] = ()
+    verdict: Verdict = Verdict()
+    problems: tuple[str, ...] = ()       # "file:line: message"
+    offline: bool = False                # its cluster did not answer: planned from the status
+
+    @property
+    def action(self) -> str:
+        if self.problems:
+            return "INVALID"
+        return self.plan.action_name or "NONE"
+
+
+@dataclass(frozen=True)
+class ReviewSet:
+    head: str
+    base: str | None
+    reviews: tuple[Review, ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing to do, 2 changes planned, 1 an invalid spec or a policy denial."""
+        if any(r.problems or r.verdict.denied for r in self.reviews):
+            return 1
+        return 2 if any(r.plan.changes_anything or r.plan.pending for r in self.reviews) else 0
+
+
+def render_json(reviews: ReviewSet) -> str:
+    return json.dumps({
+        "head": reviews.head,
+        "base": reviews.base,
+        "deployments": [{
+            "name": r.name,
+            "action": r.action,
+            "state": r.plan.state,
+            "reason": r.plan.reason,
+            "offline": r.offline,
+            "changes": [{"path": c.path, "old": c.old, "new": c.new} for c in r.changes],
+            "steps": r.plan.document()["steps"],
+            "rollback": r.plan.rollback,
+            "policy": {"denials": list(r.verdict.denials), "warnings": list(r.verdict.warnings)},
+            "problems": list(r.problems),
+        } for r in reviews.reviews],
+    }, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def render_markdown(reviews: ReviewSet) -> str:
+    span = f"`{reviews.base[:10]}` → `{reviews.head[:10]}`" if reviews.base \
+        else f"`{reviews.head[:10]}`"
+    acting = [r for r in reviews.reviews if r.plan.changes_anything or r.plan.pending]
+    lines = [f"### flink-gitops plan for {span}", ""]
+    if not reviews.reviews:
+        return "\n".join(lines + ["No deployment is affected.", ""])
+    lines += [f"{len(acting)} of {len(reviews.reviews)} deployments change.", "",
+              "| Deployment | Action | Job state | Policies |", "|---|---|---|---|"]
+    for review in reviews.reviews:
+        lines.append(f"| {review.name} | {review.action} | "
+                     f"{STATE_WORDS.get(review.plan.state, review.plan.state)} | "
+                     f"{_policy_cell(review)} |")
+    offline = [r.name for r in reviews.reviews if r.offline]
+    if offline:
+        lines += ["", f"⚠️ Cluster not reachable for {', '.join(offline)}: planned from the "
+                      "status branch (what the agent last saw)."]
+    for review in reviews.reviews:
+        lines += ["", "<details>", f"<summary><b>{review.name}</b>: {_headline(review)}"
+                                   "</summary>", ""]
+        lines += _details(review)
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _headline(review: Review) -> str:
+    if review.problems:
+        return "invalid spec: nothing changes"
+    if review.verdict.denied:
+        return "denied by policy: nothing changes"
+    return review.plan.summary()
+
+
+def _details(review: Review) -> list[str]:
+    lines = []
+    if review.problems:
+        lines += ["Problems:", ""] + [f"- `{p}`" for p in review.problems] + [""]
+    if review.changes:
+        lines += ["Changes:", ""] + [f"- `{c.path}`: {_value(c.old)} → {_value(c.new)}"
+                                     for c in review.changes] + [""]
+    if review.plan.steps:
+        lines += ["Steps:", ""] + [f"{i}. {s.describe()}"
+                                   for i, s in enumerate(review.plan.steps, 1)]
+        if review.plan.rollback:
+            lines.append("   (if the new job cannot start: the previous spec is started again "
+                         "from the same state)")
+        lines.append("")
+    lines.append(f"Job state: {STATE_WORDS.get(review.plan.state, review.plan.state)}.")
+    if review.plan.reason:
+        lines.append(f"Why: {review.plan.reason}.")
+    verdicts = ([f"- ⛔ {denial}" for denial in review.verdict.denials]
+                + [f"- ⚠️ {warning}" for warning in review.verdict.warnings])
+    return lines + ([""] + verdicts if verdicts else [])
+
+
+def _policy_cell(review: Review) -> str:
+    if review.verdict.denied:
+        return f"⛔ {len(review.verdict.denials)} denied"
+    if review.verdict.warnings:
+        return f"⚠️ {len(review.verdict.warnings)} warning(s)"
+    return "✅"
+
+
+def _value(value) -> str:
+    return "(unset)" if value is None else f"`{value}`"

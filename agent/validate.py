@@ -1,0 +1,57 @@
+"""`flink-gitops validate`: a checkout on disk -> every problem, with file and line (I/O: reads
+files; no git, no cluster, no network).
+
+Fast enough for a pre-commit hook: the specs are loaded and checked against the schema, every
+DeploymentTarget reference resolved, and the policies (built-in and the checkout's `policies/`)
+evaluated on each Deployment with no plan (rules about plans need `plan`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.load import SPEC_SUFFIXES, SpecProblem, load
+from agent.policy import built_in_policies, compile_policies, evaluate, policy_input
+
+NO_PLAN = {"action": None, "state": "UNCHANGED", "steps": [], "reason": "validate"}
+
+
+@dataclass(frozen=True)
+class Validation:
+    problems: tuple[SpecProblem, ...]
+    denials: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and not self.denials
+
+
+def validate(root: Path, package: str = "main") -> Validation:
+    root = Path(root)
+    files = {p.relative_to(root).as_posix(): p.read_text(errors="replace")
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name.endswith(SPEC_SUFFIXES)
+             and ".git" not in p.relative_to(root).parts}
+    loaded = load(files)
+    problems = list(loaded.problems)
+    for name, located in loaded.deployments.items():
+        target = located.spec.spec.deployment_target_name
+        if target not in loaded.targets:
+            problems.append(SpecProblem(
+                located.file, located.line_of("spec", "deploymentTargetName"),
+                f"deploymentTargetName {target!r}: no DeploymentTarget of that name", "Deployment",
+                name))
+    policy_dir = root / "policies"
+    repo_policies = {p.relative_to(root).as_posix(): p.read_text()
+                     for p in sorted(policy_dir.rglob("*.rego"))} if policy_dir.is_dir() else {}
+    policies = compile_policies({**built_in_policies(), **repo_policies}, package)
+    denials, warnings = [], []
+    for _, located in sorted(loaded.deployments.items()):
+        document = located.spec.model_dump(mode="json", by_alias=True, exclude={"status"})
+        verdict = evaluate(policies, policy_input(document, located.spec.spec
+                                                  .deployment_target_name, None, NO_PLAN, None))
+        denials += [f"{located.file}:{located.line}: {d}" for d in verdict.denials]
+        warnings += [f"{located.file}:{located.line}: {w}" for w in verdict.warnings]
+    warnings += [str(w) for w in loaded.warnings]
+    return Validation(tuple(problems), tuple(denials), tuple(warnings))

@@ -1,0 +1,69 @@
+"""`plan` output for reviewers: Markdown and JSON, checked against golden files, one deployment
+per action kind; and its exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.observe import Observation
+from agent.plan import held
+from agent.policy import Verdict
+from agent.report.review import Review, ReviewSet, render_json, render_markdown
+from test_plan import applied, decide, deployment, running
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def reviewed(name: str, desired, previous, observation, **extra) -> Review:
+    """A deployment as `plan` shows it: planned by the real planner, held as `sync` holds it
+    when its spec is invalid or a policy denies it."""
+    diff, decided = decide(desired, previous, observation)
+    if extra.get("problems"):
+        decided = held(name, "spec refused; the running job is left as it is")
+    elif extra.get("verdict") and extra["verdict"].denied:
+        decided = held(name, "denied by policy; the running job is left as it is", blocked=True)
+    return Review(name, decided, diff.fields, **extra)
+
+
+def every_action() -> ReviewSet:
+    """One deployment per action kind, planned by the real planner (fixtures of test_plan)."""
+    suspended = applied(deployment(state="SUSPENDED"), savepoint="file:/savepoints/sp-1")
+    suspended.status.state = "SUSPENDED"
+    return ReviewSet("a" * 40, "b" * 40, (
+        reviewed("start", deployment(), None, Observation(True)),
+        reviewed("stateful-upgrade", deployment(4), applied(deployment()), running()),
+        reviewed("stateless-upgrade", deployment(2, upgrade="STATELESS", restore="NONE"),
+                 applied(deployment(upgrade="STATELESS", restore="NONE")), running()),
+        reviewed("suspend", deployment(state="SUSPENDED"), applied(deployment()), running()),
+        reviewed("resume", deployment(), suspended, running(flink_status="FINISHED")),
+        reviewed("cancel", deployment(state="CANCELLED"), applied(deployment()), running()),
+        reviewed("pending", deployment(2, upgrade="NONE"), applied(deployment(upgrade="NONE")),
+                 running()),
+        reviewed("delete", None, applied(deployment()), running()),
+        reviewed("blocked", deployment(2), applied(deployment()), running(),
+                 verdict=Verdict(denials=("policies/max.rego: blocked: too wide",))),
+        reviewed("warned", deployment(2, restore="NONE"), applied(deployment(restore="NONE")),
+                 running(), verdict=Verdict(warnings=("(built-in) x.rego: warned: careful",))),
+        reviewed("invalid", None, applied(deployment()), running(),
+                 problems=("deployments/invalid.yaml:7: Deployment spec.paralelism: unknown "
+                           "field (a typo?)",)),
+        reviewed("unchanged", deployment(), applied(deployment()), running(), offline=True),
+    ))
+
+
+def test_the_markdown_plan_matches_its_golden_file():
+    assert render_markdown(every_action()) == (GOLDEN / "plan.md").read_text()
+
+
+def test_the_json_plan_matches_its_golden_file():
+    assert render_json(every_action()) == (GOLDEN / "plan.json").read_text()
+
+
+def test_plan_exit_codes_say_nothing_changes_or_changes_or_refused():
+    nothing = ReviewSet("a" * 40, None, (reviewed("same", deployment(), applied(deployment()),
+                                                  running()),))
+    assert nothing.exit_code == 0
+    change = ReviewSet("a" * 40, None, (reviewed("up", deployment(2), applied(deployment()),
+                                                 running()),))
+    assert change.exit_code == 2
+    assert every_action().exit_code == 1  # a denial and an invalid spec among them

@@ -1,0 +1,91 @@
+"""`plan`, `validate` and `schema` as a reviewer, a pre-commit hook and an editor run them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from agent.reconcile import sync
+from conftest import ROOT
+from test_commands import run
+
+
+def plan_json(settings, *args: str):
+    result = run("plan", "--repo", settings.repo, "--workdir", str(settings.workdir),
+                 "--format", "json", *args)
+    return result.returncode, json.loads(result.stdout) if result.stdout else None
+
+
+def test_plan_shows_what_sync_then_does_and_changes_nothing(deployed, spec_repo, settings,
+                                                             rest):
+    deployed("reviewed-up")
+    deployed("reviewed-off")
+    spec_repo.push()
+    sync(settings)
+    up, off = rest.job("reviewed-up", 1), rest.job("reviewed-off", 1)
+    rest.wait_checkpoint(up)
+    deployed("reviewed-up", parallelism=2)
+    deployed("reviewed-off", state="SUSPENDED")
+    spec_repo.push("a change under review")
+    commits, jobs = spec_repo.status_commits(), rest.jobs()
+
+    code, planned = plan_json(settings, "--base", "main~1")
+    assert code == 2
+    assert spec_repo.status_commits() == commits and rest.jobs() == jobs  # nothing changed
+    actions = {d["name"]: d["action"] for d in planned["deployments"]}
+    assert actions == {"reviewed-up": "STATEFUL_UPGRADE", "reviewed-off": "SUSPEND"}
+    up_plan = next(d for d in planned["deployments"] if d["name"] == "reviewed-up")
+    assert up_plan["changes"] == [{"path": "spec.template.spec.parallelism", "old": 1, "new": 2}]
+    assert up_plan["state"] == "RESTORED_FROM_SAVEPOINT"
+    assert [s["kind"] for s in up_plan["steps"]] == ["STOP_WITH_SAVEPOINT", "START_JOB"]
+    assert up_plan["steps"][0]["jobId"] == up
+
+    assert sync(settings).exit_code == 0
+    done = {name: spec_repo.status_of(name)["lastAction"]["kind"] for name in actions}
+    assert done == actions
+    assert spec_repo.status_of("reviewed-up")["job"]["id"] == up_plan["steps"][1]["jobId"]
+    assert rest.jobs()[off] == "FINISHED"
+    assert plan_json(settings)[0] == 0  # nothing left to do
+
+
+def test_plan_without_the_cluster_plans_from_the_status_branch_and_says_so(
+        deployed, spec_repo, settings):
+    deployed("remote")
+    spec_repo.push()
+    sync(settings)
+    spec_repo.write_target("test", "http://127.0.0.1:9")
+    deployed("remote", parallelism=2)
+    spec_repo.push("cluster moved and a change")
+    result = run("plan", "--repo", settings.repo, "--workdir", str(settings.workdir))
+    assert result.returncode == 2
+    assert "| remote | STATEFUL_UPGRADE | restored from a savepoint | ✅ |" in result.stdout
+    assert "Cluster not reachable for remote: planned from the status branch" in result.stdout
+
+
+def test_validate_passes_the_examples_and_names_file_and_line_of_each_problem(tmp_path):
+    assert run("validate", str(ROOT / "spec-examples")).returncode == 0
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "spec-examples", checkout)
+    spec = checkout / "deployments" / "counter.yaml"
+    spec.write_text(spec.read_text().replace("  parallelism: 1", "  paralelism: 1")
+                    .replace("kind: LATEST_SAVEPOINT", "kind: LATEST_STATE"))
+    (checkout / "deployments" / "other.yaml").write_text(
+        "apiVersion: v1\nkind: Deployment\nmetadata: {name: other}\nspec:\n"
+        "  deploymentTargetName: nowhere\n  restoreStrategy: {kind: LATEST_STATE}\n"
+        "  template: {spec: {artifact: {jarUri: a.jar}}}\n")
+    result = run("validate", str(checkout))
+    assert result.returncode == 1
+    assert "deployments/counter.yaml:27: Deployment spec.template.spec.paralelism: unknown " \
+           "field" in result.stderr
+    assert "deployments/other.yaml:5: deploymentTargetName 'nowhere'" in result.stderr
+    assert "deployments/other.yaml:1: (built-in) latest_state_needs_checkpoints.rego" \
+        in result.stderr
+
+
+def test_schema_describes_both_spec_kinds_for_editors():
+    schema = json.loads(run("schema").stdout)
+    assert len(schema["oneOf"]) == 2
+    deployment = schema["$defs"]["Deployment"]
+    assert deployment["additionalProperties"] is False
+    assert set(deployment["properties"]) >= {"apiVersion", "kind", "metadata", "spec"}
+    assert "upgradeStrategy" in schema["$defs"]["DeploymentSpec"]["properties"]
