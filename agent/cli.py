@@ -35,25 +35,36 @@ def workdir_option(function):
                              "[env FLINK_GITOPS_WORKDIR, default ~/.flink-gitops].")(function)
 
 
+def spec_repo_options(function):
+    for option in reversed([
+        click.option("--repo", required=True, help="Spec repository: a path or a git URL."),
+        click.option("--branch", default="main", show_default=True),
+        click.option("--path", default=".", show_default=True,
+                     help="Folder of the specs in the repo."),
+        click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True),
+        click.option("--policy-package", default="main", show_default=True,
+                     help="Rego package of the deny/warn rules."),
+    ]):
+        function = option(function)
+    return workdir_option(function)
+
+
 @main.command()
-@click.option("--repo", required=True, help="Spec repository: a path or a git URL.")
-@click.option("--branch", default="main", show_default=True)
-@click.option("--path", default=".", show_default=True, help="Folder of the specs in the repo.")
-@click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
+@spec_repo_options
 @click.option("--job-start-timeout", default=120.0, show_default=True,
               help="Seconds a started job may take until every task runs.")
 @click.option("--rollback/--no-rollback", default=True, show_default=True,
               help="When an upgraded job cannot start, start the previous spec again.")
 @click.option("--lease-ttl", default=900.0, show_default=True,
               help="Seconds a crashed agent's lease keeps other agents from acting.")
-@workdir_option
-def sync(repo: str, branch: str, path: str, status_branch: str, job_start_timeout: float,
-         rollback: bool, lease_ttl: float, workdir: Path | None) -> None:
+def sync(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
+         workdir: Path | None, job_start_timeout: float, rollback: bool,
+         lease_ttl: float) -> None:
     """One full cycle: pull, plan, execute, report."""
     from agent.reconcile import sync as run_sync
 
     settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        job_start_timeout, rollback, lease_ttl)
+                        job_start_timeout, rollback, lease_ttl, policy_package)
     try:
         result = run_sync(settings)
     except ConfigError as error:
@@ -85,20 +96,6 @@ def print_sync(result) -> None:
         errors.print(f"[yellow]spec[/]: {problem}")
     committed = result.status_commit[:10] if result.status_commit else "nothing changed"
     console.print(f"status branch: {committed}")
-
-
-def spec_repo_options(function):
-    for option in reversed([
-        click.option("--repo", required=True, help="Spec repository: a path or a git URL."),
-        click.option("--branch", default="main", show_default=True),
-        click.option("--path", default=".", show_default=True,
-                     help="Folder of the specs in the repo."),
-        click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True),
-        click.option("--policy-package", default="main", show_default=True,
-                     help="Rego package of the deny/warn rules."),
-    ]):
-        function = option(function)
-    return workdir_option(function)
 
 
 @main.command()
