@@ -17,5 +17,9 @@ RUN useradd --create-home --uid 10001 flink-gitops
 USER flink-gitops
 ENV FLINK_GITOPS_WORKDIR=/home/flink-gitops/work
 
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
 ENTRYPOINT ["flink-gitops"]
-CMD ["--help"]
+# e.g. docker run -e FLINK_GITOPS_RUN_REPO=https://git.example.com/flink-specs.git IMAGE
+CMD ["run", "--listen", "0.0.0.0:8080"]

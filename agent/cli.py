@@ -21,7 +21,7 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 
-@click.group()
+@click.group(context_settings={"auto_envvar_prefix": "FLINK_GITOPS"})
 @click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 def main(verbose: bool) -> None:
     """Run Apache Flink jobs from git: specs in, savepoint-safe upgrades, status on a branch."""
@@ -151,6 +151,69 @@ def schema(kind: str | None) -> None:
     from agent.model.schema import json_schema
 
     click.echo(json_schema(kind))
+
+
+@main.command()
+@spec_repo_options
+@click.option("--interval", default="30s", show_default=True,
+              help="Time between cycles (s, m or h), with a tenth of jitter.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              help="host:port of /hooks/git, /healthz, /readyz and /metrics.")
+def run(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
+        workdir: Path | None, interval: str, listen: str) -> None:
+    """The daemon: a cycle every interval and on webhook pushes (secret in
+    FLINK_GITOPS_WEBHOOK_SECRET); SIGTERM finishes the running cycle and exits 0."""
+    from agent.daemon import Daemon
+
+    host, _, port = listen.rpartition(":")
+    try:
+        seconds = float(interval[:-1]) * {"s": 1, "m": 60, "h": 3600}[interval[-1]]
+    except (KeyError, ValueError):
+        raise click.BadParameter(f"{interval!r}: a number with s, m or h") from None
+    settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
+                        policy_package=policy_package)
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    sys.exit(Daemon(settings, seconds, host or "127.0.0.1", int(port)).run())
+
+
+@main.command()
+@click.option("--repo", required=True, help="Spec repository: a path or a git URL.")
+@click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
+@click.option("--label", "labels", multiple=True, help="Only deployments with this key=value.")
+@workdir_option
+def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path | None) -> None:
+    """The dashboard table from the status branch, problems first."""
+    from agent.report import branch
+    from agent.report.dashboard import is_healthy, ordered
+    from agent.source import SpecRepository
+
+    source = SpecRepository(repo, workdir or default_workdir())
+    try:
+        source.fetch()
+    except FlinkGitopsError as error:
+        errors.print(f"[red]{error}[/]")
+        sys.exit(1)
+    wanted = dict(label.partition("=")[::2] for label in labels)
+    documents = [d for d in branch.read_statuses(source, status_branch).values()
+                 if all(d.metadata.labels.get(k) == v for k, v in wanted.items())]
+    table = Table(title=f"{len(documents)} deployments ({status_branch})")
+    for column in ("", "deployment", "state", "sync", "flink job", "parallelism", "restarts",
+                   "last savepoint", "last action"):
+        table.add_column(column)
+    for document in ordered(documents):
+        state, job = document.status, document.status.job
+        action = state.last_action
+        table.add_row(
+            "✅" if is_healthy(document) else "⚠️", document.name, state.state.value,
+            state.sync.value, f"{job.flink_status} #{job.generation}" if job else "—",
+            str(job.parallelism) if job else "—", str(job.restarts) if job else "—",
+            f"{state.last_savepoint.origin.value} {state.last_savepoint.created_at}"
+            if state.last_savepoint else "—",
+            f"{action.kind.value} {action.result.value}" if action else "—")
+    (console if console.is_terminal else Console(width=200)).print(table)  # pipes: no wrapping
+    for document in ordered(documents):
+        for problem in document.status.errors:
+            errors.print(f"[yellow]{document.name}[/]: {problem.kind.value}: {problem.message}")
 
 
 @main.group()

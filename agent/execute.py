@@ -21,7 +21,7 @@ from agent.errors import (FlinkGitopsError, FlinkRequestError, JobDidNotEnd, Job
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, SavepointResult, poll_delays
 from agent.job_ids import job_id, with_generation
 from agent.model.spec import CHECKPOINT_RETENTION, Deployment, RestoreStrategyKind
-from agent.model.status import ActionResult, Savepoint, SavepointOrigin
+from agent.model.status import ActionKind, ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,13 @@ class Release:
 class Outcome:
     result: ActionResult = ActionResult.SUCCESS
     message: str = ""
+    action: ActionKind | None = None
     permanent: bool = False              # FAILED and trying again unchanged will fail again
     rolled_back_to: str | None = None    # the commit whose spec runs again after a failed start
     savepoints: list[Savepoint] = field(default_factory=list)
     started: StartedJob | None = None
     ended: dict[str, str] = field(default_factory=dict)      # job id -> final Flink status
+    savepoint_durations: list[float] = field(default_factory=list)   # seconds Flink took
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Execution:
             previous: Release | None = None) -> Outcome:
         """Carries the plan out for `desired` (None: a deletion of `previous`). When its new job
         cannot start and the plan allows a rollback, `previous` is started again instead."""
-        outcome = Outcome()
+        outcome = Outcome(action=plan.action)
         spec = desired.deployment if desired else previous.deployment if previous else None
         for step in plan.steps:
             try:
@@ -124,12 +126,14 @@ class Execution:
             step.job_id, target_directory=self.savepoint_dir))
         outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
                                             created_at=self.clock(), job_id=step.job_id))
+        outcome.savepoint_durations.append(result.duration_s)
 
     def _stop_with_savepoint(self, step: Step, spec: Deployment | None, outcome: Outcome):
         result = self._attempt_savepoint(step, spec, lambda: self.client.stop_with_savepoint(
             step.job_id, target_directory=self.savepoint_dir, drain=step.drain))
         outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
                                             created_at=self.clock(), job_id=step.job_id))
+        outcome.savepoint_durations.append(result.duration_s)
         outcome.ended[step.job_id] = self._await_end(step.job_id)
         testpoints.reached(testpoints.OLD_JOB_STOPPED)
 

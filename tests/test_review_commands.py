@@ -89,3 +89,16 @@ def test_schema_describes_both_spec_kinds_for_editors():
     assert deployment["additionalProperties"] is False
     assert set(deployment["properties"]) >= {"apiVersion", "kind", "metadata", "spec"}
     assert "upgradeStrategy" in schema["$defs"]["DeploymentSpec"]["properties"]
+
+
+def test_status_prints_the_dashboard_table_filtered_by_label(deployed, spec_repo, settings):
+    deployed("shown", labels="{team: blue}")
+    deployed("hidden", labels="{team: red}", state="SUSPENDED")
+    spec_repo.push()
+    sync(settings)
+    everything = run("status", "--repo", settings.repo, "--workdir", str(settings.workdir))
+    assert everything.returncode == 0
+    assert "shown" in everything.stdout and "hidden" in everything.stdout
+    blue = run("status", "--repo", settings.repo, "--workdir", str(settings.workdir),
+               "--label", "team=blue")
+    assert "shown" in blue.stdout and "RUNNING" in blue.stdout and "hidden" not in blue.stdout
