@@ -23,10 +23,13 @@ errors = Console(stderr=True, soft_wrap=True)
 
 @click.group(context_settings={"auto_envvar_prefix": "FLINK_GITOPS"})
 @click.option("-v", "--verbose", is_flag=True, help="Log every step.")
-def main(verbose: bool) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Human-readable lines or JSON lines (secrets redacted).")
+def main(verbose: bool, log_format: str) -> None:
     """Run Apache Flink jobs from git: specs in, savepoint-safe upgrades, status on a branch."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agent import logs
+
+    logs.configure(logging.INFO if verbose else logging.WARNING, log_format == "json")
 
 
 def workdir_option(function):

@@ -184,10 +184,13 @@ def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
         outcome = None
         if item.plan.changes_anything:
             lease.acquire()  # renewed before every action
-            log.info("%s: %s", item.name, item.plan.summary())
+            where = {"deployment": item.name, "target": item.target.name if item.target else None,
+                     "step": item.plan.action.value}
+            log.info("%s: %s", item.name, item.plan.summary(), extra=where)
             outcome = _execute(settings, source, cycle, item)
             outcomes[item.name] = outcome
-            log.info("%s: %s %s", item.name, outcome.result.value, outcome.message)
+            log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
+                     extra=where | {"outcome": outcome.result.value})
         drift = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
         documents.append(next_status(CycleFacts(
             item.name, item.previous, item.desired, item.desired_hash, item.spec_file,

@@ -16,17 +16,10 @@ from pathlib import Path
 import git
 
 from agent.errors import SourceError
+from agent.logs import redact
 from agent.load import SPEC_SUFFIXES
 
 REMOTE = "origin"
-_CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact_url(url: str) -> str:
-    """A repository URL without the `user:password@` part, for logs and status."""
-    return _CREDENTIALS_IN_URL.sub("***@", url)
-
-
 def normalise_url(repo: str) -> str:
     """A local path becomes an absolute path; URLs stay as they are."""
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
@@ -65,7 +58,7 @@ class SpecRepository:
                                  capture_output=True, env={**os.environ, **(env or {})})
         if process.returncode != 0:
             reason = process.stderr.decode(errors="replace").strip()
-            raise SourceError(f"git {args[0]} failed: {redact_url(reason)}")
+            raise SourceError(f"git {args[0]} failed: {redact(reason)}")
         return process.stdout.decode().strip()
 
     def fetch(self) -> None:
@@ -75,7 +68,7 @@ class SpecRepository:
                                 f"+refs/heads/*:refs/remotes/{REMOTE}/*")
         except git.GitCommandError as error:
             raise SourceError(
-                f"cannot fetch {redact_url(self.url)}: {_git_reason(error)}") from None
+                f"cannot fetch {redact(self.url)}: {_git_reason(error)}") from None
 
     def head(self, branch: str) -> str | None:
         """The commit the remote branch points at, or None when there is no such branch."""
@@ -92,7 +85,7 @@ class SpecRepository:
                 return self.repo.git.rev_parse("--verify", "--quiet", candidate + "^{commit}")
             except git.GitCommandError:
                 continue
-        raise SourceError(f"{rev!r} is neither a branch of {redact_url(self.url)} nor a commit")
+        raise SourceError(f"{rev!r} is neither a branch of {redact(self.url)} nor a commit")
 
     def spec_files(self, commit: str, path: str = ".",
                    suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:
@@ -128,4 +121,4 @@ def _prefix(path: str) -> str:
 
 def _git_reason(error: git.GitCommandError) -> str:
     text = (error.stderr or "").strip().removeprefix("stderr:").strip().strip("'").strip()
-    return redact_url(text or str(error))
+    return redact(text or str(error))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -80,3 +82,31 @@ def test_sync_exit_code_is_1_when_a_spec_is_invalid(spec_repo, tmp_path):
     assert "deployments/broken.yaml:5" in result.stderr
     assert "no DeploymentTarget" in result.stderr
     assert spec_repo.status_of("broken")["sync"] == "INVALID"
+
+
+def test_json_logs_name_each_action_and_never_carry_secrets(deployed, spec_repo, flink,
+                                                            tmp_path):
+    token = "flink-t0ken-value-42"
+    spec_repo.write_target("test", flink.url, headers={"Authorization": "Bearer ${TEST_TOKEN}"})
+    deployed("logged")
+    spec_repo.push()
+    result = subprocess.run(
+        [*COMMAND, "-v", "--log-format", "json", "sync", "--repo",
+         f"file://user:hunter2@localhost{spec_repo.remote}".replace("localhost", ""),
+         "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TEST_TOKEN": token})
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines, result.stderr
+    actions = [line for line in lines if line.get("deployment") == "logged"]
+    assert {a["step"] for a in actions} == {"START"} and actions[-1]["outcome"] == "SUCCESS"
+    assert actions[-1]["target"] == "test"
+    everything = result.stdout + result.stderr
+    assert token not in everything and "hunter2" not in everything
+
+
+def test_redaction_covers_registered_secrets_url_credentials_and_bearer_tokens():
+    from agent.logs import redact, register_secret
+    register_secret("s3cr3t-value")
+    assert redact("x s3cr3t-value y") == "x *** y"
+    assert redact("https://user:pw@host/repo.git") == "https://***@host/repo.git"
+    assert redact("Authorization: Bearer abcdef123456") == "Authorization: Bearer ***"

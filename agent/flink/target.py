@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 from agent.flink import local
+from agent.logs import register_secret
 from agent.flink.rest import FlinkClient
 from agent.model.spec import DeploymentTarget, expand_environment
 
@@ -25,6 +26,9 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True) -
         return FlinkClient(f"http://127.0.0.1:{spec.local.port}")
     try:
         headers = {k: expand_environment(v) for k, v in spec.flink.headers.items()}
+        for value in headers.values():
+            register_secret(value)
+            register_secret(value.split(" ", 1)[-1])  # the token of "Bearer <token>"
     except KeyError as missing:
         raise ConfigError(f"DeploymentTarget {target.name}: header refers to environment "
                           f"variable {missing} which is not set") from None
