@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from agent.config import Settings
 from agent.diff import Difference, difference, field_changes, spec_document
-from agent.errors import FlinkGitopsError
+from agent.errors import FlinkGitopsError, StatusPushRejected
 from agent import testpoints
 from agent.clock import utc_now
 from agent.execute import Execution, Outcome, Release
@@ -162,18 +162,27 @@ def review(settings: Settings, base: str | None = None, head: str | None = None)
     return ReviewSet(cycle.commit, base_commit, tuple(reviews))
 
 
-def sync(settings: Settings) -> SyncResult:
+def sync(settings: Settings, attempts: int = 3) -> SyncResult:
     """One full cycle: assess, execute every plan, write the status branch.
 
     A cycle with something to do takes the repository's lease first (LeaseHeld when another
     agent acts) and assesses again under it, so no two agents ever act on a deployment at once.
+    A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it.
     """
     source = SpecRepository(settings.repo, settings.workdir)
-    cycle = assess(settings, source)
-    if not any(item.plan.changes_anything for item in cycle.assessments):
-        return _report(settings, source, cycle, None)
-    with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
-        return _report(settings, source, assess(settings, source), lease)
+    attempt = 1
+    while True:
+        cycle = assess(settings, source)
+        if any(item.plan.changes_anything for item in cycle.assessments):
+            with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
+                return _report(settings, source, assess(settings, source), lease)
+        try:
+            return _report(settings, source, cycle, None)
+        except StatusPushRejected:
+            if attempt == attempts:
+                raise
+            attempt += 1
+            log.info("the status branch moved during the cycle: assessing again on top of it")
 
 
 def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
@@ -200,8 +209,15 @@ def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
     unattributed = [p for p in cycle.loaded.problems if p.name is None]
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
-    status_commit = branch.write(source, settings.status_branch,
-                                 status_files(documents, cycle.commit, unattributed), message)
+    files = status_files(documents, cycle.commit, unattributed)
+    try:
+        status_commit = branch.write(source, settings.status_branch, files, message)
+    except StatusPushRejected:
+        if lease is None:
+            raise
+        # we acted under the lease: our documents are the truth, written on top of the new head
+        source.fetch()
+        status_commit = branch.write(source, settings.status_branch, files, message)
     return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)
 
 

@@ -601,3 +601,48 @@ def test_a_policy_that_does_not_compile_stops_the_cycle_before_anything_runs(
     with pytest.raises(PolicyError, match=r"policies/broken\.rego:5"):
         sync(settings)
     assert rest.running() == []
+
+
+def competing_writer(spec_repo, monkeypatch, tmp_path):
+    """Another agent's status commit lands on the remote just before this agent's push."""
+    from agent.report import branch
+    real_write = branch.write
+    other = tmp_path / "other-agent"
+    git(tmp_path, "clone", "--quiet", "--branch", "flink-gitops/status", str(spec_repo.remote),
+        str(other))
+    state = {"raced": False}
+
+    def racing_write(source, name, files, message):
+        if not state["raced"]:
+            state["raced"] = True
+            (other / "NOTE.md").write_text("written by another agent\\n")
+            git(other, "add", "-A")
+            git(other, "commit", "--quiet", "-m", "another agent")
+            git(other, "push", "--quiet", "origin", "HEAD:flink-gitops/status")
+        return real_write(source, name, files, message)
+
+    monkeypatch.setattr("agent.reconcile.branch.write", racing_write)
+    return other
+
+
+@pytest.mark.parametrize("acting", [True, False])
+def test_a_status_push_that_lost_a_race_is_written_again_on_top(acting, deployed, spec_repo,
+                                                                settings, rest, monkeypatch,
+                                                                tmp_path):
+    name = "raced-acting" if acting else "raced-quiet"
+    deployed(name)
+    spec_repo.push()
+    sync(settings)
+    other = competing_writer(spec_repo, monkeypatch, tmp_path)
+    deployed(name, parallelism=2 if acting else 1, labels="{team: raced}")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    theirs = git(other, "rev-parse", "HEAD")
+    head = spec_repo.remote_ref("flink-gitops/status")
+    assert git(spec_repo.remote, "merge-base", "--is-ancestor", theirs, head) == ""  # linear
+    assert git(spec_repo.remote, "rev-list", "--merges", "flink-gitops/status") == ""
+    status = spec_repo.status_of(name)
+    assert status["appliedSpec"]["metadata"]["labels"] == {"team": "raced"}
+    if acting:
+        assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+        assert rest.running() == [status["job"]["id"]]
