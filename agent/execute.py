@@ -124,18 +124,19 @@ class Execution:
         """A savepoint of a job that keeps running (savepointTriggerNonce)."""
         result = self._attempt_savepoint(step, spec, lambda: self.client.trigger_savepoint(
             step.job_id, target_directory=self.savepoint_dir))
-        outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
-                                            created_at=self.clock(), job_id=step.job_id))
-        outcome.savepoint_durations.append(result.duration_s)
+        self._record(step, result, outcome)
 
     def _stop_with_savepoint(self, step: Step, spec: Deployment | None, outcome: Outcome):
         result = self._attempt_savepoint(step, spec, lambda: self.client.stop_with_savepoint(
             step.job_id, target_directory=self.savepoint_dir, drain=step.drain))
+        self._record(step, result, outcome)
+        outcome.ended[step.job_id] = self._await_end(step.job_id)
+        testpoints.reached(testpoints.OLD_JOB_STOPPED)
+
+    def _record(self, step: Step, result: SavepointResult, outcome: Outcome) -> None:
         outcome.savepoints.append(Savepoint(location=result.location, origin=step.origin,
                                             created_at=self.clock(), job_id=step.job_id))
         outcome.savepoint_durations.append(result.duration_s)
-        outcome.ended[step.job_id] = self._await_end(step.job_id)
-        testpoints.reached(testpoints.OLD_JOB_STOPPED)
 
     def _attempt_savepoint(self, step: Step, spec: Deployment | None,
                            trigger: Callable[[], str]) -> SavepointResult:
