@@ -8,6 +8,7 @@ what a reviewer approves is what runs. `sync` carries the plans out and writes t
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.config import Settings
@@ -256,21 +257,24 @@ def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None):
 
 
 def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
-    clients: dict[str, FlinkClient] = {}
-    views: dict[str, ClusterView] = {}
-    for target_name in sorted({t for _, _, t in wanted if t}):
+    """Every target in use, connected and observed at once: a slow cluster delays no other."""
+    names = sorted({t for _, _, t in wanted if t})
+
+    def one(target_name: str) -> tuple[FlinkClient | None, ClusterView]:
         located = loaded.targets.get(target_name)
         if located is None:
-            views[target_name] = ClusterView(False, error=f"DeploymentTarget {target_name!r} "
-                                                          "is not in the spec repo")
-            continue
+            return None, ClusterView(False, error=f"DeploymentTarget {target_name!r} is not "
+                                                  "in the spec repo")
         try:
-            clients[target_name] = targets.connect(located.spec, settings.workdir, start_local)
+            client = targets.connect(located.spec, settings.workdir, start_local)
         except FlinkGitopsError as error:
-            views[target_name] = ClusterView(False, error=str(error))
-            continue
-        views[target_name] = observe_cluster(clients[target_name])
-    return clients, views
+            return None, ClusterView(False, error=str(error))
+        return client, observe_cluster(client)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
+        observed = dict(zip(names, pool.map(one, names), strict=True))
+    clients = {name: client for name, (client, _) in observed.items() if client is not None}
+    return clients, {name: view for name, (_, view) in observed.items()}
 
 
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:

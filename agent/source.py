@@ -20,6 +20,7 @@ from agent.logs import redact
 from agent.load import SPEC_SUFFIXES
 
 REMOTE = "origin"
+FETCH_TIMEOUT_S = 120
 def normalise_url(repo: str) -> str:
     """A local path becomes an absolute path; URLs stay as they are."""
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
@@ -65,7 +66,8 @@ class SpecRepository:
         """Fetches every branch of the remote (the spec branch and the status branch)."""
         try:
             self.repo.git.fetch(REMOTE, "--prune", "--quiet",
-                                f"+refs/heads/*:refs/remotes/{REMOTE}/*")
+                                f"+refs/heads/*:refs/remotes/{REMOTE}/*",
+                                kill_after_timeout=FETCH_TIMEOUT_S)
         except git.GitCommandError as error:
             raise SourceError(
                 f"cannot fetch {redact(self.url)}: {_git_reason(error)}") from None
