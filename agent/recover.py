@@ -17,7 +17,7 @@ from agent.clock import from_millis
 from agent.errors import FlinkError
 from agent.flink.rest import FlinkClient
 from agent.job_ids import runs_spec
-from agent.model.spec import Deployment
+from agent.model.spec import Deployment, DesiredState
 from agent.model.status import (DeploymentStatus, Job, JobState, Savepoint, SavepointOrigin,
                                 Status, StatusMetadata, SyncStatus, DeploymentState, bounded)
 from agent.observe import ObservedJob, Observation
@@ -95,7 +95,7 @@ def _record_end(status: Status, ended: ObservedJob, client: FlinkClient,
     job.ended_at = from_millis(ended.end_time)
     known = {s.location for s in status.history.savepoints}
     if location and location not in known:
-        record = Savepoint(location=location, origin=_origin(status, desired),
+        record = Savepoint(location=location, origin=_origin(desired),
                            created_at=from_millis(savepoint.get("latest_ack_timestamp", 0)),
                            job_id=ended.id)
         status.history.savepoints = bounded(status.history.savepoints + [record])
@@ -130,7 +130,8 @@ def _adopt(status: Status, found: ObservedJob, client: FlinkClient, desired: Dep
                   "interrupted action; adopted it instead of submitting again")
 
 
-def _origin(status: Status, desired: Deployment | None) -> SavepointOrigin:
-    if desired is None or desired.spec.state.value != "RUNNING":
+def _origin(desired: Deployment | None) -> SavepointOrigin:
+    """Why an interrupted action stopped the job: to suspend or delete it, or to upgrade it."""
+    if desired is None or desired.spec.state != DesiredState.RUNNING:
         return SavepointOrigin.SUSPEND
     return SavepointOrigin.UPGRADE

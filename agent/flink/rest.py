@@ -1,10 +1,9 @@
 """A client of the Flink REST API, the only way the agent talks to a cluster (I/O: HTTP).
 
 Flink's own error messages reach the caller verbatim in `FlinkRequestError.flink_message`.
-Requests that change a cluster are named so (`upload_jar`, `run_jar`, `stop_with_savepoint`,
-`trigger_savepoint`, `cancel`) and counted in `mutations`, which is how a cycle proves it
-changed nothing. Works against Flink 1.19, 1.20 and 2.x: the run request carries only the
-fields the cluster's version knows (`claimMode` from 1.20 on, `restoreMode` before).
+Requests that change a cluster are named so: `upload_jar`, `run_jar`, `stop_with_savepoint`,
+`trigger_savepoint`, `cancel`. Works against Flink 1.19, 1.20 and 2.x: the run request carries
+only the fields the cluster's version knows (`claimMode` from 1.20 on, `restoreMode` before).
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ class FlinkClient:
     verify: bool | str = True
     cert: tuple[str, str] | str | None = None
     timeout: float = DEFAULT_TIMEOUT
-    mutations: list[str] = field(default_factory=list)
     _session: requests.Session = field(default_factory=requests.Session, repr=False)
     _version: str | None = field(default=None, repr=False)
 
@@ -152,7 +150,6 @@ class FlinkClient:
         for uploaded in self.jars():
             if uploaded.get("name") == name:
                 return uploaded["id"]
-        self.mutations.append(f"upload {name}")
         with jar.open("rb") as content:
             answer = self._request(
                 "POST", "/jars/upload", timeout=max(self.timeout, 120),
@@ -173,7 +170,6 @@ class FlinkClient:
             body["savepointPath"] = savepoint_path
             body["allowNonRestoredState"] = allow_non_restored_state
             body[self._claim_mode_field()] = "NO_CLAIM"
-        self.mutations.append(f"run {job_id}")
         answer = self._request("POST", f"/jars/{jar_id}/run", json=body,
                                timeout=max(self.timeout, 120))
         return answer.get("jobid", job_id)
@@ -183,7 +179,6 @@ class FlinkClient:
         body: dict[str, Any] = {"drain": drain}
         if target_directory:
             body["targetDirectory"] = target_directory
-        self.mutations.append(f"stop {job_id}")
         return self._request("POST", f"/jobs/{job_id}/stop", json=body)["request-id"]
 
     def trigger_savepoint(self, job_id: str, *, target_directory: str | None) -> str:
@@ -191,12 +186,10 @@ class FlinkClient:
         body: dict[str, Any] = {"cancel-job": False}
         if target_directory:
             body["target-directory"] = target_directory
-        self.mutations.append(f"savepoint {job_id}")
         return self._request("POST", f"/jobs/{job_id}/savepoints", json=body)["request-id"]
 
     def cancel(self, job_id: str) -> None:
         """Cancels a job without a savepoint (Flink answers at once, the job ends later)."""
-        self.mutations.append(f"cancel {job_id}")
         self._request("PATCH", f"/jobs/{job_id}", params={"mode": "cancel"})
 
     # --- waiting -----------------------------------------------------------------------------
