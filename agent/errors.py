@@ -76,3 +76,8 @@ class JobStartFailed(FlinkError, PermanentError):
 
 class JobDidNotEnd(FlinkError, TransientError):
     """A job told to stop or cancel is still not terminal; the next cycle looks again."""
+
+
+class SqlCheckUnavailable(PermanentError):
+    """Flink's SQL parser and planner cannot run on this machine (no Java, no Flink jars, a JVM
+    that failed): SQL scripts go unchecked, and the message says why."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from agent import testpoints
 from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkGitopsError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
                           PermanentError, SavepointFailed)
+from agent.flink.artifacts import JobProgram
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, SavepointResult, poll_delays
 from agent.job_ids import job_id, with_generation
 from agent.model.spec import CHECKPOINT_RETENTION, Deployment, RestoreStrategyKind
@@ -67,7 +67,7 @@ class Execution:
 
     client: FlinkClient
     savepoint_dir: str | None
-    fetch_jar: Callable[[Release], Path]
+    fetch_program: Callable[[Release], JobProgram]     # the jar, entry class and arguments
     clock: Callable[[], str] = utc_now
     sleep: Callable[[float], None] = time.sleep
     backoff_s: float = 1.0
@@ -176,14 +176,15 @@ class Execution:
         configuration = dict(template.flink_configuration)
         if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
             configuration.setdefault(CHECKPOINT_RETENTION, "RETAIN_ON_CANCELLATION")
-        jar_id = self.client.upload_jar(self.fetch_jar(release))
+        program = self.fetch_program(release)
+        jar_id = self.client.upload_jar(program.jar)
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):
             job = with_generation(step.job_id, generation + attempt)
             try:
                 self.client.run_jar(
-                    jar_id, job_id=job, entry_class=template.artifact.entry_class,
-                    args=template.artifact.program_args(), parallelism=template.parallelism,
+                    jar_id, job_id=job, entry_class=program.entry_class, args=program.args,
+                    parallelism=template.parallelism,
                     savepoint_path=restored_from,
                     allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
                     configuration=configuration)

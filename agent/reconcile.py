@@ -18,7 +18,7 @@ from agent import testpoints
 from agent.clock import utc_now
 from agent.execute import Execution, Outcome, Release
 from agent.flink import target as targets
-from agent.flink.artifacts import fetch_jar, repo_path
+from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
 from agent.lease import Lease
 from agent.load import LoadResult, SpecProblem, load
@@ -33,6 +33,7 @@ from agent.report.dashboard import status_files
 from agent.report.document import CycleFacts, in_desired_state, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
+from agent.sql import add_sql_check
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     source.fetch()
     commit = source.resolve(head or settings.branch)
     loaded = load(source.spec_files(commit, settings.path))
+    add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies({**built_in_policies(), **source.spec_files(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)
     previous = branch.read_statuses(source, settings.status_branch)
@@ -231,8 +233,8 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
     execution = Execution(
         client=cycle.clients[target.name], savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
-        fetch_jar=lambda release: fetch_jar(
-            release.deployment.spec.template.spec.artifact.jar_uri, settings.artifact_cache,
+        fetch_program=lambda release: job_program(
+            release.deployment, settings.artifact_cache,
             lambda path: source.read(release.commit, path)))
     try:
         return execution.run(item.plan, desired, _applied_release(source, item))
@@ -278,9 +280,9 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
 
 
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
-    """The desired job's digest, including the content of a jar kept in the spec repo."""
-    jar_uri = desired.spec.template.spec.artifact.jar_uri
-    path = repo_path(jar_uri) if jar_uri else None
+    """The desired job's digest, including the content of a jar or SQL script kept in the spec
+    repo."""
+    path = desired.spec.template.spec.artifact.repo_file()
     return desired.job_hash(source.blob_id(commit, path) or "missing" if path else None)
 
 

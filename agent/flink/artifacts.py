@@ -1,8 +1,10 @@
-"""Job artifacts: a Deployment's `jarUri` -> a jar file on this machine (I/O: files, HTTP, git).
+"""Job artifacts: a Deployment's artifact -> the program Flink runs (I/O: files, HTTP, git).
 
-`https://` and `http://` jars are downloaded when a job is started, `file://` jars are read where
-they are, and a relative path is read from the spec repository at the applied commit, so a jar
-committed next to its spec is versioned with it.
+A JAR artifact's `jarUri`: `https://` and `http://` jars are downloaded when a job is started,
+`file://` jars are read where they are, and a relative path is read from the spec repository at
+the applied commit, so a jar committed next to its spec is versioned with it. A SQLSCRIPT
+artifact runs as the project's SQL runner jar with the script (inline, or its `sqlScriptFile`
+read from the spec repository at the same commit) as program argument.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
@@ -17,8 +20,38 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from agent.errors import ArtifactError, ArtifactUnavailable
+from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
+from agent.model.spec import ArtifactKind, Deployment
 
 ReadFromRepo = Callable[[str], bytes | None]
+
+
+@dataclass(frozen=True)
+class JobProgram:
+    """What a job is submitted as: an uploadable jar, its entry class and program arguments."""
+
+    jar: Path
+    entry_class: str | None
+    args: list[str]
+
+
+def job_program(deployment: Deployment, cache_dir: Path,
+                read_from_repo: ReadFromRepo) -> JobProgram:
+    """The program of `deployment`'s job: its jar, or the SQL runner with its script."""
+    artifact = deployment.spec.template.spec.artifact
+    if artifact.kind == ArtifactKind.SQLSCRIPT:
+        script = artifact.sql_script
+        if script is None:
+            path = artifact.repo_file()
+            content = read_from_repo(path)
+            if content is None:
+                raise ArtifactError(f"sqlScriptFile {artifact.sql_script_file}: no file {path} "
+                                    "in the spec repository")
+            script = content.decode("utf-8")
+        return JobProgram(runner_jar(cache_dir), RUNNER_CLASS,
+                          runner_args(deployment.name, script))
+    return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo),
+                      artifact.entry_class, artifact.program_args())
 
 
 def repo_path(jar_uri: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shlex
 from enum import StrEnum
@@ -90,7 +91,8 @@ class Artifact(SpecModel):
     jar_uri: str | None = None
     entry_class: str | None = None
     main_args: str | list[str] | None = None
-    sql_script: str | None = None
+    sql_script: str | None = None          # SQLSCRIPT: the script itself (as Ververica)
+    sql_script_file: str | None = None     # SQLSCRIPT: or a path of a .sql file in the spec repo
     # accepted for Ververica compatibility, no effect on a session cluster
     flink_version: str | None = None
     flink_image_registry: str | None = None
@@ -99,11 +101,37 @@ class Artifact(SpecModel):
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Artifact:
-        if self.kind == ArtifactKind.JAR and not self.jar_uri:
-            raise ValueError("artifact of kind JAR needs jarUri")
-        if self.kind == ArtifactKind.SQLSCRIPT and not self.sql_script:
-            raise ValueError("artifact of kind SQLSCRIPT needs sqlScript")
+        jar_fields = [f for f in ("jar_uri", "entry_class", "main_args")
+                      if getattr(self, f) is not None]
+        sql_fields = [f for f in ("sql_script", "sql_script_file") if getattr(self, f) is not None]
+        if self.kind == ArtifactKind.JAR:
+            if not self.jar_uri:
+                raise ValueError("artifact of kind JAR needs jarUri")
+            if sql_fields:
+                raise ValueError(f"artifact of kind JAR takes no {to_camel(sql_fields[0])} "
+                                 "(set kind: SQLSCRIPT for a SQL deployment)")
+        if self.kind == ArtifactKind.SQLSCRIPT:
+            if len(sql_fields) != 1:
+                raise ValueError("artifact of kind SQLSCRIPT needs exactly one of sqlScript "
+                                 "(the script) and sqlScriptFile (a .sql file in the spec repo)")
+            if jar_fields:
+                raise ValueError(f"artifact of kind SQLSCRIPT takes no {to_camel(jar_fields[0])} "
+                                 "(the agent runs the script with its own SQL runner)")
+            if self.sql_script is not None and not self.sql_script.strip():
+                raise ValueError("sqlScript is empty")
+            if self.sql_script_file is not None and ("://" in self.sql_script_file
+                                                     or not self.sql_script_file.strip("/. ")):
+                raise ValueError("sqlScriptFile is a path in the spec repository, e.g. "
+                                 "sql/orders.sql")
         return self
+
+    def repo_file(self) -> str | None:
+        """The spec-repo file the job is made of (a jar or a SQL script kept in the repo, as a
+        normalised repo-relative path), or None: its content is part of the job."""
+        path = self.sql_script_file if self.kind == ArtifactKind.SQLSCRIPT else self.jar_uri
+        if path is None or "://" in path:
+            return None
+        return posixpath.normpath(path.lstrip("/"))
 
     def program_args(self) -> list[str]:
         """`mainArgs` as an argument list: a string is shell-split, as Ververica does."""
