@@ -75,7 +75,7 @@ def spec_document(deployment: Deployment) -> dict[str, Any]:
 def field_changes(old: dict[str, Any] | None,
                   new: dict[str, Any] | None) -> tuple[FieldChange, ...]:
     """Every changed leaf, as dotted paths, old value first; order of keys never matters."""
-    if old is None or new is None:
+    if old is None or new is None or old == new:
         return ()
     diff = DeepDiff(old, new, ignore_order=False, verbose_level=2)
     changes = []

@@ -3,13 +3,18 @@
 Every YAML document of every file is loaded on its own: a syntax error, a schema error or a
 duplicate name is reported for that document and never hides the others. Documents are split
 on `---` before parsing, so that even a syntax error only costs its own document.
+
+`load_blobs` takes files named by their git blob id and parses only those it has not parsed
+before (`ParsedFiles`): git says which files changed, so a cycle re-parses only those.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import yaml
 from pydantic import ValidationError
@@ -18,6 +23,7 @@ from agent.model.spec import SPEC_KINDS, Deployment, DeploymentTarget
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 _DOCUMENT_SEPARATOR = re.compile(r"^---(\s.*)?$")
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,80 @@ class LoadResult:
         return [p for p in self.problems if p.kind == kind and p.name == name]
 
 
+@dataclass(frozen=True)
+class ParsedFile:
+    """What one spec file yields on its own: its valid specs and its documents' problems."""
+
+    specs: tuple[Located, ...] = ()
+    problems: tuple[SpecProblem, ...] = ()
+    warnings: tuple[SpecProblem, ...] = ()
+    notes: tuple[SpecProblem, ...] = ()
+
+
+class ParsedFiles:
+    """Parsed spec files by (path, git blob id), the most recently used kept: a file whose
+    content git did not change is not parsed again. Safe to share between threads."""
+
+    def __init__(self, limit: int = 50_000):
+        self.limit = limit
+        self.parses = 0                      # files parsed (not found here) since creation
+        self._files: OrderedDict[tuple[str, str], ParsedFile] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str, blob: str) -> ParsedFile | None:
+        with self._lock:
+            parsed = self._files.get((path, blob))
+            if parsed is not None:
+                self._files.move_to_end((path, blob))
+            return parsed
+
+    def put(self, path: str, blob: str, parsed: ParsedFile) -> None:
+        with self._lock:
+            self.parses += 1
+            self._files[(path, blob)] = parsed
+            while len(self._files) > self.limit:
+                self._files.popitem(last=False)
+
+
+PARSED = ParsedFiles()   # the process's parsed files, shared by every cycle
+
+
 def load(files: dict[str, str]) -> LoadResult:
     """Loads every spec document of `files` (repo-relative path -> text)."""
+    return _merge({path: parse_file(path, text) for path, text in files.items()})
+
+
+def load_blobs(blobs: dict[str, str], read: Callable[[Iterable[str]], dict[str, str]],
+               parsed: ParsedFiles = PARSED) -> LoadResult:
+    """Loads every spec document of `blobs` (repo-relative path -> git blob id); `read` gives
+    the text of blob ids, and is asked only for files `parsed` does not know yet."""
+    known = {path: parsed.get(path, blob) for path, blob in blobs.items()}
+    missing = {path: blob for path, blob in blobs.items() if known[path] is None}
+    texts = read(sorted(set(missing.values()))) if missing else {}
+    for path, blob in missing.items():
+        known[path] = parse_file(path, texts[blob])
+        parsed.put(path, blob, known[path])
+    return _merge(known)
+
+
+def parse_file(path: str, text: str) -> ParsedFile:
+    """The specs and problems of one file, on its own (duplicates across files are found when
+    files are merged)."""
+    result = LoadResult()
+    specs = _load_file(path, text, result)
+    return ParsedFile(tuple(specs), tuple(result.problems), tuple(result.warnings),
+                      tuple(result.notes))
+
+
+def _merge(files: dict[str, ParsedFile]) -> LoadResult:
     result = LoadResult()
     seen: dict[tuple[str, str], list[Located]] = {}
     for path in sorted(files):
-        for located in _load_file(path, files[path], result):
+        parsed = files[path]
+        result.problems += parsed.problems
+        result.warnings += parsed.warnings
+        result.notes += parsed.notes
+        for located in parsed.specs:
             kind = located.spec.kind
             seen.setdefault((kind, located.spec.name), []).append(located)
     for (kind, name), copies in sorted(seen.items()):
@@ -85,7 +159,7 @@ def _load_file(path: str, text: str, result: LoadResult) -> list[Located]:
     loaded = []
     for first_line, chunk in _documents(text):
         try:
-            node = yaml.compose(chunk, Loader=yaml.SafeLoader)
+            node = _compose(chunk)
         except yaml.YAMLError as error:
             result.problems.append(SpecProblem(path, _error_line(error, first_line),
                                                f"YAML syntax error: {_yaml_reason(error)}"))
@@ -127,6 +201,17 @@ def _validate(path: str, data: Any, lines: dict, result: LoadResult):
     for warning in getattr(spec, "compat_warnings", lambda: [])():
         result.warnings.append(SpecProblem(path, doc_line, warning, kind, name))
     return spec
+
+
+def _compose(chunk: str) -> yaml.Node | None:
+    """The document's node tree, by libyaml when PyYAML has it; a syntax error is raised by
+    PyYAML's own parser, whose messages say more ("found character '\\t'")."""
+    if _FAST_LOADER is yaml.SafeLoader:
+        return yaml.compose(chunk, Loader=yaml.SafeLoader)
+    try:
+        return yaml.compose(chunk, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return yaml.compose(chunk, Loader=yaml.SafeLoader)
 
 
 def _documents(text: str) -> list[tuple[int, str]]:

@@ -8,6 +8,10 @@ server), so a verdict names the file that gave it. Rules `deny` and `warn` of th
 The input is the Deployment document plus `target` (its name and kind, never its secrets),
 `plan` (the planned action, its steps and what happens to the job's state) and `previous` (the
 applied spec, or null).
+
+Rego is deterministic, so a policy's answer to an input is remembered: compiled policies are kept
+per file content and each remembers its verdicts per input, and a cycle in which a deployment's
+spec, plan and applied spec are unchanged asks the interpreter nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from agent.errors import PermanentError
 BUILT_IN = Path(__file__).resolve().parent.parent / "policies"
 _ERROR = re.compile(r"\(error \d+:(?P<file>[^|]+)\|(?P<offset>\d+)\|\d+\s+"
                     r"\(errormsg \d+:(?P<message>[^\n]*)\)")
+
+
+_ANSWERS_KEPT = 100_000
+_COMPILED: dict[tuple, list[Policy]] = {}
 
 
 class PolicyError(PermanentError):
@@ -50,10 +58,17 @@ class Policy:
     path: str
     package: str
     _interpreter: Interpreter = field(repr=False, default=None)
+    _answers: dict[str, tuple[list[str], list[str]]] = field(repr=False, default_factory=dict)
 
     def evaluate(self, document: dict[str, Any]) -> tuple[list[str], list[str]]:
-        self._interpreter.set_input(document)
-        return self._rule("deny"), self._rule("warn")
+        key = json.dumps(document, sort_keys=True, default=str)
+        if key not in self._answers:
+            self._interpreter.set_input(document)
+            if len(self._answers) >= _ANSWERS_KEPT:
+                self._answers.clear()
+            self._answers[key] = (self._rule("deny"), self._rule("warn"))
+        deny, warn = self._answers[key]
+        return list(deny), list(warn)
 
     def _rule(self, rule: str) -> list[str]:
         try:
@@ -70,7 +85,16 @@ class Policy:
 
 def compile_policies(files: dict[str, str], package: str = "main") -> list[Policy]:
     """Compiles every policy file (path -> Rego text); a file that does not compile is a
-    PolicyError naming file and line."""
+    PolicyError naming file and line. The same files compile to the same (remembered) policies."""
+    key = (package, tuple(sorted(files.items())))
+    if key not in _COMPILED:
+        if len(_COMPILED) >= 8:
+            _COMPILED.clear()
+        _COMPILED[key] = _compile(files, package)
+    return _COMPILED[key]
+
+
+def _compile(files: dict[str, str], package: str) -> list[Policy]:
     policies = []
     for path, text in sorted(files.items()):
         interpreter = Interpreter()

@@ -21,7 +21,7 @@ from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
 from agent.lease import Lease
-from agent.load import LoadResult, SpecProblem, load
+from agent.load import LoadResult, SpecProblem, load, load_blobs
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
 from agent.observe import ClusterView, Observation, assumed_from_status, observe_cluster
@@ -95,7 +95,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     """
     source.fetch()
     commit = source.resolve(head or settings.branch)
-    loaded = load(source.spec_files(commit, settings.path))
+    loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies({**built_in_policies(), **source.spec_files(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)

@@ -3,6 +3,11 @@
 The agent keeps one bare mirror of the spec repository in its work dir and reads files straight
 from commits, without a work tree. Remote branches land under `refs/remotes/origin/`, so the
 status branch is read from there too. Credentials come from git's own configuration.
+
+A commit's files are listed with their blob ids by one `git ls-tree` (remembered per commit,
+since a commit never changes), and many blobs are read by one `git cat-file --batch`: a cycle
+costs a handful of git processes whatever the number of files, and callers can skip every file
+whose blob id they have seen before.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import hashlib
 import os
 import re
 import subprocess
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Iterable
 
 import git
 
@@ -21,6 +29,11 @@ from agent.load import SPEC_SUFFIXES
 
 REMOTE = "origin"
 FETCH_TIMEOUT_S = 120
+_TREES: OrderedDict[str, dict[str, str]] = OrderedDict()   # commit -> path -> blob id
+_TREES_KEPT = 8
+_TREES_LOCK = threading.Lock()
+
+
 def normalise_url(repo: str) -> str:
     """A local path becomes an absolute path; URLs stay as they are."""
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
@@ -55,8 +68,13 @@ class SpecRepository:
             env: dict[str, str] | None = None) -> str:
         """Runs a git command in the mirror (plumbing for the status branch and the lease)."""
         data = input.encode() if isinstance(input, str) else input
-        process = subprocess.run(["git", "-C", str(self.path), *args], input=data,
-                                 capture_output=True, env={**os.environ, **(env or {})})
+        try:
+            process = subprocess.run(["git", "-C", str(self.path), *args], input=data,
+                                     capture_output=True, env={**os.environ, **(env or {})},
+                                     timeout=FETCH_TIMEOUT_S)  # push and ls-remote go remote
+        except subprocess.TimeoutExpired:
+            raise SourceError(f"git {args[0]} did not answer in {FETCH_TIMEOUT_S}s "
+                              f"({redact(self.url)})") from None
         if process.returncode != 0:
             reason = process.stderr.decode(errors="replace").strip()
             raise SourceError(f"git {args[0]} failed: {redact(reason)}")
@@ -89,31 +107,76 @@ class SpecRepository:
                 continue
         raise SourceError(f"{rev!r} is neither a branch of {redact(self.url)} nor a commit")
 
+    def files(self, commit: str) -> dict[str, str]:
+        """Every file at `commit`: repo-relative path -> git blob id (one `git ls-tree`)."""
+        commit = self.resolve(commit) if len(commit) != 40 else commit
+        with _TREES_LOCK:
+            if commit in _TREES:
+                _TREES.move_to_end(commit)
+                return _TREES[commit]
+        listing = {}
+        for line in self.git("ls-tree", "-r", "-z", "--full-tree", commit).split("\0"):
+            if not line:
+                continue
+            meta, _, path = line.partition("\t")
+            _, kind, blob = meta.split()
+            if kind == "blob":
+                listing[path] = blob
+        with _TREES_LOCK:
+            _TREES[commit] = listing
+            while len(_TREES) > _TREES_KEPT:
+                _TREES.popitem(last=False)
+        return listing
+
+    def spec_blobs(self, commit: str, path: str = ".",
+                   suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:
+        """Every file under `path` at `commit` whose name ends with one of `suffixes` (spec
+        YAML by default): repo-relative path -> git blob id."""
+        prefix = _prefix(path)
+        return {name: blob for name, blob in self.files(commit).items()
+                if name.startswith(prefix) and name.endswith(suffixes)}
+
+    def read_blobs(self, blobs: Iterable[str]) -> dict[str, str]:
+        """The text of each blob id, read by one `git cat-file --batch`."""
+        return {blob: content.decode("utf-8", errors="replace")
+                for blob, content in self._cat(list(blobs)).items()}
+
+    def _cat(self, wanted: list[str]) -> dict[str, bytes]:
+        """The content of each object id, by one `git cat-file --batch` (safe from threads,
+        unlike GitPython's shared one)."""
+        if not wanted:
+            return {}
+        process = subprocess.run(["git", "-C", str(self.path), "cat-file", "--batch"],
+                                 input="\n".join(wanted).encode() + b"\n", capture_output=True)
+        if process.returncode != 0:
+            raise SourceError(f"git cat-file failed: {process.stderr.decode(errors='replace')}")
+        contents, data, at = {}, process.stdout, 0
+        for blob in wanted:
+            end = data.index(b"\n", at)
+            header = data[at:end].split()
+            if len(header) != 3:
+                raise SourceError(f"git cat-file: no object {blob}")
+            size = int(header[2])
+            contents[blob] = data[end + 1:end + 1 + size]
+            at = end + 1 + size + 1
+        return contents
+
     def spec_files(self, commit: str, path: str = ".",
                    suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:
         """Every file under `path` at `commit` whose name ends with one of `suffixes` (spec
         YAML by default): repo-relative path -> text."""
-        prefix = _prefix(path)
-        files = {}
-        for item in self.repo.commit(commit).tree.traverse():
-            if item.type == "blob" and item.path.startswith(prefix) \
-                    and item.path.endswith(suffixes):
-                files[item.path] = item.data_stream.read().decode("utf-8", errors="replace")
-        return files
+        blobs = self.spec_blobs(commit, path, suffixes)
+        texts = self.read_blobs(sorted(set(blobs.values())))
+        return {name: texts[blob] for name, blob in blobs.items()}
 
     def blob_id(self, commit: str, path: str) -> str | None:
         """Git's id of a file's content at `commit` (changes exactly when the content does)."""
-        try:
-            return (self.repo.commit(commit).tree / path).hexsha
-        except KeyError:
-            return None
+        return self.files(commit).get(path)
 
     def read(self, commit: str, path: str) -> bytes | None:
         """One file (a normalised repo-relative path) at `commit`, or None when it is not there."""
-        try:
-            return (self.repo.commit(commit).tree / path).data_stream.read()
-        except KeyError:
-            return None
+        blob = self.blob_id(commit, path)
+        return self._cat([blob])[blob] if blob else None
 
 
 def _prefix(path: str) -> str:

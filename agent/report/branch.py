@@ -3,15 +3,31 @@
 An orphan branch that only the agent writes. Commits are made with git's plumbing straight into
 the agent's mirror of the spec repository (no work tree), one per cycle in which a file changed,
 and pushed to the spec repository's origin.
+
+Thousands of documents cost no more git processes than one: blob and tree ids are computed here
+(git's object format is a SHA-1 of a header and the content), only objects the branch head does
+not hold are written, straight into the mirror's object store, and documents are read back by
+blob id, each parsed once per process.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from io import BytesIO
+
 import yaml
+from gitdb import IStream, LooseObjectDB
 
 from agent.errors import SourceError, StatusPushRejected
 from agent.model.status import DeploymentStatus
 from agent.source import REMOTE, SpecRepository
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DOCUMENTS: OrderedDict[str, DeploymentStatus] = OrderedDict()   # blob id -> parsed document
+_DOCUMENTS_KEPT = 50_000
+_DOCUMENTS_LOCK = threading.Lock()
 
 AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@localhost",
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
@@ -22,14 +38,24 @@ def read_statuses(source: SpecRepository, branch: str) -> dict[str, DeploymentSt
     head = source.head(branch)
     if head is None:
         return {}
-    tree = source.repo.commit(head).tree
-    if "deployments" not in tree:
-        return {}
+    blobs = [blob for path, blob in sorted(source.files(head).items())
+             if path.startswith("deployments/") and path.count("/") == 1
+             and path.endswith(".yaml")]
+    with _DOCUMENTS_LOCK:
+        known = {blob: _DOCUMENTS[blob] for blob in blobs if blob in _DOCUMENTS}
+    texts = source.read_blobs([blob for blob in blobs if blob not in known])
+    parsed = {blob: DeploymentStatus.model_validate(yaml.load(text, Loader=_LOADER))
+              for blob, text in texts.items()}
+    with _DOCUMENTS_LOCK:
+        for blob, document in (known | parsed).items():
+            _DOCUMENTS[blob] = document
+            _DOCUMENTS.move_to_end(blob)
+        while len(_DOCUMENTS) > _DOCUMENTS_KEPT:
+            _DOCUMENTS.popitem(last=False)
     documents = {}
-    for blob in tree["deployments"].blobs:
-        if blob.name.endswith(".yaml"):
-            document = DeploymentStatus.model_validate(yaml.safe_load(blob.data_stream.read()))
-            documents[document.name] = document
+    for blob in blobs:
+        document = known.get(blob) or parsed[blob]
+        documents[document.name] = document
     return documents
 
 
@@ -39,7 +65,7 @@ def write(source: SpecRepository, branch: str, files: dict[str, bytes], message:
     Returns the new commit, or None when the content equals the branch head's (no commit).
     """
     head = source.head(branch)
-    tree = _tree(source, files)
+    tree = _tree(source, files, set(source.files(head).values()) if head else set())
     if head is not None and source.git("rev-parse", f"{head}^{{tree}}") == tree:
         return None
     parents = ["-p", head] if head else []
@@ -52,8 +78,9 @@ def write(source: SpecRepository, branch: str, files: dict[str, bytes], message:
     return commit
 
 
-def _tree(source: SpecRepository, files: dict[str, bytes]) -> str:
-    """Writes the blobs and trees of `files` (nested paths allowed); returns the root tree."""
+def _tree(source: SpecRepository, files: dict[str, bytes], known: set[str]) -> str:
+    """Writes the blobs and trees of `files` (nested paths allowed) that are not `known` to be
+    stored already; returns the root tree."""
     entries: dict[str, dict | bytes] = {}
     for path, content in files.items():
         *folders, name = path.split("/")
@@ -61,15 +88,35 @@ def _tree(source: SpecRepository, files: dict[str, bytes]) -> str:
         for folder in folders:
             node = node.setdefault(folder, {})
         node[name] = content
-    return _write_tree(source, entries)
+    return _write_tree(source, entries, known)
 
 
-def _write_tree(source: SpecRepository, entries: dict) -> str:
-    lines = []
-    for name, value in sorted(entries.items()):
+def _write_tree(source: SpecRepository, entries: dict, known: set[str]) -> str:
+    rows = []
+    for name, value in entries.items():
         if isinstance(value, dict):
-            lines.append(f"040000 tree {_write_tree(source, value)}\t{name}")
+            rows.append((name + "/", b"40000", name, _write_tree(source, value, known)))
         else:
-            blob = source.git("hash-object", "-w", "--stdin", input=value)
-            lines.append(f"100644 blob {blob}\t{name}")
-    return source.git("mktree", input=("\n".join(lines) + "\n").encode())
+            rows.append((name, b"100644", name, _store(source, b"blob", value, known)))
+    rows.sort(key=lambda row: row[0].encode())   # git's order: a folder sorts as "name/"
+    data = b"".join(mode + b" " + name.encode() + b"\0" + bytes.fromhex(object_id)
+                    for _, mode, name, object_id in rows)
+    return _store(source, b"tree", data, known)
+
+
+def object_id(kind: bytes, data: bytes) -> str:
+    """Git's id of an object: the SHA-1 of its header and content (pure)."""
+    return hashlib.sha1(b"%s %d\0" % (kind, len(data)) + data).hexdigest()
+
+
+def _store(source: SpecRepository, kind: bytes, data: bytes, known: set[str]) -> str:
+    """Writes one object into the mirror unless it is known to be there; returns its id."""
+    identifier = object_id(kind, data)
+    if identifier not in known:
+        objects = LooseObjectDB(str(source.path / "objects"))   # in process: no git hash-object
+        stored = objects.store(IStream(kind, len(data), BytesIO(data))).hexsha
+        stored = stored.decode() if isinstance(stored, bytes) else stored
+        if stored != identifier:
+            raise SourceError(f"git stored {kind.decode()} {stored}, expected {identifier}")
+        known.add(identifier)
+    return identifier

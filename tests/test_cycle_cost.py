@@ -1,0 +1,105 @@
+"""What a cycle costs does not grow with what did not change: unchanged spec files are not parsed
+again, status documents are read back once, and the status branch is written without a git
+process per file, with the same objects git itself would write. Real git repositories."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from agent.load import ParsedFiles, load, load_blobs
+from agent.report import branch
+from agent.source import SpecRepository
+from conftest import counter_deployment, git
+
+
+def test_an_unchanged_spec_file_is_not_parsed_again(spec_repo, tmp_path):
+    spec_repo.write("deployments/a.yaml", counter_deployment("a"))
+    spec_repo.write("deployments/b.yaml", counter_deployment("b"))
+    first = spec_repo.push()
+    spec_repo.write("deployments/b.yaml", counter_deployment("b", parallelism=3))
+    second = spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    parsed, asked = ParsedFiles(), []
+
+    def read(blobs):
+        asked.append(sorted(blobs))
+        return source.read_blobs(blobs)
+
+    before = load_blobs(source.spec_blobs(first), read, parsed)
+    after = load_blobs(source.spec_blobs(second), read, parsed)
+
+    assert parsed.parses == 3   # a and b, then only the new b
+    assert asked[1] == [source.blob_id(second, "deployments/b.yaml")]
+    assert after.deployments["a"] is before.deployments["a"]
+    assert after.deployments["b"].spec.spec.template.spec.parallelism == 3
+
+
+def test_specs_loaded_by_blob_id_equal_specs_loaded_from_text(spec_repo, tmp_path):
+    spec_repo.write("deployments/a.yaml", counter_deployment("a") + "---\nkind: Other\n")
+    spec_repo.write("deployments/b.yaml", "kind: Deployment\nmetadata: {name: b}\nspec: {}\n")
+    spec_repo.write("deployments/c.yaml", "a: [1, 2\n")
+    commit = spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+
+    by_blob = load_blobs(source.spec_blobs(commit), source.read_blobs, ParsedFiles())
+    by_text = load(source.spec_files(commit))
+
+    assert by_blob.deployments == by_text.deployments
+    assert by_blob.problems == by_text.problems and by_blob.problems
+    assert by_blob.notes == by_text.notes and by_blob.notes
+
+
+def test_the_status_branch_is_written_with_the_objects_git_would_write(spec_repo, tmp_path):
+    spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    files = {"README.md": b"# dashboard\n", "status.json": b"{}\n",
+             "deployments/a.yaml": b"a: 1\n", "deployments/b-c.yaml": b"b: 2\n",
+             "deployments.txt": b"sorts before the folder deployments/\n"}
+
+    commit = branch.write(source, "flink-gitops/status", files, "status")
+
+    assert git(spec_repo.remote, "fsck", "--strict") == ""
+    listed = git(spec_repo.remote, "ls-tree", "-r", "--name-only", commit).split()
+    assert listed == ["README.md", "deployments.txt", "deployments/a.yaml",
+                      "deployments/b-c.yaml", "status.json"]
+    assert spec_repo.status_file("deployments/a.yaml") == "a: 1"
+    rebuilt = subprocess.run(["git", "-C", str(spec_repo.remote), "mktree"], check=True,
+                             capture_output=True, text=True,
+                             input=git(spec_repo.remote, "ls-tree", commit) + "\n").stdout.strip()
+    assert rebuilt == git(spec_repo.remote, "rev-parse", f"{commit}^{{tree}}")
+
+
+def test_writing_the_same_status_again_commits_nothing(spec_repo, tmp_path):
+    spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    files = {"README.md": b"# dashboard\n", "deployments/a.yaml": b"a: 1\n"}
+
+    first = branch.write(source, "flink-gitops/status", files, "status")
+    again = branch.write(source, "flink-gitops/status", dict(files), "status")
+    changed = branch.write(source, "flink-gitops/status",
+                           files | {"deployments/a.yaml": b"a: 2\n"}, "status")
+
+    assert first is not None and again is None and changed is not None
+    assert spec_repo.status_commits() == [changed, first]
+
+
+def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
+    spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    document = {"apiVersion": "v1", "kind": "DeploymentStatus", "metadata": {"name": "a"},
+                "status": {"state": "RUNNING", "sync": "SYNCED"}}
+    branch.write(source, "flink-gitops/status",
+                 {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
+
+    first = branch.read_statuses(source, "flink-gitops/status")
+    second = branch.read_statuses(source, "flink-gitops/status")
+
+    assert first["a"].status.state.value == "RUNNING"
+    assert second["a"] is first["a"]   # the same blob is not parsed twice
