@@ -16,6 +16,10 @@ RUN pip install --no-cache-dir -e ".[local]"
 RUN useradd --create-home --uid 10001 flink-gitops
 USER flink-gitops
 ENV FLINK_GITOPS_WORKDIR=/home/flink-gitops/work
+# The SQL runner (agent/flink/sql/SqlRunner.java), compiled against the Flink jars now rather than
+# at the first SQL deployment; it lands in the work dir's artifact cache, where the agent looks.
+RUN python -c "from agent.config import default_workdir; from agent.flink.runner import runner_jar; \
+print(runner_jar(default_workdir() / 'artifacts'))"
 
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s \

@@ -1,8 +1,9 @@
 """`flink-gitops demo`: the whole story on this machine (I/O: git, processes, Flink).
 
-Makes a spec repository from `spec-examples/` (with the counter job built from its Java source),
-starts the local Flink, syncs (the job starts), commits a parallelism change, syncs again (a
-stateful upgrade: savepoint, restore), and prints the dashboard of the status branch.
+Makes a spec repository from `spec-examples/` (with the counter job built from its Java source,
+and two SQL deployments), starts the local Flink, syncs (the jobs start), commits a parallelism
+change of the counter, syncs again (a stateful upgrade: savepoint, restore), and prints the
+dashboard of the status branch.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def run_demo(home: Path, port: int, keep: bool, console: Console) -> int:
 def _make_spec_repo(remote: Path, checkout: Path, port: int, workdir: Path) -> None:
     _git(remote.parent, "init", "--quiet", "--bare", "--initial-branch=main", str(remote))
     _git(remote.parent, "clone", "--quiet", str(remote), str(checkout))
-    for item in ("targets", "deployments"):
+    for item in ("targets", "deployments", "sql"):
         shutil.copytree(EXAMPLES / item, checkout / item)
     jar = build_jar(EXAMPLES / "jobs" / "counter" / "src", workdir / "build", name="counter")
     (checkout / "jobs").mkdir()

@@ -161,7 +161,8 @@ def review(settings: Settings, base: str | None = None, head: str | None = None)
                     or item.plan.blocked):
                 continue  # not touched by this change, and nothing to do
         reviews.append(Review(item.name, item.plan, changes, item.verdict,
-                              tuple(str(p) for p in item.problems), item.observation.assumed))
+                              tuple(str(p) for p in item.problems), item.observation.assumed,
+                              tuple(str(w) for w in item.warnings)))
     return ReviewSet(cycle.commit, base_commit, tuple(reviews))
 
 

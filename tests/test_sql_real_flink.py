@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from agent.reconcile import sync
 from agent.validate import validate
 
@@ -58,12 +60,27 @@ def sql_deployment(name: str, script: str | None = None, script_file: str | None
         """) + " " * 8 + artifact
 
 
-def test_a_sql_deployment_runs_its_inserts_as_one_job_under_the_agents_job_id(
-        spec_repo, settings, flink, rest):
+@pytest.fixture
+def push_sql(spec_repo, settings, flink):
+    """A spec repo with a target for the test cluster; returns a function that writes a SQL
+    Deployment (and its .sql file, with `file_script`), pushes it and runs `sync`."""
     spec_repo.write_target("test", flink.url)
-    spec_repo.write("deployments/orders.yaml", sql_deployment("orders", TWO_SINKS))
-    spec_repo.push("a SQL deployment")
-    result = sync(settings)
+
+    def push(name: str, script: str | None = None, file_script: str | None = None,
+             parallelism: int = 1, message: str = "change"):
+        script_file = f"sql/{name}.sql" if file_script is not None else None
+        if script_file:
+            spec_repo.write(script_file, file_script)
+        spec_repo.write(f"deployments/{name}.yaml",
+                        sql_deployment(name, script, script_file, parallelism))
+        spec_repo.push(message)
+        return sync(settings)
+    return push
+
+
+def test_a_sql_deployment_runs_its_inserts_as_one_job_under_the_agents_job_id(
+        push_sql, spec_repo, rest):
+    result = push_sql("orders", TWO_SINKS, message="a SQL deployment")
     assert result.exit_code == 0, result.outcomes
     job = rest.job("orders", 1)
     assert rest.running() == [job]
@@ -79,19 +96,12 @@ def test_a_sql_deployment_runs_its_inserts_as_one_job_under_the_agents_job_id(
     assert (status["lastAction"]["kind"], status["lastAction"]["result"]) == ("START", "SUCCESS")
 
 
-def test_a_stateful_upgrade_of_a_sql_aggregation_restores_its_savepoint(spec_repo, settings,
-                                                                       flink, rest):
-    spec_repo.write_target("test", flink.url)
-    spec_repo.write("deployments/clicks.yaml",
-                    sql_deployment("clicks", COUNTS.format(rate=20), parallelism=1))
-    spec_repo.push()
-    assert sync(settings).exit_code == 0
+def test_a_stateful_upgrade_of_a_sql_aggregation_restores_its_savepoint(push_sql, spec_repo,
+                                                                       rest):
+    assert push_sql("clicks", COUNTS.format(rate=20)).exit_code == 0
     old = rest.job("clicks", 1)
     rest.wait_checkpoint(old)
-    spec_repo.write("deployments/clicks.yaml",
-                    sql_deployment("clicks", COUNTS.format(rate=20), parallelism=2))
-    spec_repo.push("parallelism 2")
-    result = sync(settings)
+    result = push_sql("clicks", COUNTS.format(rate=20), parallelism=2, message="parallelism 2")
     assert result.exit_code == 0, result.outcomes
     new = rest.job("clicks", 2)
     status = spec_repo.status_of("clicks")
@@ -103,11 +113,8 @@ def test_a_stateful_upgrade_of_a_sql_aggregation_restores_its_savepoint(spec_rep
 
 
 def test_a_sql_syntax_error_is_refused_with_flinks_message_and_line_and_the_job_runs_on(
-        spec_repo, settings, flink, rest):
-    spec_repo.write_target("test", flink.url)
-    spec_repo.write("deployments/typo.yaml", sql_deployment("typo", COUNTS.format(rate=5)))
-    spec_repo.push()
-    assert sync(settings).exit_code == 0
+        push_sql, spec_repo, settings, rest):
+    assert push_sql("typo", COUNTS.format(rate=5)).exit_code == 0
     running = rest.job("typo", 1)
     broken = COUNTS.format(rate=5).replace("FROM clicks GROUP", "FORM clicks GROUP")
     spec_repo.write("deployments/typo.yaml", sql_deployment("typo", broken, parallelism=2))
@@ -132,18 +139,13 @@ def test_a_sql_syntax_error_is_refused_with_flinks_message_and_line_and_the_job_
     assert "SQL parse failed" in error["message"]
 
 
-def test_editing_only_the_sql_file_upgrades_the_job(spec_repo, settings, flink, rest):
-    spec_repo.write_target("test", flink.url)
-    spec_repo.write("deployments/clicks-file.yaml",
-                    sql_deployment("clicks-file", script_file="sql/clicks.sql"))
-    spec_repo.write("sql/clicks.sql", COUNTS.format(rate=5))
-    spec_repo.push()
-    assert sync(settings).exit_code == 0
+def test_editing_only_the_sql_file_upgrades_the_job(push_sql, spec_repo, settings, rest):
+    assert push_sql("clicks-file", file_script=COUNTS.format(rate=5)).exit_code == 0
     old = rest.job("clicks-file", 1)
     rest.wait_checkpoint(old)
     assert sync(settings).outcomes == {}                       # nothing changed, nothing done
 
-    spec_repo.write("sql/clicks.sql", COUNTS.format(rate=50))
+    spec_repo.write("sql/clicks-file.sql", COUNTS.format(rate=50))
     spec_repo.push("only the SQL file")
     result = sync(settings)
     assert result.exit_code == 0, result.outcomes
@@ -163,3 +165,21 @@ def test_a_broken_sql_file_is_reported_at_its_own_line(spec_repo, settings, tmp_
     assert (problem.file, problem.line) == ("sql/clicks.sql", 7)
     assert problem.message.startswith("sqlScriptFile: SQL parse failed. Incorrect syntax near "
                                       "the keyword 'FROM' at line 7, column 24.")
+
+
+def test_a_query_change_whose_state_flink_cannot_map_is_rolled_back_to_the_old_script(
+        push_sql, spec_repo, rest):
+    assert push_sql("reshaped", COUNTS.format(rate=5)).exit_code == 0
+    rest.wait_checkpoint(rest.job("reshaped", 1))
+    reshaped = COUNTS.format(rate=5).replace(
+        "FROM clicks GROUP BY page",
+        "FROM (SELECT DISTINCT page, visitor FROM clicks) GROUP BY page")  # one operator more
+    result = push_sql("reshaped", reshaped, message="DISTINCT: one operator more")
+    assert result.exit_code == 1
+    outcome = result.outcomes["reshaped"]
+    assert "rolled back" in outcome.message, outcome.message
+    assert "Cannot map checkpoint/savepoint state for operator" in outcome.message, outcome.message
+    status = spec_repo.status_of("reshaped")
+    assert status["lastAction"]["result"] == "FAILED"
+    [running] = rest.running()
+    assert rest.restored_from(running) == status["lastSavepoint"]["location"]

@@ -33,6 +33,7 @@ class Review:
     verdict: Verdict = Verdict()
     problems: tuple[str, ...] = ()       # "file:line: message"
     offline: bool = False                # its cluster did not answer: planned from the status
+    warnings: tuple[str, ...] = ()       # "file:line: message" (e.g. a SQL check not made)
 
     @property
     def action(self) -> str:
@@ -70,6 +71,7 @@ def render_json(reviews: ReviewSet) -> str:
             "rollback": r.plan.rollback,
             "policy": {"denials": list(r.verdict.denials), "warnings": list(r.verdict.warnings)},
             "problems": list(r.problems),
+            "warnings": list(r.warnings),
         } for r in reviews.reviews],
     }, indent=2, sort_keys=True, default=str) + "\n"
 
@@ -111,6 +113,8 @@ def _details(review: Review) -> list[str]:
     lines = []
     if review.problems:
         lines += ["Problems:", ""] + [f"- `{p}`" for p in review.problems] + [""]
+    if review.warnings:
+        lines += ["Warnings:", ""] + [f"- `{w}`" for w in review.warnings] + [""]
     if review.changes:
         lines += ["Changes:", ""] + [f"- `{c.path}`: {_value(c.old)} → {_value(c.new)}"
                                      for c in review.changes] + [""]
