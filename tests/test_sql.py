@@ -177,3 +177,13 @@ def test_flink_checks_every_script_in_one_jvm_and_remembers_its_verdicts(tmp_pat
     assert "a query without INSERT INTO has no sink" in verdicts[2].message
     assert len(list((tmp_path / "sql-checks").glob("*.json"))) == 3
     assert check_scripts([unknown], tmp_path) == [verdicts[1]]
+
+
+def test_plan_shows_that_a_sql_check_was_skipped_and_why():
+    from agent.plan import held
+    from agent.report.review import Review, ReviewSet, render_json, render_markdown
+
+    why = "d.yaml:11: SQL script not checked: no `java` on PATH; install a JDK 17"
+    reviews = ReviewSet("a" * 40, None, (Review("q", held("q", "unchanged"), warnings=(why,)),))
+    assert f"- ⚠️ {why}" in render_markdown(reviews)
+    assert why in render_json(reviews)

@@ -114,7 +114,7 @@ def _details(review: Review) -> list[str]:
     if review.problems:
         lines += ["Problems:", ""] + [f"- `{p}`" for p in review.problems] + [""]
     if review.warnings:
-        lines += ["Warnings:", ""] + [f"- `{w}`" for w in review.warnings] + [""]
+        lines += ["Warnings:", ""] + [f"- ⚠️ {w}" for w in review.warnings] + [""]
     if review.changes:
         lines += ["Changes:", ""] + [f"- `{c.path}`: {_value(c.old)} → {_value(c.new)}"
                                      for c in review.changes] + [""]
