@@ -10,7 +10,8 @@ a submitted job runs, a stop-with-savepoint finishes it with a savepoint, a canc
 Every cluster lives under a path prefix: a DeploymentTarget with
 `url: http://127.0.0.1:<port>/c/<cluster>` is one cluster. Clusters are created on first use.
 The server counts requests per cluster; `GET /_stats` returns and `POST /_stats/reset` clears
-them (the benchmark's instruments, not part of Flink's API).
+them, `GET /_changes` lists the state-changing calls with the time each arrived (the
+benchmarks' instruments, not part of Flink's API).
 
     python3 benchmarks/fake_flink.py --port 18081
 """
@@ -112,6 +113,7 @@ class FakeFlink:
 
     def __init__(self) -> None:
         self.clusters: dict[str, FakeCluster] = {}
+        self.changes: list[dict] = []      # state-changing calls: when, where, what
         self.lock = threading.Lock()
 
     def cluster(self, name: str) -> FakeCluster:
@@ -125,6 +127,7 @@ class FakeFlink:
     def reset(self) -> None:
         for cluster in self.clusters.values():
             cluster.requests.clear()
+        self.changes.clear()
 
     def answer(self, cluster: FakeCluster, method: str, path: str, query: str,
                body: bytes) -> tuple[int, dict]:
@@ -133,6 +136,9 @@ class FakeFlink:
         route = "/" + "/".join(":id" if len(p) == 32 or p.startswith("t-") or p.endswith(".jar")
                                else p for p in parts)
         cluster.requests[f"{method} {route}"] += 1
+        if method != "GET":
+            self.changes.append({"at": time.time(), "cluster": cluster.name,
+                                 "call": f"{method} {route}"})
         match method, parts:
             case "GET", ["config"]:
                 return 200, {"refresh-interval": 3000, "timezone-name": "Coordinated Universal "
@@ -222,6 +228,9 @@ def handler(flink: FakeFlink):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path, _, query = self.path.partition("?")
+            if path == "/_changes":
+                with flink.lock:
+                    return self._send(200, flink.changes)
             if path.startswith("/_stats"):
                 with flink.lock:
                     if method == "POST":

@@ -103,3 +103,15 @@ def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
 
     assert first["a"].status.state.value == "RUNNING"
     assert second["a"] is first["a"]   # the same blob is not parsed twice
+
+
+def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
+    spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    message = "status of 0123456789\n\n" + "\n".join(
+        f"deployment-{n:05d}: SUCCESS start job {n:032x} with parallelism 1" for n in range(10000))
+
+    commit = branch.write(source, "flink-gitops/status", {"README.md": b"#\n"}, message)
+
+    assert git(spec_repo.remote, "log", "-1", "--format=%B", commit).strip() == message

@@ -266,13 +266,16 @@ class FlinkClient:
 
 
 def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,
-                longest: float = 1.0):
-    """Delays between polls: 50 ms growing to 1 s, until `timeout` seconds are spent (pure)."""
+                longest: float = 1.0, brisk: float = 0.2, brisk_for: float = 10.0):
+    """Delays between polls, until `timeout` seconds are spent (pure): 50 ms growing to 200 ms
+    for the first 10 s — a savepoint or a job start on a healthy cluster ends within them, and a
+    wait that polls slower ends up to a poll later than Flink (a job's downtime) — then growing
+    to 1 s."""
     spent, delay = 0.0, first
     while spent <= timeout:
         yield delay
         spent += delay
-        delay = min(delay * factor, longest)
+        delay = min(delay * factor, brisk if spent < brisk_for else longest)
 
 
 def failure_cause(operation: dict[str, Any]) -> str:

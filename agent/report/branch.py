@@ -69,7 +69,8 @@ def write(source: SpecRepository, branch: str, files: dict[str, bytes], message:
     if head is not None and source.git("rev-parse", f"{head}^{{tree}}") == tree:
         return None
     parents = ["-p", head] if head else []
-    commit = source.git("commit-tree", tree, *parents, "-m", message, env=AUTHOR)
+    # the message on stdin: a cycle with thousands of actions names each of them
+    commit = source.git("commit-tree", tree, *parents, "-F", "-", input=message, env=AUTHOR)
     try:
         source.git("push", "--quiet", REMOTE, f"{commit}:refs/heads/{branch}")
     except SourceError as error:
