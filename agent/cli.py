@@ -6,6 +6,7 @@ is not, 2 for usage or configuration errors.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -52,22 +53,39 @@ def spec_repo_options(function):
     return workdir_option(function)
 
 
+def acting_options(function):
+    """The options of the commands that act (`sync`, `run`); they arrive as `settings`."""
+    options = [
+        click.option("--job-start-timeout", default=120.0, show_default=True,
+                     help="Seconds a started job may take until every task runs."),
+        click.option("--rollback/--no-rollback", default=True, show_default=True,
+                     help="When an upgraded job cannot start, start the previous spec again."),
+        click.option("--lease-ttl", default=900.0, show_default=True,
+                     help="Seconds a crashed agent's lease keeps other agents from acting."),
+        click.option("--actions-per-target", default=1, show_default=True,
+                     type=click.IntRange(min=1),
+                     help="Actions run at once on one cluster (clusters are acted on at once)."),
+    ]
+
+    @functools.wraps(function)
+    def with_settings(repo, branch, path, status_branch, policy_package, workdir,
+                      job_start_timeout, rollback, lease_ttl, actions_per_target, **rest):
+        settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
+                            job_start_timeout, rollback, lease_ttl, policy_package,
+                            actions_per_target)
+        return function(settings, **rest)
+
+    for option in reversed(options):
+        with_settings = option(with_settings)
+    return spec_repo_options(with_settings)
+
+
 @main.command()
-@spec_repo_options
-@click.option("--job-start-timeout", default=120.0, show_default=True,
-              help="Seconds a started job may take until every task runs.")
-@click.option("--rollback/--no-rollback", default=True, show_default=True,
-              help="When an upgraded job cannot start, start the previous spec again.")
-@click.option("--lease-ttl", default=900.0, show_default=True,
-              help="Seconds a crashed agent's lease keeps other agents from acting.")
-def sync(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
-         workdir: Path | None, job_start_timeout: float, rollback: bool,
-         lease_ttl: float) -> None:
+@acting_options
+def sync(settings: Settings) -> None:
     """One full cycle: pull, plan, execute, report."""
     from agent.reconcile import sync as run_sync
 
-    settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        job_start_timeout, rollback, lease_ttl, policy_package)
     try:
         result = run_sync(settings)
     except ConfigError as error:
@@ -157,26 +175,32 @@ def schema(kind: str | None) -> None:
 
 
 @main.command()
-@spec_repo_options
+@acting_options
 @click.option("--interval", default="30s", show_default=True,
-              help="Time between cycles (s, m or h), with a tenth of jitter.")
+              help="How often git is polled (s, m or h, a tenth of jitter); a cycle runs when "
+                   "it moved or the last cycle left something to do.")
+@click.option("--drift-interval", default="1m", show_default=True,
+              help="How often every cluster is checked for drift, even when git did not move.")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True,
               help="host:port of /hooks/git, /healthz, /readyz and /metrics.")
-def run(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
-        workdir: Path | None, interval: str, listen: str) -> None:
-    """The daemon: a cycle every interval and on webhook pushes (secret in
-    FLINK_GITOPS_WEBHOOK_SECRET); SIGTERM finishes the running cycle and exits 0."""
+def run(settings: Settings, interval: str, drift_interval: str, listen: str) -> None:
+    """The daemon: cycles on git changes (polled, or pushed by webhook: secret in
+    FLINK_GITOPS_WEBHOOK_SECRET) and drift checks; SIGTERM finishes the running actions,
+    pushes status and exits 0."""
     from agent.daemon import Daemon
 
     host, _, port = listen.rpartition(":")
-    try:
-        seconds = float(interval[:-1]) * {"s": 1, "m": 60, "h": 3600}[interval[-1]]
-    except (KeyError, ValueError):
-        raise click.BadParameter(f"{interval!r}: a number with s, m or h") from None
-    settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        policy_package=policy_package)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    sys.exit(Daemon(settings, seconds, host or "127.0.0.1", int(port)).run())
+    daemon = Daemon(settings, _seconds(interval), host or "127.0.0.1", int(port),
+                    _seconds(drift_interval))
+    sys.exit(daemon.run())
+
+
+def _seconds(duration: str) -> float:
+    try:
+        return float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise click.BadParameter(f"{duration!r}: a number with s, m or h") from None
 
 
 @main.command()
@@ -187,6 +211,8 @@ def run(repo: str, branch: str, path: str, status_branch: str, policy_package: s
 def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path | None) -> None:
     """The dashboard table from the status branch, problems first."""
     from agent.report import branch
+    from agent.clock import utc_now
+    from agent.report.cells import action_cell, savepoint_cell
     from agent.report.dashboard import is_healthy, ordered
     from agent.source import SpecRepository
 
@@ -203,16 +229,14 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
     for column in ("", "deployment", "state", "sync", "flink job", "parallelism", "restarts",
                    "last savepoint", "last action"):
         table.add_column(column)
+    now = utc_now()  # a terminal reads live: ages count to now
     for document in ordered(documents):
         state, job = document.status, document.status.job
-        action = state.last_action
         table.add_row(
             "✅" if is_healthy(document) else "⚠️", document.name, state.state.value,
             state.sync.value, f"{job.flink_status} #{job.generation}" if job else "—",
             str(job.parallelism) if job else "—", str(job.restarts) if job else "—",
-            f"{state.last_savepoint.origin.value} {state.last_savepoint.created_at}"
-            if state.last_savepoint else "—",
-            f"{action.kind.value} {action.result.value}" if action else "—")
+            savepoint_cell(state.last_savepoint, now), action_cell(state.last_action))
     (console if console.is_terminal else Console(width=200)).print(table)  # pipes: no wrapping
     for document in ordered(documents):
         for problem in document.status.errors:

@@ -28,6 +28,7 @@ class Settings:
     rollback: bool = True                # an upgrade whose job cannot start: start the old spec
     lease_ttl_s: float = 900.0           # how long a crashed agent's lease blocks others
     policy_package: str = "main"         # the Rego package of deny/warn rules (conftest's)
+    actions_per_target: int = 1          # actions run at once on one cluster (targets: parallel)
 
     @property
     def artifact_cache(self) -> Path:

@@ -1,10 +1,13 @@
 """`flink-gitops run`: cycles on a schedule and on webhooks, with health and metrics endpoints
 (I/O: HTTP server, threads, signals).
 
-Cycles never overlap: every trigger (the interval, with jitter, from APScheduler; a webhook)
-only marks a cycle as wanted, and one runner thread runs them one after another — a trigger
-during a cycle makes exactly one more. SIGTERM lets the running cycle finish (so no step is left
-half way: a stopped job always has its savepoint recorded) and then exits 0.
+Cycles never overlap: every trigger only marks a cycle as wanted, and one runner thread runs
+them one after another — a trigger during a cycle makes exactly one more. Triggers: a webhook
+push and the drift check (every `drift_interval`, with jitter) always run a full cycle; the poll
+(every `interval`, with jitter) runs one only when git moved since the last cycle or that cycle
+left something unsettled, so polling often costs a `git fetch`, not a look at every cluster.
+SIGTERM lets the running actions finish (no step is left half way: a stopped job always has its
+savepoint recorded), defers the actions not yet started, pushes status and exits 0.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from prometheus_client import generate_latest
 
 from agent.config import Settings
 from agent.errors import FlinkError, FlinkGitopsError, SourceError
-from agent.reconcile import SyncResult, sync
+from agent.reconcile import SyncResult, spec_head, sync
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class Metrics:
                               ["source", "target"], registry=self.registry)
         self.last_success = Gauge("flink_gitops_last_successful_cycle_timestamp_seconds",
                                   "When the last cycle completed", registry=self.registry)
+        self.polls = Counter("flink_gitops_git_polls", "Polls of the spec branch by outcome "
+                             "(unchanged: no cycle needed)", ["outcome"], registry=self.registry)
         self.webhooks = Counter("flink_gitops_webhooks", "Webhook calls by outcome", ["outcome"],
                                 registry=self.registry)
 
@@ -111,14 +116,18 @@ def read_push(headers: dict[str, str], body: bytes, secret: str | None) -> Push:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, interval_s: float, host: str, port: int):
+    def __init__(self, settings: Settings, interval_s: float, host: str, port: int,
+                 drift_interval_s: float | None = None):
         self.settings = settings
         self.interval_s = interval_s
+        self.drift_interval_s = drift_interval_s or interval_s
         self.metrics = Metrics()
         self.secret = os.environ.get(SECRET_ENV)
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wanted = threading.Event()
+        self._full = threading.Event()          # a wanted cycle must look at the clusters
+        self._settled_at: str | None = None     # the spec commit of a quiet cycle
         self._cycles = 0
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.scheduler = BackgroundScheduler()
@@ -128,25 +137,34 @@ class Daemon:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def trigger(self, why: str) -> None:
-        """Asks for a cycle; triggers during a cycle make exactly one more."""
-        log.info("cycle wanted: %s", why)
+    def trigger(self, why: str, full: bool = True) -> None:
+        """Asks for a cycle; triggers during a cycle make exactly one more. A poll (`full`
+        False) only runs it when git moved or the last cycle left something to do."""
+        log.log(logging.INFO if full else logging.DEBUG, "cycle wanted: %s", why)
+        if full:
+            self._full.set()
         self._wanted.set()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.scheduler.add_job(self.trigger, "interval", args=["interval"],
-                               seconds=self.interval_s, jitter=max(1, int(self.interval_s / 10)))
+        for why, seconds, full in (("poll", self.interval_s, False),
+                                   ("drift check", self.drift_interval_s, True)):
+            self.scheduler.add_job(self.trigger, "interval", args=[why, full], seconds=seconds,
+                                   jitter=max(1, int(seconds / 10)))
         self.scheduler.start()
-        log.info("listening on %s, a cycle every %ss", self.address, self.interval_s)
+        log.info("listening on %s, polling git every %ss, checking drift every %ss",
+                 self.address, self.interval_s, self.drift_interval_s)
         self.trigger("start")
         while not self.stopping.is_set():
             if not self._wanted.wait(timeout=0.2):
                 continue
             self._wanted.clear()
-            self._cycle()
+            full = self._full.is_set()
+            self._full.clear()
+            if full or not self._unchanged():
+                self._cycle()
         self.scheduler.shutdown(wait=False)
         self.server.shutdown()
         log.info("stopped after %d cycle(s)", self._cycles)
@@ -157,11 +175,26 @@ class Daemon:
         log.info("stopping: the running cycle (if any) finishes first")
         self.stopping.set()
 
+    def _unchanged(self) -> bool:
+        """True when the last cycle was quiet and git has not moved since (a poll's check)."""
+        if self._settled_at is None:
+            return False
+        try:
+            unchanged = spec_head(self.settings) == self._settled_at
+        except FlinkGitopsError as error:
+            self.metrics.polls.labels("error").inc()
+            self.metrics.errors.labels("git", "").inc()
+            log.warning("poll failed: %s", error)
+            return True
+        self.metrics.polls.labels("unchanged" if unchanged else "moved").inc()
+        return unchanged
+
     def _cycle(self) -> None:
         log.info("cycle %d started", self._cycles + 1)
         started = time.monotonic()
+        self._settled_at = None
         try:
-            result = sync(self.settings)
+            result = sync(self.settings, stopping=self.stopping)
         except FlinkGitopsError as error:
             self.metrics.cycles.labels("error").inc()
             source = "git" if isinstance(error, SourceError) else \
@@ -172,6 +205,8 @@ class Daemon:
         finally:
             self._cycles += 1
         self.metrics.record(result, time.monotonic() - started)
+        if result.exit_code == 0 and not result.outcomes:
+            self._settled_at = result.commit
         self.ready.set()
         log.info("cycle done in %.2fs (status %s)", time.monotonic() - started,
                  result.status_commit[:10] if result.status_commit else "unchanged")

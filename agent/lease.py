@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -60,9 +61,14 @@ class Lease:
         self.ttl = timedelta(seconds=ttl_s)
         self.agent = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._commit: str | None = None   # our lease commit on the remote, while we hold it
+        self._renewing = threading.Lock()  # actions on several targets renew it concurrently
 
     def acquire(self) -> None:
         """Takes (or renews) the lease; LeaseHeld when another live agent has it."""
+        with self._renewing:
+            self._take()
+
+    def _take(self) -> None:
         current = self._remote_commit()
         if current is not None and current != self._commit:
             holder = self._holder(current)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from threading import Event
 
 from agent.config import Settings
 from agent.diff import Difference, difference, field_changes, spec_document
@@ -166,12 +167,21 @@ def review(settings: Settings, base: str | None = None, head: str | None = None)
     return ReviewSet(cycle.commit, base_commit, tuple(reviews))
 
 
-def sync(settings: Settings, attempts: int = 3) -> SyncResult:
+def spec_head(settings: Settings) -> str:
+    """The spec branch's commit, freshly fetched (I/O: git): what a poll compares to decide
+    whether git moved since the last cycle."""
+    source = SpecRepository(settings.repo, settings.workdir)
+    source.fetch()
+    return source.resolve(settings.branch)
+
+
+def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -> SyncResult:
     """One full cycle: assess, execute every plan, write the status branch.
 
     A cycle with something to do takes the repository's lease first (LeaseHeld when another
     agent acts) and assesses again under it, so no two agents ever act on a deployment at once.
     A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it.
+    Once `stopping` is set, running actions finish and the others wait for the next cycle.
     """
     source = SpecRepository(settings.repo, settings.workdir)
     attempt = 1
@@ -179,9 +189,9 @@ def sync(settings: Settings, attempts: int = 3) -> SyncResult:
         cycle = assess(settings, source)
         if any(item.plan.changes_anything for item in cycle.assessments):
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
-                return _report(settings, source, assess(settings, source), lease)
+                return _report(settings, source, assess(settings, source), lease, stopping)
         try:
-            return _report(settings, source, cycle, None)
+            return _report(settings, source, cycle, None, stopping)
         except StatusPushRejected:
             if attempt == attempts:
                 raise
@@ -189,27 +199,21 @@ def sync(settings: Settings, attempts: int = 3) -> SyncResult:
             log.info("the status branch moved during the cycle: assessing again on top of it")
 
 
-def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
-            lease: Lease | None) -> SyncResult:
+def _report(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease | None,
+            stopping: Event | None = None) -> SyncResult:
     """Executes the cycle's plans (under `lease`) and writes the status branch."""
-    documents, outcomes = [], {}
+    outcomes = _act(settings, source, cycle, lease, stopping or Event())
+    documents = []
     for item in cycle.assessments:
-        outcome = None
-        if item.plan.changes_anything:
-            lease.acquire()  # renewed before every action
-            where = {"deployment": item.name, "target": item.target.name if item.target else None,
-                     "step": item.plan.action.value}
-            log.info("%s: %s", item.name, item.plan.summary(), extra=where)
-            outcome = _execute(settings, source, cycle, item)
-            outcomes[item.name] = outcome
-            log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
-                     extra=where | {"outcome": outcome.result.value})
-        drift = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
+        events = item.events + ((f"drift: {item.difference.drift}",) if item.difference.drift
+                                else ())
+        if item.plan.changes_anything and item.name not in outcomes:
+            events += (f"{item.plan.action.value} deferred: the agent was stopping",)
         documents.append(next_status(CycleFacts(
             item.name, item.previous, item.desired, item.desired_hash, item.spec_file,
             item.target.name if item.target else _previous_target(item),
-            item.observation, item.plan, outcome, cycle.commit, utc_now(), item.problems,
-            item.warnings, item.deleted, item.events + drift, item.verdict)))
+            item.observation, item.plan, outcomes.get(item.name), cycle.commit, utc_now(),
+            item.problems, item.warnings, item.deleted, events, item.verdict)))
     unattributed = [p for p in cycle.loaded.problems if p.name is None]
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
@@ -223,6 +227,39 @@ def _report(settings: Settings, source: SpecRepository, cycle: Cycle,
         source.fetch()
         status_commit = branch.write(source, settings.status_branch, files, message)
     return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)
+
+
+def _act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease | None,
+         stopping: Event) -> dict[str, Outcome]:
+    """Runs every plan that changes something: the targets at once, on each target at most
+    `actions_per_target` at a time, so a slow cluster delays no other. Once `stopping` is set, a
+    running action still finishes (its savepoint is recorded) and no further one starts."""
+    lanes: dict[tuple[str, int], list[Assessment]] = {}
+    acting = [item for item in cycle.assessments if item.plan.changes_anything]
+    for index, item in enumerate(acting):
+        target = item.target.name if item.target else ""
+        lanes.setdefault((target, index % settings.actions_per_target), []).append(item)
+    outcomes: dict[str, Outcome] = {}
+
+    def run_lane(items: list[Assessment]) -> None:
+        for item in items:
+            if stopping.is_set():
+                log.info("%s: %s deferred, the agent is stopping", item.name,
+                         item.plan.action.value)
+                continue
+            lease.acquire()  # renewed before every action
+            where = {"deployment": item.name, "target": item.target.name if item.target else None,
+                     "step": item.plan.action.value}
+            log.info("%s: %s", item.name, item.plan.summary(), extra=where)
+            outcome = outcomes[item.name] = _execute(settings, source, cycle, item)
+            log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
+                     extra=where | {"outcome": outcome.result.value})
+
+    if lanes:
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            for done in [pool.submit(run_lane, items) for items in lanes.values()]:
+                done.result()
+    return outcomes
 
 
 def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,

@@ -1,9 +1,9 @@
 """Named points of an action where a test can freeze the agent to kill it (I/O: env, files).
 
 With `FLINK_GITOPS_PAUSE_AT=<point>` and `FLINK_GITOPS_PAUSE_FILE=<path>` in its environment, the
-agent writes `<path>` when it reaches that point and then waits forever, so that a crash test
-can SIGKILL the real process exactly there. Without them (always, outside tests) a point does
-nothing.
+agent writes `<path>` when it reaches that point and then waits until the file is deleted, so
+that a test can SIGKILL (a crash) or SIGTERM (a shutdown) the real process exactly there. Without
+them (always, outside tests) a point does nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ POINTS = (SAVEPOINT_TRIGGERED, OLD_JOB_STOPPED, NEW_JOB_SUBMITTED, BEFORE_STATUS
 def reached(point: str) -> None:
     if os.environ.get("FLINK_GITOPS_PAUSE_AT") != point:
         return
-    Path(os.environ["FLINK_GITOPS_PAUSE_FILE"]).write_text(f"{os.getpid()} {point}\n")
-    while True:
-        time.sleep(3600)
+    pause = Path(os.environ["FLINK_GITOPS_PAUSE_FILE"])
+    pause.write_text(f"{os.getpid()} {point}\n")
+    while pause.exists():
+        time.sleep(0.05)

@@ -28,7 +28,7 @@ def test_demo_deploys_then_upgrades_statefully_and_stops_what_it_started(tmp_pat
     assert "START SUCCESS" in out
     assert "STATEFUL_UPGRADE SUCCESS" in out
     assert "restored from: file:" in out
-    assert "| ✅ | counter | RUNNING | SYNCED |" in result.stdout
+    assert "| ✅ | [counter](deployments/counter.md) | RUNNING | SYNCED |" in result.stdout
     assert not local.status(tmp_path / "demo" / "agent", port).running
 
 

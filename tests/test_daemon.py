@@ -16,6 +16,8 @@ import time
 import pytest
 import requests
 
+from agent import testpoints
+from agent.reconcile import sync
 from conftest import free_port
 
 SECRET = "webhook-s3cret"
@@ -36,16 +38,19 @@ def wait_for(condition, timeout: float = 60) -> None:
 class Agent:
     """The daemon process, its URL and its metrics."""
 
-    def __init__(self, settings, tmp_path):
+    def __init__(self, settings, tmp_path, env: dict | None = None, ready: bool = True,
+                 interval: str = "1h", drift_interval: str = "1h"):
         self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = tmp_path / "daemon.log"
+        self.log = tmp_path / f"daemon-{self.url.rsplit(':', 1)[1]}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "run", "--repo", settings.repo,
-             "--workdir", str(settings.workdir), "--interval", "1h",
+             "--workdir", str(settings.workdir), "--interval", interval,
+             "--drift-interval", drift_interval,
              "--listen", self.url.removeprefix("http://")],
-            env={**os.environ, "FLINK_GITOPS_WEBHOOK_SECRET": SECRET},
+            env={**os.environ, "FLINK_GITOPS_WEBHOOK_SECRET": SECRET, **(env or {})},
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        wait_for(lambda: self._get("/readyz") == 200)
+        if ready:
+            wait_for(lambda: self._get("/readyz") == 200)
 
     def _get(self, path: str) -> int | None:
         try:
@@ -125,16 +130,77 @@ def test_webhooks_during_a_cycle_make_exactly_one_more(agent, spec_repo):
     wait_for(lambda: agent.cycles() == before + 2, timeout=90)
     time.sleep(2)
     assert agent.cycles() == before + 2
+    assert agent.metric('flink_gitops_errors_total{source="flink",target="slow"}') == 2
     listener.close()
 
 
-def test_sigterm_lets_the_running_cycle_finish_and_exits_0(agent, deployed, spec_repo, rest):
-    deployed("terminated")
+def test_polling_notices_a_push_without_a_webhook_and_a_quiet_poll_runs_no_cycle(
+        deployed, spec_repo, settings, rest, tmp_path):
+    spec_repo.push("an empty spec repo")
+    polling = Agent(settings, tmp_path, interval="1s")
+    deployed("polled")
     spec_repo.push()
-    started = agent.started_cycles()
-    assert agent.push_event() == 202
-    wait_for(lambda: agent.started_cycles() > started)  # the cycle is under way
-    agent.process.send_signal(signal.SIGTERM)
-    assert agent.process.wait(timeout=120) == 0
-    status = spec_repo.status_of("terminated")  # the cycle it was in completed and reported
-    assert status["state"] == "RUNNING" and rest.jobs()[status["job"]["id"]] == "RUNNING"
+    wait_for(lambda: rest.jobs().get(rest.job("polled", 1)) == "RUNNING")
+    wait_for(lambda: polling.metric('flink_gitops_git_polls_total{outcome="unchanged"}') >= 3)
+    cycles = polling.cycles()  # git did not move: polls go on, cycles do not
+    wait_for(lambda: polling.metric('flink_gitops_git_polls_total{outcome="unchanged"}') >= 6)
+    assert polling.cycles() == cycles
+    polling.process.send_signal(signal.SIGTERM)
+    assert polling.process.wait(timeout=60) == 0
+
+
+def test_drift_checks_heal_a_job_cancelled_outside_the_agent_while_git_is_still(
+        deployed, spec_repo, settings, rest, tmp_path):
+    deployed("drifting")
+    spec_repo.push()
+    checking = Agent(settings, tmp_path, drift_interval="2s")
+    first = rest.job("drifting", 1)
+    rest.wait_state(first, "RUNNING")
+    requests.patch(f"{rest.url}/jobs/{first}", params={"mode": "cancel"}, timeout=10)
+    wait_for(lambda: rest.jobs().get(rest.job("drifting", 2)) == "RUNNING", timeout=90)
+    assert rest.jobs()[first] == "CANCELED"
+    checking.process.send_signal(signal.SIGTERM)
+    assert checking.process.wait(timeout=60) == 0
+
+
+def test_sigterm_during_a_stateful_upgrade_finishes_it_defers_the_rest_and_exits_0(
+        deployed, spec_repo, settings, rest, tmp_path):
+    deployed("sigterm-a")
+    deployed("sigterm-b")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    old_second = rest.job("sigterm-b", 1)
+    rest.wait_checkpoint(rest.job("sigterm-a", 1))
+    deployed("sigterm-a", parallelism=2)
+    deployed("sigterm-b", parallelism=2)
+    spec_repo.push("both scale out")
+
+    pause = tmp_path / "paused"
+    stopping = Agent(settings, tmp_path, ready=False, env={
+        "FLINK_GITOPS_PAUSE_AT": testpoints.SAVEPOINT_TRIGGERED,
+        "FLINK_GITOPS_PAUSE_FILE": str(pause)})
+    wait_for(pause.exists)  # first's stop-with-savepoint is under way
+    stopping.process.send_signal(signal.SIGTERM)
+    pause.unlink()
+    assert stopping.process.wait(timeout=120) == 0
+
+    first = spec_repo.status_of("sigterm-a")  # the running upgrade completed, savepoint recorded
+    assert (first["state"], first["sync"]) == ("RUNNING", "SYNCED")
+    assert first["job"]["restoredFrom"] == first["lastSavepoint"]["location"]
+    assert rest.restored_from(first["job"]["id"]) == first["lastSavepoint"]["location"]
+    second = spec_repo.status_of("sigterm-b")  # not started: left running as it was
+    assert (second["state"], second["sync"]) == ("RUNNING", "OUT_OF_SYNC")
+    assert second["job"]["id"] == old_second and rest.jobs()[old_second] == "RUNNING"
+    assert "deferred" in second["history"]["events"][-1]["message"]
+
+    restarted = Agent(settings, tmp_path)  # the next start completes what was deferred
+    second = spec_repo.status_of("sigterm-b")
+    assert (second["state"], second["sync"]) == ("RUNNING", "SYNCED")
+    assert rest.jobs()[old_second] == "FINISHED"
+    assert rest.parallelism(second["job"]["id"]) == 2
+    assert restarted.metric(
+        'flink_gitops_actions_total{kind="STATEFUL_UPGRADE",result="SUCCESS"}') == 1
+    assert restarted.metric("flink_gitops_savepoint_duration_seconds_count") == 1
+    assert restarted.metric('flink_gitops_deployments{state="RUNNING",sync="SYNCED"}') == 2
+    restarted.process.send_signal(signal.SIGTERM)
+    assert restarted.process.wait(timeout=60) == 0

@@ -31,8 +31,11 @@ def test_first_sync_starts_the_job_and_writes_the_status_branch(deployed, spec_r
     assert status["specCommit"] == commit
     assert status["job"]["id"] == job and status["job"]["flinkStatus"] == "RUNNING"
     assert status["lastAction"]["kind"] == "START" and status["lastAction"]["result"] == "SUCCESS"
-    assert "| first | RUNNING | SYNCED |" in spec_repo.status_file("README.md")
+    assert "| [first](deployments/first.md) | RUNNING | SYNCED |" in spec_repo.status_file(
+        "README.md")
     assert '"first"' in spec_repo.status_file("status.json")
+    assert f"| 1 | `{job}` | STARTED | RUNNING |" in spec_repo.status_file("deployments/first.md")
+    assert "<svg" in spec_repo.status_file("timeline.svg")
 
 
 def test_stateful_upgrade_restores_the_savepoint_it_took(deployed, spec_repo, settings, rest):

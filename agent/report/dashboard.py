@@ -1,11 +1,14 @@
-"""Status documents -> the status branch's files: README.md dashboard, status.json (pure).
+"""Status documents -> the status branch's files: the README.md dashboard, status.json,
+timeline.svg and each deployment's page and YAML (pure).
 
-The dashboard shows problems first, then one row per deployment, then recent events. Nothing
-here reads a clock, so equal documents render to equal bytes and a quiet cycle commits nothing.
+The dashboard has a summary line, one row per deployment (problems first), the problems, the
+timeline, then recent events. Nothing here reads a clock, so equal documents render to equal
+bytes and a quiet cycle commits nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
@@ -13,6 +16,9 @@ import yaml
 
 from agent.load import SpecProblem
 from agent.model.status import DeploymentState, DeploymentStatus, SyncStatus
+from agent.report.cells import action_cell, cell, job_cell, savepoint_cell
+from agent.report.history import render_history
+from agent.report.timeline import render_timeline
 
 RECENT_EVENTS = 20
 _HEALTHY = {(DeploymentState.RUNNING, SyncStatus.SYNCED), (DeploymentState.SUSPENDED,
@@ -24,11 +30,25 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
                  unattributed: list[SpecProblem] = ()) -> dict[str, bytes]:
     """Every file of the status branch: path -> content. `unattributed` are spec problems of
     documents whose deployment name could not be read."""
-    files = {f"deployments/{d.name}.yaml": _yaml(d.document()) for d in documents}
+    as_of = report_time(documents)
+    files = {}
+    for document in documents:
+        files[f"deployments/{document.name}.yaml"] = _yaml(document.document())
+        files[f"deployments/{document.name}.md"] = render_history(document, as_of).encode()
+    timeline = render_timeline(ordered(documents), as_of)
+    if timeline is not None:
+        files["timeline.svg"] = timeline.encode()
     index = status_index(documents, spec_commit, unattributed)
     files["status.json"] = (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
-    files["README.md"] = render_dashboard(documents, spec_commit, unattributed).encode()
+    files["README.md"] = render_dashboard(documents, spec_commit, unattributed,
+                                          timeline is not None).encode()
     return files
+
+
+def report_time(documents: list[DeploymentStatus]) -> str | None:
+    """The time the report stands at: its newest event (not the clock, so that a quiet cycle
+    renders the same bytes and commits nothing). Ages on the dashboard count to it."""
+    return max((e.at for d in documents for e in d.status.history.events), default=None)
 
 
 def status_index(documents: list[DeploymentStatus], spec_commit: str,
@@ -36,6 +56,7 @@ def status_index(documents: list[DeploymentStatus], spec_commit: str,
     """status.json: the machine-readable index of all deployments."""
     return {
         "specCommit": spec_commit,
+        "asOf": report_time(documents),
         "counts": dict(Counter(d.status.state.value for d in documents)),
         "deployments": {d.name: _index_entry(d) for d in documents},
         "specProblems": [{"file": p.file, "line": p.line, "message": p.message}
@@ -66,65 +87,72 @@ def ordered(documents: list[DeploymentStatus]) -> list[DeploymentStatus]:
 
 
 def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
-                     unattributed: list[SpecProblem] = ()) -> str:
+                     unattributed: list[SpecProblem] = (), timeline: bool = False) -> str:
     counts = Counter(d.status.state.value for d in documents)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
     problems = [d for d in documents if not is_healthy(d)]
+    as_of = report_time(documents)
     lines = [
         "# Flink deployments",
         "",
         f"**{len(documents)} deployment{'' if len(documents) == 1 else 's'}**: {summary}. "
-        f"{len(problems)} need attention. Spec commit `{spec_commit[:10]}`.",
+        f"{len(problems)} need attention. Spec commit `{spec_commit[:10]}`"
+        + (f"; as of {as_of} (the last change; ages count to it)." if as_of else "."),
         "",
         "| | Deployment | State | Sync | Flink job | Parallelism | Restarts | Last savepoint "
         "| Last action | Spec commit |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(d) for d in ordered(documents)]
+    lines += [_row(d, as_of) for d in ordered(documents)]
     if problems or unattributed:
         lines += ["", "## Problems", ""]
-        lines += [f"- `{p.file}:{p.line}`: {_cell(p.message)}" for p in unattributed]
+        lines += [f"- `{p.file}:{p.line}`: {cell(p.message)}" for p in unattributed]
         for document in ordered(problems):
             for problem in document.status.errors:
                 where = f" (`{problem.file}:{problem.line}`)" if problem.file else ""
                 lines.append(f"- **{document.name}** {problem.kind.value}{where}: "
-                             f"{_cell(problem.message)}")
+                             f"{cell(problem.message)}")
             if not document.status.errors:
                 lines.append(f"- **{document.name}**: {document.status.state.value}, "
                              f"{document.status.sync.value}")
+    if timeline:
+        lines += ["", "## Timeline", "", "![Jobs and savepoints over time](timeline.svg)"]
     events = sorted(((e.at, d.name, e.message) for d in documents
                      for e in d.status.history.events), reverse=True)[:RECENT_EVENTS]
     if events:
         lines += ["", "## Recent events", ""]
-        lines += [f"- `{at}` **{name}** {_cell(message)}" for at, name, message in events]
-    lines += ["", "Written by flink-gitops. Per-deployment details: `deployments/<name>.yaml`; "
-              "for tools: `status.json`.", ""]
+        lines += [f"- `{at}` **{name}** {cell(message)}" for at, name, message in events]
+    lines += ["", "Written by flink-gitops. Each deployment's history: `deployments/<name>.md`; "
+              "for tools: `status.json` and `deployments/<name>.yaml`.", ""]
     return "\n".join(lines)
 
 
-def _row(document: DeploymentStatus) -> str:
+def _row(document: DeploymentStatus, as_of: str | None) -> str:
     status = document.status
     job = status.job
     mark = "✅" if is_healthy(document) else "⚠️"
-    flink = f"{job.flink_status} #{job.generation} `{job.id}`" if job else "—"
-    savepoint = (f"{status.last_savepoint.origin.value} {status.last_savepoint.created_at}"
-                 if status.last_savepoint else "—")
-    action = (f"{status.last_action.kind.value} {status.last_action.result.value}"
-              if status.last_action else "—")
-    name = document.name + (" (deleted)" if status.deleted else "")
-    return (f"| {mark} | {name} | {status.state.value} | {status.sync.value} | {flink} | "
-            f"{job.parallelism if job else '—'} | {job.restarts if job else '—'} | {savepoint} "
-            f"| {action} | `{(status.spec_commit or '—')[:10]}` |")
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:300]
+    name = f"[{document.name}](deployments/{document.name}.md)" + (
+        " (deleted)" if status.deleted else "")
+    return (f"| {mark} | {name} | {status.state.value} | {status.sync.value} | "
+            f"{job_cell(job)} | {job.parallelism if job else '—'} | "
+            f"{job.restarts if job else '—'} | {savepoint_cell(status.last_savepoint, as_of)} | "
+            f"{action_cell(status.last_action)} | `{(status.spec_commit or '—')[:10]}` |")
 
 
 def _yaml(document: dict) -> bytes:
-    # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
-    return yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
-                     width=100).encode()
+    """The document's YAML; an unchanged document (most, in most cycles) is not rendered again
+    (the key keeps the order of its fields, which the YAML keeps too)."""
+    key = hashlib.sha1(json.dumps(document, default=str).encode()).digest()
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
+        rendered = yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
+                             width=100).encode()
+        if len(_RENDERED) >= 50_000:
+            _RENDERED.clear()
+        _RENDERED[key] = rendered
+    return rendered
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_RENDERED: dict[bytes, bytes] = {}   # digest of a document -> its YAML

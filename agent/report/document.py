@@ -188,6 +188,8 @@ def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
         return SyncStatus.INVALID
     if facts.verdict.denied:
         return SyncStatus.BLOCKED
+    if facts.plan.changes_anything and facts.outcome is None:
+        return SyncStatus.OUT_OF_SYNC  # deferred: the agent stopped before this action
     if facts.deleted:
         return SyncStatus.SYNCED
     if not facts.observation.reachable or facts.plan.pending:

@@ -1,0 +1,27 @@
+"""Markdown table cells shared by the dashboard and the deployment pages (pure)."""
+
+from __future__ import annotations
+
+from agent.clock import age
+from agent.model.status import Action, Job, Savepoint
+
+
+def cell(text: str) -> str:
+    """Text that stays inside one table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")[:300]
+
+
+def job_cell(job: Job | None) -> str:
+    return f"{job.flink_status} #{job.generation} `{job.id}`" if job else "—"
+
+
+def savepoint_cell(savepoint: Savepoint | None, as_of: str | None) -> str:
+    """Origin, time, and age at `as_of` (the report's time)."""
+    if savepoint is None:
+        return "—"
+    old = f" ({age(savepoint.created_at, as_of)} old)" if as_of else ""
+    return f"{savepoint.origin.value} {savepoint.created_at}{old}"
+
+
+def action_cell(action: Action | None) -> str:
+    return f"{action.kind.value} {action.result.value}" if action else "—"

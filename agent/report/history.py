@@ -1,0 +1,54 @@
+"""A deployment's page on the status branch, `deployments/<name>.md`: where it stands, then its
+jobs, savepoints and events, newest first (pure).
+"""
+
+from __future__ import annotations
+
+from agent.model.status import DeploymentStatus
+from agent.report.cells import action_cell, cell, job_cell, savepoint_cell
+
+
+def render_history(document: DeploymentStatus, as_of: str | None) -> str:
+    status = document.status
+    job = status.job
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(document.metadata.labels.items()))
+    facts = [
+        ("State", f"{status.state.value} (desired: {status.desired_state or '—'})"
+                  + (", spec deleted" if status.deleted else "")),
+        ("Sync", status.sync.value),
+        ("Target", status.target or "—"),
+        ("Spec", f"`{status.spec_file or '—'}` at `{(status.spec_commit or '—')[:10]}`"),
+        ("Labels", labels or "—"),
+        ("Flink job", job_cell(job) + (f", parallelism {job.parallelism}, restarts "
+                                       f"{job.restarts}" if job else "")),
+        ("Last savepoint", savepoint_cell(status.last_savepoint, as_of)),
+        ("Last action", action_cell(status.last_action)),
+    ]
+    lines = [f"# {document.name}", "", "[← all deployments](../README.md)", "",
+             "| | |", "|---|---|"]
+    lines += [f"| {key} | {cell(value)} |" for key, value in facts]
+    for title, items in (("Problems", [f"{p.kind.value}" + (f" (`{p.file}:{p.line}`)"
+                                                            if p.file else "") + f": {p.message}"
+                                       for p in status.errors]),
+                         ("Warnings", status.warnings)):
+        if items:
+            lines += ["", f"## {title}", ""] + [f"- {cell(item)}" for item in items]
+    history = status.history
+    if history.jobs:
+        lines += ["", "## Jobs", "", "| # | Job id | State | Flink status | Parallelism | "
+                  "Started | Ended | Restored from | Spec commit |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {j.generation} | `{j.id}` | {j.state.value} | {j.flink_status} | "
+                  f"{j.parallelism} | {j.started_at} | {j.ended_at or '—'} | "
+                  f"{cell(j.restored_from or '—')} | `{(j.spec_commit or '—')[:10]}` |"
+                  for j in reversed(history.jobs)]
+    if history.savepoints:
+        lines += ["", "## Savepoints", "", "| Taken | Origin | Of job | Location |",
+                  "|---|---|---|---|"]
+        lines += [f"| {s.created_at} | {s.origin.value} | `{s.job_id or '—'}` | "
+                  f"{cell(s.location)} |" for s in reversed(history.savepoints)]
+    if history.events:
+        lines += ["", "## Events", ""]
+        lines += [f"- `{e.at}` {cell(e.message)}" for e in reversed(history.events)]
+    lines += ["", f"Machine-readable: [`{document.name}.yaml`]({document.name}.yaml).", ""]
+    return "\n".join(lines)
