@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -77,28 +76,31 @@ class ParsedFile:
 
 
 class ParsedFiles:
-    """Parsed spec files by (path, git blob id), the most recently used kept: a file whose
-    content git did not change is not parsed again. Safe to share between threads."""
+    """Parsed spec files by (path, git blob id): a file whose content git did not change is not
+    parsed again. Keeps the files of the last two loads (a plan loads head and base). Safe to
+    share between threads."""
 
-    def __init__(self, limit: int = 50_000):
-        self.limit = limit
+    def __init__(self) -> None:
         self.parses = 0                      # files parsed (not found here) since creation
-        self._files: OrderedDict[tuple[str, str], ParsedFile] = OrderedDict()
+        self._files: dict[tuple[str, str], ParsedFile] = {}
+        self._loads: list[set[tuple[str, str]]] = []
         self._lock = threading.Lock()
 
     def get(self, path: str, blob: str) -> ParsedFile | None:
         with self._lock:
-            parsed = self._files.get((path, blob))
-            if parsed is not None:
-                self._files.move_to_end((path, blob))
-            return parsed
+            return self._files.get((path, blob))
 
     def put(self, path: str, blob: str, parsed: ParsedFile) -> None:
         with self._lock:
             self.parses += 1
             self._files[(path, blob)] = parsed
-            while len(self._files) > self.limit:
-                self._files.popitem(last=False)
+
+    def loaded(self, keys: set[tuple[str, str]]) -> None:
+        """One load used `keys`: files used by neither it nor the load before are dropped."""
+        with self._lock:
+            self._loads = (self._loads + [keys])[-2:]
+            kept = set().union(*self._loads)
+            self._files = {key: value for key, value in self._files.items() if key in kept}
 
 
 PARSED = ParsedFiles()   # the process's parsed files, shared by every cycle
@@ -119,6 +121,7 @@ def load_blobs(blobs: dict[str, str], read: Callable[[Iterable[str]], dict[str, 
     for path, blob in missing.items():
         known[path] = parse_file(path, texts[blob])
         parsed.put(path, blob, known[path])
+    parsed.loaded(set(blobs.items()))
     return _merge(known)
 
 

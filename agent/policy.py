@@ -16,6 +16,7 @@ spec, plan and applied spec are unchanged asks the interpreter nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ _ERROR = re.compile(r"\(error \d+:(?P<file>[^|]+)\|(?P<offset>\d+)\|\d+\s+"
                     r"\(errormsg \d+:(?P<message>[^\n]*)\)")
 
 
-_ANSWERS_KEPT = 100_000
+_ANSWERS_KEPT = 50_000
 _COMPILED: dict[tuple, list[Policy]] = {}
 
 
@@ -58,10 +59,10 @@ class Policy:
     path: str
     package: str
     _interpreter: Interpreter = field(repr=False, default=None)
-    _answers: dict[str, tuple[list[str], list[str]]] = field(repr=False, default_factory=dict)
+    _answers: dict[bytes, tuple[list[str], list[str]]] = field(repr=False, default_factory=dict)
 
     def evaluate(self, document: dict[str, Any]) -> tuple[list[str], list[str]]:
-        key = json.dumps(document, sort_keys=True, default=str)
+        key = hashlib.sha1(json.dumps(document, sort_keys=True, default=str).encode()).digest()
         if key not in self._answers:
             self._interpreter.set_input(document)
             if len(self._answers) >= _ANSWERS_KEPT:

@@ -6,7 +6,8 @@ git, HTTP).
 whose deployments run on the fake Flink server (benchmarks/fake_flink.py), which timestamps every
 state-changing call. Each round pushes a parallelism change of one deployment, the webhook way
 (the benchmark posts a signed GitHub push event right after the push, as a git server would)
-and the polling way (no webhook), interleaved A B A B ...; the latency is the time from the
+and the polling way (no webhook, the push at a random moment of the poll interval), interleaved
+A B A B ...; the latency is the time from the
 push returning to the `POST /jobs/:id/stop` of the stateful upgrade arriving at Flink.
 
     python3 benchmarks/push_to_action.py --repeat 5
@@ -19,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -59,14 +61,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--deployments", type=int, default=10)
     parser.add_argument("--interval", default=None,
-                        help="the daemon's --interval (default: its own default)")
+                        help="the daemon's --interval (default: its own default, 30s)")
+    parser.add_argument("--ways", default="webhook,polling",
+                        help="which triggers to measure (webhook, polling)")
     args = parser.parse_args()
 
     fake_port, daemon_port = free_port(), free_port()
     fake_url, daemon_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{daemon_port}"
     executable = shutil.which("flink-gitops")
     command = [executable] if executable else [sys.executable, "-m", "agent.cli"]
-    results: dict[str, list[float]] = {"webhook": [], "polling": []}
+    ways = args.ways.split(",")
+    results: dict[str, list[float]] = {way: [] for way in ways}
+    interval_s = float(args.interval[:-1]) * {"s": 1, "m": 60, "h": 3600}[args.interval[-1]] \
+        if args.interval else 30.0
+    randomly = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="push-to-action-") as tmp:
         root = Path(tmp)
         fake = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fake_flink.py"),
@@ -99,8 +107,10 @@ def main() -> None:
                 raise SystemExit("the daemon did not get ready:\n"
                                  + (root / "daemon.log").read_text()[-3000:])
             for _ in range(args.repeat):
-                for way in ("webhook", "polling"):
-                    parallelism = len(results["webhook"]) + len(results["polling"]) + 2
+                for way in ways:
+                    if way == "polling":   # a push lands at a random moment of the interval
+                        time.sleep(randomly.uniform(0, interval_s))
+                    parallelism = sum(len(v) for v in results.values()) + 2
                     repo.write("deployments/d0.yaml", counter_deployment(
                         "d0", target="fake", parallelism=parallelism))
                     repo.push(f"d0 parallelism {parallelism}")

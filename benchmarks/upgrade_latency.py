@@ -17,6 +17,7 @@ upgraded job is checked to have restored the savepoint its predecessor was stopp
 from __future__ import annotations
 
 import argparse
+import cProfile
 import sys
 import tempfile
 import threading
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds a job runs before it is upgraded")
+    parser.add_argument("--profile", help="write cProfile stats of the agent's last stateful "
+                                          "upgrade to this file")
     args = parser.parse_args()
 
     from agent.config import Settings
@@ -174,7 +177,12 @@ def main() -> None:
             repo.add_file("jobs/counter.jar", jar)
             repo.push("target")
             settings = Settings(str(repo.remote), workdir=root / "agent")
-            sync(settings)   # warm: the mirror is cloned once, as a running daemon has it
+            # warm, as a running daemon is: the mirror cloned, the jar uploaded once
+            for state in ("RUNNING", "CANCELLED"):
+                repo.write("deployments/warmup.yaml",
+                           counter_deployment("warmup", target="bench", state=state))
+                repo.push(f"warmup {state}")
+                sync(settings)
             baseline = Baseline(cluster.url, jar)
 
             def record(kind: str, who: str, started: float, returned: float,
@@ -196,7 +204,12 @@ def main() -> None:
                            counter_deployment(name, target="bench", **fields))
                 repo.push(f"{kind} {name}")
                 started = time.time()
-                sync(settings)
+                if args.profile and kind == "stateful upgrade":
+                    profile = cProfile.Profile()
+                    profile.runcall(sync, settings)
+                    profile.dump_stats(args.profile)
+                else:
+                    sync(settings)
                 job = agent_job(cluster.url, name)
                 if fields.get("state") == "SUSPENDED":
                     record(kind, "agent", started, time.time(), ended=old)

@@ -266,8 +266,8 @@ class FlinkClient:
 
 
 def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,
-                longest: float = 1.0, brisk: float = 0.2, brisk_for: float = 10.0):
-    """Delays between polls, until `timeout` seconds are spent (pure): 50 ms growing to 200 ms
+                longest: float = 1.0, brisk: float = 0.1, brisk_for: float = 10.0):
+    """Delays between polls, until `timeout` seconds are spent (pure): 50 ms growing to 100 ms
     for the first 10 s — a savepoint or a job start on a healthy cluster ends within them, and a
     wait that polls slower ends up to a poll later than Flink (a job's downtime) — then growing
     to 1 s."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from io import BytesIO
 
 import yaml
@@ -25,8 +24,7 @@ from agent.model.status import DeploymentStatus
 from agent.source import REMOTE, SpecRepository
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_DOCUMENTS: OrderedDict[str, DeploymentStatus] = OrderedDict()   # blob id -> parsed document
-_DOCUMENTS_KEPT = 50_000
+_DOCUMENTS: dict[str, DeploymentStatus] = {}   # blob id -> parsed document, of the last read
 _DOCUMENTS_LOCK = threading.Lock()
 
 AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@localhost",
@@ -46,12 +44,9 @@ def read_statuses(source: SpecRepository, branch: str) -> dict[str, DeploymentSt
     texts = source.read_blobs([blob for blob in blobs if blob not in known])
     parsed = {blob: DeploymentStatus.model_validate(yaml.load(text, Loader=_LOADER))
               for blob, text in texts.items()}
-    with _DOCUMENTS_LOCK:
-        for blob, document in (known | parsed).items():
-            _DOCUMENTS[blob] = document
-            _DOCUMENTS.move_to_end(blob)
-        while len(_DOCUMENTS) > _DOCUMENTS_KEPT:
-            _DOCUMENTS.popitem(last=False)
+    with _DOCUMENTS_LOCK:   # the documents of the newest head are kept, older ones dropped
+        _DOCUMENTS.clear()
+        _DOCUMENTS.update(known | parsed)
     documents = {}
     for blob in blobs:
         document = known.get(blob) or parsed[blob]

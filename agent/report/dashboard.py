@@ -148,7 +148,7 @@ def _yaml(document: dict) -> bytes:
         # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
         rendered = yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
                              width=100).encode()
-        if len(_RENDERED) >= 50_000:
+        if len(_RENDERED) >= 25_000:
             _RENDERED.clear()
         _RENDERED[key] = rendered
     return rendered
