@@ -2,8 +2,9 @@
 Flink REST server (benchmarks/fake_flink.py) (I/O: git, processes, HTTP).
 
 For every size it builds a spec repository, starts the agent in a process of its own (as the
-daemon runs it), deploys everything once, then runs cycles with nothing to do (A) and cycles with
-one changed spec (B) interleaved, A B A B ..., and measures per cycle: wall time, CPU time (the
+daemon runs it), deploys everything once, then runs cycles with nothing to do (A), cycles with
+one changed spec (B) and the cycle after each of those (C: nothing to do, but the status branch
+was just rewritten) interleaved, A B C A B C ..., and measures per cycle: wall time, CPU time (the
 agent's own, and its git child processes'), peak RSS (the high-water mark reset before each
 cycle), REST requests per cluster, state-changing Flink calls, git processes started, status
 commits. A "cold" no-op cycle is also measured: a fresh process, as `flink-gitops sync` runs.
@@ -115,33 +116,45 @@ def worker(args) -> None:
         return
     emit("deploy", instruments.measure(lambda: sync(settings), repo))
     sync(settings)  # settles (the first cycle after a deploy records what it observes)
-    profile = None
-    if args.profile:
-        import cProfile
-        profile = cProfile.Profile()
+    sync(settings)
     names = sorted(p.stem for p in (repo.checkout / "deployments").glob("*.yaml"))
-    for round_ in range(args.repeat):
-        emit("noop", instruments.measure(lambda: sync(settings), repo))
+    for round_ in range(args.repeat + (1 if args.profile else 0)):
+        profiling = round_ == args.repeat   # an extra round, under cProfile, not measured
+        noop = _profiled(sync, settings, args.profile_noop if profiling else None)
+        if profiling:
+            noop()
+        else:
+            emit("noop", instruments.measure(noop, repo))
         name = names[round_ * 7919 % len(names)]
         repo.write(f"deployments/{name}.yaml", counter_deployment(
             name, target=f"c{int(name[1:]) % args.clusters:02d}", parallelism=2 + round_))
         repo.push(f"rescale {name}")
-        last = profile is not None and round_ == args.repeat - 1
-        emit("change", instruments.measure(
-            (lambda: profile.runcall(sync, settings)) if last else (lambda: sync(settings)),
-            repo))
-    if profile is not None:
-        profile.dump_stats(args.profile)
-        if args.profile_noop:
-            profile = __import__("cProfile").Profile()
-            profile.runcall(sync, settings)
-            profile.dump_stats(args.profile_noop)
+        change = _profiled(sync, settings, args.profile if profiling else None)
+        if profiling:
+            change()
+            break
+        emit("change", instruments.measure(change, repo))
+        emit("noop-after-change", instruments.measure(lambda: sync(settings), repo))
+
+
+def _profiled(cycle, settings, profile_to: str | None):
+    """The cycle, under cProfile (stats written to `profile_to`) when asked."""
+    if not profile_to:
+        return lambda: cycle(settings)
+
+    def profiled():
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.runcall(cycle, settings)
+        profile.dump_stats(profile_to)
+    return profiled
 
 
 # --- the benchmark -----------------------------------------------------------------------------
 
-def run_size(size: int, clusters: int, repeat: int, fake_url: str, profile: str | None,
-             profile_noop: str | None) -> list[dict]:
+def run_size(size: int, clusters: int, repeat: int, cold_repeat: int, fake_url: str,
+             profile: str | None) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix=f"scale-{size}-") as tmp:
         root = Path(tmp)
@@ -157,7 +170,7 @@ def run_size(size: int, clusters: int, repeat: int, fake_url: str, profile: str 
             command += ["--profile-noop", f"{profile}.{size}.noop"]
         for line in _lines(command):
             results.append({"size": size, "clusters": clusters, **line})
-        for _ in range(repeat):
+        for _ in range(cold_repeat):
             for line in _lines(command + ["--cold"]):
                 results.append({"size": size, "clusters": clusters, **line})
     return results
@@ -180,7 +193,7 @@ def table(results: list[dict]) -> str:
             "peak RSS MB | REST req/cluster (max) | jobs-overview/cluster (max) | "
             "state-changing calls | git processes | status commits | load (1/5/15 min) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = {"deploy": 0, "noop": 1, "change": 2, "noop-cold": 3}
+    order = {"deploy": 0, "noop": 1, "change": 2, "noop-after-change": 3, "noop-cold": 4}
     groups: dict[tuple, list[dict]] = {}
     for result in results:
         groups.setdefault((result["size"], result["clusters"], result["kind"]), []).append(result)
@@ -200,6 +213,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cold-repeat", type=int, default=2,
+                        help="no-op cycles measured in a fresh process each")
     parser.add_argument("--profile", help="write cProfile stats of the last change cycle and "
                                           "of a no-op cycle to <this>.<size>.{change,noop}")
     parser.add_argument("--json", help="also write every measurement to this file")
@@ -222,8 +237,8 @@ def main() -> None:
         results = []
         for size in [int(s) for s in args.sizes.split(",")]:
             clusters = CLUSTERS.get(size, max(10, min(50, size // 200)))
-            results += run_size(size, clusters, args.repeat, fake_url, args.profile,
-                                args.profile and f"{args.profile}.{size}.noop")
+            results += run_size(size, clusters, args.repeat, args.cold_repeat, fake_url,
+                                args.profile)
     finally:
         fake.terminate()
         fake.wait(timeout=10)
