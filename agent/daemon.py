@@ -171,8 +171,8 @@ class Daemon:
         return 0
 
     def stop(self) -> None:
-        """SIGTERM: the running cycle finishes, no new one starts."""
-        log.info("stopping: the running cycle (if any) finishes first")
+        """SIGTERM: running actions finish, the others are deferred, status is pushed."""
+        log.info("stopping: running actions finish first, the others wait for the next start")
         self.stopping.set()
 
     def _unchanged(self) -> bool:
