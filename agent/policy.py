@@ -61,8 +61,10 @@ class Policy:
     _interpreter: Interpreter = field(repr=False, default=None)
     _answers: dict[bytes, tuple[list[str], list[str]]] = field(repr=False, default_factory=dict)
 
-    def evaluate(self, document: dict[str, Any]) -> tuple[list[str], list[str]]:
-        key = hashlib.sha1(json.dumps(document, sort_keys=True, default=str).encode()).digest()
+    def evaluate(self, document: dict[str, Any],
+                 key: bytes | None = None) -> tuple[list[str], list[str]]:
+        """(deny, warn) messages for `document`, whose digest `key` is computed if not given."""
+        key = key or input_digest(document)
         if key not in self._answers:
             self._interpreter.set_input(document)
             if len(self._answers) >= _ANSWERS_KEPT:
@@ -118,11 +120,17 @@ def built_in_policies() -> dict[str, str]:
 
 def evaluate(policies: list[Policy], document: dict[str, Any]) -> Verdict:
     denials, warnings = [], []
+    key = input_digest(document)
     for policy in policies:
-        deny, warn = policy.evaluate(document)
+        deny, warn = policy.evaluate(document, key)
         denials += [f"{policy.path}: {m}" for m in deny]
         warnings += [f"{policy.path}: {m}" for m in warn]
     return Verdict(tuple(denials), tuple(warnings))
+
+
+def input_digest(document: dict[str, Any]) -> bytes:
+    """A digest of a policy input: equal inputs, equal verdicts (pure)."""
+    return hashlib.sha1(json.dumps(document, sort_keys=True, default=str).encode()).digest()
 
 
 def policy_input(document: dict[str, Any], target: str | None, target_kind: str | None,

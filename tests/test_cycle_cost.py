@@ -115,3 +115,22 @@ def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     commit = branch.write(source, "flink-gitops/status", {"README.md": b"#\n"}, message)
 
     assert git(spec_repo.remote, "log", "-1", "--format=%B", commit).strip() == message
+
+
+def test_a_policy_answers_an_unchanged_input_from_memory():
+    from agent.policy import compile_policies, evaluate
+
+    rego = 'package main\n\ndeny[msg] {\n  input.spec.parallelism > 4\n  msg := "too wide"\n}\n'
+    [policy] = compile_policies({"wide.rego": rego})
+    asked = []
+    query = policy._interpreter.query
+    policy._interpreter.query = lambda text: asked.append(text) or query(text)
+
+    narrow = evaluate([policy], {"spec": {"parallelism": 2}})
+    again = evaluate([policy], {"spec": {"parallelism": 2}})
+    wide = evaluate([policy], {"spec": {"parallelism": 8}})
+
+    assert narrow == again and not narrow.denied
+    assert wide.denials == ("wide.rego: too wide",)
+    assert len(asked) == 4   # deny and warn, once per distinct input
+    assert compile_policies({"wide.rego": rego}) == [policy]
