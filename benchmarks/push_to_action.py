@@ -95,7 +95,7 @@ def main() -> None:
                            "--listen", f"127.0.0.1:{daemon_port}"] + interval,
                 cwd=ROOT, env={**os.environ, "FLINK_GITOPS_WEBHOOK_SECRET": SECRET},
                 stdout=subprocess.DEVNULL, stderr=open(root / "daemon.log", "w"))
-            deadline = time.time() + 120
+            deadline = time.time() + 120 + args.deployments * 0.5   # the first deploy
             while time.time() < deadline:
                 try:
                     if requests.get(f"{daemon_url}/readyz", timeout=1).status_code == 200:
