@@ -649,3 +649,19 @@ def test_a_status_push_that_lost_a_race_is_written_again_on_top(acting, deployed
     if acting:
         assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
         assert rest.running() == [status["job"]["id"]]
+
+
+def test_a_commit_that_changes_one_deployment_rewrites_only_its_status_files(
+        deployed, spec_repo, settings, rest):
+    deployed("touched")
+    deployed("untouched")
+    first = spec_repo.push()
+    sync(settings)
+    before = {path: spec_repo.status_file(path) for path in (
+        "deployments/untouched.yaml", "deployments/untouched.md")}
+    deployed("touched", parallelism=2)
+    second = spec_repo.push("scale one out")
+    assert sync(settings).exit_code == 0
+    assert spec_repo.status_of("touched")["specCommit"] == second
+    assert spec_repo.status_of("untouched")["specCommit"] == first  # its spec comes from there
+    assert {path: spec_repo.status_file(path) for path in before} == before

@@ -33,8 +33,9 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
     as_of = report_time(documents)
     files = {}
     for document in documents:
-        files[f"deployments/{document.name}.yaml"] = _yaml(document.document())
-        files[f"deployments/{document.name}.md"] = render_history(document, as_of).encode()
+        page, yaml_text = _deployment_files(document)
+        files[f"deployments/{document.name}.md"] = page
+        files[f"deployments/{document.name}.yaml"] = yaml_text
     timeline = render_timeline(ordered(documents), as_of)
     if timeline is not None:
         files["timeline.svg"] = timeline.encode()
@@ -139,20 +140,23 @@ def _row(document: DeploymentStatus, as_of: str | None) -> str:
             f"{action_cell(status.last_action)} | `{(status.spec_commit or '—')[:10]}` |")
 
 
-def _yaml(document: dict) -> bytes:
-    """The document's YAML; an unchanged document (most, in most cycles) is not rendered again
-    (the key keeps the order of its fields, which the YAML keeps too)."""
-    key = hashlib.sha1(json.dumps(document, default=str).encode()).digest()
+def _deployment_files(document: DeploymentStatus) -> tuple[bytes, bytes]:
+    """The deployment's page and YAML. Both depend on the document alone, so an unchanged
+    document — most, in most cycles — is not rendered again (the key keeps the order of its
+    fields, which the YAML keeps too)."""
+    data = document.document()
+    key = hashlib.sha1(json.dumps(data, default=str).encode()).digest()
     rendered = _RENDERED.get(key)
     if rendered is None:
         # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
-        rendered = yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
-                             width=100).encode()
+        yaml_text = yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
+                              width=100).encode()
+        page = render_history(document).encode()
         if len(_RENDERED) >= 25_000:
             _RENDERED.clear()
-        _RENDERED[key] = rendered
+        rendered = _RENDERED[key] = (page, yaml_text)
     return rendered
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_RENDERED: dict[bytes, bytes] = {}   # digest of a document -> its YAML
+_RENDERED: dict[bytes, tuple[bytes, bytes]] = {}   # digest of a document -> its page and YAML

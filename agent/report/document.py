@@ -14,9 +14,9 @@ from agent.diff import spec_document
 from agent.execute import Outcome
 from agent.load import SpecProblem
 from agent.model.spec import Deployment, DesiredState
-from agent.model.status import (Action, ActionResult, DeploymentState,
-                                DeploymentStatus, Event, Job, JobState, Problem, ProblemKind,
-                                Status, StatusMetadata, SyncStatus, bounded)
+from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
+                                History, Job, JobState, Problem, ProblemKind, Status,
+                                StatusMetadata, SyncStatus, bounded)
 from agent.observe import UNHEALTHY_STATES, Observation
 from agent.plan import Plan, StepKind
 from agent.policy import Verdict
@@ -48,7 +48,7 @@ class CycleFacts:
 
 def next_status(facts: CycleFacts) -> DeploymentStatus:
     previous = facts.previous.status if facts.previous is not None else None
-    status = previous.model_copy(deep=True) if previous else Status(
+    status = _copy(previous) if previous else Status(
         state=DeploymentState.CANCELLED, sync=SyncStatus.SYNCED)
     labels = (facts.desired.metadata.labels if facts.desired
               else facts.previous.metadata.labels if facts.previous else {})
@@ -147,12 +147,32 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
             status.failed_attempt = facts.desired.attempt_key(facts.desired_hash)
 
 
+def _copy(status: Status) -> Status:
+    """A copy of the previous status that `next_status` may change without touching it (the
+    previous documents are kept between cycles): what it changes in place — the job and the
+    history's jobs — is copied, the rest is shared (it is only ever replaced). A deep copy of
+    every document was the larger part of a cycle with nothing to do."""
+    copy = status.model_copy()
+    copy.job = status.job.model_copy() if status.job else None
+    copy.history = History(jobs=[job.model_copy() for job in status.history.jobs],
+                           savepoints=list(status.history.savepoints),
+                           events=list(status.history.events))
+    return copy
+
+
 def _mark_applied(status: Status, facts: CycleFacts) -> None:
+    """Records the desired spec as applied. `specCommit` moves only when the applied spec (or
+    its file) changed: it names the commit the applied spec comes from, so a commit that changes
+    one deployment changes one status document."""
     if facts.desired is None:
         return
+    applied = spec_document(facts.desired)
+    before = facts.previous.status.spec_file if facts.previous else None
+    if (status.applied_spec_hash, status.applied_spec, before) != (
+            facts.desired_hash, applied, facts.spec_file) or status.spec_commit is None:
+        status.spec_commit = facts.commit
     status.applied_spec_hash = facts.desired_hash
-    status.applied_spec = spec_document(facts.desired)
-    status.spec_commit = facts.commit
+    status.applied_spec = applied
     status.savepoint_trigger_nonce = facts.desired.spec.savepoint_trigger_nonce
 
 

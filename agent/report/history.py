@@ -8,7 +8,9 @@ from agent.model.status import DeploymentStatus
 from agent.report.cells import action_cell, cell, job_cell, savepoint_cell
 
 
-def render_history(document: DeploymentStatus, as_of: str | None) -> str:
+def render_history(document: DeploymentStatus) -> str:
+    """The page: absolute times only (no ages), so that it changes only when the deployment
+    does."""
     status = document.status
     job = status.job
     labels = ", ".join(f"{k}={v}" for k, v in sorted(document.metadata.labels.items()))
@@ -21,7 +23,7 @@ def render_history(document: DeploymentStatus, as_of: str | None) -> str:
         ("Labels", labels or "—"),
         ("Flink job", job_cell(job) + (f", parallelism {job.parallelism}, restarts "
                                        f"{job.restarts}" if job else "")),
-        ("Last savepoint", savepoint_cell(status.last_savepoint, as_of)),
+        ("Last savepoint", savepoint_cell(status.last_savepoint, None)),
         ("Last action", action_cell(status.last_action)),
     ]
     lines = [f"# {document.name}", "", "[← all deployments](../README.md)", "",
