@@ -134,3 +134,35 @@ def test_a_policy_answers_an_unchanged_input_from_memory():
     assert wide.denials == ("wide.rego: too wide",)
     assert len(asked) == 4   # deny and warn, once per distinct input
     assert compile_policies({"wide.rego": rego}) == [policy]
+
+
+def test_a_clusters_flink_version_is_asked_once_across_cycles():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agent.flink.rest import FlinkClient
+
+    asked = []
+
+    class Config(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = json.dumps({"flink-version": "2.3.0"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Config)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        versions = [FlinkClient(url).version() for _ in range(3)]   # a client per cycle
+    finally:
+        server.shutdown()
+
+    assert versions == ["2.3.0"] * 3 and asked == ["/config"]

@@ -20,6 +20,8 @@ from agent.errors import FlinkRequestError, FlinkUnavailable, JobStartFailed, Sa
 
 DEFAULT_TIMEOUT = 10.0
 TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
+VERSION_KEPT_S = 600.0
+_VERSIONS: dict[str, tuple[str, float]] = {}   # cluster URL -> (Flink version, when asked)
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,15 @@ class FlinkClient:
         return self._request("GET", "/overview")
 
     def version(self) -> str:
-        """The cluster's Flink version (asked once per client)."""
+        """The cluster's Flink version, asked once per client and remembered per URL for
+        `VERSION_KEPT_S` (a client lives one cycle; the version is on an upgrade's way)."""
         if self._version is None:
-            self._version = str(self._request("GET", "/config").get("flink-version", ""))
+            known = _VERSIONS.get(self.url)
+            if known is not None and time.monotonic() - known[1] < VERSION_KEPT_S:
+                self._version = known[0]
+            else:
+                self._version = str(self._request("GET", "/config").get("flink-version", ""))
+                _VERSIONS[self.url] = (self._version, time.monotonic())
         return self._version
 
     def jobs(self) -> list[JobOverview]:
@@ -266,16 +274,18 @@ class FlinkClient:
 
 
 def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,
-                longest: float = 1.0, brisk: float = 0.1, brisk_for: float = 10.0):
-    """Delays between polls, until `timeout` seconds are spent (pure): 50 ms growing to 100 ms
-    for the first 10 s — a savepoint or a job start on a healthy cluster ends within them, and a
-    wait that polls slower ends up to a poll later than Flink (a job's downtime) — then growing
-    to 1 s."""
+                longest: float = 1.0, quick_for: float = 2.0, brisk: float = 0.1,
+                brisk_for: float = 10.0):
+    """Delays between polls, until `timeout` seconds are spent (pure): every 50 ms for the first
+    2 s, growing to 100 ms until 10 s, then to 1 s. A savepoint or a job start on a healthy
+    cluster ends within the first seconds, and every poll interval there is up to as much
+    downtime for the job being upgraded; a wait that lasts is asked less often."""
     spent, delay = 0.0, first
     while spent <= timeout:
         yield delay
         spent += delay
-        delay = min(delay * factor, brisk if spent < brisk_for else longest)
+        if spent >= quick_for:
+            delay = min(delay * factor, brisk if spent < brisk_for else longest)
 
 
 def failure_cause(operation: dict[str, Any]) -> str:
