@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -62,11 +63,17 @@ class Lease:
         self.agent = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._commit: str | None = None   # our lease commit on the remote, while we hold it
         self._renewing = threading.Lock()  # actions on several targets renew it concurrently
+        self._taken_at = 0.0               # time.monotonic() of our last take or renewal
 
     def acquire(self) -> None:
-        """Takes (or renews) the lease; LeaseHeld when another live agent has it."""
+        """Takes the lease, or renews it once half its time is gone (renewing is a push: before
+        every one of 10,000 actions it was most of a first deploy's cost); LeaseHeld when
+        another live agent has it."""
         with self._renewing:
-            self._take()
+            fresh = time.monotonic() - self._taken_at < self.ttl.total_seconds() / 2
+            if self._commit is None or not fresh:
+                self._take()
+                self._taken_at = time.monotonic()
 
     def _take(self) -> None:
         current = self._remote_commit()

@@ -247,7 +247,7 @@ def _act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease 
                 log.info("%s: %s deferred, the agent is stopping", item.name,
                          item.plan.action.value)
                 continue
-            lease.acquire()  # renewed before every action
+            lease.acquire()  # renewed before an action once half its time is gone
             where = {"deployment": item.name, "target": item.target.name if item.target else None,
                      "step": item.plan.action.value}
             log.info("%s: %s", item.name, item.plan.summary(), extra=where)

@@ -34,6 +34,21 @@ def test_a_lease_held_elsewhere_blocks_until_it_expires(spec_repo, tmp_path, mon
     assert spec_repo.remote_ref("flink-gitops/status-lease") is None
 
 
+
+def test_a_held_lease_is_renewed_once_half_its_time_is_gone(spec_repo, tmp_path):
+    spec_repo.push("a spec repo")
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    lease = Lease(source, "flink-gitops/status", ttl_s=2.0)
+    lease.acquire()
+    taken = spec_repo.remote_ref("flink-gitops/status-lease")
+    lease.acquire()  # fresh: no push
+    assert spec_repo.remote_ref("flink-gitops/status-lease") == taken
+    time.sleep(1.1)  # a renewed lease names a later expiry (to the second)
+    lease.acquire()  # half gone: renewed
+    assert spec_repo.remote_ref("flink-gitops/status-lease") != taken
+    lease.release()
+
 def test_a_second_agent_waits_while_the_first_acts_and_takes_over_after_its_crash(
         deployed, spec_repo, settings, rest, tmp_path):
     deployed("contested")
