@@ -59,6 +59,9 @@ class Lease:
     def __init__(self, source: SpecRepository, status_branch: str, ttl_s: float = DEFAULT_TTL_S):
         self.source = source
         self.ref = f"refs/heads/{status_branch}-lease"
+        self.status_ref = f"refs/heads/{status_branch}"
+        self.status_head: str | None = None   # the status branch's remote head when taken
+        self.took_over = False                # taken from another (expired or crashed) holder
         self.ttl = timedelta(seconds=ttl_s)
         self.agent = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._commit: str | None = None   # our lease commit on the remote, while we hold it
@@ -76,7 +79,10 @@ class Lease:
                 self._taken_at = time.monotonic()
 
     def _take(self) -> None:
-        current = self._remote_commit()
+        heads = self._remote_heads()
+        current = heads.get(self.ref)
+        if self._commit is None:
+            self.status_head, self.took_over = heads.get(self.status_ref), current is not None
         if current is not None and current != self._commit:
             holder = self._holder(current)
             now = datetime.now(timezone.utc)
@@ -105,9 +111,10 @@ class Lease:
 
     # --- git ---------------------------------------------------------------------------------
 
-    def _remote_commit(self) -> str | None:
-        line = self.source.git("ls-remote", REMOTE, self.ref)
-        return line.split()[0] if line else None
+    def _remote_heads(self) -> dict[str, str]:
+        """The remote's lease and status refs -> commits, in one round trip."""
+        lines = self.source.git("ls-remote", REMOTE, self.ref, self.status_ref).splitlines()
+        return {ref: commit for commit, ref in (line.split() for line in lines)}
 
     def _holder(self, commit: str) -> Holder | None:
         self.source.git("fetch", "--quiet", REMOTE, f"+{self.ref}:refs/flink-gitops/lease")

@@ -70,6 +70,7 @@ class Cycle:
     loaded: LoadResult
     assessments: list[Assessment]
     clients: dict[str, FlinkClient] = field(default_factory=dict)
+    status_head: str | None = None    # the status branch commit the assessment started from
 
 
 @dataclass
@@ -100,6 +101,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies({**built_in_policies(), **source.spec_files(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)
+    status_head = source.head(settings.status_branch)
     previous = branch.read_statuses(source, settings.status_branch)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
     names = sorted(set(loaded.deployments) | problem_names |
@@ -140,7 +142,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
             target, before, observation, diff, decided, tuple(problems),
             tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
             tuple(recovery.events), verdict))
-    return Cycle(commit, loaded, assessments, clients)
+    return Cycle(commit, loaded, assessments, clients, status_head)
 
 
 def review(settings: Settings, base: str | None = None, head: str | None = None) -> ReviewSet:
@@ -179,7 +181,9 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -
     """One full cycle: assess, execute every plan, write the status branch.
 
     A cycle with something to do takes the repository's lease first (LeaseHeld when another
-    agent acts) and assesses again under it, so no two agents ever act on a deployment at once.
+    agent acts) and assesses again under it when another agent may have acted since (the status
+    branch moved, or the lease was taken over), so no two agents ever act on a deployment at
+    once.
     A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it.
     Once `stopping` is set, running actions finish and the others wait for the next cycle.
     """
@@ -189,7 +193,9 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -
         cycle = assess(settings, source)
         if any(item.plan.changes_anything for item in cycle.assessments):
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
-                return _report(settings, source, assess(settings, source), lease, stopping)
+                if lease.took_over or lease.status_head != cycle.status_head:
+                    cycle = assess(settings, source)  # another agent may have acted meanwhile
+                return _report(settings, source, cycle, lease, stopping)
         try:
             return _report(settings, source, cycle, None, stopping)
         except StatusPushRejected:
