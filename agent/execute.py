@@ -72,13 +72,28 @@ class Execution:
     sleep: Callable[[float], None] = time.sleep
     backoff_s: float = 1.0
     start_timeout_s: float = 120.0
+    _uploads: dict[str, tuple[JobProgram, str]] = field(default_factory=dict, init=False)
 
     def run(self, plan: Plan, desired: Release | None,
             previous: Release | None = None) -> Outcome:
         """Carries the plan out for `desired` (None: a deletion of `previous`). When its new job
-        cannot start and the plan allows a rollback, `previous` is started again instead."""
+        cannot start and the plan allows a rollback, `previous` is started again instead.
+
+        The new job's artifact is fetched and uploaded before any step: an artifact that cannot
+        be had stops nothing, and no download or upload stands between a job's savepoint and
+        its successor (downtime)."""
         outcome = Outcome(action=plan.action)
         spec = desired.deployment if desired else previous.deployment if previous else None
+        if desired is not None and any(s.kind == StepKind.START_JOB for s in plan.steps):
+            try:
+                self._uploaded(desired)
+            except FlinkGitopsError as error:
+                outcome.result = ActionResult.FAILED
+                outcome.permanent = isinstance(error, PermanentError)
+                outcome.message = (f"the job's artifact could not be prepared, nothing was "
+                                   f"changed: {error}")
+                log.warning("%s: %s", plan.name, outcome.message)
+                return outcome
         for step in plan.steps:
             try:
                 match step.kind:
@@ -117,6 +132,14 @@ class Execution:
         outcome.rolled_back_to = previous.commit
         outcome.message += (f"; rolled back to the spec of commit {previous.commit[:10]}: job "
                             f"{outcome.started.id} runs it, {failed.restore.describe()}")
+
+    def _uploaded(self, release: Release) -> tuple[JobProgram, str]:
+        """The release's program and the id of its jar on the cluster (fetched and uploaded
+        once per execution)."""
+        if release.spec_hash not in self._uploads:
+            program = self.fetch_program(release)
+            self._uploads[release.spec_hash] = (program, self.client.upload_jar(program.jar))
+        return self._uploads[release.spec_hash]
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -176,8 +199,7 @@ class Execution:
         configuration = dict(template.flink_configuration)
         if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
             configuration.setdefault(CHECKPOINT_RETENTION, "RETAIN_ON_CANCELLATION")
-        program = self.fetch_program(release)
-        jar_id = self.client.upload_jar(program.jar)
+        program, jar_id = self._uploaded(release)
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):
             job = with_generation(step.job_id, generation + attempt)
