@@ -8,9 +8,9 @@ bytes and a quiet cycle commits nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
+from dataclasses import dataclass
 
 import yaml
 
@@ -33,14 +33,15 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
     as_of = report_time(documents)
     files = {}
     for document in documents:
-        page, yaml_text = _deployment_files(document)
-        files[f"deployments/{document.name}.md"] = page
-        files[f"deployments/{document.name}.yaml"] = yaml_text
+        rendered = _rendered(document)
+        files[f"deployments/{document.name}.md"] = rendered.page
+        files[f"deployments/{document.name}.yaml"] = rendered.yaml
+    for gone in _RENDERED.keys() - {id(document) for document in documents}:
+        del _RENDERED[gone]   # keep the files of this report's documents only
     timeline = render_timeline(ordered(documents), as_of)
     if timeline is not None:
         files["timeline.svg"] = timeline.encode()
-    index = status_index(documents, spec_commit, unattributed)
-    files["status.json"] = (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+    files["status.json"] = status_json(documents, spec_commit, unattributed)
     files["README.md"] = render_dashboard(documents, spec_commit, unattributed,
                                           timeline is not None).encode()
     return files
@@ -52,17 +53,24 @@ def report_time(documents: list[DeploymentStatus]) -> str | None:
     return max((e.at for d in documents for e in d.status.history.events), default=None)
 
 
-def status_index(documents: list[DeploymentStatus], spec_commit: str,
-                 unattributed: list[SpecProblem] = ()) -> dict:
-    """status.json: the machine-readable index of all deployments."""
-    return {
-        "specCommit": spec_commit,
+def status_json(documents: list[DeploymentStatus], spec_commit: str,
+                unattributed: list[SpecProblem] = ()) -> bytes:
+    """status.json, the machine-readable index of all deployments: its summary fields, then one
+    line per deployment (so a change to one deployment is a one-line diff)."""
+    summary = {
         "asOf": report_time(documents),
         "counts": dict(Counter(d.status.state.value for d in documents)),
-        "deployments": {d.name: _index_entry(d) for d in documents},
+        "specCommit": spec_commit,
         "specProblems": [{"file": p.file, "line": p.line, "message": p.message}
                          for p in unattributed],
     }
+    lines = [f"  {json.dumps(key)}: {json.dumps(value, sort_keys=True)}," for key, value in
+             sorted(summary.items())]
+    entries = [f"    {json.dumps(d.name)}: {_rendered(d).index_entry}"
+               for d in sorted(documents, key=lambda d: d.name)]
+    text = "{\n" + "\n".join(lines) + '\n  "deployments": {\n' + ",\n".join(entries) + (
+        "\n  }\n}\n" if entries else "  }\n}\n")
+    return text.encode()
 
 
 def _index_entry(document: DeploymentStatus) -> dict:
@@ -140,23 +148,33 @@ def _row(document: DeploymentStatus, as_of: str | None) -> str:
             f"{action_cell(status.last_action)} | `{(status.spec_commit or '—')[:10]}` |")
 
 
-def _deployment_files(document: DeploymentStatus) -> tuple[bytes, bytes]:
-    """The deployment's page and YAML. Both depend on the document alone, so an unchanged
-    document — most, in most cycles — is not rendered again (the key keeps the order of its
-    fields, which the YAML keeps too)."""
+@dataclass(frozen=True)
+class Rendered:
+    """What the status branch holds of one deployment."""
+
+    page: bytes         # deployments/<name>.md
+    yaml: bytes         # deployments/<name>.yaml
+    index_entry: str    # its entry in status.json (JSON on one line)
+
+
+def _rendered(document: DeploymentStatus) -> Rendered:
+    """The document's files, rendered once per document object: an unchanged deployment keeps
+    its previous document object from cycle to cycle (`next_status`, `branch.read_statuses`), so
+    in most cycles most deployments cost a lookup here."""
+    cached = _RENDERED.get(id(document))
+    if cached is not None and cached[0] is document:
+        return cached[1]
     data = document.document()
-    key = hashlib.sha1(json.dumps(data, default=str).encode()).digest()
-    rendered = _RENDERED.get(key)
-    if rendered is None:
+    rendered = Rendered(
+        render_history(document).encode(),
         # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
-        yaml_text = yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
-                              width=100).encode()
-        page = render_history(document).encode()
-        if len(_RENDERED) >= 25_000:
-            _RENDERED.clear()
-        rendered = _RENDERED[key] = (page, yaml_text)
+        yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
+                  width=100).encode(),
+        json.dumps(_index_entry(document), sort_keys=True, ensure_ascii=False))
+    _RENDERED[id(document)] = (document, rendered)
     return rendered
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_RENDERED: dict[bytes, tuple[bytes, bytes]] = {}   # digest of a document -> its page and YAML
+# id of a document -> the document (kept alive, so the id is not reused) and its files
+_RENDERED: dict[int, tuple[DeploymentStatus, Rendered]] = {}

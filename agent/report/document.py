@@ -47,6 +47,8 @@ class CycleFacts:
 
 
 def next_status(facts: CycleFacts) -> DeploymentStatus:
+    """The deployment's status after this cycle (the previous document itself when nothing
+    about it changed)."""
     previous = facts.previous.status if facts.previous is not None else None
     status = _copy(previous) if previous else Status(
         state=DeploymentState.CANCELLED, sync=SyncStatus.SYNCED)
@@ -84,8 +86,10 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
         events.append(f"spec refused: {facts.problems[0]}")
     status.history.events = bounded(status.history.events + [
         Event(at=facts.now, message=e) for e in events])
-    return DeploymentStatus(metadata=StatusMetadata(name=facts.name, labels=labels),
-                            status=status)
+    document = DeploymentStatus(metadata=StatusMetadata(name=facts.name, labels=labels),
+                                status=status)
+    # unchanged: the previous document itself, whose rendered files the report reuses
+    return facts.previous if document == facts.previous else document
 
 
 def _observe_job(status: Status, observation: Observation) -> None:
