@@ -60,7 +60,12 @@ _SECRET_OPTION = re.compile(r"password|secret|token|credential|access-key|keytab
 
 def spec_document(deployment: Deployment) -> dict[str, Any]:
     """The parts of a Deployment the status keeps as 'applied' and diffs against; values of
-    Flink options that look like secrets are replaced by '***' (DESIGN §5.6)."""
+    Flink options that look like secrets are replaced by '***' (DESIGN §5.6). Shared: not to be
+    changed."""
+    return deployment.derived("spec_document", lambda: _spec_document(deployment))
+
+
+def _spec_document(deployment: Deployment) -> dict[str, Any]:
     document = deployment.model_dump(mode="json", by_alias=True, exclude_none=True,
                                      include={"metadata", "spec"})
     document["metadata"] = {k: v for k, v in document["metadata"].items()

@@ -14,9 +14,9 @@ import posixpath
 import re
 import shlex
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -193,10 +193,20 @@ class Deployment(SpecModel):
     metadata: Metadata
     spec: DeploymentSpec
     status: dict[str, Any] | None = None  # in a Ververica export; the agent keeps its own
+    _derived: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    def derived(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """A value derived from this spec, computed once: a spec is never changed after it is
+        loaded, and an unchanged file's specs are the same objects from cycle to cycle, so what
+        every cycle derives from them (digests, documents) costs one computation per change.
+        The value is shared: callers do not change it."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     @property
     def drain_on_stop(self) -> bool:
@@ -220,9 +230,11 @@ class Deployment(SpecModel):
     def job_hash(self, artifact_digest: str | None = None) -> str:
         """A short, stable digest of `job_fields` (and of the artifact's content where it is
         known, e.g. a jar in the spec repository): equal hashes mean the same job."""
-        fields = self.job_fields() | {"artifactDigest": artifact_digest}
-        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        def digest() -> str:
+            fields = self.job_fields() | {"artifactDigest": artifact_digest}
+            canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+            return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return self.derived(("job_hash", artifact_digest), digest)
 
     def attempt_key(self, job_hash: str) -> str:
         """A digest of the whole spec and the job's content: a failed action is not tried again
