@@ -67,6 +67,11 @@ class SpecRepository:
     def git(self, *args: str, input: bytes | str | None = None,
             env: dict[str, str] | None = None) -> str:
         """Runs a git command in the mirror (plumbing for the status branch and the lease)."""
+        return self._run(args, input, env).decode().strip()
+
+    def _run(self, args: tuple[str, ...], input: bytes | str | None = None,
+             env: dict[str, str] | None = None) -> bytes:
+        """A git command's raw output; SourceError (redacted) when it fails or hangs."""
         data = input.encode() if isinstance(input, str) else input
         try:
             process = subprocess.run(["git", "-C", str(self.path), *args], input=data,
@@ -78,7 +83,7 @@ class SpecRepository:
         if process.returncode != 0:
             reason = process.stderr.decode(errors="replace").strip()
             raise SourceError(f"git {args[0]} failed: {redact(reason)}")
-        return process.stdout.decode().strip()
+        return process.stdout
 
     def fetch(self) -> None:
         """Fetches every branch of the remote (the spec branch and the status branch)."""
@@ -146,11 +151,8 @@ class SpecRepository:
         unlike GitPython's shared one)."""
         if not wanted:
             return {}
-        process = subprocess.run(["git", "-C", str(self.path), "cat-file", "--batch"],
-                                 input="\n".join(wanted).encode() + b"\n", capture_output=True)
-        if process.returncode != 0:
-            raise SourceError(f"git cat-file failed: {process.stderr.decode(errors='replace')}")
-        contents, data, at = {}, process.stdout, 0
+        data = self._run(("cat-file", "--batch"), "\n".join(wanted) + "\n")
+        contents, at = {}, 0
         for blob in wanted:
             end = data.index(b"\n", at)
             header = data[at:end].split()
