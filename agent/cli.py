@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from agent.config import DEFAULT_STATUS_BRANCH, Settings, default_workdir
 from agent.errors import ConfigError, FlinkGitopsError, LocalClusterError
-
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+from agent.terminal import console, errors, plain, print_sync, say, table
 
 
 @click.group(context_settings={"auto_envvar_prefix": "FLINK_GITOPS"})
@@ -37,6 +35,11 @@ def workdir_option(function):
     return click.option("--workdir", type=click.Path(path_type=Path), default=None,
                         help="Where the agent keeps its clone, artifacts and local cluster "
                              "[env FLINK_GITOPS_WORKDIR, default ~/.flink-gitops].")(function)
+
+
+MAX_DELETIONS_HELP = ("Deletions one cycle may carry out; a cycle that would delete more "
+                      "deletes none [default: the larger of 1 and 10 % of the deployments "
+                      "known to the status].")
 
 
 def spec_repo_options(function):
@@ -65,14 +68,17 @@ def acting_options(function):
         click.option("--actions-per-target", default=1, show_default=True,
                      type=click.IntRange(min=1),
                      help="Actions run at once on one cluster (clusters are acted on at once)."),
+        click.option("--max-deletions", type=click.IntRange(min=0), default=None,
+                     help=MAX_DELETIONS_HELP),
     ]
 
     @functools.wraps(function)
     def with_settings(repo, branch, path, status_branch, policy_package, workdir,
-                      job_start_timeout, rollback, lease_ttl, actions_per_target, **rest):
+                      job_start_timeout, rollback, lease_ttl, actions_per_target, max_deletions,
+                      **rest):
         settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                             job_start_timeout, rollback, lease_ttl, policy_package,
-                            actions_per_target)
+                            actions_per_target, max_deletions)
         return function(settings, **rest)
 
     for option in reversed(options):
@@ -89,34 +95,13 @@ def sync(settings: Settings) -> None:
     try:
         result = run_sync(settings)
     except ConfigError as error:
-        errors.print(f"[red]configuration error:[/] {error}")
+        say("configuration error", "red", error)
         sys.exit(2)
     except FlinkGitopsError as error:
-        errors.print(f"[red]sync failed:[/] {error}")
+        say("sync failed", "red", error)
         sys.exit(1)
     print_sync(result)
     sys.exit(result.exit_code)
-
-
-def print_sync(result) -> None:
-    table = Table(title=f"spec commit {result.commit[:10]}")
-    for column in ("deployment", "state", "sync", "job", "action"):
-        table.add_column(column)
-    for document in result.documents:
-        status = document.status
-        outcome = result.outcomes.get(document.name)
-        action = f"{status.last_action.kind.value} {outcome.result.value}" if outcome else "—"
-        job = f"{status.job.id} {status.job.flink_status}" if status.job else "—"
-        table.add_row(document.name, status.state.value, status.sync.value, job, action)
-    console.print(table)
-    for document in result.documents:
-        for problem in document.status.errors:
-            where = f"{problem.file}:{problem.line}: " if problem.file else ""
-            errors.print(f"[yellow]{document.name}[/]: {where}{problem.message}")
-    for problem in result.unattributed:
-        errors.print(f"[yellow]spec[/]: {problem}")
-    committed = result.status_commit[:10] if result.status_commit else "nothing changed"
-    console.print(f"status branch: {committed}")
 
 
 @main.command()
@@ -125,19 +110,21 @@ def print_sync(result) -> None:
 @click.option("--head", default=None, help="The revision to plan [default: --branch].")
 @click.option("--format", "output", type=click.Choice(["markdown", "json"]), default="markdown",
               show_default=True)
+@click.option("--max-deletions", type=click.IntRange(min=0), default=None, help=MAX_DELETIONS_HELP)
 def plan(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
-         workdir: Path | None, base: str | None, head: str | None, output: str) -> None:
+         workdir: Path | None, base: str | None, head: str | None, output: str,
+         max_deletions: int | None) -> None:
     """What sync would do; changes nothing anywhere (exit 0 nothing to do, 2 changes, 1 error
     or a policy denial)."""
     from agent.reconcile import review
     from agent.report.review import render_json, render_markdown
 
     settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        policy_package=policy_package)
+                        policy_package=policy_package, max_deletions=max_deletions)
     try:
         reviews = review(settings, base, head)
     except FlinkGitopsError as error:
-        errors.print(f"[red]plan failed:[/] {error}")
+        say("plan failed", "red", error)
         sys.exit(1)
     click.echo(render_json(reviews) if output == "json" else render_markdown(reviews), nl=False)
     sys.exit(reviews.exit_code)
@@ -154,12 +141,12 @@ def validate(path: Path, policy_package: str) -> None:
     try:
         result = check(path, policy_package)
     except FlinkGitopsError as error:
-        errors.print(f"[red]{error}[/]")
+        say("error", "red", error)
         sys.exit(1)
     for line in [str(p) for p in result.problems] + list(result.denials):
-        errors.print(line, markup=False, highlight=False)
+        plain(line, errors)
     for line in result.warnings:
-        errors.print(f"warning: {line}", markup=False, highlight=False)
+        plain(f"warning: {line}", errors)
     console.print("valid" if result.valid else "invalid")
     sys.exit(0 if result.valid else 1)
 
@@ -176,31 +163,51 @@ def schema(kind: str | None) -> None:
 
 @main.command()
 @acting_options
-@click.option("--interval", default="30s", show_default=True,
-              help="How often git is polled (s, m or h, a tenth of jitter); a cycle runs when "
-                   "it moved or the last cycle left something to do.")
+@click.option("--interval", default="30s", show_default=True, callback=lambda c, p, v: _seconds(v),
+              help="How often git is polled (s, m or h, at least 1s, a tenth of jitter); a cycle "
+                   "runs when it moved or the last cycle left something to do.")
 @click.option("--drift-interval", default="1m", show_default=True,
+              callback=lambda c, p, v: _seconds(v),
               help="How often every cluster is checked for drift, even when git did not move.")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              callback=lambda c, p, v: _address(v),
               help="host:port of /hooks/git, /healthz, /readyz and /metrics.")
-def run(settings: Settings, interval: str, drift_interval: str, listen: str) -> None:
+def run(settings: Settings, interval: float, drift_interval: float,
+        listen: tuple[str, int]) -> None:
     """The daemon: cycles on git changes (polled, or pushed by webhook: secret in
     FLINK_GITOPS_WEBHOOK_SECRET) and drift checks; SIGTERM finishes the running actions,
     pushes status and exits 0."""
     from agent.daemon import Daemon
 
-    host, _, port = listen.rpartition(":")
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    daemon = Daemon(settings, _seconds(interval), host or "127.0.0.1", int(port),
-                    _seconds(drift_interval))
+    try:
+        daemon = Daemon(settings, interval, *listen, drift_interval)
+    except OSError as error:
+        raise click.BadParameter(f"cannot listen on {listen[0]}:{listen[1]}: "
+                                 f"{error.strerror or error}", param_hint="'--listen'") from None
     sys.exit(daemon.run())
 
 
+MIN_INTERVAL_S = 1.0
+
+
 def _seconds(duration: str) -> float:
+    """'30s', '5m', '1h' -> seconds (at least MIN_INTERVAL_S, a finite number)."""
     try:
-        return float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+        seconds = float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
     except (KeyError, ValueError, IndexError):
         raise click.BadParameter(f"{duration!r}: a number with s, m or h") from None
+    if not math.isfinite(seconds) or seconds < MIN_INTERVAL_S:
+        raise click.BadParameter(f"{duration!r}: at least {MIN_INTERVAL_S:g}s, and finite")
+    return seconds
+
+
+def _address(listen: str) -> tuple[str, int]:
+    """'host:port' -> (host, port); the host defaults to 127.0.0.1."""
+    host, colon, port = listen.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{listen!r}: host:port, with a port from 1 to 65535")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @main.command()
@@ -220,27 +227,30 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
     try:
         source.fetch()
     except FlinkGitopsError as error:
-        errors.print(f"[red]{error}[/]")
+        say("error", "red", error)
         sys.exit(1)
     wanted = dict(label.partition("=")[::2] for label in labels)
-    documents = [d for d in branch.read_statuses(source, status_branch).values()
+    read, unreadable = branch.read_statuses(source, status_branch)
+    documents = [d for d in read.values()
                  if all(d.metadata.labels.get(k) == v for k, v in wanted.items())]
-    table = Table(title=f"{len(documents)} deployments ({status_branch})")
-    for column in ("", "deployment", "state", "sync", "flink job", "parallelism", "restarts",
-                   "last savepoint", "last action"):
-        table.add_column(column)
+    for why in unreadable.values():
+        plain(f"warning: {why}", errors)
     now = utc_now()  # a terminal reads live: ages count to now
+    rows = []
     for document in ordered(documents):
         state, job = document.status, document.status.job
-        table.add_row(
+        rows.append((
             "✅" if is_healthy(document) else "⚠️", document.name, state.state.value,
             state.sync.value, f"{job.flink_status} #{job.generation}" if job else "—",
             str(job.parallelism) if job else "—", str(job.restarts) if job else "—",
-            savepoint_cell(state.last_savepoint, now), action_cell(state.last_action))
-    (console if console.is_terminal else Console(width=200)).print(table)  # pipes: no wrapping
+            savepoint_cell(state.last_savepoint, now), action_cell(state.last_action)))
+    shown = table(f"{len(documents)} deployments ({status_branch})",
+                  ("", "deployment", "state", "sync", "flink job", "parallelism", "restarts",
+                   "last savepoint", "last action"), rows)
+    (console if console.is_terminal else Console(width=200)).print(shown)  # pipes: no wrapping
     for document in ordered(documents):
         for problem in document.status.errors:
-            errors.print(f"[yellow]{document.name}[/]: {problem.kind.value}: {problem.message}")
+            say(document.name, "yellow", f"{problem.kind.value}: {problem.message}")
 
 
 @main.group()
@@ -259,9 +269,9 @@ def local_start(port: int, slots: int, workdir: Path | None) -> None:
     try:
         started = cluster.start(workdir or default_workdir(), port=port, slots=slots)
     except LocalClusterError as error:
-        errors.print(f"[red]{error}[/]")
+        say("error", "red", error)
         sys.exit(1)
-    console.print(f"Flink is running at {started.url} (logs: {started.log_dir})")
+    plain(f"Flink is running at {started.url} (logs: {started.log_dir})")
 
 
 @local.command("stop")
@@ -284,7 +294,7 @@ def local_status(port: int, workdir: Path | None) -> None:
 
     state = cluster.status(workdir or default_workdir(), port=port)
     if not state.running:
-        console.print(f"not running (home: {state.home})")
+        plain(f"not running (home: {state.home})")
         sys.exit(1)
     console.print(f"running at {state.url}: Flink {state.flink_version}, "
                   f"{state.slots_available}/{state.slots_total} slots free, pids {state.pids}")
@@ -302,7 +312,7 @@ def demo(port: int, keep: bool, workdir: Path | None) -> None:
         sys.exit(run_demo((workdir or default_workdir()) / "demo", port=port, keep=keep,
                           console=console))
     except FlinkGitopsError as error:
-        errors.print(f"[red]demo failed:[/] {error}")
+        say("demo failed", "red", error)
         sys.exit(1)
 
 

@@ -29,6 +29,7 @@ class Settings:
     lease_ttl_s: float = 900.0           # how long a crashed agent's lease blocks others
     policy_package: str = "main"         # the Rego package of deny/warn rules (conftest's)
     actions_per_target: int = 1          # actions run at once on one cluster (targets: parallel)
+    max_deletions: int | None = None     # deletions one cycle may make; None: max(1, 10 % known)
 
     @property
     def artifact_cache(self) -> Path:

@@ -202,6 +202,11 @@ class Daemon:
             self.metrics.errors.labels(source, "").inc()
             log.warning("cycle failed: %s", error)
             return
+        except Exception:  # noqa: BLE001 - the daemon outlives any one cycle; the next tries again
+            self.metrics.cycles.labels("error").inc()
+            self.metrics.errors.labels("agent", "").inc()
+            log.exception("cycle failed unexpectedly; the next cycle tries again")
+            return
         finally:
             self._cycles += 1
         self.metrics.record(result, time.monotonic() - started)

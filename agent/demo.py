@@ -23,6 +23,7 @@ from agent.errors import ConfigError, SourceError
 from agent.flink import local
 from agent.flink.build import build_jar
 from agent.reconcile import SyncResult, sync
+from agent.terminal import print_sync, say
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "spec-examples"
 DEPLOYMENT_FILE = "deployments/counter.yaml"
@@ -97,12 +98,10 @@ def _commit_parallelism(checkout: Path, parallelism: int) -> None:
 
 
 def _sync(settings: Settings, console: Console) -> SyncResult:
-    from agent.cli import print_sync
-
     result = sync(settings)
     print_sync(result)
     for name, outcome in result.outcomes.items():
-        console.print(f"[bold]{name}[/]: {outcome.message}")
+        say(name, "bold", outcome.message, console)
     return result
 
 

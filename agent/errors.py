@@ -57,6 +57,11 @@ class FlinkUnavailable(FlinkError, TransientError):
     """The Flink REST API did not answer (connection refused, timeout, 502/503)."""
 
 
+class FlinkAnswerInvalid(FlinkUnavailable):
+    """Flink (or something in its place) answered with what Flink never sends: not JSON, or JSON
+    of another shape. Nothing is decided on it; the next cycle asks again."""
+
+
 class FlinkRequestError(FlinkError, PermanentError):
     """Flink answered a request with an error; `flink_message` is Flink's own text, verbatim."""
 

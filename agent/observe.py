@@ -100,8 +100,6 @@ def observe_cluster(client: FlinkClient) -> ClusterView:
         return ClusterView(False, error=str(error))
     view = ClusterView(True)
     for job in jobs:
-        if len(job.id) != 32:
-            continue
         observed = ObservedJob(job.id, generation_of(job.id), job.state, job.start_time,
                                job.end_time, job.tasks.get("total", 0))
         if job.state in UNHEALTHY_STATES:
@@ -117,6 +115,6 @@ def _with_trouble(client: FlinkClient, job: ObservedJob) -> ObservedJob:
     try:
         restarts = client.restarts(job.id)
         exception = condense_trace(client.root_exception(job.id)).splitlines()
-    except FlinkError:
-        return job
+    except (FlinkError, LookupError, TypeError, ValueError, AttributeError):
+        return job   # details Flink could not give, or gave in another shape: not essential
     return replace(job, restarts=restarts, last_exception=" | ".join(exception[:2]) or None)

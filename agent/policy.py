@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ _ERROR = re.compile(r"\(error \d+:(?P<file>[^|]+)\|(?P<offset>\d+)\|\d+\s+"
 
 _ANSWERS_KEPT = 50_000
 _COMPILED: dict[tuple, list[Policy]] = {}
+_STDOUT_LOCK = threading.Lock()
 
 
 class PolicyError(PermanentError):
@@ -54,22 +59,28 @@ class Verdict:
 
 @dataclass
 class Policy:
-    """One compiled policy file."""
+    """One compiled policy file; one that does not compile keeps its `error` and denies every
+    change (a policy the agent cannot read lets nothing through)."""
 
     path: str
     package: str
     _interpreter: Interpreter = field(repr=False, default=None)
     _answers: dict[bytes, tuple[list[str], list[str]]] = field(repr=False, default_factory=dict)
+    error: str | None = None
 
     def evaluate(self, document: dict[str, Any],
                  key: bytes | None = None) -> tuple[list[str], list[str]]:
-        """(deny, warn) messages for `document`, whose digest `key` is computed if not given."""
+        """(deny, warn) messages for `document`, whose digest `key` is computed if not given.
+        A policy that fails denies, with its error as the message."""
         key = key or input_digest(document)
         if key not in self._answers:
             self._interpreter.set_input(document)
             if len(self._answers) >= _ANSWERS_KEPT:
                 self._answers.clear()
-            self._answers[key] = (self._rule("deny"), self._rule("warn"))
+            try:
+                self._answers[key] = (self._rule("deny"), self._rule("warn"))
+            except PolicyError as error:
+                return [f"{error}; the change is held until the policy is fixed"], []
         deny, warn = self._answers[key]
         return list(deny), list(warn)
 
@@ -77,18 +88,24 @@ class Policy:
         try:
             output = self._interpreter.query(f"data.{self.package}.{rule}")
         except RegoError as error:
-            raise PolicyError(f"{self.path}: evaluating {rule} failed: {_reason(error)}") from None
+            raise PolicyError(f"evaluating {rule} failed: {_reason(error)}") from None
+        if not output.ok():   # e.g. a rule given two different values
+            raise PolicyError(f"evaluating {rule} failed: Rego ended in an error (a rule with "
+                              "conflicting values?)")
         text = str(output)
         if text == "undefined":
             return []
-        values = json.loads(text)["expressions"][0]
+        try:
+            values = json.loads(text)["expressions"][0]
+        except (ValueError, LookupError, TypeError):
+            raise PolicyError(f"evaluating {rule} failed: Rego answered {text[:200]!r}") from None
         messages = values.keys() if isinstance(values, dict) else values  # Rego v0 or v1 sets
         return sorted(str(m) for m in messages)
 
 
 def compile_policies(files: dict[str, str], package: str = "main") -> list[Policy]:
-    """Compiles every policy file (path -> Rego text); a file that does not compile is a
-    PolicyError naming file and line. The same files compile to the same (remembered) policies."""
+    """Compiles every policy file (path -> Rego text); a file that does not compile denies every
+    change, saying its line and why. The same files compile to the same (remembered) policies."""
     key = (package, tuple(sorted(files.items())))
     if key not in _COMPILED:
         if len(_COMPILED) >= 8:
@@ -102,14 +119,34 @@ def _compile(files: dict[str, str], package: str) -> list[Policy]:
     for path, text in sorted(files.items()):
         interpreter = Interpreter()
         try:
-            interpreter.add_module(path, text)
+            with _stdout_to_stderr():
+                interpreter.add_module(path, text)
         except RegoError as error:
             match = _ERROR.search(str(error))
             line = text[:int(match["offset"])].count("\n") + 1 if match else 1
-            raise PolicyError(f"{path}:{line}: policy does not compile: "
-                              f"{match['message'] if match else _reason(error)}") from None
+            policies.append(Policy(path, package, error=(
+                f"{path}:{line}: policy does not compile: "
+                f"{match['message'] if match else _reason(error)}; every change is held until "
+                "it is fixed")))
+            continue
         policies.append(Policy(path, package, interpreter))
     return policies
+
+
+@contextmanager
+def _stdout_to_stderr():
+    """The Rego engine prints a policy's compile errors on the process's standard output (its
+    C library writes to file descriptor 1), where they would corrupt `plan --format json`: they
+    go to standard error instead (the error itself is reported as a denial)."""
+    sys.stdout.flush()
+    with _STDOUT_LOCK:
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def built_in_policies() -> dict[str, str]:
@@ -122,6 +159,9 @@ def evaluate(policies: list[Policy], document: dict[str, Any]) -> Verdict:
     denials, warnings = [], []
     key = input_digest(document)
     for policy in policies:
+        if policy.error is not None:
+            denials.append(policy.error)
+            continue
         deny, warn = policy.evaluate(document, key)
         denials += [f"{policy.path}: {m}" for m in deny]
         warnings += [f"{policy.path}: {m}" for m in warn]

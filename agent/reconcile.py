@@ -22,7 +22,8 @@ from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
 from agent.lease import Lease
-from agent.load import LoadResult, SpecProblem, load, load_blobs
+from agent.deletion import Deletions, deletions
+from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
 from agent.observe import ClusterView, Observation, assumed_from_status, observe_cluster
@@ -56,10 +57,7 @@ class Assessment:
     warnings: tuple[SpecProblem, ...] = ()
     events: tuple[str, ...] = ()
     verdict: Verdict = Verdict()
-
-    @property
-    def deleted(self) -> bool:
-        return self.desired is None and not self.problems
+    deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
 
 
 @dataclass
@@ -99,50 +97,82 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     commit = source.resolve(head or settings.branch)
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
-    policies = compile_policies({**built_in_policies(), **source.spec_files(
+    policies = compile_policies({**built_in_policies(), **source.spec_texts(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)
     status_head = source.head(settings.status_branch)
-    previous = branch.read_statuses(source, settings.status_branch)
+    previous, unreadable_status = branch.read_statuses(source, settings.status_branch)
+    gone = deletions(loaded, previous, settings.max_deletions)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
-    names = sorted(set(loaded.deployments) | problem_names |
-                   {n for n, d in previous.items() if not d.status.deleted})
+    names = sorted(set(loaded.deployments) | problem_names | set(gone.held) | set(gone.deleted))
 
-    wanted = {}
-    for name in names:
-        wanted[name] = _wanted(name, loaded, previous.get(name))
+    wanted = {name: _wanted(name, loaded, previous.get(name), gone.held.get(name, ()))
+              for name in names}
     clients, views = _observe(settings, loaded, wanted.values(), start_local)
     assessments = []
     for name in names:
         desired, problems, target_name = wanted[name]
-        desired_hash = _job_hash(desired, source, commit) if desired else None
         view = views.get(target_name) or ClusterView(False, error=f"no target {target_name!r}")
-        observation = view.of(name)
-        if offline and not observation.reachable:
-            before = previous.get(name)
-            observation = assumed_from_status(before.status.job if before else None,
-                                              observation.error)
-        recovery = recover(name, previous.get(name), observation, clients.get(target_name),
-                           desired, desired_hash)
-        before = recovery.previous
-        diff = difference(name, desired, desired_hash, before, observation)
         target = loaded.targets[target_name].spec if target_name in loaded.targets else None
-        verdict = Verdict()
-        if problems:
-            decided = held(name, "spec refused; the running job is left as it is")
-        else:
-            decided = plan(diff, desired, before, observation, settings.rollback)
-            if desired is not None:
-                verdict = evaluate(policies, _policy_input(desired, target, decided, before))
-            if verdict.denied:
-                decided = held(name, "denied by policy; the running job is left as it is",
-                               blocked=True)
-        located = loaded.deployments.get(name)
-        assessments.append(Assessment(
-            name, None if problems else desired, desired_hash, located.file if located else None,
-            target, before, observation, diff, decided, tuple(problems),
-            tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
-            tuple(recovery.events), verdict))
+        try:
+            assessment = _assess_one(settings, source, commit, name, desired, problems, target,
+                                     loaded, previous.get(name), view, clients.get(target_name),
+                                     policies, gone, offline)
+        except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
+            assessment = _unassessed(name, target, previous.get(name), str(error))
+        except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
+            log.exception("%s: assessing failed", name)
+            assessment = _unassessed(name, target, previous.get(name),
+                                     f"the agent could not assess it: {type(error).__name__}")
+        if name in unreadable_status:
+            assessment.events += (unreadable_status[name],)
+        assessments.append(assessment)
     return Cycle(commit, loaded, assessments, clients, status_head)
+
+
+def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: str,
+                desired: Deployment | None, problems: list[SpecProblem],
+                target: DeploymentTarget | None, loaded: LoadResult,
+                previous: DeploymentStatus | None, view: ClusterView,
+                client: FlinkClient | None, policies, gone: Deletions,
+                offline: bool) -> Assessment:
+    """One deployment: observed, recovered, diffed, planned and judged by the policies."""
+    desired_hash = _job_hash(desired, source, commit) if desired else None
+    observation = view.of(name)
+    if offline and not observation.reachable:
+        observation = assumed_from_status(previous.status.job if previous else None,
+                                          observation.error)
+    recovery = recover(name, previous, observation, client, desired, desired_hash)
+    before = recovery.previous
+    diff = difference(name, desired, desired_hash, before, observation)
+    verdict = Verdict()
+    if problems:
+        decided = held(name, "spec refused; the running job is left as it is")
+    elif desired is None and gone.guarded:
+        verdict = Verdict(denials=(gone.guard_message(),))
+        decided = held(name, "deletion held by the guard; the running job is left as it is",
+                       blocked=True)
+    else:
+        decided = plan(diff, desired, before, observation, settings.rollback)
+        if desired is not None:
+            verdict = evaluate(policies, _policy_input(desired, target, decided, before))
+        if verdict.denied:
+            decided = held(name, "denied by policy; the running job is left as it is",
+                           blocked=True)
+    located = loaded.deployments.get(name)
+    return Assessment(
+        name, None if problems else desired, desired_hash, located.file if located else None,
+        target, before, observation, diff, decided, tuple(problems),
+        tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
+        tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded)
+
+
+def _unassessed(name: str, target: DeploymentTarget | None, previous: DeploymentStatus | None,
+                error: str) -> Assessment:
+    """A deployment whose cluster answered something the agent cannot use: nothing is planned
+    for it, and its status says why (its target as unreachable)."""
+    return Assessment(name, None, None, None, target, previous, Observation(False, error=error),
+                      Difference(name, None, False, False),
+                      Plan(name, None, reason=f"target unreachable: {error}"))
 
 
 def review(settings: Settings, base: str | None = None, head: str | None = None) -> ReviewSet:
@@ -166,7 +196,8 @@ def review(settings: Settings, base: str | None = None, head: str | None = None)
         reviews.append(Review(item.name, item.plan, changes, item.verdict,
                               tuple(str(p) for p in item.problems), item.observation.assumed,
                               tuple(str(w) for w in item.warnings)))
-    return ReviewSet(cycle.commit, base_commit, tuple(reviews))
+    return ReviewSet(cycle.commit, base_commit, tuple(reviews),
+                     tuple(str(p) for p in cycle.loaded.unattributed()))
 
 
 def spec_head(settings: Settings) -> str:
@@ -220,7 +251,7 @@ def _report(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lea
             item.target.name if item.target else _previous_target(item),
             item.observation, item.plan, outcomes.get(item.name), cycle.commit, utc_now(),
             item.problems, item.warnings, item.deleted, events, item.verdict)))
-    unattributed = [p for p in cycle.loaded.problems if p.name is None]
+    unattributed = cycle.loaded.unattributed()
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     files = status_files(documents, cycle.commit, unattributed)
@@ -284,21 +315,26 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         return execution.run(item.plan, desired, _applied_release(source, item))
     except FlinkGitopsError as error:
         return Outcome(ActionResult.FAILED, str(error))
+    except Exception as error:  # noqa: BLE001 - one deployment's trouble ends no other's action
+        log.exception("%s: %s failed", item.name, item.plan.action.value)
+        return Outcome(ActionResult.FAILED, f"the action stopped on an unexpected "
+                                            f"{type(error).__name__}; the next cycle looks again")
 
 
-def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None):
-    """(desired spec, its problems, target name) of one deployment."""
-    problems = loaded.problems_of("Deployment", name)
+def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None,
+            held_by: tuple[SpecProblem, ...]):
+    """(desired spec, its problems, target name) of one deployment; `held_by`: the problems of
+    unreadable files that may hold it (see `agent.deletion`)."""
+    problems = loaded.problems_of("Deployment", name) + list(held_by)
     located = loaded.deployments.get(name)
     desired = located.spec if located and not problems else None
     target_name = (desired.spec.deployment_target_name if desired
                    else previous.status.target if previous else None)
-    if desired is not None and target_name not in loaded.targets:
-        problems = [SpecProblem(located.file, located.line_of("spec", "deploymentTargetName"),
-                                f"deploymentTargetName {target_name!r}: no DeploymentTarget "
-                                "of that name in the spec repo", "Deployment", name)]
-        desired = None
-        target_name = previous.status.target if previous else None
+    if desired is not None:
+        problems = target_problems(located, loaded)
+        if problems:
+            desired = None
+            target_name = previous.status.target if previous else None
     return desired, problems, target_name
 
 
@@ -315,7 +351,11 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
             client = targets.connect(located.spec, settings.workdir, start_local)
         except FlinkGitopsError as error:
             return None, ClusterView(False, error=str(error))
-        return client, observe_cluster(client)
+        try:
+            return client, observe_cluster(client)
+        except Exception as error:  # noqa: BLE001 - one target's trouble is its own
+            log.exception("target %s: observing failed", target_name)
+            return client, ClusterView(False, error=f"observing failed: {type(error).__name__}")
 
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
         observed = dict(zip(names, pool.map(one, names), strict=True))
@@ -347,7 +387,7 @@ def _applied_release(source: SpecRepository, item: Assessment) -> Release | None
                               and status.applied_spec_hash):
         return None
     text = source.read(status.spec_commit, status.spec_file)
-    located = load({status.spec_file: text.decode()}).deployments.get(item.name) if text else None
+    located = load({status.spec_file: text}).deployments.get(item.name) if text else None
     if located is None:
         return None
     return Release(located.spec, status.spec_commit, status.applied_spec_hash)

@@ -141,10 +141,9 @@ class SpecRepository:
         return {name: blob for name, blob in self.files(commit).items()
                 if name.startswith(prefix) and name.endswith(suffixes)}
 
-    def read_blobs(self, blobs: Iterable[str]) -> dict[str, str]:
-        """The text of each blob id, read by one `git cat-file --batch`."""
-        return {blob: content.decode("utf-8", errors="replace")
-                for blob, content in self._cat(list(blobs)).items()}
+    def read_blobs(self, blobs: Iterable[str]) -> dict[str, bytes]:
+        """The content of each blob id, read by one `git cat-file --batch`."""
+        return self._cat(list(blobs))
 
     def _cat(self, wanted: list[str]) -> dict[str, bytes]:
         """The content of each object id, by one `git cat-file --batch` (safe from threads,
@@ -164,12 +163,17 @@ class SpecRepository:
         return contents
 
     def spec_files(self, commit: str, path: str = ".",
-                   suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:
+                   suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, bytes]:
         """Every file under `path` at `commit` whose name ends with one of `suffixes` (spec
-        YAML by default): repo-relative path -> text."""
+        YAML by default): repo-relative path -> content."""
         blobs = self.spec_blobs(commit, path, suffixes)
-        texts = self.read_blobs(sorted(set(blobs.values())))
-        return {name: texts[blob] for name, blob in blobs.items()}
+        contents = self.read_blobs(sorted(set(blobs.values())))
+        return {name: contents[blob] for name, blob in blobs.items()}
+
+    def spec_texts(self, commit: str, path: str, suffixes: tuple[str, ...]) -> dict[str, str]:
+        """`spec_files` as text (bytes that are not UTF-8 read as U+FFFD)."""
+        return {name: data.decode("utf-8", errors="replace")
+                for name, data in self.spec_files(commit, path, suffixes).items()}
 
     def blob_id(self, commit: str, path: str) -> str | None:
         """Git's id of a file's content at `commit` (changes exactly when the content does)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import default_workdir
-from agent.load import SPEC_SUFFIXES, SpecProblem, load
+from agent.load import SPEC_SUFFIXES, SpecProblem, load, target_problems
 from agent.policy import built_in_policies, compile_policies, evaluate, policy_input
 from agent.sql import Checker, add_sql_check
 
@@ -36,19 +36,14 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
              checker: Checker | None = None) -> Validation:
     """Every problem of the checkout at `root`; `checker` replaces Flink's SQL check (tests)."""
     root = Path(root)
-    files = {p.relative_to(root).as_posix(): p.read_text(errors="replace")
+    files = {p.relative_to(root).as_posix(): p.read_bytes()
              for p in sorted(root.rglob("*")) if p.is_file() and p.name.endswith(SPEC_SUFFIXES)
              and ".git" not in p.relative_to(root).parts}
     loaded = add_sql_check(load(files), lambda path: _read(root, path),
                            cache_dir or default_workdir() / "artifacts", checker)
     problems = list(loaded.problems)
-    for name, located in loaded.deployments.items():
-        target = located.spec.spec.deployment_target_name
-        if target not in loaded.targets:
-            problems.append(SpecProblem(
-                located.file, located.line_of("spec", "deploymentTargetName"),
-                f"deploymentTargetName {target!r}: no DeploymentTarget of that name", "Deployment",
-                name))
+    for located in loaded.deployments.values():
+        problems += target_problems(located, loaded)
     policy_dir = root / "policies"
     repo_policies = {p.relative_to(root).as_posix(): p.read_text()
                      for p in sorted(policy_dir.rglob("*.rego"))} if policy_dir.is_dir() else {}

@@ -3,6 +3,7 @@ counter job built from its Java source, and real git repositories (a bare repo +
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -234,3 +235,63 @@ class Flink:
 @pytest.fixture
 def rest(flink) -> Flink:
     return Flink(flink.url)
+
+
+class FlinkProxy:
+    """A real HTTP proxy of the tests' own in front of Flink's REST port: it records every
+    request the agent makes (`calls`) and passes it through, except that `answers[path]`, when
+    set, is sent back instead of Flink's answer to `GET path` (a callable gets Flink's real
+    answer body and returns the fake)."""
+
+    def __init__(self, upstream: str):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        self.calls: list[tuple[str, str, bytes]] = []
+        self.answers: dict[str, object] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                proxy.calls.append((self.command, self.path, body))
+                answer = requests.request(self.command, upstream + self.path, data=body,
+                                          headers={k: v for k, v in self.headers.items()
+                                                   if k.lower() != "host"}, timeout=120)
+                content, status = answer.content, answer.status_code
+                fake = proxy.answers.get(self.path) if self.command == "GET" else None
+                if fake is not None:
+                    content, status = (fake(content) if callable(fake) else fake), 200
+                self.send_response(status)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def paths(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path, _ in self.calls]
+
+    def sent(self, method: str, suffix: str) -> list[dict]:
+        """The JSON bodies of the requests of `method` to paths ending with `suffix`."""
+        return [json.loads(body) for m, path, body in self.calls
+                if m == method and path.endswith(suffix)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flink_proxy(flink):
+    proxy = FlinkProxy(flink.url)
+    yield proxy
+    proxy.close()

@@ -80,7 +80,7 @@ def test_sync_exit_code_is_1_when_a_spec_is_invalid(spec_repo, tmp_path):
     result = run("sync", "--repo", str(spec_repo.remote), "--workdir", str(tmp_path / "w"))
     assert result.returncode == 1
     assert "deployments/broken.yaml:5" in result.stderr
-    assert "no DeploymentTarget" in result.stderr
+    assert "no DeploymentTarget 'nowhere'" in result.stderr
     assert spec_repo.status_of("broken")["sync"] == "INVALID"
 
 
@@ -110,3 +110,47 @@ def test_redaction_covers_registered_secrets_url_credentials_and_bearer_tokens()
     assert redact("x s3cr3t-value y") == "x *** y"
     assert redact("https://user:pw@host/repo.git") == "https://***@host/repo.git"
     assert redact("Authorization: Bearer abcdef123456") == "Authorization: Bearer ***"
+
+
+@pytest.mark.parametrize("flags", [
+    ("--listen", "127.0.0.1:abc"), ("--listen", "127.0.0.1:99999"), ("--listen", "8080"),
+    ("--listen", "127.0.0.1:0"), ("--interval", "nans"), ("--interval", "infs"),
+    ("--interval", "0s"), ("--interval", "-5s"), ("--drift-interval", "10"),
+], ids=" ".join)
+def test_a_bad_daemon_flag_is_a_usage_error_not_a_traceback(flags, tmp_path):
+    result = run("run", "--repo", str(tmp_path), "--workdir", str(tmp_path / "w"), *flags,
+                 timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and flags[0] in result.stderr
+
+
+def test_a_listen_address_in_use_is_a_usage_error(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run("run", "--repo", str(tmp_path), "--workdir", str(tmp_path / "w"),
+                     "--listen", f"127.0.0.1:{port}", timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_messages_that_look_like_markup_are_printed_as_they_are(spec_repo, tmp_path):
+    spec_repo.write_target("closed", f"http://127.0.0.1:{free_port()}")
+    spec_repo.write("deployments/marked.yaml", """\
+        apiVersion: v1
+        kind: Deployment
+        metadata: {name: marked}
+        spec:
+          deploymentTargetName: closed
+          template: {spec: {artifact: {jarUri: a.jar}}}
+        """)
+    spec_repo.write("policies/markup.rego",
+                    'package main\nimport rego.v1\n\ndeny contains "[/x] [bold]nope" if true\n')
+    spec_repo.push()
+    result = run("sync", "--repo", str(spec_repo.remote), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "policies/markup.rego: [/x] [bold]nope" in result.stderr
+    planned = run("plan", "--repo", str(spec_repo.remote), "--workdir", str(tmp_path / "w"))
+    assert planned.returncode == 1 and "[/x] [bold]nope" in planned.stdout

@@ -98,8 +98,8 @@ def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
     branch.write(source, "flink-gitops/status",
                  {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
 
-    first = branch.read_statuses(source, "flink-gitops/status")
-    second = branch.read_statuses(source, "flink-gitops/status")
+    first, _ = branch.read_statuses(source, "flink-gitops/status")
+    second, _ = branch.read_statuses(source, "flink-gitops/status")
 
     assert first["a"].status.state.value == "RUNNING"
     assert second["a"] is first["a"]   # the same blob is not parsed twice

@@ -204,3 +204,75 @@ def test_sigterm_during_a_stateful_upgrade_finishes_it_defers_the_rest_and_exits
     assert restarted.metric('flink_gitops_deployments{state="RUNNING",sync="SYNCED"}') == 2
     restarted.process.send_signal(signal.SIGTERM)
     assert restarted.process.wait(timeout=60) == 0
+
+
+def odd_job_entries(body: bytes) -> bytes:
+    """Flink's jobs overview with an entry whose id is not Flink's (32 characters, not hex)."""
+    answer = json.loads(body)
+    answer["jobs"].append({"jid": "z" * 32, "name": "odd", "state": "RUNNING",
+                           "start-time": 1, "end-time": -1, "tasks": {"total": 1}})
+    return json.dumps(answer).encode()
+
+
+def tasks_as_text(body: bytes) -> bytes:
+    answer = json.loads(body)
+    for job in answer["jobs"]:
+        job["tasks"] = "many"
+    return json.dumps(answer).encode()
+
+
+def test_the_daemon_outlives_every_input_that_used_to_kill_it(
+        deployed, spec_repo, settings, rest, flink_proxy, tmp_path):
+    from conftest import counter_deployment
+    from hostile_inputs import CASES
+
+    deployed("survivor")
+    spec_repo.write_target("test", flink_proxy.url)
+    spec_repo.push()
+    daemon = Agent(settings, tmp_path)
+    job = rest.job("survivor", 1)
+    rest.wait_state(job, "RUNNING")
+
+    def survives(why: str) -> None:
+        before = daemon.cycles()
+        assert daemon.push_event() == 202, why
+        wait_for(lambda: daemon.cycles() > before, timeout=90)
+        assert daemon.process.poll() is None, why
+        assert requests.get(daemon.url + "/healthz", timeout=5).status_code == 200, why
+        assert rest.running() == [job], why
+
+    path = spec_repo.checkout / "deployments/survivor.yaml"
+    for case in [c for c in CASES if c.crashed_the_daemon]:
+        content = case.make(counter_deployment("survivor"), "survivor")
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        spec_repo.push(case.id)
+        survives(case.id)
+    deployed("survivor")
+    spec_repo.write("policies/conflict.rego", "package main\nimport rego.v1\n\n"
+                    "x := 1 if input.spec\nx := 2 if input.spec\n"
+                    "deny contains \"never\" if x == 3\n")
+    spec_repo.write("targets/tls.yaml", "apiVersion: v1\nkind: DeploymentTarget\n"
+                    "metadata: {name: tls}\nspec:\n  flink:\n    url: https://127.0.0.1:9\n"
+                    "    tls: {caFile: /nonexistent/ca.pem}\n")
+    spec_repo.write("deployments/on-tls.yaml", counter_deployment("on-tls", target="tls"))
+    spec_repo.push("a policy that fails, a CA file that is not there")
+    survives("policy and TLS")
+    assert spec_repo.status_of("survivor")["sync"] == "BLOCKED"
+    assert any("tls.caFile /nonexistent/ca.pem cannot be read" in e["message"]
+               for e in spec_repo.status_of("on-tls")["errors"])
+
+    (spec_repo.checkout / "policies/conflict.rego").unlink()
+    spec_repo.push("the policy removed")
+    for fake in (odd_job_entries, b"<html>not json</html>", tasks_as_text):
+        flink_proxy.answers["/jobs/overview"] = fake
+        survives(getattr(fake, "__name__", "not json"))
+    flink_proxy.answers.clear()
+
+    deployed("survivor", parallelism=2)
+    spec_repo.push("a valid change after all that")
+    assert daemon.push_event() == 202
+    wait_for(lambda: rest.jobs().get(rest.job("survivor", 2)) == "RUNNING", timeout=120)
+    assert rest.jobs()[job] == "FINISHED"
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=60) == 0
+    assert "Traceback" not in daemon.log.read_text()

@@ -42,3 +42,15 @@ def test_a_failed_savepoint_names_its_cause():
                                                   " directory at file:/x\n\tat a.b(C.java:1)"}}
     assert failure_cause(operation) == ("java.io.IOException: Failed to create savepoint "
                                         "directory at file:/x")
+
+
+def test_odd_entries_of_the_jobs_overview_are_read_field_by_field():
+    from agent.flink.rest import job_overview
+    good = {"jid": "a" * 32, "name": "n", "state": "RUNNING", "start-time": 5, "end-time": -1,
+            "tasks": {"total": 2, "running": 2}}
+    assert job_overview(good).tasks == {"total": 2, "running": 2}
+    assert job_overview({**good, "jid": "z" * 32}) is None        # not Flink's id: no job
+    assert job_overview({**good, "jid": 42}) is None and job_overview("text") is None
+    odd = job_overview({**good, "tasks": "many", "state": ["x"], "start-time": "soon"})
+    assert (odd.tasks, odd.state, odd.start_time) == ({}, "UNKNOWN", -1)
+    assert not odd.terminal     # an unknown state counts as active: nothing starts beside it

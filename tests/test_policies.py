@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.model.spec import Deployment
-from agent.policy import (PolicyError, built_in_policies, compile_policies, evaluate,
+from agent.policy import (built_in_policies, compile_policies, evaluate,
                           policy_input)
 
 
@@ -54,10 +54,21 @@ def test_discarding_the_state_of_a_prod_deployment_needs_an_opt_in(labels, annot
             result.denials[0]
 
 
-def test_a_policy_that_does_not_compile_names_file_and_line():
+def test_a_policy_that_does_not_compile_denies_every_change_naming_file_and_line():
     broken = "package main\nimport rego.v1\n\ndeny contains msg if {\n  x := \n}\n"
-    with pytest.raises(PolicyError, match=r"policies/broken\.rego:5: policy does not compile"):
-        compile_policies({"policies/broken.rego": broken})
+    policies = compile_policies({"policies/broken.rego": broken})
+    [denial] = evaluate(policies, {"spec": {"state": "RUNNING"}}).denials
+    assert denial.startswith("policies/broken.rego:5: policy does not compile")
+    assert "every change is held" in denial
+
+
+def test_a_policy_that_fails_when_evaluated_denies_instead_of_raising():
+    conflicting = ('package main\nimport rego.v1\n\nx := 1 if input.a\nx := 2 if input.a\n'
+                   'deny contains "never" if x == 3\n')
+    [denial] = evaluate(compile_policies({"policies/conflict.rego": conflicting}),
+                        {"a": True}).denials
+    assert denial.startswith("policies/conflict.rego: evaluating deny failed")
+    assert "held until the policy is fixed" in denial
 
 
 def test_rego_v0_rules_are_understood_too():

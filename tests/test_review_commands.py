@@ -102,3 +102,27 @@ def test_status_prints_the_dashboard_table_filtered_by_label(deployed, spec_repo
     blue = run("status", "--repo", settings.repo, "--workdir", str(settings.workdir),
                "--label", "team=blue")
     assert "shown" in blue.stdout and "RUNNING" in blue.stdout and "hidden" not in blue.stdout
+
+
+def test_plan_and_validate_agree_on_every_hostile_file_of_a_new_deployment(spec_repo, settings):
+    """A pull request adding a broken file: what `validate` refuses, `plan` shows and fails on,
+    so the check never passes a change that `sync` will refuse. (A new file without a `kind`, or
+    a list, is no spec to either: only a file that held a deployment holds it.)"""
+    from agent.reconcile import review
+    from agent.validate import validate
+    from conftest import counter_deployment, free_port
+    from hostile_inputs import CASES
+
+    spec_repo.write_target("test", f"http://127.0.0.1:{free_port()}")
+    for case in CASES:
+        content = case.make(counter_deployment("newcomer"), "newcomer")
+        file = spec_repo.checkout / "deployments/newcomer.yaml"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(content if isinstance(content, bytes) else content.encode())
+        refused = not validate(spec_repo.checkout).valid
+        assert refused is (case.id not in ("no-kind", "a-list")), case.id
+        spec_repo.push(case.id)
+        reviewed = review(settings)
+        assert (reviewed.exit_code == 1) is refused, case.id
+        shown = list(reviewed.problems) + [p for r in reviewed.reviews for p in r.problems]
+        assert not refused or any(case.expect in p for p in shown), (case.id, shown)

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
-import threading
 import zipfile
 from pathlib import Path
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from conftest import git
-from agent.policy import PolicyError
 from agent.reconcile import sync
 
 
@@ -163,46 +159,9 @@ def test_a_label_change_restarts_nothing(deployed, spec_repo, settings, rest):
         "team": "other"}
 
 
-class RecordingProxy:
-    """A real HTTP proxy in front of Flink that records every request the agent makes."""
-
-    def __init__(self, upstream: str):
-        self.calls: list[tuple[str, str, bytes]] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                proxy.calls.append((self.command, self.path, body))
-                answer = requests.request(self.command, upstream + self.path, data=body,
-                                          headers={k: v for k, v in self.headers.items()
-                                                   if k.lower() != "host"}, timeout=60)
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _forward
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def paths(self) -> list[tuple[str, str]]:
-        return [(method, path) for method, path, _ in self.calls]
-
-    def sent(self, method: str, suffix: str) -> list[dict]:
-        """The JSON bodies of the requests of `method` to paths ending with `suffix`."""
-        return [json.loads(body) for m, path, body in self.calls
-                if m == method and path.endswith(suffix)]
-
-
-def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings, flink, rest):
-    proxy = RecordingProxy(flink.url)
+def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings, flink_proxy,
+                                                    rest):
+    proxy = flink_proxy
     deployed("quiet")
     spec_repo.write_target("test", proxy.url)
     spec_repo.push()
@@ -210,7 +169,6 @@ def test_a_sync_with_nothing_to_do_changes_nothing(deployed, spec_repo, settings
     commits = spec_repo.status_commits()
     proxy.calls.clear()
     result = sync(settings)
-    proxy.server.shutdown()
     assert result.exit_code == 0 and result.status_commit is None
     assert spec_repo.status_commits() == commits
     assert proxy.paths() == [("GET", "/jobs/overview")]
@@ -527,8 +485,9 @@ def test_a_first_start_restores_the_initial_savepoint_path(deployed, spec_repo, 
 
 
 @pytest.mark.parametrize("drain", ["stopWithDrain: true", None])
-def test_suspend_drains_when_asked_and_only_then(drain, deployed, spec_repo, settings, flink):
-    proxy = RecordingProxy(flink.url)
+def test_suspend_drains_when_asked_and_only_then(drain, deployed, spec_repo, settings,
+                                                 flink_proxy):
+    proxy = flink_proxy
     spec_repo.write_target("test", proxy.url)
     name = "drained" if drain else "undrained"
     deployed(name, extra=drain or "")
@@ -537,15 +496,14 @@ def test_suspend_drains_when_asked_and_only_then(drain, deployed, spec_repo, set
     deployed(name, state="SUSPENDED", extra=drain or "")
     spec_repo.push("suspend")
     assert sync(settings).exit_code == 0
-    proxy.server.shutdown()
     [stop] = proxy.sent("POST", "/stop")
     assert stop["drain"] is bool(drain)
     assert spec_repo.status_of(name)["state"] == "SUSPENDED"
 
 
 def test_the_ververica_stop_with_drain_annotation_is_honoured(deployed, spec_repo, settings,
-                                                              flink):
-    proxy = RecordingProxy(flink.url)
+                                                              flink_proxy):
+    proxy = flink_proxy
     spec_repo.write_target("test", proxy.url)
     spec_file = spec_repo.checkout / "deployments/annotated.yaml"
 
@@ -561,7 +519,6 @@ def test_the_ververica_stop_with_drain_annotation_is_honoured(deployed, spec_rep
     annotated(state="SUSPENDED")
     spec_repo.push("suspend")
     assert sync(settings).exit_code == 0
-    proxy.server.shutdown()
     [stop] = proxy.sent("POST", "/stop")
     assert stop["drain"] is True
 
@@ -595,15 +552,19 @@ def test_a_change_a_repo_policy_denies_is_blocked_and_the_job_left_running(
     assert status["appliedSpec"]["spec"]["template"]["spec"]["parallelism"] == 1
 
 
-def test_a_policy_that_does_not_compile_stops_the_cycle_before_anything_runs(
+def test_a_policy_that_does_not_compile_holds_every_change_and_says_where(
         deployed, spec_repo, settings, rest):
     spec_repo.write("policies/broken.rego",
                     "package main\nimport rego.v1\n\ndeny contains msg if {\n  x := \n}\n")
     deployed("unguarded")
     spec_repo.push()
-    with pytest.raises(PolicyError, match=r"policies/broken\.rego:5"):
-        sync(settings)
+    assert sync(settings).exit_code == 1
     assert rest.running() == []
+    status = spec_repo.status_of("unguarded")
+    assert status["sync"] == "BLOCKED"
+    [problem] = status["errors"]
+    assert problem["kind"] == "POLICY"
+    assert problem["message"].startswith("policies/broken.rego:5: policy does not compile")
 
 
 def competing_writer(spec_repo, monkeypatch, tmp_path):

@@ -9,6 +9,7 @@ only the fields the cluster's version knows (`claimMode` from 1.20 on, `restoreM
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Any, Callable
 
 import requests
 
-from agent.errors import FlinkRequestError, FlinkUnavailable, JobStartFailed, SavepointFailed
+from agent.errors import (FlinkAnswerInvalid, FlinkRequestError, FlinkUnavailable, JobStartFailed,
+                          SavepointFailed)
 
 DEFAULT_TIMEOUT = 10.0
 TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 VERSION_KEPT_S = 600.0
 _VERSIONS: dict[str, tuple[str, float]] = {}   # cluster URL -> (Flink version, when asked)
 
@@ -42,6 +45,27 @@ class JobOverview:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_JOB_STATES
+
+
+def job_overview(entry: Any) -> JobOverview | None:
+    """One entry of Flink's jobs overview, read field by field (pure): an entry without a job id
+    of Flink's form (32 hex digits) names no job and is None; a field of the wrong type reads as
+    unknown (state UNKNOWN counts as a job still active, so nothing is started beside it)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("jid"), str) \
+            or not _JOB_ID.fullmatch(entry["jid"]):
+        return None
+    state = entry.get("state")
+    tasks = entry.get("tasks")
+    return JobOverview(
+        entry["jid"], _typed(entry.get("name"), str, ""),
+        state if isinstance(state, str) and state.isupper() else "UNKNOWN",
+        _typed(entry.get("start-time"), int, -1), _typed(entry.get("end-time"), int, -1),
+        {k: v for k, v in tasks.items() if isinstance(k, str) and _typed(v, int, None) is not None}
+        if isinstance(tasks, dict) else {})
+
+
+def _typed(value: Any, kind: type, default: Any) -> Any:
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
 
 
 @dataclass
@@ -86,9 +110,11 @@ class FlinkClient:
         Unlike `GET /jobs/:id`, which Flink serves from a cache refreshed every few seconds
         (`web.refresh-interval`), the overview is current: the agent polls it while it waits.
         """
-        jobs = self._request("GET", "/jobs/overview").get("jobs", [])
-        return [JobOverview(j["jid"], j.get("name", ""), j["state"], j.get("start-time", -1),
-                            j.get("end-time", -1), j.get("tasks", {})) for j in jobs]
+        jobs = self._request("GET", "/jobs/overview").get("jobs")
+        if not isinstance(jobs, list):
+            raise FlinkAnswerInvalid(f"Flink at {self.url} answered GET /jobs/overview without "
+                                     "a list of jobs")
+        return [job for job in map(job_overview, jobs) if job is not None]
 
     def job_overview(self, job_id: str) -> JobOverview | None:
         """One job's current overview, or None when the cluster does not know the job."""
@@ -127,7 +153,8 @@ class FlinkClient:
         """How often the job failed and restarted, at least: the larger of its `numRestarts`
         metric and its exception history (Flink refreshes both lazily, the metric every ~10 s)."""
         try:
-            metrics = self._request("GET", f"/jobs/{job_id}/metrics", params={"get": "numRestarts"})
+            metrics = self._request("GET", f"/jobs/{job_id}/metrics", expect=list,
+                                    params={"get": "numRestarts"})
             exceptions = self._request("GET", f"/jobs/{job_id}/exceptions")
         except FlinkRequestError:
             return 0
@@ -252,7 +279,10 @@ class FlinkClient:
         major, minor = _major_minor(self.version())
         return "claimMode" if (major, minor) >= (1, 20) else "restoreMode"
 
-    def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> Any:
+    def _request(self, method: str, path: str, timeout: float | None = None,
+                 expect: type = dict, **kwargs) -> Any:
+        """Flink's answer, decoded and of the `expect`ed JSON type; anything else is a typed
+        error (unreachable, refused, or an answer that is not what Flink sends)."""
         try:
             response = self._session.request(
                 method, self.url.rstrip("/") + path, headers=self.headers, verify=self.verify,
@@ -260,6 +290,9 @@ class FlinkClient:
         except requests.RequestException as error:
             raise FlinkUnavailable(f"Flink at {self.url} did not answer {method} {path}: "
                                    f"{type(error).__name__}") from None
+        except OSError as error:   # e.g. a TLS file that cannot be read
+            raise FlinkUnavailable(f"Flink at {self.url} could not be asked {method} {path}: "
+                                   f"{error.strerror or type(error).__name__}") from None
         if response.status_code in (502, 503, 504):
             raise FlinkUnavailable(f"Flink at {self.url} answered {method} {path} with "
                                    f"{response.status_code}")
@@ -269,8 +302,16 @@ class FlinkClient:
                                     f"{message}", status=response.status_code,
                                     flink_message=message)
         if not response.content:
-            return {}
-        return response.json()
+            return expect()
+        try:
+            answer = response.json()
+        except ValueError:
+            raise FlinkAnswerInvalid(f"Flink at {self.url} answered {method} {path} with "
+                                     "something that is not JSON") from None
+        if not isinstance(answer, expect):
+            raise FlinkAnswerInvalid(f"Flink at {self.url} answered {method} {path} with a JSON "
+                                     f"{type(answer).__name__}, not a {expect.__name__}")
+        return answer
 
 
 def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,

@@ -6,6 +6,7 @@ at the edge, and never stored anywhere else.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agent.errors import ConfigError
@@ -33,6 +34,11 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True) -
         raise ConfigError(f"DeploymentTarget {target.name}: header refers to environment "
                           f"variable {missing} which is not set") from None
     tls = spec.flink.tls
+    for field, path in (("caFile", tls.ca_file), ("certFile", tls.cert_file),
+                        ("keyFile", tls.key_file)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"DeploymentTarget {target.name}: tls.{field} {path} cannot be "
+                              "read on the agent's machine")
     verify: bool | str = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
     cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
     return FlinkClient(spec.flink.url, headers=headers, verify=verify, cert=cert)

@@ -15,13 +15,17 @@ import re
 import shlex
 from enum import StrEnum
 from typing import Annotated, Any, Callable, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
+                      StrictInt, field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.stop-with-drain"
 CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
+MAX_PARALLELISM = 32768          # Flink's largest maxParallelism
+MAX_ATTEMPTS = 100
 
 
 class DesiredState(StrEnum):
@@ -83,7 +87,7 @@ class UpgradeStrategy(SpecModel):
 
 class RestoreStrategy(SpecModel):
     kind: RestoreStrategyKind = RestoreStrategyKind.LATEST_SAVEPOINT
-    allow_non_restored_state: bool = False
+    allow_non_restored_state: StrictBool = False
 
 
 class Artifact(SpecModel):
@@ -123,6 +127,12 @@ class Artifact(SpecModel):
                                                      or not self.sql_script_file.strip("/. ")):
                 raise ValueError("sqlScriptFile is a path in the spec repository, e.g. "
                                  "sql/orders.sql")
+        if isinstance(self.main_args, str):
+            try:
+                shlex.split(self.main_args)
+            except ValueError as error:
+                raise ValueError(f"mainArgs cannot be split as a shell would: {error} (quote "
+                                 "it differently, or give a list)") from None
         return self
 
     def repo_file(self) -> str | None:
@@ -144,11 +154,11 @@ class Artifact(SpecModel):
 
 class TemplateSpec(SpecModel):
     artifact: Artifact
-    parallelism: int = Field(default=1, ge=1)
+    parallelism: StrictInt = Field(default=1, ge=1, le=MAX_PARALLELISM)
     flink_configuration: FlinkOptions = Field(default_factory=dict)
     # accepted for Ververica compatibility, no effect on a session cluster
     resources: dict[str, Any] | None = None
-    number_of_task_managers: int | None = None
+    number_of_task_managers: StrictInt | None = None
     logging: dict[str, Any] | None = None
     kubernetes: dict[str, Any] | None = None
 
@@ -167,9 +177,9 @@ class DeploymentSpec(SpecModel):
     deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
     upgrade_strategy: UpgradeStrategy = UpgradeStrategy()
     restore_strategy: RestoreStrategy = RestoreStrategy()
-    max_savepoint_creation_attempts: int = Field(default=4, ge=1)
-    max_job_creation_attempts: int = Field(default=4, ge=1)
-    stop_with_drain: bool = False
+    max_savepoint_creation_attempts: StrictInt = Field(default=4, ge=1, le=MAX_ATTEMPTS)
+    max_job_creation_attempts: StrictInt = Field(default=4, ge=1, le=MAX_ATTEMPTS)
+    stop_with_drain: StrictBool = False
     initial_savepoint_path: str | None = None
     restart_nonce: int | str | None = None             # change it: restart per upgradeStrategy
     savepoint_trigger_nonce: int | str | None = None   # change it: take a savepoint of the job
@@ -266,18 +276,32 @@ class Tls(SpecModel):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    verify: bool = True
+    verify: StrictBool = True
 
 
 class FlinkCluster(SpecModel):
-    url: str = Field(pattern=r"^https?://")
+    url: str
     headers: dict[str, str] = Field(default_factory=dict)
     tls: Tls = Tls()
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname \
+                or re.search(r"\s", url):
+            raise ValueError("url must be the http:// or https:// address of the cluster's REST "
+                             "API, e.g. https://flink.example.com:8081")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("url has a port that is not a number from 0 to 65535") from None
+        return url
+
 
 class LocalClusterSpec(SpecModel):
-    port: int = Field(default=8081, ge=1, le=65535)
-    slots: int = Field(default=4, ge=1)
+    port: StrictInt = Field(default=8081, ge=1, le=65535)
+    slots: StrictInt = Field(default=4, ge=1, le=1024)
     flink_configuration: FlinkOptions = Field(default_factory=dict)  # the cluster's config.yaml
 
 

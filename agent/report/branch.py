@@ -13,17 +13,21 @@ blob id, each parsed once per process.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from io import BytesIO
 
 import yaml
 from gitdb import IStream, LooseObjectDB
+from pydantic import ValidationError
 
 from agent.errors import SourceError, StatusPushRejected
 from agent.model.status import DeploymentStatus
 from agent.source import REMOTE, SpecRepository
 
+log = logging.getLogger(__name__)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024   # a status document above this is not read
 _DOCUMENTS: dict[str, DeploymentStatus] = {}   # blob id -> parsed document, of the last read
 _DOCUMENTS_LOCK = threading.Lock()
 
@@ -31,27 +35,60 @@ AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@l
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
 
 
-def read_statuses(source: SpecRepository, branch: str) -> dict[str, DeploymentStatus]:
-    """The deployment status documents at the head of the status branch (none if no branch)."""
+def read_statuses(source: SpecRepository, branch: str
+                  ) -> tuple[dict[str, DeploymentStatus], dict[str, str]]:
+    """The deployment status documents at the head of the status branch (none if no branch),
+    and what could not be read: deployment name (from the file name) -> why. A document that is
+    not YAML, not a status document, empty or binary is left out, and the deployment's status is
+    unknown: the agent recovers it from Flink's records (job ids), as after a crash."""
     head = source.head(branch)
     if head is None:
-        return {}
-    blobs = [blob for path, blob in sorted(source.files(head).items())
+        return {}, {}
+    blobs = {path: blob for path, blob in sorted(source.files(head).items())
              if path.startswith("deployments/") and path.count("/") == 1
-             and path.endswith(".yaml")]
+             and path.endswith(".yaml")}
     with _DOCUMENTS_LOCK:
-        known = {blob: _DOCUMENTS[blob] for blob in blobs if blob in _DOCUMENTS}
-    texts = source.read_blobs([blob for blob in blobs if blob not in known])
-    parsed = {blob: DeploymentStatus.model_validate(yaml.load(text, Loader=_LOADER))
-              for blob, text in texts.items()}
+        known = {blob: _DOCUMENTS[blob] for blob in blobs.values() if blob in _DOCUMENTS}
+    contents = source.read_blobs([blob for blob in blobs.values() if blob not in known])
+    parsed, unreadable = {}, {}
+    for path, blob in blobs.items():
+        if blob in contents and blob not in parsed:
+            try:
+                parsed[blob] = _parse(contents[blob])
+            except ValueError as error:
+                name = path.removeprefix("deployments/").removesuffix(".yaml")
+                unreadable[name] = (f"status document {path} on {branch} could not be read "
+                                    f"({error}); its status was recovered from Flink's records")
+                log.warning("%s", unreadable[name])
     with _DOCUMENTS_LOCK:   # the documents of the newest head are kept, older ones dropped
         _DOCUMENTS.clear()
         _DOCUMENTS.update(known | parsed)
     documents = {}
-    for blob in blobs:
-        document = known.get(blob) or parsed[blob]
-        documents[document.name] = document
-    return documents
+    for blob in blobs.values():
+        document = known.get(blob) or parsed.get(blob)
+        if document is not None:
+            documents[document.name] = document
+    return documents, unreadable
+
+
+def _parse(content: bytes) -> DeploymentStatus:
+    """One status document; ValueError saying why it is not one."""
+    if len(content) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{len(content):,} bytes, over {MAX_DOCUMENT_BYTES:,}")
+    try:
+        data = yaml.load(content.decode("utf-8"), Loader=_LOADER)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except (yaml.YAMLError, RecursionError) as error:
+        raise ValueError(f"not YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError("empty" if data is None else "not a mapping")
+    try:
+        return DeploymentStatus.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise ValueError(f"not a DeploymentStatus: {where}: {first['msg']}") from None
 
 
 def write(source: SpecRepository, branch: str, files: dict[str, bytes], message: str) -> str | None:

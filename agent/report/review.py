@@ -47,11 +47,12 @@ class ReviewSet:
     head: str
     base: str | None
     reviews: tuple[Review, ...] = field(default=())
+    problems: tuple[str, ...] = ()       # "file:line: message", of no readable deployment
 
     @property
     def exit_code(self) -> int:
         """0 nothing to do, 2 changes planned, 1 an invalid spec or a policy denial."""
-        if any(r.problems or r.verdict.denied for r in self.reviews):
+        if self.problems or any(r.problems or r.verdict.denied for r in self.reviews):
             return 1
         return 2 if any(r.plan.changes_anything or r.plan.pending for r in self.reviews) else 0
 
@@ -60,6 +61,7 @@ def render_json(reviews: ReviewSet) -> str:
     return json.dumps({
         "head": reviews.head,
         "base": reviews.base,
+        "problems": list(reviews.problems),
         "deployments": [{
             "name": r.name,
             "action": r.action,
@@ -81,6 +83,9 @@ def render_markdown(reviews: ReviewSet) -> str:
         else f"`{reviews.head[:10]}`"
     acting = [r for r in reviews.reviews if r.plan.changes_anything or r.plan.pending]
     lines = [f"### flink-gitops plan for {span}", ""]
+    if reviews.problems:
+        lines += ["⛔ Spec files `sync` refuses (no deployment in them can be read as it is):",
+                  ""] + [f"- `{p}`" for p in reviews.problems] + [""]
     if not reviews.reviews:
         return "\n".join(lines + ["No deployment is affected.", ""])
     lines += [f"{len(acting)} of {len(reviews.reviews)} deployments change.", "",
