@@ -1,48 +1,42 @@
-"""Rego policies over Deployments and their plans, conftest style (pure, given the policies).
+"""Rego policies over Deployments and their plans, conftest style (pure, given the policies;
+they run in `agent.rego_sandbox`'s worker process).
 
 Policies are `*.rego` files: the agent's built-in ones (this project's `policies/`) and those under
-`policies/` in the spec repository. Each file is compiled on its own with regopy (OPA's Rego, no
-server), so a verdict names the file that gave it. Rules `deny` and `warn` of the package (default
-`main`) produce messages; `deny` blocks the deployment's change, `warn` is reported.
+`policies/` in the spec repository. Each file is compiled on its own, so a verdict names the file
+that gave it. Rules `deny` and `warn` of the package (default `main`) produce messages; `deny`
+blocks the deployment's change, `warn` is reported. A policy that cannot be used — it does not
+compile, fails when evaluated, or breaks a limit of the sandbox — denies: a policy the agent
+cannot read lets nothing through. `--policy-package` naming a package no file declares is a
+configuration error (a typo would disable every policy); a file of another package is a warning.
 
 The input is the Deployment document plus `target` (its name and kind, never its secrets),
 `plan` (the planned action, its steps and what happens to the job's state) and `previous` (the
 applied spec, or null).
 
-Rego is deterministic, so a policy's answer to an input is remembered: compiled policies are kept
-per file content and each remembers its verdicts per input, and a cycle in which a deployment's
-spec, plan and applied spec are unchanged asks the interpreter nothing.
+Rego is deterministic, so a policy set's answer to an input is remembered: policy sets are kept
+per file content and remember their verdicts per input, and a cycle in which a deployment's
+spec, plan and applied spec are unchanged asks the worker nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import re
-import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regopy import Interpreter, RegoError
+from agent.errors import ConfigError
+from agent.rego_sandbox import Sandbox
 
-from agent.errors import PermanentError
-
+log = logging.getLogger(__name__)
 BUILT_IN = Path(__file__).resolve().parent.parent / "policies"
-_ERROR = re.compile(r"\(error \d+:(?P<file>[^|]+)\|(?P<offset>\d+)\|\d+\s+"
-                    r"\(errormsg \d+:(?P<message>[^\n]*)\)")
-
-
+_PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _ANSWERS_KEPT = 50_000
-_COMPILED: dict[tuple, list[Policy]] = {}
-_STDOUT_LOCK = threading.Lock()
-
-
-class PolicyError(PermanentError):
-    """A policy file that does not compile, or fails when evaluated; names file and line."""
+_SETS_KEPT = 8
+_COMPILED: dict[tuple, PolicySet] = {}
 
 
 @dataclass(frozen=True)
@@ -58,114 +52,65 @@ class Verdict:
 
 
 @dataclass
-class Policy:
-    """One compiled policy file; one that does not compile keeps its `error` and denies every
-    change (a policy the agent cannot read lets nothing through)."""
+class PolicySet:
+    """Compiled policy files of one package, in their sandbox, with the verdicts given so far."""
 
-    path: str
-    package: str
-    _interpreter: Interpreter = field(repr=False, default=None)
-    _answers: dict[bytes, tuple[list[str], list[str]]] = field(repr=False, default_factory=dict)
-    error: str | None = None
+    sandbox: Sandbox
+    warnings: tuple[str, ...] = ()        # files of other packages: not evaluated
+    _answers: dict[bytes, Verdict] = field(repr=False, default_factory=dict)
 
-    def evaluate(self, document: dict[str, Any],
-                 key: bytes | None = None) -> tuple[list[str], list[str]]:
-        """(deny, warn) messages for `document`, whose digest `key` is computed if not given.
-        A policy that fails denies, with its error as the message."""
-        key = key or input_digest(document)
+    def verdict(self, document: dict[str, Any]) -> Verdict:
+        key = input_digest(document)
         if key not in self._answers:
-            self._interpreter.set_input(document)
             if len(self._answers) >= _ANSWERS_KEPT:
                 self._answers.clear()
-            try:
-                self._answers[key] = (self._rule("deny"), self._rule("warn"))
-            except PolicyError as error:
-                return [f"{error}; the change is held until the policy is fixed"], []
-        deny, warn = self._answers[key]
-        return list(deny), list(warn)
+            self._answers[key] = self._ask(document)
+        return self._answers[key]
 
-    def _rule(self, rule: str) -> list[str]:
-        try:
-            output = self._interpreter.query(f"data.{self.package}.{rule}")
-        except RegoError as error:
-            raise PolicyError(f"evaluating {rule} failed: {_reason(error)}") from None
-        if not output.ok():   # e.g. a rule given two different values
-            raise PolicyError(f"evaluating {rule} failed: Rego ended in an error (a rule with "
-                              "conflicting values?)")
-        text = str(output)
-        if text == "undefined":
-            return []
-        try:
-            values = json.loads(text)["expressions"][0]
-        except (ValueError, LookupError, TypeError):
-            raise PolicyError(f"evaluating {rule} failed: Rego answered {text[:200]!r}") from None
-        messages = values.keys() if isinstance(values, dict) else values  # Rego v0 or v1 sets
-        return sorted(str(m) for m in messages)
+    def _ask(self, document: dict[str, Any]) -> Verdict:
+        answers = self.sandbox.evaluate(document)
+        denials, warnings = list(self.sandbox.broken.values()), []
+        for path, answer in answers.items():
+            if "error" in answer:
+                denials.append(f"{path}: {answer['error']}; the change is held until the "
+                               "policy is fixed")
+                continue
+            denials += [f"{path}: {m}" for m in answer["deny"]]
+            warnings += [f"{path}: {m}" for m in answer["warn"]]
+        return Verdict(tuple(denials), tuple(warnings))
 
 
-def compile_policies(files: dict[str, str], package: str = "main") -> list[Policy]:
-    """Compiles every policy file (path -> Rego text); a file that does not compile denies every
-    change, saying its line and why. The same files compile to the same (remembered) policies."""
+def compile_policies(files: dict[str, str], package: str = "main") -> PolicySet:
+    """Compiles every policy file (path -> Rego text) of `package`; a file that does not compile
+    denies every change, saying its line and why. The same files compile to the same
+    (remembered) policy set."""
     key = (package, tuple(sorted(files.items())))
     if key not in _COMPILED:
-        if len(_COMPILED) >= 8:
-            _COMPILED.clear()
-        _COMPILED[key] = _compile(files, package)
+        declared = {path: _declared_package(text) for path, text in files.items()}
+        if files and package not in declared.values():
+            raise ConfigError(f"--policy-package {package!r}: no policy file declares that "
+                              f"package (they declare {sorted(set(declared.values()) - {None})})")
+        while len(_COMPILED) >= _SETS_KEPT:
+            _COMPILED.pop(next(iter(_COMPILED))).sandbox.close()
+        ours = {path: text for path, text in sorted(files.items())
+                if declared[path] in (package, None)}
+        _COMPILED[key] = PolicySet(Sandbox(ours, package), tuple(
+            f"{path}: package {found} is not --policy-package {package}: its rules are not "
+            "evaluated" for path, found in sorted(declared.items())
+            if found not in (package, None)))
+        for warning in _COMPILED[key].warnings:
+            log.warning("%s", warning)
     return _COMPILED[key]
 
 
-def _compile(files: dict[str, str], package: str) -> list[Policy]:
-    policies = []
-    for path, text in sorted(files.items()):
-        interpreter = Interpreter()
-        try:
-            with _stdout_to_stderr():
-                interpreter.add_module(path, text)
-        except RegoError as error:
-            match = _ERROR.search(str(error))
-            line = text[:int(match["offset"])].count("\n") + 1 if match else 1
-            policies.append(Policy(path, package, error=(
-                f"{path}:{line}: policy does not compile: "
-                f"{match['message'] if match else _reason(error)}; every change is held until "
-                "it is fixed")))
-            continue
-        policies.append(Policy(path, package, interpreter))
-    return policies
-
-
-@contextmanager
-def _stdout_to_stderr():
-    """The Rego engine prints a policy's compile errors on the process's standard output (its
-    C library writes to file descriptor 1), where they would corrupt `plan --format json`: they
-    go to standard error instead (the error itself is reported as a denial)."""
-    sys.stdout.flush()
-    with _STDOUT_LOCK:
-        saved = os.dup(1)
-        try:
-            os.dup2(2, 1)
-            yield
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+def evaluate(policies: PolicySet, document: dict[str, Any]) -> Verdict:
+    return policies.verdict(document)
 
 
 def built_in_policies() -> dict[str, str]:
     """The agent's own policies: `policies/*.rego` of this project (not their tests)."""
     return {f"(built-in) {p.name}": p.read_text() for p in sorted(BUILT_IN.glob("*.rego"))
             if not p.name.endswith("_test.rego")}
-
-
-def evaluate(policies: list[Policy], document: dict[str, Any]) -> Verdict:
-    denials, warnings = [], []
-    key = input_digest(document)
-    for policy in policies:
-        if policy.error is not None:
-            denials.append(policy.error)
-            continue
-        deny, warn = policy.evaluate(document, key)
-        denials += [f"{policy.path}: {m}" for m in deny]
-        warnings += [f"{policy.path}: {m}" for m in warn]
-    return Verdict(tuple(denials), tuple(warnings))
 
 
 def input_digest(document: dict[str, Any]) -> bytes:
@@ -181,6 +126,8 @@ def policy_input(document: dict[str, Any], target: str | None, target_kind: str 
             "previous": previous}
 
 
-def _reason(error: RegoError) -> str:
-    match = _ERROR.search(str(error))
-    return match["message"] if match else str(error).strip().splitlines()[0]
+def _declared_package(text: str) -> str | None:
+    """The package a policy file declares (None when it declares none: it does not compile,
+    and is compiled to say so)."""
+    match = _PACKAGE.search(text)
+    return match.group(1) if match else None

@@ -28,7 +28,8 @@ from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
 from agent.observe import ClusterView, Observation, assumed_from_status, observe_cluster
 from agent.plan import Plan, held, plan
-from agent.policy import Verdict, built_in_policies, compile_policies, evaluate, policy_input
+from agent.policy import (PolicySet, Verdict, built_in_policies, compile_policies, evaluate,
+                          policy_input)
 from agent.recover import recover
 from agent.report import branch
 from agent.report.dashboard import status_files
@@ -133,7 +134,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 desired: Deployment | None, problems: list[SpecProblem],
                 target: DeploymentTarget | None, loaded: LoadResult,
                 previous: DeploymentStatus | None, view: ClusterView,
-                client: FlinkClient | None, policies, gone: Deletions,
+                client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool) -> Assessment:
     """One deployment: observed, recovered, diffed, planned and judged by the policies."""
     desired_hash = _job_hash(desired, source, commit) if desired else None

@@ -55,7 +55,7 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
                                                   .deployment_target_name, None, NO_PLAN, None))
         denials += [f"{located.file}:{located.line}: {d}" for d in verdict.denials]
         warnings += [f"{located.file}:{located.line}: {w}" for w in verdict.warnings]
-    warnings += [str(w) for w in loaded.warnings]
+    warnings += [str(w) for w in loaded.warnings] + list(policies.warnings)
     return Validation(tuple(problems), tuple(denials), tuple(warnings))
 
 

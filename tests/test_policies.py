@@ -1,10 +1,12 @@
 """Rego policies (regopy, OPA's language, no server): the built-ins, a policy of the spec repo,
-and a policy that does not compile."""
+a policy that does not compile, and the sandbox a repository's policy runs in (no environment,
+bounded in size, time and memory)."""
 
 from __future__ import annotations
 
 import pytest
 
+from agent.errors import ConfigError
 from agent.model.spec import Deployment
 from agent.policy import (built_in_policies, compile_policies, evaluate,
                           policy_input)
@@ -73,8 +75,8 @@ def test_a_policy_that_fails_when_evaluated_denies_instead_of_raising():
 
 def test_rego_v0_rules_are_understood_too():
     old = 'package main\ndeny[msg] { input.spec.state == "RUNNING"; msg := "no" }\n'
-    [policy] = compile_policies({"policies/old.rego": old})
-    assert evaluate([policy], {"spec": {"state": "RUNNING"}}).denials == (
+    policies = compile_policies({"policies/old.rego": old})
+    assert evaluate(policies, {"spec": {"state": "RUNNING"}}).denials == (
         "policies/old.rego: no",)
 
 
@@ -82,3 +84,52 @@ def test_a_custom_package_is_queried():
     text = 'package flink\nimport rego.v1\nwarn contains "w" if { true }\n'
     assert evaluate(compile_policies({"p.rego": text}, package="flink"), {}).warnings == (
         "p.rego: w",)
+
+
+CANARY = "canary-5ecret-in-the-agents-environment"
+
+
+def test_a_policy_sees_nothing_of_the_agents_environment(monkeypatch):
+    monkeypatch.setenv("FLINK_GITOPS_CANARY_TOKEN", CANARY)
+    spy = ('package main\nimport rego.v1\n\n'
+           'warn contains sprintf("%v", [opa.runtime()]) if true\n')
+    verdict = evaluate(compile_policies({"policies/spy.rego": spy}), {"spec": {}})
+    [warning] = verdict.warnings
+    assert CANARY not in warning and "FLINK_GITOPS" not in warning
+
+
+def test_a_slow_policy_is_a_denial_naming_it_and_the_limit():
+    slow = ('package main\nimport rego.v1\n\nwarn contains "x" if {\n  count([x | some i in '
+            'numbers.range(1, 4000); some j in numbers.range(1, 4000); x := i * j]) > 0\n}\n')
+    policies = compile_policies({"policies/slow.rego": slow, **built_in_policies()})
+    [denial] = evaluate(policies, {"spec": {}}).denials
+    assert denial.startswith("policies/slow.rego: evaluating took over 2s (the limit)")
+    # the file now denies every change at once; the other policies still answer
+    second = evaluate(policies, {"spec": {"other": 1}})
+    assert second.denials == (denial,)
+
+
+def test_a_policy_that_eats_memory_is_killed_and_denies():
+    hungry = ('package main\nimport rego.v1\n\n'
+              'warn contains "x" if count(numbers.range(1, 300000000)) > 0\n')
+    [denial] = evaluate(compile_policies({"policies/hungry.rego": hungry}), {}).denials
+    assert "policies/hungry.rego: evaluating used over 512 MiB of memory (the limit)" in denial
+
+
+def test_a_policy_file_over_the_size_limit_is_not_compiled():
+    huge = "package main\nimport rego.v1\n\n" + "# padding\n" * 30_000
+    [denial] = evaluate(compile_policies({"policies/huge.rego": huge}), {}).denials
+    assert "over the limit of 262,144" in denial
+
+
+def test_a_policy_package_no_file_declares_is_a_configuration_error():
+    with pytest.raises(ConfigError, match="--policy-package 'mian'"):
+        compile_policies(built_in_policies(), package="mian")
+
+
+def test_a_policy_of_another_package_is_a_warning_and_not_evaluated():
+    other = 'package other\nimport rego.v1\n\ndeny contains "no" if true\n'
+    policies = compile_policies({**built_in_policies(), "policies/other.rego": other})
+    assert policies.warnings == ("policies/other.rego: package other is not --policy-package "
+                                 "main: its rules are not evaluated",)
+    assert not evaluate(policies, {"spec": {}}).denied
