@@ -37,6 +37,8 @@ def workdir_option(function):
                              "[env FLINK_GITOPS_WORKDIR, default ~/.flink-gitops].")(function)
 
 
+FILE_JAR_DIR_HELP = ("A directory file:// jarUris may point into (repeat for more); the work "
+                     "dir always [default: no other].")
 MAX_DELETIONS_HELP = ("Deletions one cycle may carry out; a cycle that would delete more "
                       "deletes none [default: the larger of 1 and 10 % of the deployments "
                       "known to the status].")
@@ -70,15 +72,17 @@ def acting_options(function):
                      help="Actions run at once on one cluster (clusters are acted on at once)."),
         click.option("--max-deletions", type=click.IntRange(min=0), default=None,
                      help=MAX_DELETIONS_HELP),
+        click.option("--file-jar-dir", "file_jar_dirs", multiple=True,
+                     type=click.Path(path_type=Path), help=FILE_JAR_DIR_HELP),
     ]
 
     @functools.wraps(function)
     def with_settings(repo, branch, path, status_branch, policy_package, workdir,
                       job_start_timeout, rollback, lease_ttl, actions_per_target, max_deletions,
-                      **rest):
+                      file_jar_dirs, **rest):
         settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                             job_start_timeout, rollback, lease_ttl, policy_package,
-                            actions_per_target, max_deletions)
+                            actions_per_target, max_deletions, tuple(file_jar_dirs))
         return function(settings, **rest)
 
     for option in reversed(options):
@@ -111,22 +115,28 @@ def sync(settings: Settings) -> None:
 @click.option("--format", "output", type=click.Choice(["markdown", "json"]), default="markdown",
               show_default=True)
 @click.option("--max-deletions", type=click.IntRange(min=0), default=None, help=MAX_DELETIONS_HELP)
+@click.option("--file-jar-dir", "file_jar_dirs", multiple=True, type=click.Path(path_type=Path),
+              help=FILE_JAR_DIR_HELP)
 def plan(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
          workdir: Path | None, base: str | None, head: str | None, output: str,
-         max_deletions: int | None) -> None:
+         max_deletions: int | None, file_jar_dirs: tuple[Path, ...]) -> None:
     """What sync would do; changes nothing anywhere (exit 0 nothing to do, 2 changes, 1 error
     or a policy denial)."""
     from agent.reconcile import review
     from agent.report.review import render_json, render_markdown
 
     settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
-                        policy_package=policy_package, max_deletions=max_deletions)
+                        policy_package=policy_package, max_deletions=max_deletions,
+                        file_jar_dirs=file_jar_dirs)
     try:
         reviews = review(settings, base, head)
     except FlinkGitopsError as error:
         say("plan failed", "red", error)
         sys.exit(1)
-    click.echo(render_json(reviews) if output == "json" else render_markdown(reviews), nl=False)
+    from agent.logs import redact
+
+    click.echo(redact(render_json(reviews) if output == "json" else render_markdown(reviews)),
+               nl=False)
     sys.exit(reviews.exit_code)
 
 

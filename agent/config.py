@@ -30,6 +30,12 @@ class Settings:
     policy_package: str = "main"         # the Rego package of deny/warn rules (conftest's)
     actions_per_target: int = 1          # actions run at once on one cluster (targets: parallel)
     max_deletions: int | None = None     # deletions one cycle may make; None: max(1, 10 % known)
+    file_jar_dirs: tuple[Path, ...] = ()  # where file:// jars may be read, besides the work dir
+
+    @property
+    def file_roots(self) -> tuple[Path, ...]:
+        """The directories `file://` jar URIs may point into."""
+        return (self.workdir, *self.file_jar_dirs)
 
     @property
     def artifact_cache(self) -> Path:

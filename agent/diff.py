@@ -9,6 +9,7 @@ the cluster that differs from what it applied.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,14 +55,19 @@ class Difference:
         return bool(self.fields) and not self.job_changed
 
 
-_SECRET_OPTION = re.compile(r"password|secret|token|credential|access-key|keytab|auth",
-                            re.IGNORECASE)
+_SECRET_OPTION = re.compile(r"password|passwd|secret|token|credential|access[-.]key|"
+                            r"account\.key|private[-.]key|jaas|keytab|auth", re.IGNORECASE)
+_SECRET_ARG = re.compile(r"^--?([\w.-]*(password|passwd|secret|token|credential)[\w.-]*"
+                         r"|([\w.-]*[-_.])?key)(=|$)", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def spec_document(deployment: Deployment) -> dict[str, Any]:
-    """The parts of a Deployment the status keeps as 'applied' and diffs against; values of
-    Flink options that look like secrets are replaced by '***' (DESIGN §5.6). Shared: not to be
-    changed."""
+    """The parts of a Deployment the status keeps as 'applied' and diffs against; what looks like
+    a secret is replaced by '***' (DESIGN §5.6): values of Flink options named like one
+    (`…password`, `sasl.jaas.config`, `fs.azure.account.key.*`, `s3.access.key`), values of such
+    program arguments (`--password x`, `--db-token=x`) and credentials in the jar's URL. Shared:
+    not to be changed."""
     return deployment.derived("spec_document", lambda: _spec_document(deployment))
 
 
@@ -70,11 +76,34 @@ def _spec_document(deployment: Deployment) -> dict[str, Any]:
                                      include={"metadata", "spec"})
     document["metadata"] = {k: v for k, v in document["metadata"].items()
                             if k in ("name", "labels", "annotations") and v}
-    options = document["spec"]["template"]["spec"].get("flinkConfiguration", {})
+    template = document["spec"]["template"]["spec"]
+    options = template.get("flinkConfiguration", {})
     for key in options:
         if _SECRET_OPTION.search(key):
             options[key] = "***"
+    artifact = template["artifact"]
+    if "jarUri" in artifact:
+        artifact["jarUri"] = _URL_CREDENTIALS.sub("***@", artifact["jarUri"])
+    if "mainArgs" in artifact:
+        args = artifact["mainArgs"]
+        masked = _masked_args(shlex.split(args) if isinstance(args, str) else args)
+        artifact["mainArgs"] = shlex.join(masked) if isinstance(args, str) else masked
     return document
+
+
+def _masked_args(args: list[str]) -> list[str]:
+    """Program arguments with the values of secret-looking flags replaced by '***'."""
+    masked, hide_next = [], False
+    for arg in args:
+        flag = _SECRET_ARG.match(arg)
+        if hide_next:
+            masked.append("***")
+        elif flag and flag.group(4) == "=":
+            masked.append(arg.split("=", 1)[0] + "=***")
+        else:
+            masked.append(arg)
+        hide_next = bool(flag) and flag.group(4) == "" and not hide_next
+    return masked
 
 
 def field_changes(old: dict[str, Any] | None,

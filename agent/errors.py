@@ -10,7 +10,13 @@ from __future__ import annotations
 
 
 class FlinkGitopsError(Exception):
-    """Base of every error the agent raises on purpose."""
+    """Base of every error the agent raises on purpose. Its message is redacted of every secret
+    the agent knows (`agent.logs.redact`) when it is made: an error's text is written to the
+    status branch, the terminal and the logs, and often quotes what a server answered."""
+
+    def __init__(self, message: object = "", *args: object):
+        from agent.logs import redact
+        super().__init__(redact(str(message)), *args)
 
 
 class TransientError(FlinkGitopsError):
@@ -45,6 +51,11 @@ class ArtifactError(PermanentError):
     """A job artifact (jar) could not be found, built or read."""
 
 
+class RepoFileRefused(ArtifactError):
+    """A file of the spec repository the agent will not read: a symbolic link, or a path that
+    leaves the repository."""
+
+
 class ArtifactUnavailable(TransientError):
     """A job artifact could not be downloaded now (network, or the server's 5xx)."""
 
@@ -66,9 +77,10 @@ class FlinkRequestError(FlinkError, PermanentError):
     """Flink answered a request with an error; `flink_message` is Flink's own text, verbatim."""
 
     def __init__(self, message: str, *, status: int | None = None, flink_message: str = ""):
+        from agent.logs import redact
         super().__init__(message)
         self.status = status
-        self.flink_message = flink_message
+        self.flink_message = redact(flink_message)
 
 
 class SavepointFailed(FlinkError, PermanentError):

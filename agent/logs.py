@@ -1,8 +1,11 @@
-"""Logging: human-readable or JSON lines, secrets always redacted (I/O: stderr).
+"""Logging, and the one redaction of secrets for every output (I/O: stderr).
 
-Secrets never reach a log (DESIGN §5.6): the header values the agent expands from its
-environment are registered here when they are read, and every record is scrubbed of them, of
-credentials in URLs and of bearer tokens before it is written.
+Secrets never reach a log, the status branch, a plan or the terminal (DESIGN §5.6, §5.9): every
+value the agent expands from its environment (header values today) is registered here when it
+is read, and `redact` scrubs text of them — as written, and as JSON or YAML would escape them
+(quotes, backslashes, non-ASCII) — of credentials in URLs and of bearer tokens. Text that comes
+from outside (Flink's and artifact servers' answers, policy messages) is redacted where it
+enters; every writer redacts what it writes once more.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ FIELDS = ("deployment", "target", "step", "outcome")
 
 
 def register_secret(value: str) -> None:
-    """A value that must never be logged (a header expanded from the environment)."""
-    if len(value) >= 4:
-        with _lock:
-            _secrets.add(value)
+    """A value that must never be written (a header expanded from the environment), in every
+    form an encoder may give it."""
+    if len(value) < 4:
+        return
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             value.replace("'", "''")}   # YAML's single-quoted style
+    with _lock:
+        _secrets.update(forms)
 
 
 def redact(text: str) -> str:
@@ -34,6 +41,14 @@ def redact(text: str) -> str:
         text = text.replace(secret, "***")
     text = _URL_CREDENTIALS.sub("***@", text)
     return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """`redact` of UTF-8 content (what is not UTF-8 is left as it is)."""
+    try:
+        return redact(data.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 class _Redacting(logging.Formatter):
@@ -48,7 +63,8 @@ class _JsonLines(logging.Formatter):
         entry |= {f: getattr(record, f) for f in FIELDS if getattr(record, f, None) is not None}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str))
+        # redacted before encoding: JSON escapes a secret's quotes, backslashes and non-ASCII
+        return json.dumps({k: redact(str(v)) for k, v in entry.items()})
 
 
 def configure(level: int, json_format: bool) -> None:

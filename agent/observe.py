@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from agent.errors import FlinkError
 from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, condense_trace
+from agent.logs import redact
 from agent.job_ids import deployment_key, generation_of, spec_digest_of
 from agent.model.status import Job, JobState
 
@@ -117,4 +118,5 @@ def _with_trouble(client: FlinkClient, job: ObservedJob) -> ObservedJob:
         exception = condense_trace(client.root_exception(job.id)).splitlines()
     except (FlinkError, LookupError, TypeError, ValueError, AttributeError):
         return job   # details Flink could not give, or gave in another shape: not essential
-    return replace(job, restarts=restarts, last_exception=" | ".join(exception[:2]) or None)
+    return replace(job, restarts=restarts,
+                   last_exception=redact(" | ".join(exception[:2])) or None)

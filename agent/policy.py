@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.logs import redact
 from agent.rego_sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ class PolicySet:
                 denials.append(f"{path}: {answer['error']}; the change is held until the "
                                "policy is fixed")
                 continue
-            denials += [f"{path}: {m}" for m in answer["deny"]]
-            warnings += [f"{path}: {m}" for m in answer["warn"]]
+            denials += [redact(f"{path}: {m}") for m in answer["deny"]]
+            warnings += [redact(f"{path}: {m}") for m in answer["warn"]]
         return Verdict(tuple(denials), tuple(warnings))
 
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Event
 
+from agent.artifact_check import add_artifact_check
 from agent.config import Settings
 from agent.diff import Difference, difference, field_changes, spec_document
 from agent.errors import FlinkGitopsError, StatusPushRejected
@@ -97,6 +98,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     source.fetch()
     commit = source.resolve(head or settings.branch)
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs)
+    add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies({**built_in_policies(), **source.spec_texts(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)
@@ -112,7 +114,10 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     assessments = []
     for name in names:
         desired, problems, target_name = wanted[name]
-        view = views.get(target_name) or ClusterView(False, error=f"no target {target_name!r}")
+        # a deployment never applied whose spec is refused has no target to look at
+        view = views.get(target_name) or ClusterView(
+            target_name is None, error=None if target_name is None else
+            f"no target {target_name!r}")
         target = loaded.targets[target_name].spec if target_name in loaded.targets else None
         try:
             assessment = _assess_one(settings, source, commit, name, desired, problems, target,
@@ -311,7 +316,7 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         start_timeout_s=settings.job_start_timeout_s,
         fetch_program=lambda release: job_program(
             release.deployment, settings.artifact_cache,
-            lambda path: source.read(release.commit, path)))
+            lambda path: source.read(release.commit, path), settings.file_roots))
     try:
         return execution.run(item.plan, desired, _applied_release(source, item))
     except FlinkGitopsError as error:

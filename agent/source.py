@@ -23,13 +23,14 @@ from typing import Iterable
 
 import git
 
-from agent.errors import SourceError
+from agent.errors import RepoFileRefused, SourceError
 from agent.logs import redact
 from agent.load import SPEC_SUFFIXES
 
 REMOTE = "origin"
 FETCH_TIMEOUT_S = 120
-_TREES: OrderedDict[str, dict[str, str]] = OrderedDict()   # commit -> path -> blob id
+_TREES: OrderedDict[str, tuple[dict[str, str], frozenset[str]]] = OrderedDict()
+# commit -> (path -> blob id of every regular file, paths of symbolic links)
 _TREES_KEPT = 8
 _TREES_LOCK = threading.Lock()
 
@@ -113,25 +114,34 @@ class SpecRepository:
         raise SourceError(f"{rev!r} is neither a branch of {redact(self.url)} nor a commit")
 
     def files(self, commit: str) -> dict[str, str]:
-        """Every file at `commit`: repo-relative path -> git blob id (one `git ls-tree`)."""
+        """Every regular file at `commit`: repo-relative path -> git blob id (one `git ls-tree`).
+        Symbolic links are no files of the spec repository: they are never followed."""
+        return self._tree(commit)[0]
+
+    def is_link(self, commit: str, path: str) -> bool:
+        return path in self._tree(commit)[1]
+
+    def _tree(self, commit: str) -> tuple[dict[str, str], frozenset[str]]:
         commit = self.resolve(commit) if len(commit) != 40 else commit
         with _TREES_LOCK:
             if commit in _TREES:
                 _TREES.move_to_end(commit)
                 return _TREES[commit]
-        listing = {}
+        listing, links = {}, set()
         for line in self.git("ls-tree", "-r", "-z", "--full-tree", commit).split("\0"):
             if not line:
                 continue
             meta, _, path = line.partition("\t")
-            _, kind, blob = meta.split()
-            if kind == "blob":
+            mode, kind, blob = meta.split()
+            if mode == "120000":
+                links.add(path)
+            elif kind == "blob":
                 listing[path] = blob
         with _TREES_LOCK:
-            _TREES[commit] = listing
+            _TREES[commit] = (listing, frozenset(links))
             while len(_TREES) > _TREES_KEPT:
                 _TREES.popitem(last=False)
-        return listing
+            return _TREES[commit]
 
     def spec_blobs(self, commit: str, path: str = ".",
                    suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:
@@ -180,9 +190,17 @@ class SpecRepository:
         return self.files(commit).get(path)
 
     def read(self, commit: str, path: str) -> bytes | None:
-        """One file (a normalised repo-relative path) at `commit`, or None when it is not there."""
-        blob = self.blob_id(commit, path)
+        """One file (a normalised repo-relative path) at `commit`, or None when it is not there;
+        RepoFileRefused for a symbolic link."""
+        blob = self.blob_id(commit, path) if self.has_file(commit, path) else None
         return self._cat([blob])[blob] if blob else None
+
+    def has_file(self, commit: str, path: str) -> bool:
+        """Whether `path` is a file at `commit`; RepoFileRefused for a symbolic link."""
+        if self.is_link(commit, path):
+            raise RepoFileRefused(f"{path} is a symbolic link in the spec repository; links are "
+                                  "not followed")
+        return path in self.files(commit)
 
 
 def _prefix(path: str) -> str:

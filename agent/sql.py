@@ -65,9 +65,10 @@ def check_sql(loaded: LoadResult, read: ReadFile, checker: Checker | None,
     """
     result = SqlCheck()
     scripts = []
-    for _, located in sorted(loaded.deployments.items()):
-        if located.spec.spec.template.spec.artifact.kind != ArtifactKind.SQLSCRIPT:
-            continue
+    for name, located in sorted(loaded.deployments.items()):
+        if located.spec.spec.template.spec.artifact.kind != ArtifactKind.SQLSCRIPT \
+                or loaded.problems_of("Deployment", name):
+            continue   # not SQL, or refused already (its file missing, say)
         found = script_of(located, read)
         if isinstance(found, SpecProblem):
             result.problems.append(found)

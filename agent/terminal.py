@@ -1,7 +1,8 @@
 """What the commands print on a terminal (I/O: stdout and stderr).
 
 Every text that comes from outside — a spec's file name or message, Flink's answer, a policy's
-denial — is printed as plain text, never read as Rich markup: `[/x]` in a message stays `[/x]`.
+denial — is printed as plain text, never read as Rich markup (`[/x]` in a message stays `[/x]`),
+and redacted of every secret the agent knows.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from agent.logs import redact
+
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 
 def say(label: str, style: str, message: object, to: Console = errors) -> None:
-    """`label: message`, the label styled, the message as it is."""
-    to.print(Text.assemble((label, style), ": ", str(message)), highlight=False)
+    """`label: message`, the label styled, the message as it is (redacted of secrets)."""
+    to.print(Text.assemble((label, style), ": ", redact(str(message))), highlight=False)
 
 
 def plain(message: object, to: Console = console) -> None:
-    to.print(str(message), markup=False, highlight=False)
+    to.print(redact(str(message)), markup=False, highlight=False)
 
 
 def table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
@@ -29,7 +32,7 @@ def table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
     for column in columns:
         shown.add_column(column)
     for row in rows:
-        shown.add_row(*(Text(cell) for cell in row))
+        shown.add_row(*(Text(redact(cell)) for cell in row))
     return shown
 
 

@@ -10,10 +10,13 @@ in `cache_dir`; without Java or the `local` extra, a warning says the check was 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.artifact_check import add_artifact_check
 from agent.config import default_workdir
+from agent.errors import RepoFileRefused
 from agent.load import SPEC_SUFFIXES, SpecProblem, load, target_problems
 from agent.policy import built_in_policies, compile_policies, evaluate, policy_input
 from agent.sql import Checker, add_sql_check
@@ -34,19 +37,18 @@ class Validation:
 
 def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
              checker: Checker | None = None) -> Validation:
-    """Every problem of the checkout at `root`; `checker` replaces Flink's SQL check (tests)."""
-    root = Path(root)
-    files = {p.relative_to(root).as_posix(): p.read_bytes()
-             for p in sorted(root.rglob("*")) if p.is_file() and p.name.endswith(SPEC_SUFFIXES)
-             and ".git" not in p.relative_to(root).parts}
-    loaded = add_sql_check(load(files), lambda path: _read(root, path),
+    """Every problem of the checkout at `root`; `checker` replaces Flink's SQL check (tests).
+    Symbolic links are not followed, as the agent does not follow them in git."""
+    root = Path(root).resolve()
+    files = {path: (root / path).read_bytes() for path in _checkout_files(root, SPEC_SUFFIXES)}
+    loaded = add_artifact_check(load(files), lambda path: _file(root, path) is not None)
+    loaded = add_sql_check(loaded, lambda path: _read(root, path),
                            cache_dir or default_workdir() / "artifacts", checker)
     problems = list(loaded.problems)
     for located in loaded.deployments.values():
         problems += target_problems(located, loaded)
-    policy_dir = root / "policies"
-    repo_policies = {p.relative_to(root).as_posix(): p.read_text()
-                     for p in sorted(policy_dir.rglob("*.rego"))} if policy_dir.is_dir() else {}
+    repo_policies = {path: (root / path).read_text(errors="replace")
+                     for path in _checkout_files(root, (".rego",), under="policies")}
     policies = compile_policies({**built_in_policies(), **repo_policies}, package)
     denials, warnings = [], []
     for _, located in sorted(loaded.deployments.items()):
@@ -59,9 +61,30 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
     return Validation(tuple(problems), tuple(denials), tuple(warnings))
 
 
+def _checkout_files(root: Path, suffixes: tuple[str, ...], under: str = ".") -> list[str]:
+    """The repo-relative paths of the checkout's regular files (no links, nothing under a link
+    or under .git) ending with one of `suffixes`, below `under`."""
+    found = []
+    for folder, dirs, names in os.walk(root / under):   # os.walk follows no directory link
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(names):
+            path = Path(folder) / name
+            if name.endswith(suffixes) and not path.is_symlink() and path.is_file():
+                found.append(path.relative_to(root).as_posix())
+    return found
+
+
+def _file(root: Path, path: str) -> Path | None:
+    """A regular file of the checkout by its repo-relative path; None when missing;
+    RepoFileRefused for a symbolic link (or a path through one)."""
+    file = root / path
+    if file.resolve() != file.absolute() or not file.resolve().is_relative_to(root):
+        raise RepoFileRefused(f"{path} is a symbolic link in the spec repository (or leaves "
+                              "it); links are not followed")
+    return file if file.is_file() else None
+
+
 def _read(root: Path, path: str) -> bytes | None:
-    """A file of the checkout by its repo-relative path (None when missing or outside it)."""
-    file = (root / path).resolve()
-    if not file.is_file() or not file.is_relative_to(root.resolve()):
-        return None
-    return file.read_bytes()
+    """A file of the checkout by its repo-relative path (None when missing)."""
+    file = _file(root, path)
+    return file.read_bytes() if file is not None else None

@@ -78,4 +78,8 @@ CASES = [
     Case("nul-byte", add("\0\n"), "NUL byte", held=True),
     Case("too-big", add("#" * (MAX_FILE_BYTES + 1) + "\n"), "over the limit", held=True),
     Case("a-list", lambda text, name: "- just\n- a list\n", "not a mapping", held=True),
+    Case("jar-outside-repo", sub("jobs/counter.jar", "../../etc/passwd"),
+         "leaves the spec repository"),
+    Case("jar-missing", sub("jobs/counter.jar", "jobs/nothing.jar"),
+         "no file jobs/nothing.jar in the spec repository"),
 ]

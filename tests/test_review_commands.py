@@ -62,10 +62,16 @@ def test_plan_without_the_cluster_plans_from_the_status_branch_and_says_so(
     assert "Cluster not reachable for remote: planned from the status branch" in result.stdout
 
 
-def test_validate_passes_the_examples_and_names_file_and_line_of_each_problem(tmp_path):
-    assert run("validate", str(ROOT / "spec-examples")).returncode == 0
+def test_validate_passes_the_examples_and_names_file_and_line_of_each_problem(tmp_path,
+                                                                             counter_jar):
     checkout = tmp_path / "checkout"
     shutil.copytree(ROOT / "spec-examples", checkout)
+    unbuilt = run("validate", str(checkout))   # the examples keep the jar's source, not the jar
+    assert unbuilt.returncode == 1 and unbuilt.stderr == (
+        "deployments/counter.yaml:24: jarUri jobs/counter.jar: no file jobs/counter.jar in the "
+        "spec repository\n")
+    shutil.copy(counter_jar, checkout / "jobs" / "counter.jar")   # as the demo builds it
+    assert run("validate", str(checkout)).returncode == 0
     spec = checkout / "deployments" / "counter.yaml"
     spec.write_text(spec.read_text().replace("  parallelism: 1", "  paralelism: 1")
                     .replace("kind: LATEST_SAVEPOINT", "kind: LATEST_STATE"))

@@ -12,18 +12,22 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
 
 import requests
 
+from agent.artifact_check import file_jar_allowed
 from agent.errors import ArtifactError, ArtifactUnavailable
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.model.spec import ArtifactKind, Deployment
 
 ReadFromRepo = Callable[[str], bytes | None]
+MAX_ARTIFACT_BYTES = 1024 ** 3      # a downloaded jar above this is refused
+DOWNLOAD_DEADLINE_S = 600.0         # a download taking longer is given up (tried again later)
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class JobProgram:
     args: list[str]
 
 
-def job_program(deployment: Deployment, cache_dir: Path,
-                read_from_repo: ReadFromRepo) -> JobProgram:
+def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
+                file_roots: Iterable[Path] = ()) -> JobProgram:
     """The program of `deployment`'s job: its jar, or the SQL runner with its script."""
     artifact = deployment.spec.template.spec.artifact
     if artifact.kind == ArtifactKind.SQLSCRIPT:
@@ -50,7 +54,7 @@ def job_program(deployment: Deployment, cache_dir: Path,
             script = content.decode("utf-8")
         return JobProgram(runner_jar(cache_dir), RUNNER_CLASS,
                           runner_args(deployment.name, script))
-    return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo),
+    return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo, file_roots),
                       artifact.entry_class, artifact.program_args())
 
 
@@ -61,16 +65,20 @@ def repo_path(jar_uri: str) -> str | None:
     return posixpath.normpath(jar_uri.lstrip("/"))
 
 
-def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo) -> Path:
-    """A local file holding the jar `jar_uri` names."""
+def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
+              file_roots: Iterable[Path] = ()) -> Path:
+    """A local file holding the jar `jar_uri` names (a `file://` one only under `file_roots`)."""
     parsed = urlparse(jar_uri)
     if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
+        path = file_jar_allowed(jar_uri, file_roots)
+        if path is None:
+            raise ArtifactError(f"jarUri {jar_uri}: file:// jars are read only under the "
+                                "agent's --file-jar-dir directories")
         if not path.is_file():
             raise ArtifactError(f"jarUri {jar_uri}: no such file on the agent's machine")
         return path
     if parsed.scheme in ("http", "https"):
-        return _keep(_download(jar_uri), _name_of(parsed.path), cache_dir)
+        return _download(jar_uri, _name_of(parsed.path), cache_dir)
     if parsed.scheme:
         raise ArtifactError(f"jarUri {jar_uri}: scheme {parsed.scheme!r} is not supported "
                             "(use https://, http://, file:// or a path in the spec repository)")
@@ -81,29 +89,57 @@ def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo) -> Pa
     return _keep(content, posixpath.basename(path), cache_dir)
 
 
-def _download(url: str) -> bytes:
-    try:
-        response = requests.get(url, timeout=120)
-    except requests.RequestException as error:
-        raise ArtifactUnavailable(
-            f"jarUri {url}: download failed ({type(error).__name__})") from None
-    if response.status_code >= 500:
-        raise ArtifactUnavailable(f"jarUri {url}: download answered HTTP {response.status_code}")
-    if response.status_code != 200:
-        raise ArtifactError(f"jarUri {url}: download answered HTTP {response.status_code}")
-    return response.content
+def _download(url: str, name: str, cache_dir: Path) -> Path:
+    """Streams a jar to the cache (never whole in memory), at most MAX_ARTIFACT_BYTES and
+    DOWNLOAD_DEADLINE_S in all; the same content is stored once."""
+    started = time.monotonic()
+    digest = hashlib.sha256()
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as partial:
+        try:
+            with requests.get(url, stream=True, timeout=60) as response:
+                if response.status_code >= 500:
+                    raise ArtifactUnavailable(f"jarUri {url}: download answered HTTP "
+                                              f"{response.status_code}")
+                if response.status_code != 200:
+                    raise ArtifactError(f"jarUri {url}: download answered HTTP "
+                                        f"{response.status_code}")
+                size = 0
+                for chunk in response.iter_content(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_ARTIFACT_BYTES:
+                        raise ArtifactError(f"jarUri {url}: larger than the limit of "
+                                            f"{MAX_ARTIFACT_BYTES:,} bytes")
+                    if time.monotonic() - started > DOWNLOAD_DEADLINE_S:
+                        raise ArtifactUnavailable(f"jarUri {url}: download took over "
+                                                  f"{DOWNLOAD_DEADLINE_S:g}s (the limit)")
+                    digest.update(chunk)
+                    partial.write(chunk)
+        except requests.RequestException as error:
+            Path(partial.name).unlink(missing_ok=True)
+            raise ArtifactUnavailable(
+                f"jarUri {url}: download failed ({type(error).__name__})") from None
+        except (ArtifactError, ArtifactUnavailable):
+            Path(partial.name).unlink(missing_ok=True)
+            raise
+    return _stored(Path(partial.name), digest.hexdigest()[:12], name, cache_dir)
 
 
 def _keep(content: bytes, name: str, cache_dir: Path) -> Path:
     """Stores content under a name that carries its digest; the same content is stored once."""
-    digest = hashlib.sha256(content).hexdigest()[:12]
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as partial:
+        partial.write(content)
+    return _stored(Path(partial.name), hashlib.sha256(content).hexdigest()[:12], name, cache_dir)
+
+
+def _stored(partial: Path, digest: str, name: str, cache_dir: Path) -> Path:
     stem = name[:-4] if name.endswith(".jar") else name
     path = Path(cache_dir) / f"{stem}-{digest}.jar"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as partial:
-            partial.write(content)
-        Path(partial.name).replace(path)
+    if path.exists():
+        partial.unlink()
+    else:
+        partial.replace(path)
     return path
 
 

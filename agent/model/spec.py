@@ -127,6 +127,11 @@ class Artifact(SpecModel):
                                                      or not self.sql_script_file.strip("/. ")):
                 raise ValueError("sqlScriptFile is a path in the spec repository, e.g. "
                                  "sql/orders.sql")
+        path = self.repo_file()
+        if path is not None and (path == ".." or path.startswith("../")):
+            field = "sqlScriptFile" if self.kind == ArtifactKind.SQLSCRIPT else "jarUri"
+            raise ValueError(f"{field} {path} leaves the spec repository (a path in it, e.g. "
+                             "jobs/orders.jar)")
         if isinstance(self.main_args, str):
             try:
                 shlex.split(self.main_args)

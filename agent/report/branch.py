@@ -22,6 +22,7 @@ from gitdb import IStream, LooseObjectDB
 from pydantic import ValidationError
 
 from agent.errors import SourceError, StatusPushRejected
+from agent.logs import redact, redact_bytes
 from agent.model.status import DeploymentStatus
 from agent.source import REMOTE, SpecRepository
 
@@ -92,11 +93,15 @@ def _parse(content: bytes) -> DeploymentStatus:
 
 
 def write(source: SpecRepository, branch: str, files: dict[str, bytes], message: str) -> str | None:
-    """Commits `files` as the whole content of the status branch and pushes it.
+    """Commits `files` as the whole content of the status branch and pushes it, every file and
+    the message redacted of the secrets the agent knows (a last guard: texts from outside are
+    redacted where they enter).
 
     Returns the new commit, or None when the content equals the branch head's (no commit).
     """
     head = source.head(branch)
+    files = {path: redact_bytes(content) for path, content in files.items()}
+    message = redact(message)
     tree = _tree(source, files, set(source.files(head).values()) if head else set())
     if head is not None and source.git("rev-parse", f"{head}^{{tree}}") == tree:
         return None

@@ -1,0 +1,62 @@
+"""Each deployment's artifact, checked before anything runs (pure, given a lookup of files).
+
+A jar or SQL script kept in the spec repository must be there and be a file, not a symbolic
+link; a `file://` jar must lie under a directory the agent allows (`--file-jar-dir`, and its
+work dir). A deployment whose artifact fails is INVALID at `validate`, `plan` and `sync` time,
+with the file and line of the field — never discovered half way through an upgrade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+from urllib.parse import unquote, urlparse
+
+from agent.errors import RepoFileRefused
+from agent.load import LoadResult, Located, SpecProblem
+from agent.model.spec import ArtifactKind
+
+ARTIFACT = ("spec", "template", "spec", "artifact")
+Exists = Callable[[str], bool]   # repo path -> is a file; RepoFileRefused for a link
+
+
+def add_artifact_check(loaded: LoadResult, exists: Exists,
+                       file_roots: Iterable[Path] | None = None) -> LoadResult:
+    """`loaded` (the same object) with the problems of its deployments' artifacts added;
+    `file_roots` None: `file://` jars are not checked (`validate` does not know the agent's)."""
+    roots = None if file_roots is None else [Path(root).resolve() for root in file_roots]
+    for located in loaded.deployments.values():
+        problem = _problem(located, exists, roots)
+        if problem is not None:
+            loaded.problems.append(problem)
+    return loaded
+
+
+def file_jar_allowed(jar_uri: str, roots: Iterable[Path]) -> Path | None:
+    """The local path of a `file://` jar if it lies under one of `roots` (links resolved), else
+    None."""
+    path = Path(unquote(urlparse(jar_uri).path)).resolve()
+    return path if any(path.is_relative_to(Path(root).resolve()) for root in roots) else None
+
+
+def _problem(located: Located, exists: Exists, roots: list[Path] | None) -> SpecProblem | None:
+    artifact = located.spec.spec.template.spec.artifact
+    field = "sqlScriptFile" if artifact.kind == ArtifactKind.SQLSCRIPT else "jarUri"
+    value = artifact.sql_script_file if artifact.kind == ArtifactKind.SQLSCRIPT \
+        else artifact.jar_uri
+    path = artifact.repo_file()
+    if path is not None:
+        try:
+            if exists(path):
+                return None
+            why = f"no file {path} in the spec repository"
+        except RepoFileRefused as refused:
+            why = str(refused)
+    elif roots is not None and field == "jarUri" and value.startswith("file:") \
+            and file_jar_allowed(value, roots) is None:
+        why = ("file:// jars are read only under the agent's --file-jar-dir directories "
+               f"({', '.join(str(r) for r in roots)})")
+    else:
+        return None
+    return SpecProblem(located.file, located.line_of(*ARTIFACT, field), f"{field} {value}: {why}",
+                       "Deployment", located.spec.name)
