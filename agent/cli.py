@@ -195,6 +195,8 @@ def run(settings: Settings, interval: float, drift_interval: float,
     except OSError as error:
         raise click.BadParameter(f"cannot listen on {listen[0]}:{listen[1]}: "
                                  f"{error.strerror or error}", param_hint="'--listen'") from None
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
     sys.exit(daemon.run())
 
 

@@ -21,19 +21,23 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
 
 from agent.config import Settings
-from agent.errors import FlinkError, FlinkGitopsError, SourceError
+from agent.errors import ConfigError, FlinkError, FlinkGitopsError, SourceError
 from agent.reconcile import SyncResult, spec_head, sync
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024            # a webhook body above this gets 413
+MAX_CONNECTIONS = 64              # connections handled at once; one more is closed at once
+CONNECTION_TIMEOUT_S = 5.0        # a socket read of a client waits at most this
 SECRET_ENV = "FLINK_GITOPS_WEBHOOK_SECRET"
 
 
@@ -86,33 +90,98 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Push:
-    """What a webhook said: the branch pushed to, and whether the call proved who it is from."""
+    """What a webhook said: the branch pushed to, whether the call proved who it is from, the
+    delivery's id (to ignore a replay), and what is wrong with the body, if anything."""
 
     verified: bool
     branch: str | None
+    delivery: str | None = None
+    malformed: str | None = None
+
+
+DELIVERY_HEADERS = ("x-github-delivery", "x-gitea-delivery", "x-gitlab-event-uuid")
 
 
 def read_push(headers: dict[str, str], body: bytes, secret: str | None) -> Push:
-    """Verifies a GitHub, Gitea (HMAC-SHA256 of the body) or GitLab (token) push event (pure)."""
+    """Verifies a GitHub, Gitea (HMAC-SHA256 of the body) or GitLab (token) push event (pure).
+    Whatever the headers and body hold, the answer is a Push: a signature that is not ASCII
+    does not match, a body that is not a JSON object with a string `ref` is malformed."""
     lower = {k.lower(): v for k, v in headers.items()}
-    if secret is None:
+    if not secret:
         verified = False
     elif "x-hub-signature-256" in lower:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        verified = hmac.compare_digest(lower["x-hub-signature-256"], expected)
+        verified = _same(lower["x-hub-signature-256"], expected)
     elif "x-gitea-signature" in lower:
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        verified = hmac.compare_digest(lower["x-gitea-signature"], expected)
+        verified = _same(lower["x-gitea-signature"], expected)
     elif "x-gitlab-token" in lower:
-        verified = hmac.compare_digest(lower["x-gitlab-token"], secret)
+        verified = _same(lower["x-gitlab-token"], secret)
     else:
         verified = False
+    delivery = next((lower[h][:200] for h in DELIVERY_HEADERS if lower.get(h)), None)
     try:
-        ref = json.loads(body or b"{}").get("ref", "")
-    except (ValueError, AttributeError):
-        ref = ""
+        event = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        return Push(verified, None, delivery, "the body is not JSON")
+    ref = event.get("ref") if isinstance(event, dict) else None
+    if not isinstance(ref, str):
+        return Push(verified, None, delivery, "the body has no string ref")
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
-    return Push(verified, branch)
+    return Push(verified, branch, delivery)
+
+
+def _same(given: str, expected: str) -> bool:
+    """A constant-time comparison of what the caller sent (any characters) and the secret."""
+    return hmac.compare_digest(given.encode("utf-8", errors="replace"),
+                               expected.encode("utf-8"))
+
+
+class Deliveries:
+    """The ids of the last deliveries accepted: a replayed one triggers nothing."""
+
+    def __init__(self, kept: int = 1000):
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery: str | None) -> bool:
+        if delivery is None:
+            return True
+        with self._lock:
+            if delivery in self._seen:
+                return False
+            self._seen[delivery] = None
+            while len(self._seen) > self._kept:
+                self._seen.popitem(last=False)
+            return True
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """The standard library's threading server with a bound on connections handled at once
+    (one past it is closed at once) and a timeout on every socket read (`Handler.timeout`)."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, connections: int = MAX_CONNECTIONS):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class Daemon:
@@ -123,13 +192,17 @@ class Daemon:
         self.drift_interval_s = drift_interval_s or interval_s
         self.metrics = Metrics()
         self.secret = os.environ.get(SECRET_ENV)
+        if self.secret is not None and not self.secret.strip():
+            raise ConfigError(f"{SECRET_ENV} is set but empty: every webhook would be accepted; "
+                              "set a secret, or unset it to turn webhooks off")
+        self.deliveries = Deliveries()
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wanted = threading.Event()
         self._full = threading.Event()          # a wanted cycle must look at the clusters
         self._settled_at: str | None = None     # the spec commit of a quiet cycle
         self._cycles = 0
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
+        self.server = BoundedServer((host, port), _handler(self))
         self.scheduler = BackgroundScheduler()
 
     @property
@@ -219,35 +292,51 @@ class Daemon:
 
 def _handler(daemon: Daemon):
     class Handler(BaseHTTPRequestHandler):
+        timeout = CONNECTION_TIMEOUT_S   # every read of the socket (a silent client is dropped)
+
         def do_GET(self):
-            if self.path == "/healthz":
+            path = urlsplit(self.path).path
+            if path == "/healthz":
                 self._answer(200, b"ok\n")
-            elif self.path == "/readyz":
+            elif path == "/readyz":
                 ready = daemon.ready.is_set()
                 self._answer(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
-            elif self.path == "/metrics":
+            elif path == "/metrics":
                 self._answer(200, generate_latest(daemon.metrics.registry),
                              CONTENT_TYPE_LATEST)
             else:
                 self._answer(404, b"not found\n")
 
         def do_POST(self):
-            if self.path != "/hooks/git":
+            if urlsplit(self.path).path != "/hooks/git":
                 return self._answer(404, b"not found\n")
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                daemon.metrics.webhooks.labels("too_large").inc()
-                return self._answer(413, b"body too large\n")
-            push = read_push(dict(self.headers), self.rfile.read(length), daemon.secret)
+            declared = self.headers.get("Content-Length")
+            if declared is None:
+                return self._refuse("no_length", 411, b"Content-Length required\n")
+            if not declared.strip().isdigit():
+                return self._refuse("malformed", 400, b"Content-Length is not a length\n")
+            if int(declared) > MAX_BODY:
+                return self._refuse("too_large", 413, b"body too large\n")
+            try:
+                body = self.rfile.read(int(declared))
+            except OSError:    # the client went silent: the socket read timed out
+                return self._refuse("timeout", 408, b"body not sent in time\n")
+            push = read_push(dict(self.headers), body, daemon.secret)
             if not push.verified:
-                daemon.metrics.webhooks.labels("unauthorized").inc()
-                return self._answer(401, b"signature or token does not match\n")
+                return self._refuse("unauthorized", 401, b"signature or token does not match\n")
+            if push.malformed:
+                return self._refuse("malformed", 400, push.malformed.encode() + b"\n")
+            if not daemon.deliveries.first_time(push.delivery):
+                return self._refuse("replayed", 202, b"delivery seen before: ignored\n")
             if push.branch != daemon.settings.branch:
-                daemon.metrics.webhooks.labels("ignored").inc()
-                return self._answer(202, b"not the spec branch: ignored\n")
+                return self._refuse("ignored", 202, b"not the spec branch: ignored\n")
             daemon.metrics.webhooks.labels("accepted").inc()
             daemon.trigger(f"webhook push to {push.branch}")
             self._answer(202, b"cycle triggered\n")
+
+        def _refuse(self, outcome: str, code: int, body: bytes):
+            daemon.metrics.webhooks.labels(outcome).inc()
+            self._answer(code, body)
 
         def _answer(self, code: int, body: bytes, content_type: str = "text/plain"):
             self.send_response(code)
@@ -258,5 +347,11 @@ def _handler(daemon: Daemon):
 
         def log_message(self, *args):
             pass
+
+        def handle_one_request(self):
+            try:
+                super().handle_one_request()
+            except (OSError, ValueError):   # a client that vanished or spoke no HTTP
+                self.close_connection = True
 
     return Handler

@@ -71,6 +71,7 @@ class Execution:
     clock: Callable[[], str] = utc_now
     sleep: Callable[[float], None] = time.sleep
     backoff_s: float = 1.0
+    longest_backoff_s: float = 60.0      # attempts wait 1 s, 2 s, 4 s … at most this
     start_timeout_s: float = 120.0
     _uploads: dict[str, tuple[JobProgram, str]] = field(default_factory=dict, init=False)
 
@@ -161,6 +162,9 @@ class Execution:
                                             created_at=self.clock(), job_id=step.job_id))
         outcome.savepoint_durations.append(result.duration_s)
 
+    def _backoff(self, retries: int) -> float:
+        return min(self.backoff_s * 2 ** min(retries, 30), self.longest_backoff_s)
+
     def _attempt_savepoint(self, step: Step, spec: Deployment | None,
                            trigger: Callable[[], str]) -> SavepointResult:
         """Triggers and awaits a savepoint, up to maxSavepointCreationAttempts with backoff.
@@ -185,7 +189,7 @@ class Execution:
                     raise SavepointFailed(
                         f"no savepoint after {attempt} attempt(s), job {step.job_id} {fate}; "
                         f"Flink said: {error}") from None
-                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                self.sleep(self._backoff(attempt - 1))
                 attempt += 1
 
     def _cancel(self, step: Step, outcome: Outcome):
@@ -221,7 +225,7 @@ class Execution:
                 if attempt + 1 == attempts:
                     raise JobStartFailed(f"the job did not start in {attempts} attempt(s); "
                                          f"last: {error}") from None
-                self.sleep(self.backoff_s * 2 ** attempt)
+                self.sleep(self._backoff(attempt))
                 continue
             outcome.started = StartedJob(job, generation + attempt, running.state,
                                          template.parallelism, restored_from, self.clock(),

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 BUILT_IN = Path(__file__).resolve().parent.parent / "policies"
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _ANSWERS_KEPT = 50_000
+MAX_MESSAGE_CHARS = 1000     # a deny or warn message longer than this is cut
 _SETS_KEPT = 8
 _COMPILED: dict[tuple, PolicySet] = {}
 
@@ -76,8 +77,8 @@ class PolicySet:
                 denials.append(f"{path}: {answer['error']}; the change is held until the "
                                "policy is fixed")
                 continue
-            denials += [redact(f"{path}: {m}") for m in answer["deny"]]
-            warnings += [redact(f"{path}: {m}") for m in answer["warn"]]
+            denials += [_message(path, m) for m in answer["deny"]]
+            warnings += [_message(path, m) for m in answer["warn"]]
         return Verdict(tuple(denials), tuple(warnings))
 
 
@@ -125,6 +126,13 @@ def policy_input(document: dict[str, Any], target: str | None, target_kind: str 
     spec."""
     return {**document, "target": {"name": target, "kind": target_kind}, "plan": plan,
             "previous": previous}
+
+
+def _message(path: str, message: str) -> str:
+    """A policy's message as reported: its file, at most MAX_MESSAGE_CHARS, redacted."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = f"{message[:MAX_MESSAGE_CHARS]}… ({len(message):,} characters, cut)"
+    return redact(f"{path}: {message}")
 
 
 def _declared_package(text: str) -> str | None:

@@ -331,16 +331,12 @@ def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None,
             held_by: tuple[SpecProblem, ...]):
     """(desired spec, its problems, target name) of one deployment; `held_by`: the problems of
     unreadable files that may hold it (see `agent.deletion`)."""
-    problems = loaded.problems_of("Deployment", name) + list(held_by)
     located = loaded.deployments.get(name)
+    problems = loaded.problems_of("Deployment", name) + list(held_by) + (
+        target_problems(located, loaded) if located else [])
     desired = located.spec if located and not problems else None
     target_name = (desired.spec.deployment_target_name if desired
                    else previous.status.target if previous else None)
-    if desired is not None:
-        problems = target_problems(located, loaded)
-        if problems:
-            desired = None
-            target_name = previous.status.target if previous else None
     return desired, problems, target_name
 
 

@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+MAX_MESSAGES = 100          # messages of one rule kept for one input
+MAX_MESSAGE_CHARS = 1000    # (the agent cuts them there; a little more tells it to)
 _ERROR = re.compile(r"\(error \d+:(?P<file>[^|]+)\|(?P<offset>\d+)\|\d+\s+"
                     r"\(errormsg \d+:(?P<message>[^\n]*)\)")
 
@@ -70,7 +72,7 @@ def _messages(interpreter, package: str, rule: str, rego_error) -> list:
     except (ValueError, LookupError, TypeError):
         raise ValueError(f"evaluating {rule} failed: Rego answered {text[:200]!r}") from None
     messages = values.keys() if isinstance(values, dict) else values   # Rego v0 or v1 sets
-    return sorted(str(m) for m in messages)
+    return sorted(str(m)[:MAX_MESSAGE_CHARS + 100] for m in messages)[:MAX_MESSAGES]
 
 
 def _first_line(error: Exception) -> str:

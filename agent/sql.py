@@ -23,6 +23,7 @@ from agent.model.spec import ArtifactKind, Deployment
 
 ReadFile = Callable[[str], bytes | None]
 ARTIFACT = ("spec", "template", "spec", "artifact")
+MAX_SCRIPT_BYTES = 1024 * 1024   # a sqlScriptFile above this is refused (inline: the file limit)
 _POSITION = re.compile(r"\bline (\d+), column (\d+)")
 _BLOCK = re.compile(r"sqlScript\s*:\s*([|>])[-+0-9]*\s*(#.*)?$")
 _INLINE = re.compile(r"sqlScript\s*:\s*(['\"]?)")
@@ -106,10 +107,16 @@ def script_of(located: Located, read: ReadFile) -> SqlScript | SpecProblem:
     path = artifact.repo_file()
     if path is not None:
         content = read(path)
+        line = located.line_of(*ARTIFACT, "sqlScriptFile")
         if content is None:
-            return SpecProblem(located.file, located.line_of(*ARTIFACT, "sqlScriptFile"),
+            return SpecProblem(located.file, line,
                                f"sqlScriptFile {artifact.sql_script_file}: no file {path} in "
                                "the spec repository", "Deployment", deployment.name)
+        if len(content) > MAX_SCRIPT_BYTES:
+            return SpecProblem(located.file, line,
+                               f"sqlScriptFile {artifact.sql_script_file}: {len(content):,} "
+                               f"bytes, over the limit of {MAX_SCRIPT_BYTES:,}", "Deployment",
+                               deployment.name)
         return SqlScript(deployment.name, content.decode("utf-8", errors="replace"), path, 1,
                          origin="sqlScriptFile")
     key_line = located.line_of(*ARTIFACT, "sqlScript")

@@ -146,6 +146,7 @@ def test_messages_that_look_like_markup_are_printed_as_they_are(spec_repo, tmp_p
           deploymentTargetName: closed
           template: {spec: {artifact: {jarUri: a.jar}}}
         """)
+    spec_repo.write("a.jar", "never read")
     spec_repo.write("policies/markup.rego",
                     'package main\nimport rego.v1\n\ndeny contains "[/x] [bold]nope" if true\n')
     spec_repo.push()

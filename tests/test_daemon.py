@@ -122,6 +122,7 @@ def test_webhooks_during_a_cycle_make_exactly_one_more(agent, spec_repo):
     spec_repo.write("deployments/slow.yaml", "apiVersion: v1\nkind: Deployment\n"
                     "metadata: {name: slow}\nspec:\n  deploymentTargetName: slow\n"
                     "  template: {spec: {artifact: {jarUri: a.jar}}}\n")
+    spec_repo.write("a.jar", "a jar never read: the cluster never answers")
     spec_repo.push()
     before = agent.cycles()
     assert agent.push_event() == 202
@@ -276,3 +277,55 @@ def test_the_daemon_outlives_every_input_that_used_to_kill_it(
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(timeout=60) == 0
     assert "Traceback" not in daemon.log.read_text()
+
+
+def raw_post(url: str, head: bytes, body: bytes = b"") -> bytes:
+    """A POST written by hand (no client library fixes its headers); the status line."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body)
+        return conn.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_the_webhook_endpoint_answers_every_malformed_call_and_stays_up(agent):
+    good = json.dumps({"ref": "refs/heads/main"}).encode()
+    sign = signed(good)["X-Hub-Signature-256"].encode()
+    assert raw_post(agent.url, b"Content-Length: -1\r\n") == b"HTTP/1.0 400 Bad Request"
+    assert raw_post(agent.url, b"Content-Length: abc\r\n") == b"HTTP/1.0 400 Bad Request"
+    assert raw_post(agent.url, b"") == b"HTTP/1.0 411 Length Required"
+    assert raw_post(agent.url, b"X-Hub-Signature-256: sha256=\xc3\xa9\xc3\xa9\r\n"
+                    b"Content-Length: %d\r\n" % len(good), good) == b"HTTP/1.0 401 Unauthorized"
+    for body in (b'{"ref": 5}', b'{"ref": null}', b"[" * 100_000, b"not json", b"[]"):
+        headers = signed(body)
+        assert requests.post(f"{agent.url}/hooks/git", data=body, headers=headers,
+                             timeout=10).status_code == 400, body[:20]
+    assert requests.get(f"{agent.url}/healthz?x=1", timeout=5).status_code == 200
+
+    before = agent.cycles()
+    replayed = {"X-Hub-Signature-256": sign.decode(), "X-GitHub-Delivery": "delivery-1"}
+    for _ in range(2):
+        assert requests.post(f"{agent.url}/hooks/git", data=good, headers=replayed,
+                             timeout=10).status_code == 202
+    wait_for(lambda: agent.cycles() == before + 1)
+    time.sleep(1)
+    assert agent.cycles() == before + 1
+    assert agent.metric('flink_gitops_webhooks_total{outcome="replayed"}') == 1
+
+    idle = [socket.create_connection(agent.url.removeprefix("http://").split(":"), timeout=10)
+            for _ in range(200)]   # more than the connections handled at once, all silent
+    wait_for(lambda: agent._get("/healthz") == 200, timeout=20)
+    threads = int(open(f"/proc/{agent.process.pid}/status").read().split("Threads:")[1].split()[0])
+    assert threads < 100
+    for conn in idle:
+        conn.close()
+    assert agent.process.poll() is None
+
+
+def test_an_empty_webhook_secret_is_refused_at_start(settings, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--repo", settings.repo, "--workdir",
+         str(settings.workdir), "--listen", f"127.0.0.1:{free_port()}"],
+        env={**os.environ, "FLINK_GITOPS_WEBHOOK_SECRET": " "}, capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "FLINK_GITOPS_WEBHOOK_SECRET is set but empty" in result.stderr

@@ -54,3 +54,13 @@ def test_odd_entries_of_the_jobs_overview_are_read_field_by_field():
     odd = job_overview({**good, "tasks": "many", "state": ["x"], "start-time": "soon"})
     assert (odd.tasks, odd.state, odd.start_time) == ({}, "UNKNOWN", -1)
     assert not odd.terminal     # an unknown state counts as active: nothing starts beside it
+
+
+def test_polling_ends_on_the_wall_clock_even_when_polls_are_slow():
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 5.0   # every poll takes five seconds of requests
+        return now[0]
+
+    assert len(list(poll_delays(10, clock=clock))) <= 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,6 +21,7 @@ import requests
 
 from agent.artifact_check import file_jar_allowed
 from agent.errors import ArtifactError, ArtifactUnavailable
+from agent.flink.http import deadline, session
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.model.spec import ArtifactKind, Deployment
 
@@ -92,37 +92,44 @@ def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
 def _download(url: str, name: str, cache_dir: Path) -> Path:
     """Streams a jar to the cache (never whole in memory), at most MAX_ARTIFACT_BYTES and
     DOWNLOAD_DEADLINE_S in all; the same content is stored once."""
-    started = time.monotonic()
     digest = hashlib.sha256()
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as partial:
         try:
-            with requests.get(url, stream=True, timeout=60) as response:
-                if response.status_code >= 500:
-                    raise ArtifactUnavailable(f"jarUri {url}: download answered HTTP "
-                                              f"{response.status_code}")
-                if response.status_code != 200:
-                    raise ArtifactError(f"jarUri {url}: download answered HTTP "
-                                        f"{response.status_code}")
-                size = 0
-                for chunk in response.iter_content(1 << 20):
-                    size += len(chunk)
-                    if size > MAX_ARTIFACT_BYTES:
-                        raise ArtifactError(f"jarUri {url}: larger than the limit of "
-                                            f"{MAX_ARTIFACT_BYTES:,} bytes")
-                    if time.monotonic() - started > DOWNLOAD_DEADLINE_S:
-                        raise ArtifactUnavailable(f"jarUri {url}: download took over "
-                                                  f"{DOWNLOAD_DEADLINE_S:g}s (the limit)")
-                    digest.update(chunk)
-                    partial.write(chunk)
-        except requests.RequestException as error:
-            Path(partial.name).unlink(missing_ok=True)
-            raise ArtifactUnavailable(
-                f"jarUri {url}: download failed ({type(error).__name__})") from None
-        except (ArtifactError, ArtifactUnavailable):
+            with deadline(DOWNLOAD_DEADLINE_S) as expired:
+                _stream(url, partial, digest, expired)
+        except BaseException:
             Path(partial.name).unlink(missing_ok=True)
             raise
     return _stored(Path(partial.name), digest.hexdigest()[:12], name, cache_dir)
+
+
+def _stream(url: str, partial, digest, expired) -> None:
+    try:
+        with session().get(url, stream=True, timeout=60) as response:
+            if response.status_code >= 500:
+                raise ArtifactUnavailable(f"jarUri {url}: download answered HTTP "
+                                          f"{response.status_code}")
+            if response.status_code != 200:
+                raise ArtifactError(f"jarUri {url}: download answered HTTP "
+                                    f"{response.status_code}")
+            size = 0
+            for chunk in response.iter_content(1 << 20):
+                size += len(chunk)
+                if size > MAX_ARTIFACT_BYTES:
+                    raise ArtifactError(f"jarUri {url}: larger than the limit of "
+                                        f"{MAX_ARTIFACT_BYTES:,} bytes")
+                digest.update(chunk)
+                partial.write(chunk)
+    except (requests.RequestException, OSError) as error:
+        if expired.is_set():
+            raise ArtifactUnavailable(f"jarUri {url}: download took over "
+                                      f"{DOWNLOAD_DEADLINE_S:g}s (the limit)") from None
+        raise ArtifactUnavailable(
+            f"jarUri {url}: download failed ({type(error).__name__})") from None
+    if expired.is_set():
+        raise ArtifactUnavailable(f"jarUri {url}: download took over {DOWNLOAD_DEADLINE_S:g}s "
+                                  "(the limit)")
 
 
 def _keep(content: bytes, name: str, cache_dir: Path) -> Path:

@@ -9,6 +9,7 @@ only the fields the cluster's version knows (`claimMode` from 1.20 on, `restoreM
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,10 +18,14 @@ from typing import Any, Callable
 
 import requests
 
+from agent.flink.http import AnswerTooLarge, deadline, read_limited, session
 from agent.errors import (FlinkAnswerInvalid, FlinkRequestError, FlinkUnavailable, JobStartFailed,
                           SavepointFailed)
 
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 10.0          # seconds a read of an answer may wait
+DEADLINE_FACTOR = 3             # a whole call: at most this many timeouts
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+MAX_MESSAGE_CHARS = 4000
 TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 VERSION_KEPT_S = 600.0
@@ -83,7 +88,7 @@ class FlinkClient:
     verify: bool | str = True
     cert: tuple[str, str] | str | None = None
     timeout: float = DEFAULT_TIMEOUT
-    _session: requests.Session = field(default_factory=requests.Session, repr=False)
+    _session: requests.Session = field(default_factory=session, repr=False)
     _version: str | None = field(default=None, repr=False)
 
     # --- reading -----------------------------------------------------------------------------
@@ -282,47 +287,70 @@ class FlinkClient:
     def _request(self, method: str, path: str, timeout: float | None = None,
                  expect: type = dict, **kwargs) -> Any:
         """Flink's answer, decoded and of the `expect`ed JSON type; anything else is a typed
-        error (unreachable, refused, or an answer that is not what Flink sends)."""
+        error (unreachable, refused, or an answer that is not what Flink sends). A call ends
+        within DEADLINE_FACTOR times its timeout in all, and an answer is at most
+        MAX_ANSWER_BYTES."""
+        timeout = timeout or self.timeout
+        where = f"Flink at {self.url}"
+        def late() -> FlinkUnavailable:
+            return FlinkUnavailable(f"{where} did not finish answering {method} {path} within "
+                                    f"{timeout * DEADLINE_FACTOR:g}s (the limit)")
+
         try:
-            response = self._session.request(
-                method, self.url.rstrip("/") + path, headers=self.headers, verify=self.verify,
-                cert=self.cert, timeout=timeout or self.timeout, **kwargs)
+            with deadline(timeout * DEADLINE_FACTOR) as expired:
+                try:
+                    response = self._session.request(
+                        method, self.url.rstrip("/") + path, headers=self.headers,
+                        verify=self.verify, cert=self.cert, timeout=timeout, stream=True,
+                        **kwargs)
+                    with response:
+                        content = read_limited(response, MAX_ANSWER_BYTES)
+                except (requests.RequestException, OSError):
+                    if expired.is_set():
+                        raise late() from None
+                    raise
+            if expired.is_set():   # cut short: what was read is not the whole answer
+                raise late()
+        except AnswerTooLarge as error:
+            raise FlinkAnswerInvalid(f"{where} answered {method} {path} with {error} (the "
+                                     "limit)") from None
         except requests.RequestException as error:
-            raise FlinkUnavailable(f"Flink at {self.url} did not answer {method} {path}: "
+            raise FlinkUnavailable(f"{where} did not answer {method} {path}: "
                                    f"{type(error).__name__}") from None
         except OSError as error:   # e.g. a TLS file that cannot be read
-            raise FlinkUnavailable(f"Flink at {self.url} could not be asked {method} {path}: "
+            raise FlinkUnavailable(f"{where} could not be asked {method} {path}: "
                                    f"{error.strerror or type(error).__name__}") from None
         if response.status_code in (502, 503, 504):
-            raise FlinkUnavailable(f"Flink at {self.url} answered {method} {path} with "
+            raise FlinkUnavailable(f"{where} answered {method} {path} with "
                                    f"{response.status_code}")
         if response.status_code >= 400:
-            message = flink_error_text(response)
+            message = flink_error_text(content)
             raise FlinkRequestError(f"Flink refused {method} {path} ({response.status_code}): "
                                     f"{message}", status=response.status_code,
                                     flink_message=message)
-        if not response.content:
+        if not content:
             return expect()
         try:
-            answer = response.json()
-        except ValueError:
-            raise FlinkAnswerInvalid(f"Flink at {self.url} answered {method} {path} with "
+            answer = json.loads(content)
+        except (ValueError, RecursionError):
+            raise FlinkAnswerInvalid(f"{where} answered {method} {path} with "
                                      "something that is not JSON") from None
         if not isinstance(answer, expect):
-            raise FlinkAnswerInvalid(f"Flink at {self.url} answered {method} {path} with a JSON "
+            raise FlinkAnswerInvalid(f"{where} answered {method} {path} with a JSON "
                                      f"{type(answer).__name__}, not a {expect.__name__}")
         return answer
 
 
 def poll_delays(timeout: float, first: float = 0.05, factor: float = 1.5,
                 longest: float = 1.0, quick_for: float = 2.0, brisk: float = 0.1,
-                brisk_for: float = 10.0):
-    """Delays between polls, until `timeout` seconds are spent (pure): every 50 ms for the first
-    2 s, growing to 100 ms until 10 s, then to 1 s. A savepoint or a job start on a healthy
-    cluster ends within the first seconds, and every poll interval there is up to as much
-    downtime for the job being upgraded; a wait that lasts is asked less often."""
-    spent, delay = 0.0, first
-    while spent <= timeout:
+                brisk_for: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    """Delays between polls, until `timeout` seconds are spent — in sleeps, and on the wall
+    `clock`, whichever comes first (the requests between sleeps take time too): every 50 ms
+    for the first 2 s, growing to 100 ms until 10 s, then to 1 s. A savepoint or a job start on
+    a healthy cluster ends within the first seconds, and every poll interval there is up to as
+    much downtime for the job being upgraded; a wait that lasts is asked less often."""
+    spent, delay, started = 0.0, first, clock()
+    while spent <= timeout and clock() - started <= timeout:
         yield delay
         spent += delay
         if spent >= quick_for:
@@ -335,15 +363,16 @@ def failure_cause(operation: dict[str, Any]) -> str:
     return condense_trace(str(cause.get("stack-trace") or cause)) or "no cause given"
 
 
-def flink_error_text(response: requests.Response) -> str:
+def flink_error_text(content: bytes) -> str:
     """The `errors` of a Flink error answer, condensed: Flink's own lines, without frames."""
     try:
-        errors = response.json().get("errors")
-    except ValueError:
+        answer = json.loads(content)
+        errors = answer.get("errors") if isinstance(answer, dict) else None
+    except (ValueError, RecursionError):
         errors = None
-    if not errors:
-        return response.text.strip()[:2000]
-    return "\n".join(condense_trace(str(e)) for e in errors)
+    if not errors or not isinstance(errors, list):
+        return content.decode("utf-8", errors="replace").strip()[:2000]
+    return "\n".join(condense_trace(str(e)) for e in errors)[:MAX_MESSAGE_CHARS]
 
 
 def condense_trace(trace: str, limit: int = 4000) -> str:

@@ -26,6 +26,7 @@ STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.
 CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
 MAX_PARALLELISM = 32768          # Flink's largest maxParallelism
 MAX_ATTEMPTS = 100
+MAX_MAIN_ARGS_CHARS = 64 * 1024  # mainArgs, as written (shell-splitting grows with its square)
 
 
 class DesiredState(StrEnum):
@@ -132,6 +133,11 @@ class Artifact(SpecModel):
             field = "sqlScriptFile" if self.kind == ArtifactKind.SQLSCRIPT else "jarUri"
             raise ValueError(f"{field} {path} leaves the spec repository (a path in it, e.g. "
                              "jobs/orders.jar)")
+        written = self.main_args if isinstance(self.main_args, str) else \
+            "".join(self.main_args or ())
+        if len(written) > MAX_MAIN_ARGS_CHARS:
+            raise ValueError(f"mainArgs has {len(written):,} characters, over the limit of "
+                             f"{MAX_MAIN_ARGS_CHARS:,}")
         if isinstance(self.main_args, str):
             try:
                 shlex.split(self.main_args)

@@ -29,6 +29,7 @@ from agent.source import REMOTE, SpecRepository
 log = logging.getLogger(__name__)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024   # a status document above this is not read
+MAX_DOCUMENT_VALUES = 200_000          # nor one of more values (aliases counted at each use)
 _DOCUMENTS: dict[str, DeploymentStatus] = {}   # blob id -> parsed document, of the last read
 _DOCUMENTS_LOCK = threading.Lock()
 
@@ -77,7 +78,14 @@ def _parse(content: bytes) -> DeploymentStatus:
     if len(content) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"{len(content):,} bytes, over {MAX_DOCUMENT_BYTES:,}")
     try:
-        data = yaml.load(content.decode("utf-8"), Loader=_LOADER)
+        loader = _LOADER(content.decode("utf-8"))
+        try:
+            node = loader.get_single_node()
+            if _values(node) > MAX_DOCUMENT_VALUES:
+                raise ValueError(f"over {MAX_DOCUMENT_VALUES:,} values (an alias bomb?)")
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     except (yaml.YAMLError, RecursionError) as error:
@@ -90,6 +98,19 @@ def _parse(content: bytes) -> DeploymentStatus:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "document"
         raise ValueError(f"not a DeploymentStatus: {where}: {first['msg']}") from None
+
+
+def _values(node: yaml.Node | None) -> int:
+    """The values of a document, every use of an alias counted (stops past the limit)."""
+    count, pending = 0, [node] if node is not None else []
+    while pending and count <= MAX_DOCUMENT_VALUES:
+        current = pending.pop()
+        count += 1
+        if isinstance(current, yaml.MappingNode):
+            pending += [part for pair in current.value for part in pair]
+        elif isinstance(current, yaml.SequenceNode):
+            pending += current.value
+    return count
 
 
 def write(source: SpecRepository, branch: str, files: dict[str, bytes], message: str) -> str | None:
