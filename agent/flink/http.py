@@ -32,7 +32,9 @@ def _watch(sock: socket.socket | None) -> None:
         sockets.append(sock)
 
 
-class _WatchedHTTP(HTTPConnection):
+class _Watching:
+    """A connection that tells the call under way which socket it uses."""
+
     def connect(self) -> None:
         super().connect()
         _watch(self.sock)
@@ -42,14 +44,12 @@ class _WatchedHTTP(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPS(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _watch(self.sock)
+class _WatchedHTTP(_Watching, HTTPConnection):
+    pass
 
-    def request(self, *args, **kwargs) -> None:
-        _watch(self.sock)
-        super().request(*args, **kwargs)
+
+class _WatchedHTTPS(_Watching, HTTPSConnection):
+    pass
 
 
 class _Pool(HTTPConnectionPool):
