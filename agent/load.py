@@ -283,13 +283,13 @@ class _Document:
         if not isinstance(data, dict):
             return self._note(doc_line, "not a mapping; ignored")
         kind = data.get("kind")
-        if kind not in SPEC_KINDS:
+        if not isinstance(kind, str) or kind not in SPEC_KINDS:
             meant = _meant_kind(kind)
             if meant is not None:
                 self.kind = meant
                 return self._problem(lines.get(("kind",), doc_line),
                                      f"kind {kind!r} is not a spec kind: did you mean {meant!r}?")
-            if kind is None:
+            if not isinstance(kind, str):
                 return self._note(doc_line, "no kind: not a spec; ignored")
             return self._note(doc_line, f"kind {kind!r} is not a spec kind; ignored",
                               readable=True)
@@ -312,7 +312,7 @@ class _Document:
         problem = SpecProblem(self.path, line, message, self.kind if named else None,
                               self.name if named else None)
         self.result.problems.append(problem)
-        if not named:
+        if not named or self.kind != "Deployment":   # a target's problem: what did it hold?
             self.unreadable.append(problem)
 
     def _note(self, line: int, message: str, readable: bool = False) -> None:

@@ -240,8 +240,8 @@ def rest(flink) -> Flink:
 class FlinkProxy:
     """A real HTTP proxy of the tests' own in front of Flink's REST port: it records every
     request the agent makes (`calls`) and passes it through, except that `answers[path]`, when
-    set, is sent back instead of Flink's answer to `GET path` (a callable gets Flink's real
-    answer body and returns the fake)."""
+    set, is sent back instead of Flink's answer to `GET path` (bytes, a (status, bytes) pair, or
+    a function of Flink's real answer body returning one of those)."""
 
     def __init__(self, upstream: str):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -271,13 +271,18 @@ class FlinkProxy:
                                                    if k.lower() != "host"}, timeout=120)
                 content, status = answer.content, answer.status_code
                 fake = proxy.answers.get(self.path) if self.command == "GET" else None
-                if fake is not None:
+                if fake is not None:   # bytes, (status, bytes) or a function of the real
                     content, status = (fake(content) if callable(fake) else fake), 200
-                self.send_response(status)
-                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                    if isinstance(content, tuple):
+                        status, content = content
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass   # the agent stopped reading (an answer over its limit)
 
             do_GET = do_POST = do_PATCH = do_DELETE = _forward
 

@@ -288,19 +288,21 @@ def raw_post(url: str, head: bytes, body: bytes = b"") -> bytes:
 
 
 def test_the_webhook_endpoint_answers_every_malformed_call_and_stays_up(agent):
+    from hostile_inputs import SIGNED_BODIES, WEBHOOK_CASES
+
+    before = agent.cycles()
+    for case in WEBHOOK_CASES:
+        assert raw_post(agent.url, case.head, case.body).split(b" ")[1] == \
+            str(case.status).encode(), case.id
+    for name, body in SIGNED_BODIES.items():
+        assert requests.post(f"{agent.url}/hooks/git", data=body, headers=signed(body),
+                             timeout=10).status_code == 400, name
+    assert requests.get(f"{agent.url}/healthz?x=1", timeout=5).status_code == 200
+    time.sleep(1)
+    assert agent.cycles() == before     # nothing malformed triggered a cycle
+
     good = json.dumps({"ref": "refs/heads/main"}).encode()
     sign = signed(good)["X-Hub-Signature-256"].encode()
-    assert raw_post(agent.url, b"Content-Length: -1\r\n") == b"HTTP/1.0 400 Bad Request"
-    assert raw_post(agent.url, b"Content-Length: abc\r\n") == b"HTTP/1.0 400 Bad Request"
-    assert raw_post(agent.url, b"") == b"HTTP/1.0 411 Length Required"
-    assert raw_post(agent.url, b"X-Hub-Signature-256: sha256=\xc3\xa9\xc3\xa9\r\n"
-                    b"Content-Length: %d\r\n" % len(good), good) == b"HTTP/1.0 401 Unauthorized"
-    for body in (b'{"ref": 5}', b'{"ref": null}', b"[" * 100_000, b"not json", b"[]"):
-        headers = signed(body)
-        assert requests.post(f"{agent.url}/hooks/git", data=body, headers=headers,
-                             timeout=10).status_code == 400, body[:20]
-    assert requests.get(f"{agent.url}/healthz?x=1", timeout=5).status_code == 200
-
     before = agent.cycles()
     replayed = {"X-Hub-Signature-256": sign.decode(), "X-GitHub-Delivery": "delivery-1"}
     for _ in range(2):

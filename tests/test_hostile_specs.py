@@ -11,6 +11,7 @@ from agent.artifact_check import add_artifact_check
 from agent.deletion import deletions
 from agent.load import load, parse_file
 from agent.model.status import DeploymentStatus
+from agent.observe import Observation, ObservedJob
 from conftest import counter_deployment
 from hostile_inputs import CASES
 
@@ -100,3 +101,50 @@ def test_a_deployment_on_an_invalid_target_is_told_the_targets_own_problem():
     assert "url must be the http:// or https:// address" in target_problem.message
     [problem] = target_problems(loaded.deployments["orders"], loaded)
     assert "DeploymentTarget 'test' is invalid (targets/test.yaml:4:" in problem.message
+
+
+def _running_from(spec_text: str) -> tuple[dict[str, DeploymentStatus], Observation]:
+    """The status and the cluster of deployment `orders` running the spec `spec_text`."""
+    from agent.job_ids import job_id
+    original = load({FILE: spec_text}).deployments["orders"].spec
+    applied = original.job_hash("blob")
+    job = job_id("orders", 1, applied)
+    previous = {"orders": DeploymentStatus.model_validate({
+        "metadata": {"name": "orders"},
+        "status": {"state": "RUNNING", "sync": "SYNCED", "specFile": FILE, "target": "test",
+                   "desiredState": "RUNNING", "appliedSpecHash": applied,
+                   "job": {"id": job, "generation": 1, "state": "STARTED",
+                           "flinkStatus": "RUNNING", "parallelism": 1,
+                           "startedAt": "2026-01-01T00:00:00Z"}}})}
+    return previous, Observation(True, (ObservedJob(job, 1, "RUNNING"),))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 700), st.integers(0, 30), st.text(max_size=8)),
+                min_size=1, max_size=4))
+def test_the_planner_stops_or_deletes_only_on_what_a_file_validly_says(edits):
+    from agent.diff import difference
+    from agent.model.status import ActionKind
+    from agent.plan import plan
+    from agent.reconcile import _wanted
+
+    text = original = counter_deployment("orders")
+    for at, cut, insert in edits:
+        text = text[:at] + insert + text[at + cut:]
+    previous, observation = _running_from(original)
+    loaded = load({FILE: text, "targets/test.yaml": TARGET})
+    add_artifact_check(loaded, lambda path: path == "jobs/counter.jar")
+    gone = deletions(loaded, previous)
+    desired, problems, _ = _wanted("orders", loaded, previous["orders"],
+                                   gone.held.get("orders", ()))
+    if problems:
+        return   # held: the planner is not asked (the running job is left as it is)
+    digest = desired.job_hash("blob") if desired else None
+    decided = plan(difference("orders", desired, digest, previous["orders"], observation),
+                   desired, previous["orders"], observation)
+    if decided.action == ActionKind.DELETE:   # the file was read, and no longer holds it
+        assert desired is None and "orders" in gone.deleted
+        assert FILE not in loaded.unreadable()
+    stopping = {ActionKind.SUSPEND: "SUSPENDED", ActionKind.CANCEL: "CANCELLED"}
+    if decided.action in stopping:            # a valid spec asks for it
+        assert desired is not None and desired.spec.state.value == stopping[decided.action]

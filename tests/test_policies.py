@@ -10,6 +10,7 @@ from agent.errors import ConfigError
 from agent.model.spec import Deployment
 from agent.policy import (built_in_policies, compile_policies, evaluate,
                           policy_input)
+from hostile_inputs import POLICY_CASES
 
 
 def verdict(plan: dict, restore: str = "LATEST_SAVEPOINT", labels: dict | None = None,
@@ -133,3 +134,20 @@ def test_a_policy_of_another_package_is_a_warning_and_not_evaluated():
     assert policies.warnings == ("policies/other.rego: package other is not --policy-package "
                                  "main: its rules are not evaluated",)
     assert not evaluate(policies, {"spec": {}}).denied
+
+
+@pytest.mark.parametrize("case", POLICY_CASES, ids=str)
+def test_a_hostile_policy_ends_as_a_denial_naming_it_or_as_nothing(case, monkeypatch):
+    monkeypatch.setenv("FLINK_GITOPS_CANARY_TOKEN", CANARY)
+    path = f"policies/{case.id}.rego"
+    text = case.text.decode("utf-8", errors="replace") if isinstance(case.text, bytes) \
+        else case.text
+    verdict = evaluate(compile_policies({path: text, **built_in_policies()}),
+                       {"spec": {"state": "RUNNING"}, "plan": {"action": "START"}})
+    mine = [d for d in verdict.denials if d.startswith(path)]
+    if case.denial is None:
+        assert mine == []
+    else:
+        assert mine and any(case.denial in d for d in mine), verdict.denials
+    assert all(len(message) < 1200 for message in verdict.denials + verdict.warnings)
+    assert CANARY not in " ".join(verdict.denials + verdict.warnings)

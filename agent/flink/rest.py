@@ -27,6 +27,8 @@ DEADLINE_FACTOR = 3             # a whole call: at most this many timeouts
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4000
 TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
+FLINK_JOB_STATES = TERMINAL_JOB_STATES | {"INITIALIZING", "CREATED", "RUNNING", "FAILING",
+                                          "CANCELLING", "RESTARTING", "RECONCILING"}
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 VERSION_KEPT_S = 600.0
 _VERSIONS: dict[str, tuple[str, float]] = {}   # cluster URL -> (Flink version, when asked)
@@ -63,7 +65,7 @@ def job_overview(entry: Any) -> JobOverview | None:
     tasks = entry.get("tasks")
     return JobOverview(
         entry["jid"], _typed(entry.get("name"), str, ""),
-        state if isinstance(state, str) and state.isupper() else "UNKNOWN",
+        state if isinstance(state, str) and state in FLINK_JOB_STATES else "UNKNOWN",
         _typed(entry.get("start-time"), int, -1), _typed(entry.get("end-time"), int, -1),
         {k: v for k, v in tasks.items() if isinstance(k, str) and _typed(v, int, None) is not None}
         if isinstance(tasks, dict) else {})

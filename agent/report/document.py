@@ -104,6 +104,11 @@ def _observe_job(status: Status, observation: Observation) -> None:
         status.job.flink_status = seen.flink_status
         if seen.restarts is not None:
             status.job.restarts = seen.restarts
+        if seen.flink_status == "UNKNOWN":
+            status.errors.append(Problem(
+                kind=ProblemKind.CLUSTER,
+                message=f"Flink reports job {seen.id} in a state this agent does not know; it "
+                        "is left as it is"))
         if seen.flink_status in UNHEALTHY_STATES:
             status.errors.append(Problem(
                 kind=ProblemKind.UNHEALTHY,
