@@ -35,6 +35,10 @@ class SourceError(TransientError):
     """The spec repository could not be cloned, fetched or read."""
 
 
+class SpecLimitError(PermanentError):
+    """The spec repository holds more than the agent reads in one cycle."""
+
+
 class StatusPushRejected(TransientError):
     """The status branch moved on the remote while this cycle was writing it."""
 

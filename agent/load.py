@@ -25,10 +25,12 @@ from typing import Any, Callable, Iterable
 import yaml
 from pydantic import ValidationError
 
+from agent.errors import SpecLimitError
 from agent.model.spec import DNS_1123_LABEL, SPEC_KINDS, Deployment, DeploymentTarget
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024     # a spec file above this is not read (its deployments are held)
+MAX_FILES = 50_000               # spec files under --path; more and no file is read
 MAX_DEPTH = 64                   # nesting levels of a document
 MAX_NODES = 100_000              # values of a document, every use of an alias counted
 _DOCUMENT_SEPARATOR = re.compile(r"^---(\s.*)?$")
@@ -167,7 +169,11 @@ def load(files: dict[str, str | bytes]) -> LoadResult:
 def load_blobs(blobs: dict[str, str], read: Callable[[Iterable[str]], dict[str, bytes]],
                parsed: ParsedFiles = PARSED) -> LoadResult:
     """Loads every spec document of `blobs` (repo-relative path -> git blob id); `read` gives
-    the content of blob ids, and is asked only for files `parsed` does not know yet."""
+    the content of blob ids, and is asked only for files `parsed` does not know yet. More than
+    MAX_FILES files is a SpecLimitError: nothing is read (a wrong `--path`?), nothing changes."""
+    if len(blobs) > MAX_FILES:
+        raise SpecLimitError(f"the spec path holds {len(blobs):,} YAML files, over the limit of "
+                             f"{MAX_FILES:,}; nothing was read (is --path right?)")
     known = {path: parsed.get(path, blob) for path, blob in blobs.items()}
     missing = {path: blob for path, blob in blobs.items() if known[path] is None}
     contents = read(sorted(set(missing.values()))) if missing else {}

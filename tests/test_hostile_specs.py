@@ -148,3 +148,11 @@ def test_the_planner_stops_or_deletes_only_on_what_a_file_validly_says(edits):
     stopping = {ActionKind.SUSPEND: "SUSPENDED", ActionKind.CANCEL: "CANCELLED"}
     if decided.action in stopping:            # a valid spec asks for it
         assert desired is not None and desired.spec.state.value == stopping[decided.action]
+
+
+def test_more_spec_files_than_the_limit_are_refused_whole(monkeypatch):
+    from agent import load as loading
+    from agent.errors import SpecLimitError
+    monkeypatch.setattr(loading, "MAX_FILES", 3)
+    with pytest.raises(SpecLimitError, match="holds 4 YAML files, over the limit of 3"):
+        loading.load_blobs({f"d/{i}.yaml": str(i) for i in range(4)}, lambda blobs: {})
