@@ -232,7 +232,7 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
     from agent.report import branch
     from agent.clock import utc_now
     from agent.report.cells import action_cell, savepoint_cell
-    from agent.report.dashboard import is_healthy, ordered
+    from agent.report.dashboard import ordered
     from agent.source import SpecRepository
 
     source = SpecRepository(repo, workdir or default_workdir())
@@ -252,7 +252,7 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
     for document in ordered(documents):
         state, job = document.status, document.status.job
         rows.append((
-            "✅" if is_healthy(document) else "⚠️", document.name, state.state.value,
+            "✅" if document.in_desired_state else "⚠️", document.name, state.state.value,
             state.sync.value, f"{job.flink_status} #{job.generation}" if job else "—",
             str(job.parallelism) if job else "—", str(job.restarts) if job else "—",
             savepoint_cell(state.last_savepoint, now), action_cell(state.last_action)))

@@ -15,9 +15,10 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
+from agent.model.job_states import FlinkJobStatus
 from agent.model.spec import Deployment, DesiredState
 from agent.model.status import DeploymentState, DeploymentStatus
-from agent.observe import Observation
+from agent.model.observation import Observation
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _drift(status, observation: Observation) -> str | None:
         return f"{len(active)} jobs of this deployment are running ({ids})"
     job = status.job
     if active and active[0].id == job.id and job.tasks and active[0].tasks \
-            and active[0].tasks != job.tasks and active[0].flink_status == "RUNNING":
+            and active[0].tasks != job.tasks and active[0].flink_status == FlinkJobStatus.RUNNING:
         return (f"job {job.id} runs {active[0].tasks} tasks where it started with {job.tasks}: "
                 "its parallelism was changed outside the agent")
     left_running = status.state in (DeploymentState.RUNNING, DeploymentState.TRANSITIONING)
@@ -160,7 +161,7 @@ def _drift(status, observation: Observation) -> str | None:
     seen = {j.id: j for j in observation.jobs}.get(status.job.id)
     if seen is None:
         return f"job {status.job.id} is missing from the cluster"
-    if seen.flink_status == "FINISHED":
+    if seen.flink_status == FlinkJobStatus.FINISHED:
         return None  # a bounded job that ended by itself is not drift
     return f"job {status.job.id} is {seen.flink_status} (not by the agent)"
 

@@ -18,47 +18,15 @@ from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkGitopsError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
                           PermanentError, SavepointFailed)
 from agent.flink.artifacts import JobProgram
-from agent.flink.rest import TERMINAL_JOB_STATES, FlinkClient, SavepointResult, poll_delays
+from agent.flink.rest import FlinkClient, SavepointResult, poll_delays
+from agent.model.job_states import FlinkJobStatus
 from agent.job_ids import job_id, with_generation
 from agent.model.spec import CHECKPOINT_RETENTION, Deployment, RestoreStrategyKind
-from agent.model.status import ActionKind, ActionResult, Savepoint, SavepointOrigin
+from agent.model.outcome import Outcome, Release, StartedJob
+from agent.model.status import ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass
-class StartedJob:
-    id: str
-    generation: int
-    flink_status: str
-    parallelism: int
-    restored_from: str | None
-    started_at: str
-    tasks: int                 # the job's tasks when it started: a change later is drift
-
-
-@dataclass(frozen=True)
-class Release:
-    """A spec as it was at a commit: what a job is started from (and rolled back to)."""
-
-    deployment: Deployment
-    commit: str
-    spec_hash: str
-
-
-@dataclass
-class Outcome:
-    result: ActionResult = ActionResult.SUCCESS
-    message: str = ""
-    action: ActionKind | None = None
-    permanent: bool = False              # FAILED and trying again unchanged will fail again
-    rolled_back_to: str | None = None    # the commit whose spec runs again after a failed start
-    savepoints: list[Savepoint] = field(default_factory=list)
-    started: StartedJob | None = None
-    ended: dict[str, str] = field(default_factory=dict)      # job id -> final Flink status
-    savepoint_durations: list[float] = field(default_factory=list)   # seconds Flink took
 
 
 @dataclass
@@ -180,11 +148,12 @@ class Execution:
             except (SavepointFailed, FlinkRequestError) as error:
                 log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
                 state = self._settled_state(step.job_id)
-                finished = self._final_savepoint(step.job_id) if state == "FINISHED" else None
+                finished = self._final_savepoint(step.job_id) \
+                    if state == FlinkJobStatus.FINISHED else None
                 if finished is not None:
                     return finished
-                if attempt == attempts or state != "RUNNING":
-                    fate = ("keeps running untouched" if state == "RUNNING"
+                if attempt == attempts or state != FlinkJobStatus.RUNNING:
+                    fate = ("keeps running untouched" if state == FlinkJobStatus.RUNNING
                             else f"is {state or 'gone'}")
                     raise SavepointFailed(
                         f"no savepoint after {attempt} attempt(s), job {step.job_id} {fate}; "
@@ -216,7 +185,7 @@ class Execution:
                     configuration=configuration)
                 testpoints.reached(testpoints.NEW_JOB_SUBMITTED)
                 running = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
-                if running.state != "RUNNING":
+                if running.state != FlinkJobStatus.RUNNING:
                     raise JobStartFailed(f"job {job} ended {running.state}: "
                                          f"{self.client.root_exception(job) or 'no exception'}")
             except (JobStartFailed, FlinkRequestError) as error:
@@ -268,13 +237,13 @@ class Execution:
         savepoint = self.client.stop_savepoint(job, sleep=self.sleep)
         return SavepointResult(savepoint["external_path"], 0.0) if savepoint else None
 
-    def _settled_state(self, job: str, wait: float = 10) -> str | None:
+    def _settled_state(self, job: str, wait: float = 10) -> FlinkJobStatus | None:
         """The job's status once it is RUNNING or ended: a job still stopping from an earlier
         stop-with-savepoint declines new savepoints until it has finished."""
         state = None
         for delay in poll_delays(wait):
             state = self.client.job_state(job)
-            if state is None or state == "RUNNING" or state in TERMINAL_JOB_STATES:
+            if state is None or state == FlinkJobStatus.RUNNING or state.terminal:
                 return state
             self.sleep(delay)
         return state
@@ -283,12 +252,12 @@ class Execution:
         """Cancels a failed start attempt that Flink still runs, so that the next attempt never
         runs beside it (DESIGN §5.2)."""
         state = self.client.job_state(job)
-        if state is not None and state not in TERMINAL_JOB_STATES:
+        if state is not None and not state.terminal:
             self.client.cancel(job)
             self._await_end(job)
 
-    def _await_end(self, job: str) -> str:
+    def _await_end(self, job: str) -> FlinkJobStatus:
         state = self.client.await_end(job, sleep=self.sleep)
-        if state not in TERMINAL_JOB_STATES:
+        if not state.terminal:
             raise JobDidNotEnd(f"job {job} is still {state} after it was told to end")
         return state

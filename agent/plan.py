@@ -14,7 +14,7 @@ from agent.diff import Difference
 from agent.job_ids import job_id
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
 from agent.model.status import ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin
-from agent.observe import Observation
+from agent.model.observation import Observation
 
 
 class StepKind(StrEnum):

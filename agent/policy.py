@@ -1,5 +1,6 @@
-"""Rego policies over Deployments and their plans, conftest style (pure, given the policies;
-they run in `agent.rego_sandbox`'s worker process).
+"""Rego policies over Deployments and their plans, conftest style (I/O: the policies run in
+`agent.rego_sandbox`'s worker process; what they are given and what they answer is decided
+here).
 
 Policies are `*.rego` files: the agent's built-in ones (this project's `policies/`) and those under
 `policies/` in the spec repository. Each file is compiled on its own, so a verdict names the file
@@ -30,6 +31,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.logs import redact
+from agent.model.verdict import Verdict
 from agent.rego_sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,6 @@ _ANSWERS_KEPT = 50_000
 MAX_MESSAGE_CHARS = 1000     # a deny or warn message longer than this is cut
 _SETS_KEPT = 8
 _COMPILED: dict[tuple, PolicySet] = {}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the policies say of one deployment."""
-
-    denials: tuple[str, ...] = ()     # "<file>: <message>"
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def denied(self) -> bool:
-        return bool(self.denials)
 
 
 @dataclass

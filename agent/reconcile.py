@@ -18,7 +18,8 @@ from agent.diff import Difference, difference, field_changes, spec_document
 from agent.errors import FlinkGitopsError, StatusPushRejected
 from agent import testpoints
 from agent.clock import utc_now
-from agent.execute import Execution, Outcome, Release
+from agent.execute import Execution
+from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
@@ -27,14 +28,16 @@ from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
-from agent.observe import ClusterView, Observation, assumed_from_status, observe_cluster
+from agent.model.observation import ClusterView, Observation, assumed_from_status
+from agent.observe import observe_cluster
 from agent.plan import Plan, held, plan
-from agent.policy import (PolicySet, Verdict, built_in_policies, compile_policies, evaluate,
+from agent.model.verdict import Verdict
+from agent.policy import (PolicySet, built_in_policies, compile_policies, evaluate,
                           policy_input)
 from agent.recover import recover
 from agent.report import branch
 from agent.report.dashboard import status_files
-from agent.report.document import CycleFacts, in_desired_state, next_status
+from agent.report.document import CycleFacts, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 from agent.sql import add_sql_check
@@ -84,7 +87,7 @@ class SyncResult:
 
     @property
     def exit_code(self) -> int:
-        healthy = all(in_desired_state(d) for d in self.documents)
+        healthy = all(d.in_desired_state for d in self.documents)
         return 0 if healthy and not self.unattributed else 1
 
 

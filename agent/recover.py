@@ -18,18 +18,11 @@ from agent.errors import FlinkError
 from agent.flink.rest import FlinkClient
 from agent.job_ids import runs_spec
 from agent.model.spec import Deployment, DesiredState
-from agent.model.status import (DeploymentStatus, Job, JobState, Savepoint, SavepointOrigin,
-                                Status, StatusMetadata, SyncStatus, DeploymentState, bounded)
-from agent.observe import ObservedJob, Observation
+from agent.model.job_states import FlinkJobStatus, JobState
+from agent.model.status import (DeploymentStatus, Job, Savepoint, SavepointOrigin, Status,
+                                StatusMetadata, SyncStatus, DeploymentState, bounded)
+from agent.model.observation import ObservedJob, Observation
 
-ACTIVE_JOB_STATES = (JobState.STARTING, JobState.STARTED, JobState.TERMINATING)
-FLINK_TO_JOB_STATE = {
-    "RUNNING": JobState.STARTED, "RESTARTING": JobState.STARTED, "FAILING": JobState.STARTED,
-    "CREATED": JobState.STARTING, "INITIALIZING": JobState.STARTING,
-    "RECONCILING": JobState.STARTING, "CANCELLING": JobState.TERMINATING,
-    "CANCELED": JobState.TERMINATED, "SUSPENDED": JobState.TERMINATED,
-    "FINISHED": JobState.FINISHED, "FAILED": JobState.FAILED,
-}
 
 
 @dataclass
@@ -78,7 +71,7 @@ def _known_jobs(previous: DeploymentStatus | None) -> set[str]:
 def _ended_unrecorded(previous, observation: Observation) -> ObservedJob | None:
     """The recorded job, if Flink shows it ended while the status still has it running."""
     job = previous.status.job if previous else None
-    if job is None or job.state not in ACTIVE_JOB_STATES:
+    if job is None or not job.state.active:
         return None
     seen = next((j for j in observation.jobs if j.id == job.id), None)
     return seen if seen is not None and not seen.active else None
@@ -87,11 +80,12 @@ def _ended_unrecorded(previous, observation: Observation) -> ObservedJob | None:
 def _record_end(status: Status, ended: ObservedJob, client: FlinkClient,
                 desired: Deployment | None, events: list[str]) -> None:
     """A job that ended unrecorded: keep the savepoint it was stopped with, if it took one."""
-    savepoint = client.stop_savepoint(ended.id) if ended.flink_status == "FINISHED" else None
+    finished = ended.flink_status == FlinkJobStatus.FINISHED
+    savepoint = client.stop_savepoint(ended.id) if finished else None
     location = savepoint["external_path"] if savepoint else None
     job = status.job
     job.flink_status = ended.flink_status
-    job.state = FLINK_TO_JOB_STATE.get(ended.flink_status, job.state)
+    job.state = ended.flink_status.job_state(job.state)
     job.ended_at = from_millis(ended.end_time)
     known = {s.location for s in status.history.savepoints}
     if location and location not in known:
@@ -113,7 +107,7 @@ def _adopt(status: Status, found: ObservedJob, client: FlinkClient, desired: Dep
     latest = client.checkpoints(found.id).get("latest") or {}
     restored = (latest.get("restored") or {}).get("external_path")
     job = Job(id=found.id, generation=found.generation,
-              state=FLINK_TO_JOB_STATE.get(found.flink_status, JobState.STARTING),
+              state=found.flink_status.job_state(JobState.STARTING),
               flink_status=found.flink_status,
               parallelism=desired.spec.template.spec.parallelism if desired else 0,
               restored_from=restored, started_at=from_millis(found.start_time))

@@ -11,7 +11,7 @@ from agent.artifact_check import add_artifact_check
 from agent.deletion import deletions
 from agent.load import load, parse_file
 from agent.model.status import DeploymentStatus
-from agent.observe import Observation, ObservedJob
+from agent.model.observation import Observation, ObservedJob
 from conftest import counter_deployment
 from hostile_inputs import CASES
 

@@ -8,7 +8,7 @@ from agent.job_ids import (deployment_key, generation_of, job_id, spec_digest_of
 from agent.model.spec import Deployment
 from agent.model.status import (DeploymentState, DeploymentStatus, Job, JobState, Savepoint,
                                 SavepointOrigin, Status, StatusMetadata, SyncStatus)
-from agent.observe import ObservedJob, Observation
+from agent.model.observation import ObservedJob, Observation
 from agent.plan import RestoreKind, StepKind, plan
 
 

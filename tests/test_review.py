@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.observe import Observation
+from agent.model.observation import Observation
 from agent.plan import held
-from agent.policy import Verdict
+from agent.model.verdict import Verdict
 from agent.report.review import Review, ReviewSet, render_json, render_markdown
 from test_plan import applied, decide, deployment, running
 

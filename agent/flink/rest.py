@@ -19,6 +19,7 @@ from typing import Any, Callable
 import requests
 
 from agent.flink.http import AnswerTooLarge, deadline, read_limited, session
+from agent.model.job_states import FlinkJobStatus
 from agent.errors import (FlinkAnswerInvalid, FlinkRequestError, FlinkUnavailable, JobStartFailed,
                           SavepointFailed)
 
@@ -26,9 +27,6 @@ DEFAULT_TIMEOUT = 10.0          # seconds a read of an answer may wait
 DEADLINE_FACTOR = 3             # a whole call: at most this many timeouts
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4000
-TERMINAL_JOB_STATES = frozenset({"FINISHED", "CANCELED", "FAILED", "SUSPENDED"})
-FLINK_JOB_STATES = TERMINAL_JOB_STATES | {"INITIALIZING", "CREATED", "RUNNING", "FAILING",
-                                          "CANCELLING", "RESTARTING", "RECONCILING"}
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 VERSION_KEPT_S = 600.0
 _VERSIONS: dict[str, tuple[str, float]] = {}   # cluster URL -> (Flink version, when asked)
@@ -38,10 +36,13 @@ _VERSIONS: dict[str, tuple[str, float]] = {}   # cluster URL -> (Flink version, 
 class JobOverview:
     id: str
     name: str
-    state: str
+    state: FlinkJobStatus
     start_time: int
     end_time: int
     tasks: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", FlinkJobStatus.parse(self.state))
 
     @property
     def all_tasks_running(self) -> bool:
@@ -51,13 +52,13 @@ class JobOverview:
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL_JOB_STATES
+        return self.state.terminal
 
 
 def job_overview(entry: Any) -> JobOverview | None:
     """One entry of Flink's jobs overview, read field by field (pure): an entry without a job id
     of Flink's form (32 hex digits) names no job and is None; a field of the wrong type reads as
-    unknown (state UNKNOWN counts as a job still active, so nothing is started beside it)."""
+    unknown (an UNKNOWN status counts as a job still active, so nothing is started beside it)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("jid"), str) \
             or not _JOB_ID.fullmatch(entry["jid"]):
         return None
@@ -65,7 +66,7 @@ def job_overview(entry: Any) -> JobOverview | None:
     tasks = entry.get("tasks")
     return JobOverview(
         entry["jid"], _typed(entry.get("name"), str, ""),
-        state if isinstance(state, str) and state in FLINK_JOB_STATES else "UNKNOWN",
+        FlinkJobStatus.parse(state),
         _typed(entry.get("start-time"), int, -1), _typed(entry.get("end-time"), int, -1),
         {k: v for k, v in tasks.items() if isinstance(k, str) and _typed(v, int, None) is not None}
         if isinstance(tasks, dict) else {})
@@ -130,7 +131,7 @@ class FlinkClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}")
 
-    def job_state(self, job_id: str) -> str | None:
+    def job_state(self, job_id: str) -> FlinkJobStatus | None:
         """The job's current Flink status, or None when the cluster does not know the job."""
         job = self.job_overview(job_id)
         return job.state if job else None
@@ -259,7 +260,7 @@ class FlinkClient:
         job = None
         for delay in poll_delays(timeout):
             job = self.job_overview(job_id)
-            if job is not None and (job.terminal or job.state == "RUNNING"
+            if job is not None and (job.terminal or job.state == FlinkJobStatus.RUNNING
                                     and job.all_tasks_running):
                 return job
             sleep(delay)
@@ -269,16 +270,16 @@ class FlinkClient:
                              f"{job.state if job else 'unknown'}, tasks {tasks or 'none yet'}")
 
     def await_end(self, job_id: str, timeout: float = 120,
-                  sleep: Callable[[float], None] = time.sleep) -> str:
+                  sleep: Callable[[float], None] = time.sleep) -> FlinkJobStatus:
         """Polls a job until it is terminal (cancellation takes Flink a few seconds); returns
         its status then, or the last one seen when `timeout` ran out."""
         state = None
         for delay in poll_delays(timeout):
             state = self.job_state(job_id)
-            if state in TERMINAL_JOB_STATES:
+            if state is not None and state.terminal:
                 return state
             sleep(delay)
-        return state or "UNKNOWN"
+        return state or FlinkJobStatus.UNKNOWN
 
     # --- plumbing ----------------------------------------------------------------------------
 

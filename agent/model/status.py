@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from agent.model.job_states import JobState
+
 HISTORY_LIMIT = 20
 
 
@@ -30,17 +32,6 @@ class SyncStatus(StrEnum):
     OUT_OF_SYNC = "OUT_OF_SYNC"
     INVALID = "INVALID"
     BLOCKED = "BLOCKED"
-
-
-class JobState(StrEnum):
-    """Ververica's Job states."""
-
-    STARTING = "STARTING"
-    STARTED = "STARTED"
-    TERMINATING = "TERMINATING"
-    TERMINATED = "TERMINATED"
-    FAILED = "FAILED"
-    FINISHED = "FINISHED"
 
 
 class SavepointOrigin(StrEnum):
@@ -160,9 +151,24 @@ class DeploymentStatus(StatusModel):
     def name(self) -> str:
         return self.metadata.name
 
+    @property
+    def in_desired_state(self) -> bool:
+        """Where its spec wants it, in sync, and without problems: healthy on the dashboard,
+        and exit code 0 of `sync`."""
+        status = self.status
+        if status.sync != SyncStatus.SYNCED or status.errors:
+            return False
+        if status.deleted:
+            return status.state != DeploymentState.FAILED
+        return status.state in _WANTED.get(status.desired_state, set())
+
     def document(self) -> dict[str, Any]:
         """The YAML/JSON form, camelCase, without empty optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+_WANTED = {"RUNNING": {DeploymentState.RUNNING, DeploymentState.FINISHED},
+           "SUSPENDED": {DeploymentState.SUSPENDED}, "CANCELLED": {DeploymentState.CANCELLED}}
 
 
 def bounded(items: list, limit: int = HISTORY_LIMIT) -> list:

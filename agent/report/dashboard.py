@@ -15,17 +15,12 @@ from dataclasses import dataclass
 import yaml
 
 from agent.load import SpecProblem
-from agent.model.status import DeploymentState, DeploymentStatus, SyncStatus
+from agent.model.status import DeploymentStatus
 from agent.report.cells import action_cell, cell, job_cell, savepoint_cell
 from agent.report.history import render_history
 from agent.report.timeline import render_timeline
 
 RECENT_EVENTS = 20
-_HEALTHY = {(DeploymentState.RUNNING, SyncStatus.SYNCED), (DeploymentState.SUSPENDED,
-            SyncStatus.SYNCED), (DeploymentState.CANCELLED, SyncStatus.SYNCED),
-            (DeploymentState.FINISHED, SyncStatus.SYNCED)}
-
-
 def status_files(documents: list[DeploymentStatus], spec_commit: str,
                  unattributed: list[SpecProblem] = ()) -> dict[str, bytes]:
     """Every file of the status branch: path -> content. `unattributed` are spec problems of
@@ -79,27 +74,22 @@ def _index_entry(document: DeploymentStatus) -> dict:
     entry.pop("history", None)
     entry.pop("appliedSpec", None)
     entry["labels"] = document.metadata.labels
-    entry["problem"] = not is_healthy(document)
+    entry["problem"] = not document.in_desired_state
     if status.last_action is None:
         entry.pop("lastAction", None)
     return entry
 
 
-def is_healthy(document: DeploymentStatus) -> bool:
-    status = document.status
-    return (status.state, status.sync) in _HEALTHY and not status.errors
-
-
 def ordered(documents: list[DeploymentStatus]) -> list[DeploymentStatus]:
     """Problems first, then by name."""
-    return sorted(documents, key=lambda d: (is_healthy(d), d.name))
+    return sorted(documents, key=lambda d: (d.in_desired_state, d.name))
 
 
 def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
                      unattributed: list[SpecProblem] = (), timeline: bool = False) -> str:
     counts = Counter(d.status.state.value for d in documents)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
-    problems = [d for d in documents if not is_healthy(d)]
+    problems = [d for d in documents if not d.in_desired_state]
     as_of = report_time(documents)
     lines = [
         "# Flink deployments",
@@ -139,7 +129,7 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
 def _row(document: DeploymentStatus, as_of: str | None) -> str:
     status = document.status
     job = status.job
-    mark = "✅" if is_healthy(document) else "⚠️"
+    mark = "✅" if document.in_desired_state else "⚠️"
     name = f"[{document.name}](deployments/{document.name}.md)" + (
         " (deleted)" if status.deleted else "")
     return (f"| {mark} | {name} | {status.state.value} | {status.sync.value} | "

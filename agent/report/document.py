@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.diff import spec_document
-from agent.execute import Outcome
+from agent.model.outcome import Outcome
 from agent.load import SpecProblem
 from agent.model.spec import Deployment, DesiredState
 from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
-                                History, Job, JobState, Problem, ProblemKind, Status,
+                                History, Job, Problem, ProblemKind, Status,
                                 StatusMetadata, SyncStatus, bounded)
-from agent.observe import UNHEALTHY_STATES, Observation
+from agent.model.job_states import FlinkJobStatus, JobState
+from agent.model.observation import Observation
 from agent.plan import Plan, StepKind
-from agent.policy import Verdict
-from agent.recover import FLINK_TO_JOB_STATE
+from agent.model.verdict import Verdict
 
 
 
@@ -97,25 +97,25 @@ def _observe_job(status: Status, observation: Observation) -> None:
     if status.job is None:
         return
     if not observation.reachable:
-        status.job.flink_status = "UNKNOWN"
+        status.job.flink_status = FlinkJobStatus.UNKNOWN
         return
     seen = {j.id: j for j in observation.jobs}.get(status.job.id)
     if seen is not None:
         status.job.flink_status = seen.flink_status
         if seen.restarts is not None:
             status.job.restarts = seen.restarts
-        if seen.flink_status == "UNKNOWN":
+        if seen.flink_status == FlinkJobStatus.UNKNOWN:
             status.errors.append(Problem(
                 kind=ProblemKind.CLUSTER,
                 message=f"Flink reports job {seen.id} in a state this agent does not know; it "
                         "is left as it is"))
-        if seen.flink_status in UNHEALTHY_STATES:
+        if seen.flink_status.unhealthy:
             status.errors.append(Problem(
                 kind=ProblemKind.UNHEALTHY,
                 message=f"job {seen.id} is {seen.flink_status} (restarts: "
                         f"{status.job.restarts}): {seen.last_exception or 'no exception known'}"))
-        if status.job.state in (JobState.STARTING, JobState.STARTED, JobState.TERMINATING):
-            status.job.state = FLINK_TO_JOB_STATE.get(seen.flink_status, status.job.state)
+        if status.job.state.active:
+            status.job.state = seen.flink_status.job_state(status.job.state)
     _replace_in_history(status, status.job)
 
 
@@ -135,7 +135,8 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
             continue
         ended.flink_status = flink_status
         ended.state = (JobState.TERMINATED if job_id in stopped_with_savepoint
-                       or flink_status == "CANCELED" else FLINK_TO_JOB_STATE[flink_status])
+                       or flink_status == FlinkJobStatus.CANCELED
+                       else FlinkJobStatus.parse(flink_status).job_state(ended.state))
         ended.ended_at = facts.now
     if outcome.started is not None:
         started = outcome.started
@@ -194,9 +195,8 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
                                   and facts.outcome.result == ActionResult.FAILED):
         return DeploymentState.FAILED
     job = status.job
-    if job is not None and job.state in (JobState.STARTING, JobState.STARTED,
-                                         JobState.TERMINATING):
-        running = job.flink_status == "RUNNING" or job.flink_status in UNHEALTHY_STATES
+    if job is not None and job.state.active:
+        running = FlinkJobStatus.parse(job.flink_status).running
         return DeploymentState.RUNNING if running else DeploymentState.TRANSITIONING
     if facts.deleted:
         return DeploymentState.SUSPENDED
@@ -242,18 +242,3 @@ def _job_in_history(status: Status, job_id: str) -> Job | None:
 
 def _replace_in_history(status: Status, job: Job) -> None:
     status.history.jobs = [job if j.id == job.id else j for j in status.history.jobs]
-
-
-def in_desired_state(document: DeploymentStatus) -> bool:
-    """True when the deployment is where its spec wants it, in sync, and without problems
-    (exit code 0)."""
-    status = document.status
-    if status.sync != SyncStatus.SYNCED or status.errors:
-        return False
-    if status.deleted:
-        return status.state != DeploymentState.FAILED
-    wanted = {DesiredState.RUNNING: {DeploymentState.RUNNING, DeploymentState.FINISHED},
-              DesiredState.SUSPENDED: {DeploymentState.SUSPENDED},
-              DesiredState.CANCELLED: {DeploymentState.CANCELLED}}
-    return status.state in wanted.get(status.desired_state, set())
-

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from agent.diff import FieldChange
 from agent.plan import Plan
-from agent.policy import Verdict
+from agent.model.verdict import Verdict
 
 STATE_WORDS = {
     "UNCHANGED": "untouched",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from xml.sax.saxutils import escape
 
 from agent.clock import parse
-from agent.model.status import DeploymentStatus, Job, JobState
+from agent.model.job_states import JobState
+from agent.model.status import DeploymentStatus, Job
 
 MAX_LANES = 30
 WIDTH, LABEL, LANE, AXIS = 960, 200, 24, 28

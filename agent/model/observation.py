@@ -1,0 +1,91 @@
+"""What the agent saw of a deployment's jobs on its cluster, as it crosses from observing to
+diffing, planning and reporting (pure data).
+
+Jobs are attributed to deployments by their id (see `job_ids`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.job_ids import deployment_key, spec_digest_of
+from agent.model.job_states import FlinkJobStatus
+from agent.model.status import Job
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    id: str
+    generation: int
+    flink_status: FlinkJobStatus
+    start_time: int = -1
+    end_time: int = -1
+    tasks: int = 0                 # the job's number of tasks (sum of its operators' parallelism)
+    restarts: int | None = None    # read for unhealthy jobs only
+    last_exception: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flink_status", FlinkJobStatus.parse(self.flink_status))
+
+    @property
+    def spec_digest(self) -> str:
+        return spec_digest_of(self.id)
+
+    @property
+    def active(self) -> bool:
+        """Running or on its way there or out of it: counts as 'the deployment's job runs'."""
+        return self.flink_status.active
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one deployment's target shows of it."""
+
+    reachable: bool
+    jobs: tuple[ObservedJob, ...] = ()     # oldest generation first
+    error: str | None = None
+    assumed: bool = False                  # not observed: taken from the status branch
+
+    @property
+    def active_jobs(self) -> list[ObservedJob]:
+        return [j for j in self.jobs if j.active]
+
+    @property
+    def active(self) -> ObservedJob | None:
+        """The newest active job, if any."""
+        active = self.active_jobs
+        return active[-1] if active else None
+
+    @property
+    def latest(self) -> ObservedJob | None:
+        return self.jobs[-1] if self.jobs else None
+
+    @property
+    def max_generation(self) -> int:
+        return max((j.generation for j in self.jobs), default=0)
+
+
+@dataclass
+class ClusterView:
+    """One cluster's jobs, grouped by the deployment key of their id."""
+
+    reachable: bool
+    error: str | None = None
+    jobs: dict[str, list[ObservedJob]] = field(default_factory=dict)
+
+    def of(self, name: str) -> Observation:
+        if not self.reachable:
+            return Observation(False, error=self.error)
+        return Observation(True, tuple(self.jobs.get(deployment_key(name), ())))
+
+
+def assumed_from_status(job: Job | None, error: str | None) -> Observation:
+    """What the status branch last saw of a deployment's job, for planning when its cluster
+    does not answer (`plan` only; `sync` never acts on assumptions) (pure)."""
+    if job is None:
+        return Observation(True, (), error, assumed=True)
+    status = FlinkJobStatus.parse(job.flink_status)
+    if status == FlinkJobStatus.UNKNOWN:
+        status = FlinkJobStatus.RUNNING if job.state.active else FlinkJobStatus.FINISHED
+    return Observation(True, (ObservedJob(job.id, job.generation, status, tasks=job.tasks),),
+                       error, assumed=True)
