@@ -229,7 +229,7 @@ def _address(listen: str) -> tuple[str, int]:
 @workdir_option
 def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path | None) -> None:
     """The dashboard table from the status branch, problems first."""
-    from agent.report import branch
+    from agent.status_store import StatusStore
     from agent.clock import utc_now
     from agent.report.cells import action_cell, savepoint_cell
     from agent.report.dashboard import ordered
@@ -242,7 +242,7 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
         say("error", "red", error)
         sys.exit(1)
     wanted = dict(label.partition("=")[::2] for label in labels)
-    read, unreadable = branch.read_statuses(source, status_branch)
+    read, unreadable = StatusStore(source, status_branch).read()
     documents = [d for d in read.values()
                  if all(d.metadata.labels.get(k) == v for k, v in wanted.items())]
     for why in unreadable.values():

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 from agent.clock import iso
 from agent.errors import FlinkGitopsError, TransientError
-from agent.report.branch import AUTHOR
+from agent.status_store import AUTHOR
 from agent.source import REMOTE, SpecRepository
 
 DEFAULT_TTL_S = 900.0

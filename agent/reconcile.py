@@ -1,8 +1,9 @@
 """One cycle of the agent, top to bottom: source -> load -> observe -> diff -> plan -> execute ->
 report (I/O: git, Flink; the decisions are made by the pure modules it calls).
 
-`assess` runs the first half (nothing changes anywhere) and is shared by `sync` and `plan`, so
-what a reviewer approves is what runs. `sync` carries the plans out and writes the status branch.
+`sync` reads as the cycle does: `assess` (nothing changes anywhere; shared with `plan`, so what
+a reviewer approves is what runs), `act` (the plans carried out, under the lease) and `record`
+(the status branch written).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from threading import Event
 
 from agent.artifact_check import add_artifact_check
+from agent.assessment import Assessment
 from agent.config import Settings
 from agent.diff import Difference, difference, field_changes, spec_document
 from agent.errors import FlinkGitopsError, StatusPushRejected
@@ -35,7 +37,7 @@ from agent.model.verdict import Verdict
 from agent.policy import (PolicySet, built_in_policies, compile_policies, evaluate,
                           policy_input)
 from agent.recover import recover
-from agent.report import branch
+from agent.status_store import StatusStore
 from agent.report.dashboard import status_files
 from agent.report.document import CycleFacts, next_status
 from agent.report.review import Review, ReviewSet
@@ -43,26 +45,6 @@ from agent.source import SpecRepository
 from agent.sql import add_sql_check
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Assessment:
-    """One deployment, assessed: what is wanted, what runs, what differs, what to do."""
-
-    name: str
-    desired: Deployment | None
-    desired_hash: str | None
-    spec_file: str | None
-    target: DeploymentTarget | None
-    previous: DeploymentStatus | None
-    observation: Observation
-    difference: Difference
-    plan: Plan
-    problems: tuple[SpecProblem, ...] = ()
-    warnings: tuple[SpecProblem, ...] = ()
-    events: tuple[str, ...] = ()
-    verdict: Verdict = Verdict()
-    deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
 
 
 @dataclass
@@ -105,8 +87,9 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies({**built_in_policies(), **source.spec_texts(
         commit, "policies", suffixes=(".rego",))}, settings.policy_package)
-    status_head = source.head(settings.status_branch)
-    previous, unreadable_status = branch.read_statuses(source, settings.status_branch)
+    store = StatusStore(source, settings.status_branch)
+    status_head = store.head()
+    previous, unreadable_status = store.read()
     gone = deletions(loaded, previous, settings.max_deletions)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
     names = sorted(set(loaded.deployments) | problem_names | set(gone.held) | set(gone.deleted))
@@ -235,9 +218,10 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
                 if lease.took_over or lease.status_head != cycle.status_head:
                     cycle = assess(settings, source)  # another agent may have acted meanwhile
-                return _report(settings, source, cycle, lease, stopping)
+                outcomes = act(settings, source, cycle, lease, stopping or Event())
+                return record(source, settings.status_branch, cycle, outcomes, acted=True)
         try:
-            return _report(settings, source, cycle, None, stopping)
+            return record(source, settings.status_branch, cycle, {}, acted=False)
         except StatusPushRejected:
             if attempt == attempts:
                 raise
@@ -245,38 +229,31 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -
             log.info("the status branch moved during the cycle: assessing again on top of it")
 
 
-def _report(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease | None,
-            stopping: Event | None = None) -> SyncResult:
-    """Executes the cycle's plans (under `lease`) and writes the status branch."""
-    outcomes = _act(settings, source, cycle, lease, stopping or Event())
-    documents = []
-    for item in cycle.assessments:
-        events = item.events + ((f"drift: {item.difference.drift}",) if item.difference.drift
-                                else ())
-        if item.plan.changes_anything and item.name not in outcomes:
-            events += (f"{item.plan.action.value} deferred: the agent was stopping",)
-        documents.append(next_status(CycleFacts(
-            item.name, item.previous, item.desired, item.desired_hash, item.spec_file,
-            item.target.name if item.target else _previous_target(item),
-            item.observation, item.plan, outcomes.get(item.name), cycle.commit, utc_now(),
-            item.problems, item.warnings, item.deleted, events, item.verdict)))
+def record(source: SpecRepository, status_branch: str, cycle: Cycle,
+           outcomes: dict[str, Outcome], acted: bool) -> SyncResult:
+    """Writes the status branch: each deployment's next status, from its assessment and what
+    its action did. A push that lost a race raises StatusPushRejected, unless the cycle `acted`
+    (under the lease): then its documents are the truth, written again on top of the new head."""
+    now = utc_now()
+    documents = [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
+                 for item in cycle.assessments]
     unattributed = cycle.loaded.unattributed()
+    files = status_files(documents, cycle.commit, unattributed)
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
-    files = status_files(documents, cycle.commit, unattributed)
+    store = StatusStore(source, status_branch)
     try:
-        status_commit = branch.write(source, settings.status_branch, files, message)
+        status_commit = store.write(files, message)
     except StatusPushRejected:
-        if lease is None:
+        if not acted:
             raise
-        # we acted under the lease: our documents are the truth, written on top of the new head
         source.fetch()
-        status_commit = branch.write(source, settings.status_branch, files, message)
+        status_commit = store.write(files, message)
     return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)
 
 
-def _act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease | None,
-         stopping: Event) -> dict[str, Outcome]:
+def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
+        stopping: Event) -> dict[str, Outcome]:
     """Runs every plan that changes something: the targets at once, on each target at most
     `actions_per_target` at a time, so a slow cluster delays no other. Once `stopping` is set, a
     running action still finishes (its savepoint is recorded) and no further one starts."""
@@ -396,10 +373,6 @@ def _applied_release(source: SpecRepository, item: Assessment) -> Release | None
     if located is None:
         return None
     return Release(located.spec, status.spec_commit, status.applied_spec_hash)
-
-
-def _previous_target(item: Assessment) -> str | None:
-    return item.previous.status.target if item.previous else None
 
 
 def _commit_message(commit: str, outcomes: dict[str, Outcome]) -> str:

@@ -9,7 +9,7 @@ import subprocess
 import yaml
 
 from agent.load import ParsedFiles, load, load_blobs
-from agent.report import branch
+from agent import status_store as branch
 from agent.source import SpecRepository
 from conftest import counter_deployment, git
 

@@ -569,23 +569,23 @@ def test_a_policy_that_does_not_compile_holds_every_change_and_says_where(
 
 def competing_writer(spec_repo, monkeypatch, tmp_path):
     """Another agent's status commit lands on the remote just before this agent's push."""
-    from agent.report import branch
-    real_write = branch.write
+    from agent.status_store import StatusStore
+    real_write = StatusStore.write
     other = tmp_path / "other-agent"
     git(tmp_path, "clone", "--quiet", "--branch", "flink-gitops/status", str(spec_repo.remote),
         str(other))
     state = {"raced": False}
 
-    def racing_write(source, name, files, message):
+    def racing_write(store, files, message):
         if not state["raced"]:
             state["raced"] = True
             (other / "NOTE.md").write_text("written by another agent\\n")
             git(other, "add", "-A")
             git(other, "commit", "--quiet", "-m", "another agent")
             git(other, "push", "--quiet", "origin", "HEAD:flink-gitops/status")
-        return real_write(source, name, files, message)
+        return real_write(store, files, message)
 
-    monkeypatch.setattr("agent.reconcile.branch.write", racing_write)
+    monkeypatch.setattr(StatusStore, "write", racing_write)
     return other
 
 

@@ -254,8 +254,8 @@ class FlinkClient:
 
     def await_running(self, job_id: str, timeout: float = 120,
                       sleep: Callable[[float], None] = time.sleep) -> JobOverview:
-        """Polls until the job RUNS — every task deployed and running, so its state is restored —
-        or ends; returns the job's overview then. A job still on its way after `timeout` seconds
+        """Polls until the job RUNS — every task deployed and running, so its state is restored
+        — or ends; returns the job's overview then. A job still on its way after `timeout` seconds
         (e.g. waiting for task slots) raises JobStartFailed saying where it stands."""
         job = None
         for delay in poll_delays(timeout):

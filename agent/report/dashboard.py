@@ -149,7 +149,7 @@ class Rendered:
 
 def _rendered(document: DeploymentStatus) -> Rendered:
     """The document's files, rendered once per document object: an unchanged deployment keeps
-    its previous document object from cycle to cycle (`next_status`, `branch.read_statuses`), so
+    its previous document object from cycle to cycle (`next_status`, `StatusStore.read`), so
     in most cycles most deployments cost a lookup here."""
     cached = _RENDERED.get(id(document))
     if cached is not None and cached[0] is document:

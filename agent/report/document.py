@@ -8,72 +8,71 @@ document equal to the previous one and no commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from agent.assessment import Assessment
 from agent.diff import spec_document
+from agent.model.job_states import FlinkJobStatus, JobState
+from agent.model.observation import Observation
 from agent.model.outcome import Outcome
-from agent.load import SpecProblem
-from agent.model.spec import Deployment, DesiredState
+from agent.model.spec import DesiredState
 from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
                                 History, Job, Problem, ProblemKind, Status,
                                 StatusMetadata, SyncStatus, bounded)
-from agent.model.job_states import FlinkJobStatus, JobState
-from agent.model.observation import Observation
-from agent.plan import Plan, StepKind
-from agent.model.verdict import Verdict
+from agent.plan import StepKind
 
 
 
 @dataclass(frozen=True)
 class CycleFacts:
-    """Everything one cycle knows about one deployment, as input to its next status."""
+    """One deployment's assessment, what its action did (None: no action ran), the spec commit
+    and the time: everything its next status is made of."""
 
-    name: str
-    previous: DeploymentStatus | None
-    desired: Deployment | None
-    desired_hash: str | None
-    spec_file: str | None
-    target: str | None
-    observation: Observation
-    plan: Plan
+    item: Assessment
     outcome: Outcome | None
     commit: str
     now: str
-    problems: tuple[SpecProblem, ...] = ()
-    warnings: tuple[SpecProblem, ...] = ()
-    deleted: bool = False
-    events: tuple[str, ...] = field(default=())
-    verdict: Verdict = Verdict()
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """What this cycle has to tell of the deployment besides its action."""
+        item = self.item
+        drift = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
+        deferred = ((f"{item.plan.action.value} deferred: the agent was stopping",)
+                    if item.plan.changes_anything and self.outcome is None else ())
+        return item.events + drift + deferred
 
 
 def next_status(facts: CycleFacts) -> DeploymentStatus:
     """The deployment's status after this cycle (the previous document itself when nothing
     about it changed)."""
-    previous = facts.previous.status if facts.previous is not None else None
+    item = facts.item
+    previous = item.previous.status if item.previous is not None else None
     status = _copy(previous) if previous else Status(
         state=DeploymentState.CANCELLED, sync=SyncStatus.SYNCED)
-    labels = (facts.desired.metadata.labels if facts.desired
-              else facts.previous.metadata.labels if facts.previous else {})
-    status.target = facts.target or status.target
-    status.deleted = facts.deleted
-    status.warnings = [w.message for w in facts.warnings] + list(facts.verdict.warnings)
+    labels = (item.desired.metadata.labels if item.desired
+              else item.previous.metadata.labels if item.previous else {})
+    status.target = item.target_name or status.target
+    status.deleted = item.deleted
+    status.warnings = [w.message for w in item.warnings] + list(item.verdict.warnings)
     status.errors = [Problem(kind=ProblemKind.VALIDATION, message=p.message, file=p.file,
-                             line=p.line) for p in facts.problems]
+                             line=p.line) for p in item.problems]
     status.errors += [Problem(kind=ProblemKind.POLICY, message=denial)
-                      for denial in facts.verdict.denials]
-    if not facts.observation.reachable:
-        status.errors.append(Problem(kind=ProblemKind.CLUSTER,
-                                     message=f"target {facts.target}: {facts.observation.error}"))
-    if facts.desired is not None and not facts.problems:
-        status.desired_state = facts.desired.spec.state.value
-        status.spec_file = facts.spec_file
+                      for denial in item.verdict.denials]
+    if not item.observation.reachable:
+        status.errors.append(Problem(
+            kind=ProblemKind.CLUSTER, message=f"target {item.target_name}: "
+                                              f"{item.observation.error}"))
+    if item.desired is not None and not item.problems:
+        status.desired_state = item.desired.spec.state.value
+        status.spec_file = item.spec_file
     events = list(facts.events)
 
-    _observe_job(status, facts.observation)
+    _observe_job(status, item.observation)
     if facts.outcome is not None:
         _record_outcome(status, facts, events)
-    elif (facts.desired is not None and not facts.problems and facts.observation.reachable
-          and facts.plan.action is None and not facts.plan.pending and not facts.plan.blocked
+    elif (item.desired is not None and not item.problems and item.observation.reachable
+          and item.plan.action is None and not item.plan.pending and not item.plan.blocked
           and not _failed(status, facts)):
         _mark_applied(status, facts)  # nothing needed doing: e.g. a label or strategy change
     if facts.outcome is None and _failed(status, facts) and status.last_action is not None:
@@ -82,14 +81,14 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
 
     status.state = _deployment_state(status, facts)
     status.sync = _sync(status, facts)
-    if facts.problems and (previous is None or previous.errors != status.errors):
-        events.append(f"spec refused: {facts.problems[0]}")
+    if item.problems and (previous is None or previous.errors != status.errors):
+        events.append(f"spec refused: {item.problems[0]}")
     status.history.events = bounded(status.history.events + [
         Event(at=facts.now, message=e) for e in events])
-    document = DeploymentStatus(metadata=StatusMetadata(name=facts.name, labels=labels),
+    document = DeploymentStatus(metadata=StatusMetadata(name=item.name, labels=labels),
                                 status=status)
     # unchanged: the previous document itself, whose rendered files the report reuses
-    return facts.previous if document == facts.previous else document
+    return item.previous if document == item.previous else document
 
 
 def _observe_job(status: Status, observation: Observation) -> None:
@@ -120,7 +119,7 @@ def _observe_job(status: Status, observation: Observation) -> None:
 
 
 def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> None:
-    outcome, plan = facts.outcome, facts.plan
+    outcome, plan = facts.outcome, facts.item.plan
     status.last_action = Action(kind=plan.action, result=outcome.result, message=outcome.message,
                                 at=facts.now)
     events.append(f"{plan.action.value} {outcome.result.value}: {outcome.message}")
@@ -153,8 +152,8 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.failed_attempt = None
     else:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
-        if outcome.permanent and facts.desired is not None:
-            status.failed_attempt = facts.desired.attempt_key(facts.desired_hash)
+        if outcome.permanent and facts.item.desired is not None:
+            status.failed_attempt = facts.item.desired.attempt_key(facts.item.desired_hash)
 
 
 def _copy(status: Status) -> Status:
@@ -174,22 +173,22 @@ def _mark_applied(status: Status, facts: CycleFacts) -> None:
     """Records the desired spec as applied. `specCommit` moves only when the applied spec (or
     its file) changed: it names the commit the applied spec comes from, so a commit that changes
     one deployment changes one status document."""
-    if facts.desired is None:
+    if facts.item.desired is None:
         return
-    applied = spec_document(facts.desired)
-    before = facts.previous.status.spec_file if facts.previous else None
+    applied = spec_document(facts.item.desired)
+    before = facts.item.previous.status.spec_file if facts.item.previous else None
     if (status.applied_spec_hash, status.applied_spec, before) != (
-            facts.desired_hash, applied, facts.spec_file) or status.spec_commit is None:
+            facts.item.desired_hash, applied, facts.item.spec_file) or status.spec_commit is None:
         status.spec_commit = facts.commit
-    status.applied_spec_hash = facts.desired_hash
+    status.applied_spec_hash = facts.item.desired_hash
     status.applied_spec = applied
-    status.savepoint_trigger_nonce = facts.desired.spec.savepoint_trigger_nonce
+    status.savepoint_trigger_nonce = facts.item.desired.spec.savepoint_trigger_nonce
 
 
 def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
     """What the deployment is now. FAILED while its spec's last action failed (the old job may
     still run, or a rolled-back one: see `job`)."""
-    if not facts.observation.reachable:
+    if not facts.item.observation.reachable:
         return status.state
     if _failed(status, facts) or (facts.outcome is not None
                                   and facts.outcome.result == ActionResult.FAILED):
@@ -198,7 +197,7 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
     if job is not None and job.state.active:
         running = FlinkJobStatus.parse(job.flink_status).running
         return DeploymentState.RUNNING if running else DeploymentState.TRANSITIONING
-    if facts.deleted:
+    if facts.item.deleted:
         return DeploymentState.SUSPENDED
     desired = status.desired_state
     if desired == DesiredState.SUSPENDED:
@@ -213,27 +212,27 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
 
 
 def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
-    if facts.problems:
+    if facts.item.problems:
         return SyncStatus.INVALID
-    if facts.verdict.denied:
+    if facts.item.verdict.denied:
         return SyncStatus.BLOCKED
-    if facts.plan.changes_anything and facts.outcome is None:
+    if facts.item.plan.changes_anything and facts.outcome is None:
         return SyncStatus.OUT_OF_SYNC  # deferred: the agent stopped before this action
-    if facts.deleted:
+    if facts.item.deleted:
         return SyncStatus.SYNCED
-    if not facts.observation.reachable or facts.plan.pending:
+    if not facts.item.observation.reachable or facts.item.plan.pending:
         return SyncStatus.OUT_OF_SYNC
     if facts.outcome is not None and facts.outcome.result != ActionResult.SUCCESS:
         return SyncStatus.OUT_OF_SYNC
-    if facts.desired is not None and status.applied_spec_hash != facts.desired_hash:
+    if facts.item.desired is not None and status.applied_spec_hash != facts.item.desired_hash:
         return SyncStatus.OUT_OF_SYNC
     return SyncStatus.SYNCED
 
 
 def _failed(status: Status, facts: CycleFacts) -> bool:
     """The desired spec's last action failed for good (it is not tried again as it is)."""
-    return (facts.desired is not None and status.failed_attempt is not None
-            and status.failed_attempt == facts.desired.attempt_key(facts.desired_hash))
+    return (facts.item.desired is not None and status.failed_attempt is not None
+            and status.failed_attempt == facts.item.desired.attempt_key(facts.item.desired_hash))
 
 
 def _job_in_history(status: Status, job_id: str) -> Job | None:

@@ -1,5 +1,7 @@
 """The status branch: read the documents of the last cycle, commit and push new ones (I/O: git).
 
+The git side of the agent is three modules: `source` reads the spec repository, `lease` takes
+turns with other agents, and this store keeps the status — every status commit is made here.
 An orphan branch that only the agent writes. Commits are made with git's plumbing straight into
 the agent's mirror of the spec repository (no work tree), one per cycle in which a file changed,
 and pushed to the spec repository's origin.
@@ -35,6 +37,24 @@ _DOCUMENTS_LOCK = threading.Lock()
 
 AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@localhost",
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
+
+
+class StatusStore:
+    """The status branch `branch` of the spec repository `source`: read and written whole."""
+
+    def __init__(self, source: SpecRepository, branch: str):
+        self.source = source
+        self.branch = branch
+
+    def head(self) -> str | None:
+        """The status branch's commit (as last fetched), or None before the first cycle."""
+        return self.source.head(self.branch)
+
+    def read(self) -> tuple[dict[str, DeploymentStatus], dict[str, str]]:
+        return read_statuses(self.source, self.branch)
+
+    def write(self, files: dict[str, bytes], message: str) -> str | None:
+        return write(self.source, self.branch, files, message)
 
 
 def read_statuses(source: SpecRepository, branch: str

@@ -1,0 +1,44 @@
+"""One deployment, assessed: what is wanted, what runs, what differs, what to do (pure data).
+
+Made by `reconcile.assess` (shared by `plan` and `sync`), read by the executor and by
+`report.document.next_status`, which records it with what its action did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.diff import Difference
+from agent.load import SpecProblem
+from agent.model.observation import Observation
+from agent.model.spec import Deployment, DeploymentTarget
+from agent.model.status import DeploymentStatus
+from agent.model.verdict import Verdict
+from agent.plan import Plan
+
+
+@dataclass
+class Assessment:
+    """One deployment, assessed: what is wanted, what runs, what differs, what to do."""
+
+    name: str
+    desired: Deployment | None
+    desired_hash: str | None
+    spec_file: str | None
+    target: DeploymentTarget | None
+    previous: DeploymentStatus | None
+    observation: Observation
+    difference: Difference
+    plan: Plan
+    problems: tuple[SpecProblem, ...] = ()
+    warnings: tuple[SpecProblem, ...] = ()
+    events: tuple[str, ...] = ()
+    verdict: Verdict = Verdict()
+    deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
+
+    @property
+    def target_name(self) -> str | None:
+        """Its target: the desired spec's, or the one it last ran on."""
+        if self.target is not None:
+            return self.target.name
+        return self.previous.status.target if self.previous else None
