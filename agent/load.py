@@ -28,7 +28,6 @@ from pydantic import ValidationError
 from agent.errors import SpecLimitError
 from agent.model.spec import DNS_1123_LABEL, SPEC_KINDS, Deployment, DeploymentTarget
 
-SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024     # a spec file above this is not read (its deployments are held)
 MAX_FILES = 50_000               # spec files under --path; more and no file is read
 MAX_DEPTH = 64                   # nesting levels of a document

@@ -25,7 +25,7 @@ import git
 
 from agent.errors import RepoFileRefused, SourceError
 from agent.logs import redact
-from agent.load import SPEC_SUFFIXES
+from agent.model.spec import SPEC_SUFFIXES
 
 REMOTE = "origin"
 FETCH_TIMEOUT_S = 120

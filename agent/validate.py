@@ -17,7 +17,8 @@ from pathlib import Path
 from agent.artifact_check import add_artifact_check
 from agent.config import default_workdir
 from agent.errors import RepoFileRefused
-from agent.load import SPEC_SUFFIXES, SpecProblem, load, target_problems
+from agent.load import SpecProblem, load, target_problems
+from agent.model.spec import SPEC_SUFFIXES
 from agent.policy import built_in_policies, compile_policies, evaluate, policy_input
 from agent.sql import Checker, add_sql_check
 

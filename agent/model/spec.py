@@ -21,6 +21,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
                       StrictInt, field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
+SPEC_SUFFIXES = (".yaml", ".yml")   # the files of the spec repository that hold specs
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.stop-with-drain"
 CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
