@@ -231,7 +231,7 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
     """The dashboard table from the status branch, problems first."""
     from agent.status_store import StatusStore
     from agent.clock import utc_now
-    from agent.report.cells import action_cell, savepoint_cell
+    from agent.report.cells import row_cells
     from agent.report.dashboard import ordered
     from agent.source import SpecRepository
 
@@ -250,12 +250,11 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
     now = utc_now()  # a terminal reads live: ages count to now
     rows = []
     for document in ordered(documents):
-        state, job = document.status, document.status.job
-        rows.append((
-            "✅" if document.in_desired_state else "⚠️", document.name, state.state.value,
-            state.sync.value, f"{job.flink_status} #{job.generation}" if job else "—",
-            str(job.parallelism) if job else "—", str(job.restarts) if job else "—",
-            savepoint_cell(state.last_savepoint, now), action_cell(state.last_action)))
+        job, cells = document.status.job, row_cells(document, now)
+        rows.append((cells["mark"], document.name, cells["state"], cells["sync"],
+                     f"{job.flink_status} #{job.generation}" if job else "—",
+                     cells["parallelism"], cells["restarts"], cells["savepoint"],
+                     cells["action"]))
     shown = table(f"{len(documents)} deployments ({status_branch})",
                   ("", "deployment", "state", "sync", "flink job", "parallelism", "restarts",
                    "last savepoint", "last action"), rows)

@@ -31,6 +31,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.logs import redact
+from agent.model.spec import Deployment
 from agent.model.verdict import Verdict
 from agent.rego_sandbox import Sandbox
 
@@ -105,15 +106,21 @@ def built_in_policies() -> dict[str, str]:
             if not p.name.endswith("_test.rego")}
 
 
+def with_built_ins(repo_policies: dict[str, str]) -> dict[str, str]:
+    """The policies a deployment is judged by: the built-in ones and the spec repository's."""
+    return {**built_in_policies(), **repo_policies}
+
+
 def input_digest(document: dict[str, Any]) -> bytes:
     """A digest of a policy input: equal inputs, equal verdicts (pure)."""
     return hashlib.sha1(json.dumps(document, sort_keys=True, default=str).encode()).digest()
 
 
-def policy_input(document: dict[str, Any], target: str | None, target_kind: str | None,
+def policy_input(deployment: Deployment, target: str | None, target_kind: str | None,
                  plan: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """The input a policy sees: the Deployment, its target (no secrets), the plan, the applied
     spec."""
+    document = deployment.model_dump(mode="json", by_alias=True, exclude={"status"})
     return {**document, "target": {"name": target, "kind": target_kind}, "plan": plan,
             "previous": previous}
 

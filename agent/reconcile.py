@@ -34,8 +34,7 @@ from agent.model.observation import ClusterView, Observation, assumed_from_statu
 from agent.observe import observe_cluster
 from agent.plan import Plan, held, plan
 from agent.model.verdict import Verdict
-from agent.policy import (PolicySet, built_in_policies, compile_policies, evaluate,
-                          policy_input)
+from agent.policy import PolicySet, compile_policies, evaluate, policy_input, with_built_ins
 from agent.recover import recover
 from agent.status_store import StatusStore
 from agent.report.dashboard import status_files
@@ -85,8 +84,8 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs)
     add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
-    policies = compile_policies({**built_in_policies(), **source.spec_texts(
-        commit, "policies", suffixes=(".rego",))}, settings.policy_package)
+    policies = compile_policies(with_built_ins(source.spec_texts(
+        commit, "policies", suffixes=(".rego",))), settings.policy_package)
     store = StatusStore(source, settings.status_branch)
     status_head = store.head()
     previous, unreadable_status = store.read()
@@ -354,10 +353,9 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
 
 def _policy_input(desired: Deployment, target: DeploymentTarget | None, decided: Plan,
                   previous: DeploymentStatus | None) -> dict:
-    document = desired.model_dump(mode="json", by_alias=True, exclude={"status"})
     kind = None if target is None else "local" if target.spec.local else "flink"
     applied = previous.status.applied_spec if previous else None
-    return policy_input(document, target.name if target else None, kind, decided.document(),
+    return policy_input(desired, target.name if target else None, kind, decided.document(),
                         applied)
 
 

@@ -19,7 +19,7 @@ from agent.config import default_workdir
 from agent.errors import RepoFileRefused
 from agent.load import SpecProblem, load, target_problems
 from agent.model.spec import SPEC_SUFFIXES
-from agent.policy import built_in_policies, compile_policies, evaluate, policy_input
+from agent.policy import compile_policies, evaluate, policy_input, with_built_ins
 from agent.sql import Checker, add_sql_check
 
 NO_PLAN = {"action": None, "state": "UNCHANGED", "steps": [], "reason": "validate"}
@@ -50,11 +50,10 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
         problems += target_problems(located, loaded)
     repo_policies = {path: (root / path).read_text(errors="replace")
                      for path in _checkout_files(root, (".rego",), under="policies")}
-    policies = compile_policies({**built_in_policies(), **repo_policies}, package)
+    policies = compile_policies(with_built_ins(repo_policies), package)
     denials, warnings = [], []
     for _, located in sorted(loaded.deployments.items()):
-        document = located.spec.model_dump(mode="json", by_alias=True, exclude={"status"})
-        verdict = evaluate(policies, policy_input(document, located.spec.spec
+        verdict = evaluate(policies, policy_input(located.spec, located.spec.spec
                                                   .deployment_target_name, None, NO_PLAN, None))
         denials += [f"{located.file}:{located.line}: {d}" for d in verdict.denials]
         warnings += [f"{located.file}:{located.line}: {w}" for w in verdict.warnings]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.clock import age
-from agent.model.status import Action, Job, Savepoint
+from agent.model.status import Action, DeploymentStatus, Job, Savepoint
 
 
 def cell(text: str) -> str:
@@ -25,3 +25,14 @@ def savepoint_cell(savepoint: Savepoint | None, as_of: str | None) -> str:
 
 def action_cell(action: Action | None) -> str:
     return f"{action.kind.value} {action.result.value}" if action else "—"
+
+
+def row_cells(document: DeploymentStatus, as_of: str | None) -> dict[str, str]:
+    """The cells of a deployment's row that the dashboard and `flink-gitops status` share, by
+    column: each adds its own name, job and commit cells."""
+    status, job = document.status, document.status.job
+    return {"mark": "✅" if document.in_desired_state else "⚠️", "state": status.state.value,
+            "sync": status.sync.value, "parallelism": str(job.parallelism) if job else "—",
+            "restarts": str(job.restarts) if job else "—",
+            "savepoint": savepoint_cell(status.last_savepoint, as_of),
+            "action": action_cell(status.last_action)}

@@ -16,7 +16,7 @@ import yaml
 
 from agent.load import SpecProblem
 from agent.model.status import DeploymentStatus
-from agent.report.cells import action_cell, cell, job_cell, savepoint_cell
+from agent.report.cells import cell, job_cell, row_cells
 from agent.report.history import render_history
 from agent.report.timeline import render_timeline
 
@@ -127,15 +127,12 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
 
 
 def _row(document: DeploymentStatus, as_of: str | None) -> str:
-    status = document.status
-    job = status.job
-    mark = "✅" if document.in_desired_state else "⚠️"
+    status, cells = document.status, row_cells(document, as_of)
     name = f"[{document.name}](deployments/{document.name}.md)" + (
         " (deleted)" if status.deleted else "")
-    return (f"| {mark} | {name} | {status.state.value} | {status.sync.value} | "
-            f"{job_cell(job)} | {job.parallelism if job else '—'} | "
-            f"{job.restarts if job else '—'} | {savepoint_cell(status.last_savepoint, as_of)} | "
-            f"{action_cell(status.last_action)} | `{(status.spec_commit or '—')[:10]}` |")
+    return (f"| {cells['mark']} | {name} | {cells['state']} | {cells['sync']} | "
+            f"{job_cell(status.job)} | {cells['parallelism']} | {cells['restarts']} | "
+            f"{cells['savepoint']} | {cells['action']} | `{(status.spec_commit or '—')[:10]}` |")
 
 
 @dataclass(frozen=True)
