@@ -19,6 +19,8 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")  # user:password@ or token@
 _BEARER = re.compile(r"(?i)(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}")
 _secrets: set[str] = set()
 _lock = threading.Lock()
+_SCRUBBED_KEPT = 50_000
+_scrubbed: dict[bytes, bytes] = {}      # content -> redacted, while the secrets stay the same
 
 FIELDS = ("deployment", "target", "step", "outcome")
 
@@ -31,7 +33,9 @@ def register_secret(value: str) -> None:
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
              value.replace("'", "''")}   # YAML's single-quoted style
     with _lock:
-        _secrets.update(forms)
+        if not forms <= _secrets:
+            _secrets.update(forms)
+            _scrubbed.clear()
 
 
 def redact(text: str) -> str:
@@ -44,11 +48,22 @@ def redact(text: str) -> str:
 
 
 def redact_bytes(data: bytes) -> bytes:
-    """`redact` of UTF-8 content (what is not UTF-8 is left as it is)."""
+    """`redact` of UTF-8 content (what is not UTF-8 is left as it is), each distinct content
+    redacted once while the known secrets stay the same: the status branch's files are mostly
+    the same from cycle to cycle."""
+    with _lock:
+        known = _scrubbed.get(data)
+    if known is not None:
+        return known
     try:
-        return redact(data.decode("utf-8")).encode("utf-8")
+        redacted = redact(data.decode("utf-8")).encode("utf-8")
     except UnicodeDecodeError:
-        return data
+        redacted = data
+    with _lock:
+        if len(_scrubbed) >= _SCRUBBED_KEPT:
+            _scrubbed.clear()
+        _scrubbed[data] = redacted
+    return redacted
 
 
 class _Redacting(logging.Formatter):

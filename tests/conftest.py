@@ -16,9 +16,16 @@ import requests
 import yaml
 
 from agent.config import DEFAULT_STATUS_BRANCH, Settings
+from agent.diff import spec_document
+from agent.model.job_states import JobState
+from agent.model.observation import Observation, ObservedJob
+from agent.model.spec import Deployment
+from agent.model.status import (DeploymentState, DeploymentStatus, Job, Savepoint,
+                                SavepointOrigin, Status, StatusMetadata, SyncStatus)
 from agent.flink import local
 from agent.flink.build import build_jar
-from agent.job_ids import deployment_key
+from agent.job_ids import deployment_key, job_id
+from agent.reconcile import sync
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "spec-examples"
@@ -181,6 +188,59 @@ def deployed(spec_repo, flink, counter_jar):
     def write(name: str, **fields) -> None:
         spec_repo.write(f"deployments/{name}.yaml", counter_deployment(name, **fields))
     return write
+
+
+# --- specs, statuses and observations as values, for the pure tests (deployment `orders`) ---
+
+def deployment(parallelism=1, state="RUNNING", upgrade="STATEFUL", restore="LATEST_SAVEPOINT",
+               labels=None, initial=None) -> Deployment:
+    """The Deployment `orders` as a value (on a real cluster: `counter_deployment`)."""
+    return Deployment.model_validate({
+        "metadata": {"name": "orders", "labels": labels or {"team": "a"}},
+        "spec": {"state": state, "deploymentTargetName": "local",
+                 "upgradeStrategy": {"kind": upgrade}, "restoreStrategy": {"kind": restore},
+                 "initialSavepointPath": initial,
+                 "template": {"spec": {"artifact": {"jarUri": "a.jar"},
+                                       "parallelism": parallelism}}}})
+
+
+def jid(generation, spec=None):
+    """The id of an `orders` job of that generation running `spec` (default: deployment())."""
+    return job_id("orders", generation, (spec or deployment()).job_hash())
+
+
+def applied(spec, generation=1, state=DeploymentState.RUNNING, savepoint=None):
+    """The status of `orders` with `spec` applied and its job of `generation` running."""
+    job = Job(id=jid(generation, spec), generation=generation, state=JobState.STARTED,
+              flink_status="RUNNING", parallelism=1, started_at="t")
+    status = Status(state=state, sync=SyncStatus.SYNCED, applied_spec_hash=spec.job_hash(),
+                    applied_spec=spec_document(spec), job=job, desired_state=spec.spec.state)
+    status.history.jobs.append(job)
+    if savepoint:
+        status.last_savepoint = Savepoint(location=savepoint, origin=SavepointOrigin.SUSPEND,
+                                          created_at="t", job_id=job.id)
+    return DeploymentStatus(metadata=StatusMetadata(name="orders"), status=status)
+
+
+def running(generation=1, flink_status="RUNNING"):
+    """What the cluster shows: the `orders` job of `generation`."""
+    return Observation(True, (ObservedJob(jid(generation), generation, flink_status),))
+
+
+
+@pytest.fixture
+def checkpointed(deployed, spec_repo, settings, rest):
+    """The preamble of most real-Flink scenarios: a function deploying `name` (with the given
+    spec fields), pushing, syncing and waiting for its first job's first checkpoint, so that it
+    has state worth restoring; returns that job's id."""
+    def start(name: str, **fields) -> str:
+        deployed(name, **fields)
+        spec_repo.push(f"{name} deployed")
+        assert sync(settings).exit_code == 0
+        job = rest.job(name, 1)
+        rest.wait_checkpoint(job)
+        return job
+    return start
 
 
 class Flink:

@@ -85,3 +85,22 @@ def test_a_job_stuck_in_restarts_is_reported_unhealthy_with_flinks_exception(
     assert problem["kind"] == "UNHEALTHY" and "failing on purpose" in problem["message"]
     assert rest.jobs()[job] in ("RESTARTING", "RUNNING")  # reported, not replaced
     assert "flaky" in spec_repo.status_file("README.md").split("## Problems")[1]
+
+
+def test_a_job_cancelled_outside_the_agent_is_restarted_from_its_latest_savepoint(checkpointed, 
+        deployed, spec_repo, settings, rest):
+    checkpointed("healed")
+    deployed("healed", parallelism=2)
+    spec_repo.push()
+    sync(settings)
+    savepoint = spec_repo.status_of("healed")["lastSavepoint"]["location"]
+    requests.patch(f"{rest.url}/jobs/{rest.job('healed', 2)}", params={"mode": "cancel"},
+                   timeout=10)
+    rest.wait_state(rest.job("healed", 2), "CANCELED")
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("healed")
+    assert status["job"]["id"] == rest.job("healed", 3)
+    assert status["lastAction"]["kind"] == "RESTART"
+    assert rest.restored_from(rest.job("healed", 3)) == savepoint
+    assert any("drift" in e["message"] and "CANCELED" in e["message"]
+               for e in status["history"]["events"])

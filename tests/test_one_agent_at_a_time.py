@@ -49,13 +49,9 @@ def test_a_held_lease_is_renewed_once_half_its_time_is_gone(spec_repo, tmp_path)
     assert spec_repo.remote_ref("flink-gitops/status-lease") != taken
     lease.release()
 
-def test_a_second_agent_waits_while_the_first_acts_and_takes_over_after_its_crash(
+def test_a_second_agent_waits_while_the_first_acts_and_takes_over_after_its_crash(checkpointed, 
         deployed, spec_repo, settings, rest, tmp_path):
-    deployed("contested")
-    spec_repo.push()
-    sync(settings)
-    first = rest.job("contested", 1)
-    rest.wait_checkpoint(first)
+    checkpointed("contested")
     deployed("contested", parallelism=2)
     spec_repo.push("parallelism 2")
 

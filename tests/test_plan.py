@@ -2,46 +2,14 @@
 
 import pytest
 
-from agent.diff import difference, spec_document
+from agent.diff import difference
 from agent.job_ids import (deployment_key, generation_of, job_id, spec_digest_of,
                             with_generation)
 from agent.model.spec import Deployment
-from agent.model.status import (DeploymentState, DeploymentStatus, Job, JobState, Savepoint,
-                                SavepointOrigin, Status, StatusMetadata, SyncStatus)
+from agent.model.status import DeploymentState, SavepointOrigin
 from agent.model.observation import ObservedJob, Observation
 from agent.plan import RestoreKind, StepKind, plan
-
-
-def deployment(parallelism=1, state="RUNNING", upgrade="STATEFUL", restore="LATEST_SAVEPOINT",
-               labels=None, initial=None):
-    return Deployment.model_validate({
-        "metadata": {"name": "orders", "labels": labels or {"team": "a"}},
-        "spec": {"state": state, "deploymentTargetName": "local",
-                 "upgradeStrategy": {"kind": upgrade}, "restoreStrategy": {"kind": restore},
-                 "initialSavepointPath": initial,
-                 "template": {"spec": {"artifact": {"jarUri": "a.jar"},
-                                       "parallelism": parallelism}}}})
-
-
-def jid(generation, spec=None):
-    """The id of an `orders` job of that generation running `spec` (default: deployment())."""
-    return job_id("orders", generation, (spec or deployment()).job_hash())
-
-
-def applied(spec, generation=1, state=DeploymentState.RUNNING, savepoint=None):
-    job = Job(id=jid(generation, spec), generation=generation, state=JobState.STARTED,
-              flink_status="RUNNING", parallelism=1, started_at="t")
-    status = Status(state=state, sync=SyncStatus.SYNCED, applied_spec_hash=spec.job_hash(),
-                    applied_spec=spec_document(spec), job=job, desired_state=spec.spec.state)
-    status.history.jobs.append(job)
-    if savepoint:
-        status.last_savepoint = Savepoint(location=savepoint, origin=SavepointOrigin.SUSPEND,
-                                          created_at="t", job_id=job.id)
-    return DeploymentStatus(metadata=StatusMetadata(name="orders"), status=status)
-
-
-def running(generation=1, flink_status="RUNNING"):
-    return Observation(True, (ObservedJob(jid(generation), generation, flink_status),))
+from conftest import applied, deployment, jid, running
 
 
 def decide(desired, previous, observation):
