@@ -29,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
 
+from agent.caches import Caches
 from agent.config import Settings
 from agent.errors import ConfigError, FlinkError, FlinkGitopsError, SourceError
 from agent.reconcile import SyncResult, spec_head, sync
@@ -196,6 +197,7 @@ class Daemon:
             raise ConfigError(f"{SECRET_ENV} is set but empty: every webhook would be accepted; "
                               "set a secret, or unset it to turn webhooks off")
         self.deliveries = Deliveries()
+        self.caches = Caches()          # what every cycle may remember of the ones before
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wanted = threading.Event()
@@ -253,7 +255,7 @@ class Daemon:
         if self._settled_at is None:
             return False
         try:
-            unchanged = spec_head(self.settings) == self._settled_at
+            unchanged = spec_head(self.settings, self.caches) == self._settled_at
         except FlinkGitopsError as error:
             self.metrics.polls.labels("error").inc()
             self.metrics.errors.labels("git", "").inc()
@@ -267,7 +269,7 @@ class Daemon:
         started = time.monotonic()
         self._settled_at = None
         try:
-            result = sync(self.settings, stopping=self.stopping)
+            result = sync(self.settings, stopping=self.stopping, caches=self.caches)
         except FlinkGitopsError as error:
             self.metrics.cycles.labels("error").inc()
             source = "git" if isinstance(error, SourceError) else \

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.errors import SpecLimitError
+from agent.memo import Memo
 from agent.model.spec import DNS_1123_LABEL, SPEC_KINDS, Deployment, DeploymentTarget
 
 MAX_FILE_BYTES = 1024 * 1024     # a spec file above this is not read (its deployments are held)
@@ -122,28 +123,25 @@ class ParsedFiles:
 
     def __init__(self) -> None:
         self.parses = 0                      # files parsed (not found here) since creation
-        self._files: dict[tuple[str, str], ParsedFile] = {}
+        self._files: Memo[tuple[str, str], ParsedFile] = Memo("parsed spec files",
+                                                              2 * MAX_FILES)
         self._loads: list[set[tuple[str, str]]] = []
         self._lock = threading.Lock()
 
     def get(self, path: str, blob: str) -> ParsedFile | None:
-        with self._lock:
-            return self._files.get((path, blob))
+        return self._files.get((path, blob))
 
     def put(self, path: str, blob: str, parsed: ParsedFile) -> None:
         with self._lock:
             self.parses += 1
-            self._files[(path, blob)] = parsed
+        self._files.put((path, blob), parsed)
 
     def loaded(self, keys: set[tuple[str, str]]) -> None:
         """One load used `keys`: files used by neither it nor the load before are dropped."""
         with self._lock:
             self._loads = (self._loads + [keys])[-2:]
             kept = set().union(*self._loads)
-            self._files = {key: value for key, value in self._files.items() if key in kept}
-
-
-PARSED = ParsedFiles()   # the process's parsed files, shared by every cycle
+        self._files.retain(kept)
 
 
 def target_problems(located: Located, loaded: LoadResult) -> list[SpecProblem]:
@@ -166,13 +164,14 @@ def load(files: dict[str, str | bytes]) -> LoadResult:
 
 
 def load_blobs(blobs: dict[str, str], read: Callable[[Iterable[str]], dict[str, bytes]],
-               parsed: ParsedFiles = PARSED) -> LoadResult:
+               parsed: ParsedFiles | None = None) -> LoadResult:
     """Loads every spec document of `blobs` (repo-relative path -> git blob id); `read` gives
     the content of blob ids, and is asked only for files `parsed` does not know yet. More than
     MAX_FILES files is a SpecLimitError: nothing is read (a wrong `--path`?), nothing changes."""
     if len(blobs) > MAX_FILES:
         raise SpecLimitError(f"the spec path holds {len(blobs):,} YAML files, over the limit of "
                              f"{MAX_FILES:,}; nothing was read (is --path right?)")
+    parsed = parsed if parsed is not None else ParsedFiles()
     known = {path: parsed.get(path, blob) for path, blob in blobs.items()}
     missing = {path: blob for path, blob in blobs.items() if known[path] is None}
     contents = read(sorted(set(missing.values()))) if missing else {}

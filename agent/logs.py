@@ -15,12 +15,15 @@ import logging
 import re
 import threading
 
+from agent.memo import Memo
+
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")  # user:password@ or token@
 _BEARER = re.compile(r"(?i)(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}")
 _secrets: set[str] = set()
 _lock = threading.Lock()
-_SCRUBBED_KEPT = 50_000
-_scrubbed: dict[bytes, bytes] = {}      # content -> redacted, while the secrets stay the same
+# content -> redacted, while the secrets stay the same: it goes with the registry of secrets,
+# which is the process's (every expanded value is registered where it is read)
+_scrubbed: Memo[bytes, bytes] = Memo("redacted contents", 50_000)
 
 FIELDS = ("deployment", "target", "step", "outcome")
 
@@ -51,19 +54,12 @@ def redact_bytes(data: bytes) -> bytes:
     """`redact` of UTF-8 content (what is not UTF-8 is left as it is), each distinct content
     redacted once while the known secrets stay the same: the status branch's files are mostly
     the same from cycle to cycle."""
-    with _lock:
-        known = _scrubbed.get(data)
-    if known is not None:
-        return known
-    try:
-        redacted = redact(data.decode("utf-8")).encode("utf-8")
-    except UnicodeDecodeError:
-        redacted = data
-    with _lock:
-        if len(_scrubbed) >= _SCRUBBED_KEPT:
-            _scrubbed.clear()
-        _scrubbed[data] = redacted
-    return redacted
+    def scrubbed() -> bytes:
+        try:
+            return redact(data.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            return data
+    return _scrubbed.get_or(data, scrubbed)
 
 
 class _Redacting(logging.Formatter):

@@ -31,6 +31,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.logs import redact
+from agent.memo import Memo
 from agent.model.spec import Deployment
 from agent.model.verdict import Verdict
 from agent.rego_sandbox import Sandbox
@@ -41,7 +42,6 @@ _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _ANSWERS_KEPT = 50_000
 MAX_MESSAGE_CHARS = 1000     # a deny or warn message longer than this is cut
 _SETS_KEPT = 8
-_COMPILED: dict[tuple, PolicySet] = {}
 
 
 @dataclass
@@ -50,15 +50,11 @@ class PolicySet:
 
     sandbox: Sandbox
     warnings: tuple[str, ...] = ()        # files of other packages: not evaluated
-    _answers: dict[bytes, Verdict] = field(repr=False, default_factory=dict)
+    _answers: Memo[bytes, Verdict] = field(
+        repr=False, default_factory=lambda: Memo("policy verdicts", _ANSWERS_KEPT))
 
     def verdict(self, document: dict[str, Any]) -> Verdict:
-        key = input_digest(document)
-        if key not in self._answers:
-            if len(self._answers) >= _ANSWERS_KEPT:
-                self._answers.clear()
-            self._answers[key] = self._ask(document)
-        return self._answers[key]
+        return self._answers.get_or(input_digest(document), lambda: self._ask(document))
 
     def _ask(self, document: dict[str, Any]) -> Verdict:
         answers = self.sandbox.evaluate(document)
@@ -73,27 +69,32 @@ class PolicySet:
         return Verdict(tuple(denials), tuple(warnings))
 
 
-def compile_policies(files: dict[str, str], package: str = "main") -> PolicySet:
+def policy_sets() -> Memo[tuple, PolicySet]:
+    """A memo of compiled policy sets by file content, closing the worker of a set it drops."""
+    return Memo("policy sets", _SETS_KEPT, on_evict=lambda policies: policies.sandbox.close())
+
+
+def compile_policies(files: dict[str, str], package: str = "main",
+                     sets: Memo[tuple, PolicySet] | None = None) -> PolicySet:
     """Compiles every policy file (path -> Rego text) of `package`; a file that does not compile
-    denies every change, saying its line and why. The same files compile to the same
-    (remembered) policy set."""
+    denies every change, saying its line and why. With `sets` (see `policy_sets`), the same
+    files compile to the same remembered policy set."""
     key = (package, tuple(sorted(files.items())))
-    if key not in _COMPILED:
-        declared = {path: _declared_package(text) for path, text in files.items()}
-        if files and package not in declared.values():
-            raise ConfigError(f"--policy-package {package!r}: no policy file declares that "
-                              f"package (they declare {sorted(set(declared.values()) - {None})})")
-        while len(_COMPILED) >= _SETS_KEPT:
-            _COMPILED.pop(next(iter(_COMPILED))).sandbox.close()
-        ours = {path: text for path, text in sorted(files.items())
-                if declared[path] in (package, None)}
-        _COMPILED[key] = PolicySet(Sandbox(ours, package), tuple(
-            f"{path}: package {found} is not --policy-package {package}: its rules are not "
-            "evaluated" for path, found in sorted(declared.items())
-            if found not in (package, None)))
-        for warning in _COMPILED[key].warnings:
-            log.warning("%s", warning)
-    return _COMPILED[key]
+    found = sets.get(key) if sets is not None else None
+    if found is not None:
+        return found
+    declared = {path: _declared_package(text) for path, text in files.items()}
+    if files and package not in declared.values():
+        raise ConfigError(f"--policy-package {package!r}: no policy file declares that "
+                          f"package (they declare {sorted(set(declared.values()) - {None})})")
+    ours = {path: text for path, text in sorted(files.items())
+            if declared[path] in (package, None)}
+    compiled = PolicySet(Sandbox(ours, package), tuple(
+        f"{path}: package {found} is not --policy-package {package}: its rules are not "
+        "evaluated" for path, found in sorted(declared.items()) if found not in (package, None)))
+    for warning in compiled.warnings:
+        log.warning("%s", warning)
+    return sets.put(key, compiled) if sets is not None else compiled
 
 
 def evaluate(policies: PolicySet, document: dict[str, Any]) -> Verdict:

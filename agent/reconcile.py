@@ -15,6 +15,7 @@ from threading import Event
 
 from agent.artifact_check import add_artifact_check
 from agent.assessment import Assessment
+from agent.caches import Caches
 from agent.config import Settings
 from agent.diff import Difference, difference, field_changes, spec_document
 from agent.errors import FlinkGitopsError, StatusPushRejected
@@ -72,8 +73,8 @@ class SyncResult:
         return 0 if healthy and not self.unattributed else 1
 
 
-def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
-           head: str | None = None, offline: bool = False) -> Cycle:
+def assess(settings: Settings, source: SpecRepository, caches: Caches,
+           start_local: bool = True, head: str | None = None, offline: bool = False) -> Cycle:
     """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink.
 
     `head` plans another revision than the branch's; with `offline`, a deployment whose cluster
@@ -81,12 +82,13 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
     """
     source.fetch()
     commit = source.resolve(head or settings.branch)
-    loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs)
+    loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
+                        caches.parsed)
     add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies(with_built_ins(source.spec_texts(
-        commit, "policies", suffixes=(".rego",))), settings.policy_package)
-    store = StatusStore(source, settings.status_branch)
+        commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies)
+    store = StatusStore(source, settings.status_branch, caches.documents)
     status_head = store.head()
     previous, unreadable_status = store.read()
     gone = deletions(loaded, previous, settings.max_deletions)
@@ -95,7 +97,7 @@ def assess(settings: Settings, source: SpecRepository, start_local: bool = True,
 
     wanted = {name: _wanted(name, loaded, previous.get(name), gone.held.get(name, ()))
               for name in names}
-    clients, views = _observe(settings, loaded, wanted.values(), start_local)
+    clients, views = _observe(settings, loaded, wanted.values(), start_local, caches)
     assessments = []
     for name in names:
         desired, problems, target_name = wanted[name]
@@ -166,12 +168,14 @@ def _unassessed(name: str, target: DeploymentTarget | None, previous: Deployment
                       Plan(name, None, reason=f"target unreachable: {error}"))
 
 
-def review(settings: Settings, base: str | None = None, head: str | None = None) -> ReviewSet:
+def review(settings: Settings, base: str | None = None, head: str | None = None,
+           caches: Caches | None = None) -> ReviewSet:
     """What `sync` would do for `head` (default: the branch), and with `base` the fields each
     deployment changes from base to head. Changes nothing anywhere: no Flink call that changes a
     job, no local cluster started, no push."""
-    source = SpecRepository(settings.repo, settings.workdir)
-    cycle = assess(settings, source, start_local=False, head=head, offline=True)
+    caches = caches or Caches()
+    source = SpecRepository(settings.repo, settings.workdir, caches.trees)
+    cycle = assess(settings, source, caches, start_local=False, head=head, offline=True)
     base_commit = source.resolve(base) if base else None
     before = load(source.spec_files(base_commit, settings.path)).deployments if base else {}
     reviews = []
@@ -191,15 +195,16 @@ def review(settings: Settings, base: str | None = None, head: str | None = None)
                      tuple(str(p) for p in cycle.loaded.unattributed()))
 
 
-def spec_head(settings: Settings) -> str:
+def spec_head(settings: Settings, caches: Caches) -> str:
     """The spec branch's commit, freshly fetched (I/O: git): what a poll compares to decide
     whether git moved since the last cycle."""
-    source = SpecRepository(settings.repo, settings.workdir)
+    source = SpecRepository(settings.repo, settings.workdir, caches.trees)
     source.fetch()
     return source.resolve(settings.branch)
 
 
-def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -> SyncResult:
+def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
+         caches: Caches | None = None) -> SyncResult:
     """One full cycle: assess, execute every plan, write the status branch.
 
     A cycle with something to do takes the repository's lease first (LeaseHeld when another
@@ -208,19 +213,22 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -
     once.
     A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it.
     Once `stopping` is set, running actions finish and the others wait for the next cycle.
+    `caches` (a fresh one by default) is what the cycle may remember from earlier cycles.
     """
-    source = SpecRepository(settings.repo, settings.workdir)
+    caches = caches or Caches()
+    source = SpecRepository(settings.repo, settings.workdir, caches.trees)
     attempt = 1
     while True:
-        cycle = assess(settings, source)
+        cycle = assess(settings, source, caches)
         if any(item.plan.changes_anything for item in cycle.assessments):
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
                 if lease.took_over or lease.status_head != cycle.status_head:
-                    cycle = assess(settings, source)  # another agent may have acted meanwhile
+                    cycle = assess(settings, source, caches)   # another agent may have acted
                 outcomes = act(settings, source, cycle, lease, stopping or Event())
-                return record(source, settings.status_branch, cycle, outcomes, acted=True)
+                return record(source, settings.status_branch, cycle, outcomes, caches,
+                              acted=True)
         try:
-            return record(source, settings.status_branch, cycle, {}, acted=False)
+            return record(source, settings.status_branch, cycle, {}, caches, acted=False)
         except StatusPushRejected:
             if attempt == attempts:
                 raise
@@ -229,7 +237,7 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None) -
 
 
 def record(source: SpecRepository, status_branch: str, cycle: Cycle,
-           outcomes: dict[str, Outcome], acted: bool) -> SyncResult:
+           outcomes: dict[str, Outcome], caches: Caches, acted: bool) -> SyncResult:
     """Writes the status branch: each deployment's next status, from its assessment and what
     its action did. A push that lost a race raises StatusPushRejected, unless the cycle `acted`
     (under the lease): then its documents are the truth, written again on top of the new head."""
@@ -237,10 +245,10 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     documents = [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
                  for item in cycle.assessments]
     unattributed = cycle.loaded.unattributed()
-    files = status_files(documents, cycle.commit, unattributed)
+    files = status_files(documents, cycle.commit, unattributed, caches.rendered)
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
-    store = StatusStore(source, status_branch)
+    store = StatusStore(source, status_branch, caches.documents)
     try:
         status_commit = store.write(files, message)
     except StatusPushRejected:
@@ -319,7 +327,8 @@ def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None,
     return desired, problems, target_name
 
 
-def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
+def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool,
+             caches: Caches):
     """Every target in use, connected and observed at once: a slow cluster delays no other."""
     names = sorted({t for _, _, t in wanted if t})
 
@@ -329,7 +338,8 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool):
             return None, ClusterView(False, error=f"DeploymentTarget {target_name!r} is not "
                                                   "in the spec repo")
         try:
-            client = targets.connect(located.spec, settings.workdir, start_local)
+            client = targets.connect(located.spec, settings.workdir, start_local,
+                                     caches.versions)
         except FlinkGitopsError as error:
             return None, ClusterView(False, error=str(error))
         try:

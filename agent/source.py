@@ -16,8 +16,6 @@ import hashlib
 import os
 import re
 import subprocess
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
 
@@ -25,14 +23,11 @@ import git
 
 from agent.errors import RepoFileRefused, SourceError
 from agent.logs import redact
+from agent.memo import Memo
 from agent.model.spec import SPEC_SUFFIXES
 
 REMOTE = "origin"
 FETCH_TIMEOUT_S = 120
-_TREES: OrderedDict[str, tuple[dict[str, str], frozenset[str]]] = OrderedDict()
-# commit -> (path -> blob id of every regular file, paths of symbolic links)
-_TREES_KEPT = 8
-_TREES_LOCK = threading.Lock()
 
 
 def normalise_url(repo: str) -> str:
@@ -45,8 +40,11 @@ def normalise_url(repo: str) -> str:
 class SpecRepository:
     """A bare mirror of the spec repository under the agent's work dir."""
 
-    def __init__(self, url: str, workdir: Path):
+    def __init__(self, url: str, workdir: Path, trees: Memo | None = None):
+        """`trees`: commit -> (path -> blob id of every regular file, paths of symbolic links),
+        remembered across cycles when the caller keeps it (a commit never changes)."""
         self.url = normalise_url(url)
+        self._trees = trees if trees is not None else Memo("git trees", 8)
         key = hashlib.sha256(self.url.encode()).hexdigest()[:12]
         self.path = Path(workdir) / "repos" / key
         self._repo: git.Repo | None = None
@@ -123,10 +121,9 @@ class SpecRepository:
 
     def _tree(self, commit: str) -> tuple[dict[str, str], frozenset[str]]:
         commit = self.resolve(commit) if len(commit) != 40 else commit
-        with _TREES_LOCK:
-            if commit in _TREES:
-                _TREES.move_to_end(commit)
-                return _TREES[commit]
+        return self._trees.get_or(commit, lambda: self._list(commit))
+
+    def _list(self, commit: str) -> tuple[dict[str, str], frozenset[str]]:
         listing, links = {}, set()
         for line in self.git("ls-tree", "-r", "-z", "--full-tree", commit).split("\0"):
             if not line:
@@ -137,11 +134,7 @@ class SpecRepository:
                 links.add(path)
             elif kind == "blob":
                 listing[path] = blob
-        with _TREES_LOCK:
-            _TREES[commit] = (listing, frozenset(links))
-            while len(_TREES) > _TREES_KEPT:
-                _TREES.popitem(last=False)
-            return _TREES[commit]
+        return listing, frozenset(links)
 
     def spec_blobs(self, commit: str, path: str = ".",
                    suffixes: tuple[str, ...] = SPEC_SUFFIXES) -> dict[str, str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from io import BytesIO
 
 import yaml
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 
 from agent.errors import SourceError, StatusPushRejected
 from agent.logs import redact, redact_bytes
+from agent.memo import Memo
 from agent.model.status import DeploymentStatus
 from agent.source import REMOTE, SpecRepository
 
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024   # a status document above this is not read
 MAX_DOCUMENT_VALUES = 200_000          # nor one of more values (aliases counted at each use)
-_DOCUMENTS: dict[str, DeploymentStatus] = {}   # blob id -> parsed document, of the last read
-_DOCUMENTS_LOCK = threading.Lock()
 
 AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@localhost",
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
@@ -42,22 +40,26 @@ AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@l
 class StatusStore:
     """The status branch `branch` of the spec repository `source`: read and written whole."""
 
-    def __init__(self, source: SpecRepository, branch: str):
+    def __init__(self, source: SpecRepository, branch: str, documents: Memo | None = None):
+        """`documents`: blob id -> parsed document, of the newest head read (kept across cycles
+        when the caller keeps it)."""
         self.source = source
         self.branch = branch
+        self.documents = documents if documents is not None else Memo("status documents",
+                                                                      1_000_000)
 
     def head(self) -> str | None:
         """The status branch's commit (as last fetched), or None before the first cycle."""
         return self.source.head(self.branch)
 
     def read(self) -> tuple[dict[str, DeploymentStatus], dict[str, str]]:
-        return read_statuses(self.source, self.branch)
+        return read_statuses(self.source, self.branch, self.documents)
 
     def write(self, files: dict[str, bytes], message: str) -> str | None:
         return write(self.source, self.branch, files, message)
 
 
-def read_statuses(source: SpecRepository, branch: str
+def read_statuses(source: SpecRepository, branch: str, memo: Memo
                   ) -> tuple[dict[str, DeploymentStatus], dict[str, str]]:
     """The deployment status documents at the head of the status branch (none if no branch),
     and what could not be read: deployment name (from the file name) -> why. A document that is
@@ -69,8 +71,8 @@ def read_statuses(source: SpecRepository, branch: str
     blobs = {path: blob for path, blob in sorted(source.files(head).items())
              if path.startswith("deployments/") and path.count("/") == 1
              and path.endswith(".yaml")}
-    with _DOCUMENTS_LOCK:
-        known = {blob: _DOCUMENTS[blob] for blob in blobs.values() if blob in _DOCUMENTS}
+    known = {blob: document for blob in blobs.values()
+             if (document := memo.get(blob)) is not None}
     contents = source.read_blobs([blob for blob in blobs.values() if blob not in known])
     parsed, unreadable = {}, {}
     for path, blob in blobs.items():
@@ -82,9 +84,9 @@ def read_statuses(source: SpecRepository, branch: str
                 unreadable[name] = (f"status document {path} on {branch} could not be read "
                                     f"({error}); its status was recovered from Flink's records")
                 log.warning("%s", unreadable[name])
-    with _DOCUMENTS_LOCK:   # the documents of the newest head are kept, older ones dropped
-        _DOCUMENTS.clear()
-        _DOCUMENTS.update(known | parsed)
+    for blob, document in parsed.items():
+        memo.put(blob, document)
+    memo.retain(blobs.values())   # the documents of the newest head are kept, older ones dropped
     documents = {}
     for blob in blobs.values():
         document = known.get(blob) or parsed.get(blob)

@@ -100,9 +100,13 @@ class Instruments:
 
 def worker(args) -> None:
     """Runs in the agent's process: deploy, then A/B cycles; one JSON line per measurement."""
-    from agent.config import Settings
-    from agent.reconcile import sync
+    from functools import partial
 
+    from agent.caches import Caches
+    from agent.config import Settings
+    from agent.reconcile import sync as one_cycle
+
+    sync = partial(one_cycle, caches=Caches())   # as the daemon runs cycles: one owner of memos
     repo = SpecRepo.__new__(SpecRepo)
     repo.remote, repo.checkout = Path(args.remote), Path(args.checkout)
     settings = Settings(str(repo.remote), workdir=Path(args.workdir))

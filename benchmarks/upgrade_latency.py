@@ -160,7 +160,12 @@ def main() -> None:
     from agent.config import Settings
     from agent.flink import local
     from agent.flink.build import build_jar
-    from agent.reconcile import sync
+    from functools import partial
+
+    from agent.caches import Caches
+    from agent.reconcile import sync as one_cycle
+
+    sync = partial(one_cycle, caches=Caches())   # as the daemon runs cycles: one owner of memos
 
     results: dict[tuple[str, str], list[dict]] = {}
     restored_ok, restored_checked = 0, 0

@@ -7,11 +7,11 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "agent"
-PIPELINE = ["job_ids", "clock", "testpoints", "logs", "errors", "config", "model", "source",
+PIPELINE = ["memo", "job_ids", "clock", "testpoints", "logs", "errors", "config", "model", "source",
             "load", "artifact_check", "flink", "sql", "deletion", "rego_sandbox", "rego_worker",
-            "policy", "observe", "recover", "diff", "plan", "assessment", "execute", "report",
+            "policy", "caches", "observe", "recover", "diff", "plan", "assessment", "execute", "report",
             "status_store", "lease", "reconcile", "validate", "daemon", "terminal", "demo", "cli"]
-PURE = ["job_ids", "clock", "errors", "config", "model", "load", "artifact_check", "deletion",
+PURE = ["memo", "job_ids", "clock", "errors", "config", "model", "load", "artifact_check", "deletion",
         "diff", "plan", "assessment", "report"]
 IO = {"source", "flink", "rego_sandbox", "policy", "observe", "recover", "execute",
       "status_store", "lease", "reconcile", "validate", "daemon", "terminal", "demo", "cli"}

@@ -10,6 +10,7 @@ import yaml
 
 from agent.load import ParsedFiles, load, load_blobs
 from agent import status_store as branch
+from agent.caches import Caches
 from agent.source import SpecRepository
 from conftest import counter_deployment, git
 
@@ -98,8 +99,9 @@ def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
     branch.write(source, "flink-gitops/status",
                  {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
 
-    first, _ = branch.read_statuses(source, "flink-gitops/status")
-    second, _ = branch.read_statuses(source, "flink-gitops/status")
+    store = branch.StatusStore(source, "flink-gitops/status", Caches().documents)
+    first, _ = store.read()
+    second, _ = store.read()
 
     assert first["a"].status.state.value == "RUNNING"
     assert second["a"] is first["a"]   # the same blob is not parsed twice
@@ -121,7 +123,8 @@ def test_a_policy_answers_an_unchanged_input_from_memory():
     from agent.policy import compile_policies, evaluate
 
     rego = 'package main\n\ndeny[msg] {\n  input.spec.parallelism > 4\n  msg := "too wide"\n}\n'
-    policies = compile_policies({"wide.rego": rego})
+    caches = Caches()
+    policies = compile_policies({"wide.rego": rego}, sets=caches.policies)
     asked = []
     ask = policies.sandbox.evaluate
     policies.sandbox.evaluate = lambda document: asked.append(document) or ask(document)
@@ -133,7 +136,7 @@ def test_a_policy_answers_an_unchanged_input_from_memory():
     assert narrow == again and not narrow.denied
     assert wide.denials == ("wide.rego: too wide",)
     assert len(asked) == 2   # the worker is asked once per distinct input
-    assert compile_policies({"wide.rego": rego}) is policies
+    assert compile_policies({"wide.rego": rego}, sets=caches.policies) is policies
 
 
 def test_a_clusters_flink_version_is_asked_once_across_cycles():
@@ -161,7 +164,9 @@ def test_a_clusters_flink_version_is_asked_once_across_cycles():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        versions = [FlinkClient(url).version() for _ in range(3)]   # a client per cycle
+        remembered = Caches().versions
+        versions = [FlinkClient(url, versions=remembered).version()   # a client per cycle
+                    for _ in range(3)]
     finally:
         server.shutdown()
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import requests
 
 from agent.flink.http import AnswerTooLarge, deadline, read_limited, session
+from agent.memo import Memo
 from agent.model.job_states import FlinkJobStatus
 from agent.errors import (FlinkAnswerInvalid, FlinkRequestError, FlinkUnavailable, JobStartFailed,
                           SavepointFailed)
@@ -29,7 +30,11 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4000
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 VERSION_KEPT_S = 600.0
-_VERSIONS: dict[str, tuple[str, float]] = {}   # cluster URL -> (Flink version, when asked)
+
+
+def flink_versions() -> Memo[str, str]:
+    """A memo of each cluster URL's Flink version, for VERSION_KEPT_S."""
+    return Memo("Flink versions", 1000, ttl=VERSION_KEPT_S)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class FlinkClient:
     cert: tuple[str, str] | str | None = None
     timeout: float = DEFAULT_TIMEOUT
     _session: requests.Session = field(default_factory=session, repr=False)
+    versions: Memo[str, str] | None = field(default=None, repr=False)
     _version: str | None = field(default=None, repr=False)
 
     # --- reading -----------------------------------------------------------------------------
@@ -101,15 +107,14 @@ class FlinkClient:
         return self._request("GET", "/overview")
 
     def version(self) -> str:
-        """The cluster's Flink version, asked once per client and remembered per URL for
-        `VERSION_KEPT_S` (a client lives one cycle; the version is on an upgrade's way)."""
+        """The cluster's Flink version, asked once per client and, with `versions` (see
+        `flink_versions`), remembered per URL for VERSION_KEPT_S across clients (a client lives
+        one cycle; the version is on an upgrade's way)."""
         if self._version is None:
-            known = _VERSIONS.get(self.url)
-            if known is not None and time.monotonic() - known[1] < VERSION_KEPT_S:
-                self._version = known[0]
-            else:
-                self._version = str(self._request("GET", "/config").get("flink-version", ""))
-                _VERSIONS[self.url] = (self._version, time.monotonic())
+            def ask() -> str:
+                return str(self._request("GET", "/config").get("flink-version", ""))
+            self._version = self.versions.get_or(self.url, ask) if self.versions is not None \
+                else ask()
         return self._version
 
     def jobs(self) -> list[JobOverview]:

@@ -12,19 +12,22 @@ from pathlib import Path
 from agent.errors import ConfigError
 from agent.flink import local
 from agent.logs import register_secret
+from agent.memo import Memo
 from agent.flink.rest import FlinkClient
 from agent.model.spec import DeploymentTarget, expand_environment
 
 
-def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True) -> FlinkClient:
-    """A client of the target's cluster; a `local` target's cluster is started if it is not up."""
+def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
+            versions: Memo | None = None) -> FlinkClient:
+    """A client of the target's cluster; a `local` target's cluster is started if it is not up.
+    `versions` remembers the clusters' Flink versions across cycles."""
     spec = target.spec
     if spec.local is not None:
         if start_local:
             cluster = local.start(workdir, port=spec.local.port, slots=spec.local.slots,
                                   configuration=spec.local.flink_configuration)
-            return FlinkClient(cluster.url)
-        return FlinkClient(f"http://127.0.0.1:{spec.local.port}")
+            return FlinkClient(cluster.url, versions=versions)
+        return FlinkClient(f"http://127.0.0.1:{spec.local.port}", versions=versions)
     try:
         headers = {k: expand_environment(v) for k, v in spec.flink.headers.items()}
         for value in headers.values():
@@ -41,5 +44,6 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True) -
                               "read on the agent's machine")
     verify: bool | str = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
     cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
-    return FlinkClient(spec.flink.url, headers=headers, verify=verify, cert=cert)
+    return FlinkClient(spec.flink.url, headers=headers, verify=verify, cert=cert,
+                       versions=versions)
 

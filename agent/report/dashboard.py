@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import yaml
 
 from agent.load import SpecProblem
+from agent.memo import Memo
 from agent.model.status import DeploymentStatus
 from agent.report.cells import cell, job_cell, row_cells
 from agent.report.history import render_history
@@ -22,21 +23,23 @@ from agent.report.timeline import render_timeline
 
 RECENT_EVENTS = 20
 def status_files(documents: list[DeploymentStatus], spec_commit: str,
-                 unattributed: list[SpecProblem] = ()) -> dict[str, bytes]:
+                 unattributed: list[SpecProblem] = (),
+                 rendered: Memo | None = None) -> dict[str, bytes]:
     """Every file of the status branch: path -> content. `unattributed` are spec problems of
-    documents whose deployment name could not be read."""
+    documents whose deployment name could not be read; `rendered` remembers each document's
+    files across cycles when the caller keeps it (see `_rendered`)."""
+    memo = rendered if rendered is not None else Memo("rendered documents", 1_000_000)
     as_of = report_time(documents)
     files = {}
     for document in documents:
-        rendered = _rendered(document)
-        files[f"deployments/{document.name}.md"] = rendered.page
-        files[f"deployments/{document.name}.yaml"] = rendered.yaml
-    for gone in _RENDERED.keys() - {id(document) for document in documents}:
-        del _RENDERED[gone]   # keep the files of this report's documents only
+        files_of = _rendered(document, memo)
+        files[f"deployments/{document.name}.md"] = files_of.page
+        files[f"deployments/{document.name}.yaml"] = files_of.yaml
+    memo.retain(id(document) for document in documents)   # this report's documents only
     timeline = render_timeline(ordered(documents), as_of)
     if timeline is not None:
         files["timeline.svg"] = timeline.encode()
-    files["status.json"] = status_json(documents, spec_commit, unattributed)
+    files["status.json"] = status_json(documents, spec_commit, unattributed, memo)
     files["README.md"] = render_dashboard(documents, spec_commit, unattributed,
                                           timeline is not None).encode()
     return files
@@ -49,7 +52,7 @@ def report_time(documents: list[DeploymentStatus]) -> str | None:
 
 
 def status_json(documents: list[DeploymentStatus], spec_commit: str,
-                unattributed: list[SpecProblem] = ()) -> bytes:
+                unattributed: list[SpecProblem], rendered: Memo) -> bytes:
     """status.json, the machine-readable index of all deployments: its summary fields, then one
     line per deployment (so a change to one deployment is a one-line diff)."""
     summary = {
@@ -61,7 +64,7 @@ def status_json(documents: list[DeploymentStatus], spec_commit: str,
     }
     lines = [f"  {json.dumps(key)}: {json.dumps(value, sort_keys=True)}," for key, value in
              sorted(summary.items())]
-    entries = [f"    {json.dumps(d.name)}: {_rendered(d).index_entry}"
+    entries = [f"    {json.dumps(d.name)}: {_rendered(d, rendered).index_entry}"
                for d in sorted(documents, key=lambda d: d.name)]
     text = "{\n" + "\n".join(lines) + '\n  "deployments": {\n' + ",\n".join(entries) + (
         "\n  }\n}\n" if entries else "  }\n}\n")
@@ -144,11 +147,12 @@ class Rendered:
     index_entry: str    # its entry in status.json (JSON on one line)
 
 
-def _rendered(document: DeploymentStatus) -> Rendered:
+def _rendered(document: DeploymentStatus, memo: Memo) -> Rendered:
     """The document's files, rendered once per document object: an unchanged deployment keeps
     its previous document object from cycle to cycle (`next_status`, `StatusStore.read`), so
-    in most cycles most deployments cost a lookup here."""
-    cached = _RENDERED.get(id(document))
+    in most cycles most deployments cost a lookup here. The memo maps the id of a document to
+    the document (kept alive, so the id is not reused) and its files."""
+    cached = memo.get(id(document))
     if cached is not None and cached[0] is document:
         return cached[1]
     data = document.document()
@@ -158,10 +162,8 @@ def _rendered(document: DeploymentStatus) -> Rendered:
         yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
                   width=100).encode(),
         json.dumps(_index_entry(document), sort_keys=True, ensure_ascii=False))
-    _RENDERED[id(document)] = (document, rendered)
+    memo.put(id(document), (document, rendered))
     return rendered
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-# id of a document -> the document (kept alive, so the id is not reused) and its files
-_RENDERED: dict[int, tuple[DeploymentStatus, Rendered]] = {}

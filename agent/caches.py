@@ -1,0 +1,35 @@
+"""Every memo the agent keeps across cycles, owned by one object (pure data).
+
+`sync` makes one for its cycle unless it is given one; the daemon makes one and passes it to
+every cycle, so that unchanged spec files are not parsed again, unchanged status documents not
+read or rendered again, policies not compiled again and Flink versions not asked again. Tests
+and a long-running daemon see and reset them here. (The memo of redacted contents goes with the
+process's registry of secrets, in `agent.logs`.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from agent.flink.rest import flink_versions
+from agent.load import ParsedFiles
+from agent.memo import Memo
+from agent.policy import policy_sets
+
+
+@dataclass
+class Caches:
+    trees: Memo = field(default_factory=lambda: Memo("git trees", 8))      # commit -> files
+    parsed: ParsedFiles = field(default_factory=ParsedFiles)   # files of the last two loads
+    documents: Memo = field(default_factory=lambda: Memo("status documents", 1_000_000))
+    rendered: Memo = field(default_factory=lambda: Memo("rendered documents", 1_000_000))
+    policies: Memo = field(default_factory=policy_sets)        # 8 sets, their workers closed
+    versions: Memo = field(default_factory=flink_versions)     # per cluster URL, 10 minutes
+
+    def clear(self) -> None:
+        """Forgets everything (a policy set's worker process is closed)."""
+        for each in fields(self):
+            value = getattr(self, each.name)
+            if isinstance(value, Memo):
+                value.clear()
+        self.parsed = ParsedFiles()
