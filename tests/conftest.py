@@ -193,15 +193,18 @@ def deployed(spec_repo, flink, counter_jar):
 # --- specs, statuses and observations as values, for the pure tests (deployment `orders`) ---
 
 def deployment(parallelism=1, state="RUNNING", upgrade="STATEFUL", restore="LATEST_SAVEPOINT",
-               labels=None, initial=None) -> Deployment:
-    """The Deployment `orders` as a value (on a real cluster: `counter_deployment`)."""
+               labels=None, initial=None, name="orders", target="local", annotations=None,
+               options=None, jar="a.jar") -> Deployment:
+    """A Deployment as a value (default `orders`); its YAML for a spec repo: `counter_deployment`.
+    `options`: its flinkConfiguration."""
     return Deployment.model_validate({
-        "metadata": {"name": "orders", "labels": labels or {"team": "a"}},
-        "spec": {"state": state, "deploymentTargetName": "local",
+        "metadata": {"name": name, "labels": labels or {"team": "a"},
+                     "annotations": annotations or {}},
+        "spec": {"state": state, "deploymentTargetName": target,
                  "upgradeStrategy": {"kind": upgrade}, "restoreStrategy": {"kind": restore},
                  "initialSavepointPath": initial,
-                 "template": {"spec": {"artifact": {"jarUri": "a.jar"},
-                                       "parallelism": parallelism}}}})
+                 "template": {"spec": {"artifact": {"jarUri": jar}, "parallelism": parallelism,
+                                       "flinkConfiguration": options or {}}}}})
 
 
 def jid(generation, spec=None):

@@ -11,17 +11,9 @@ from agent.model.job_states import FlinkJobStatus
 from agent.model.outcome import Release
 from agent.model.status import ActionKind, ActionResult, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
-from agent.model.spec import Deployment
+from conftest import deployment
 
-
-def deployment(name: str, parallelism: int = 1) -> Deployment:
-    """The counter job, checkpointing every second (so a savepoint has state to carry); each
-    test its own name, as job ids are unique on the shared cluster."""
-    return Deployment.model_validate({
-        "metadata": {"name": name},
-        "spec": {"deploymentTargetName": "test", "template": {"spec": {
-            "artifact": {"jarUri": "jobs/counter.jar"}, "parallelism": parallelism,
-            "flinkConfiguration": {"execution.checkpointing.interval": "1s"}}}}})
+CHECKPOINTS = {"execution.checkpointing.interval": "1s"}   # state for a savepoint to carry
 
 
 def execution(flink, counter_jar) -> Execution:
@@ -36,7 +28,8 @@ def start_step(spec, generation: int, restore: Restore) -> Step:
 
 def test_a_start_then_a_stop_with_savepoint_hands_the_savepoint_to_the_next_job(
         flink, counter_jar, rest):
-    spec, wider = deployment("handed-over"), deployment("handed-over", parallelism=2)
+    spec = deployment(name="handed-over", options=CHECKPOINTS)   # a name per test: job ids
+    wider = deployment(2, name="handed-over", options=CHECKPOINTS)  # are unique on the cluster
     first = start_step(spec, 1, Restore(RestoreKind.EMPTY))
     runner = execution(flink, counter_jar)
     started = runner.run(Plan(spec.name, ActionKind.START, (first,), generation=1),
@@ -59,7 +52,7 @@ def test_a_start_then_a_stop_with_savepoint_hands_the_savepoint_to_the_next_job(
 
 
 def test_a_cancel_ends_the_job_without_a_savepoint(flink, counter_jar, rest):
-    spec = deployment("cancelled-directly")
+    spec = deployment(name="cancelled-directly")
     first = start_step(spec, 1, Restore(RestoreKind.EMPTY))
     runner = execution(flink, counter_jar)
     runner.run(Plan(spec.name, ActionKind.START, (first,), generation=1),

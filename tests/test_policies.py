@@ -7,21 +7,19 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import ConfigError
-from agent.model.spec import Deployment
 from agent.policy import (built_in_policies, compile_policies, evaluate,
                           policy_input)
+from conftest import deployment
 from hostile_inputs import POLICY_CASES
 
 
 def verdict(plan: dict, restore: str = "LATEST_SAVEPOINT", labels: dict | None = None,
             annotations: dict | None = None, options: dict | None = None):
-    deployment = Deployment.model_validate({
-        "metadata": {"name": "orders", "labels": labels or {}, "annotations": annotations or {}},
-        "spec": {"deploymentTargetName": "prod", "restoreStrategy": {"kind": restore},
-                 "template": {"spec": {"artifact": {"jarUri": "a.jar"}, "flinkConfiguration":
-                                       options or {"execution.checkpointing.interval": "10s"}}}}})
+    spec = deployment(restore=restore, labels=labels, annotations=annotations,
+                      target="prod",
+                      options=options or {"execution.checkpointing.interval": "10s"})
     return evaluate(compile_policies(built_in_policies()),
-                    policy_input(deployment, "prod", "flink", plan, None))
+                    policy_input(spec, "prod", "flink", plan, None))
 
 
 def test_a_stateful_upgrade_that_restores_nothing_is_warned_about():
