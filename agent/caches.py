@@ -9,7 +9,9 @@ process's registry of secrets, in `agent.logs`.)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from typing import Iterator
 
 from agent.flink.rest import flink_versions
 from agent.load import ParsedFiles
@@ -25,6 +27,17 @@ class Caches:
     rendered: Memo = field(default_factory=lambda: Memo("rendered documents", 1_000_000))
     policies: Memo = field(default_factory=policy_sets)        # 8 sets, their workers closed
     versions: Memo = field(default_factory=flink_versions)     # per cluster URL, 10 minutes
+
+    @classmethod
+    @contextmanager
+    def for_one_cycle(cls) -> Iterator[Caches]:
+        """Caches that live one cycle (a `sync` or `plan` on its own): cleared after it, which
+        ends its policy worker."""
+        caches = cls()
+        try:
+            yield caches
+        finally:
+            caches.clear()
 
     def clear(self) -> None:
         """Forgets everything (a policy set's worker process is closed)."""

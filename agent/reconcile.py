@@ -173,7 +173,9 @@ def review(settings: Settings, base: str | None = None, head: str | None = None,
     """What `sync` would do for `head` (default: the branch), and with `base` the fields each
     deployment changes from base to head. Changes nothing anywhere: no Flink call that changes a
     job, no local cluster started, no push."""
-    caches = caches or Caches()
+    if caches is None:
+        with Caches.for_one_cycle() as caches:
+            return review(settings, base, head, caches)
     source = SpecRepository(settings.repo, settings.workdir, caches.trees)
     cycle = assess(settings, source, caches, start_local=False, head=head, offline=True)
     base_commit = source.resolve(base) if base else None
@@ -215,7 +217,9 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     Once `stopping` is set, running actions finish and the others wait for the next cycle.
     `caches` (a fresh one by default) is what the cycle may remember from earlier cycles.
     """
-    caches = caches or Caches()
+    if caches is None:
+        with Caches.for_one_cycle() as caches:
+            return sync(settings, attempts, stopping, caches)
     source = SpecRepository(settings.repo, settings.workdir, caches.trees)
     attempt = 1
     while True:

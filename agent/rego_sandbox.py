@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,10 @@ class Sandbox:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", str(WORKER)], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={})
+            self._poller = select.poll()   # poll, not select: any descriptor number
+            self._poller.register(self._process.stdout.fileno(), select.POLLIN)
+            # a sandbox dropped without close() still ends its worker
+            self._finalizer = weakref.finalize(self, _end, self._process)
             paths = self.working
             self._send({"compile": {p: self.files[p] for p in paths}, "package": self.package})
             for path in paths:
@@ -101,10 +106,8 @@ class Sandbox:
 
     def _stop(self) -> None:
         if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            for stream in (self._process.stdin, self._process.stdout):
-                stream.close()
+            self._finalizer.detach()
+            _end(self._process)
             self._process = None
             self._buffer = b""
 
@@ -127,14 +130,21 @@ class Sandbox:
             if _resident_bytes(self._process.pid) > MAX_WORKER_RSS_BYTES:
                 return None, (f"used over {MAX_WORKER_RSS_BYTES // 2**20} MiB of memory "
                               "(the limit)")
-            ready, _, _ = select.select([stream], [], [], min(_POLL_S, remaining))
-            if ready:
+            if self._poller.poll(min(_POLL_S, remaining) * 1000):
                 chunk = os.read(stream, 1 << 16)
                 if not chunk:
                     return None, "ended the policy worker"
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line), None
+
+
+def _end(process: subprocess.Popen) -> None:
+    """Kills a worker and closes its pipes."""
+    process.kill()
+    process.wait()
+    for stream in (process.stdin, process.stdout):
+        stream.close()
 
 
 def _resident_bytes(pid: int) -> int:

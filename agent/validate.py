@@ -19,7 +19,8 @@ from agent.config import default_workdir
 from agent.errors import RepoFileRefused
 from agent.load import SpecProblem, load, target_problems
 from agent.model.spec import SPEC_SUFFIXES
-from agent.policy import compile_policies, evaluate, policy_input, with_built_ins
+from agent.policy import (compile_policies, evaluate, policy_input, policy_sets,
+                          with_built_ins)
 from agent.sql import Checker, add_sql_check
 
 NO_PLAN = {"action": None, "state": "UNCHANGED", "steps": [], "reason": "validate"}
@@ -50,7 +51,8 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
         problems += target_problems(located, loaded)
     repo_policies = {path: (root / path).read_text(errors="replace")
                      for path in _checkout_files(root, (".rego",), under="policies")}
-    policies = compile_policies(with_built_ins(repo_policies), package)
+    sets = policy_sets()   # one set, its worker ended when the check is done
+    policies = compile_policies(with_built_ins(repo_policies), package, sets)
     denials, warnings = [], []
     for _, located in sorted(loaded.deployments.items()):
         verdict = evaluate(policies, policy_input(located.spec, located.spec.spec
@@ -58,6 +60,7 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
         denials += [f"{located.file}:{located.line}: {d}" for d in verdict.denials]
         warnings += [f"{located.file}:{located.line}: {w}" for w in verdict.warnings]
     warnings += [str(w) for w in loaded.warnings] + list(policies.warnings)
+    sets.clear()
     return Validation(tuple(problems), tuple(denials), tuple(warnings))
 
 
