@@ -4,7 +4,8 @@ The lease is a branch (`<status branch>-lease`) whose one commit holds `lease.js
 it and until when. It is taken, renewed and given back with `git push --force-with-lease`, an
 atomic compare-and-swap on the remote, so two agents can never both believe they hold it. A
 holder that crashed loses it when it expires, or at once to an agent on the same host that sees
-the holder's process is gone.
+the holder's process is gone; a lease this very process left behind (git was unreachable when
+it gave it back) is its own to take again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class Holder:
 
     def expired(self, now: datetime) -> bool:
         return datetime.fromisoformat(self.expires_at.replace("Z", "+00:00")) <= now
+
+    def this_process(self) -> bool:
+        """The holder is this very process: an earlier cycle of it could not give the lease
+        back (git was unreachable), and it is ours to take again."""
+        return self.host == socket.gethostname() and self.pid == os.getpid()
 
     def crashed(self) -> bool:
         """The holder ran on this host and its process is gone."""
@@ -86,7 +92,8 @@ class Lease:
         if current is not None and current != self._commit:
             holder = self._holder(current)
             now = datetime.now(timezone.utc)
-            if holder is not None and not holder.expired(now) and not holder.crashed():
+            if holder is not None and not holder.expired(now) and not holder.crashed() \
+                    and not holder.this_process():
                 raise LeaseHeld(f"another agent ({holder.agent}) holds the lease on this "
                                 f"repository until {holder.expires_at}")
         self._commit = self._swap(current, self._lease_commit())
