@@ -182,8 +182,11 @@ def schema(kind: str | None) -> None:
 @click.option("--listen", default="127.0.0.1:8080", show_default=True,
               callback=lambda c, p, v: _address(v),
               help="host:port of /hooks/git, /healthz, /readyz and /metrics.")
+@click.option("--unready-after", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Failed cycles in a row (git or a cluster unreachable…) after which /readyz "
+                   "answers 503, until a cycle completes.")
 def run(settings: Settings, interval: float, drift_interval: float,
-        listen: tuple[str, int]) -> None:
+        listen: tuple[str, int], unready_after: int) -> None:
     """The daemon: cycles on git changes (polled, or pushed by webhook: secret in
     FLINK_GITOPS_WEBHOOK_SECRET) and drift checks; SIGTERM finishes the running actions,
     pushes status and exits 0."""
@@ -191,7 +194,7 @@ def run(settings: Settings, interval: float, drift_interval: float,
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     try:
-        daemon = Daemon(settings, interval, *listen, drift_interval)
+        daemon = Daemon(settings, interval, *listen, drift_interval, unready_after)
     except OSError as error:
         raise click.BadParameter(f"cannot listen on {listen[0]}:{listen[1]}: "
                                  f"{error.strerror or error}", param_hint="'--listen'") from None

@@ -64,6 +64,9 @@ class Metrics:
                                   "When the last cycle completed", registry=self.registry)
         self.polls = Counter("flink_gitops_git_polls", "Polls of the spec branch by outcome "
                              "(unchanged: no cycle needed)", ["outcome"], registry=self.registry)
+        self.failed_in_a_row = Gauge("flink_gitops_failed_cycles_in_a_row",
+                                     "Cycles that failed since the last one that completed",
+                                     registry=self.registry)
         self.webhooks = Counter("flink_gitops_webhooks", "Webhook calls by outcome", ["outcome"],
                                 registry=self.registry)
 
@@ -187,8 +190,10 @@ class BoundedServer(ThreadingHTTPServer):
 
 class Daemon:
     def __init__(self, settings: Settings, interval_s: float, host: str, port: int,
-                 drift_interval_s: float | None = None):
+                 drift_interval_s: float | None = None, unready_after: int = 3):
         self.settings = settings
+        self.unready_after = unready_after     # failed cycles in a row that make /readyz 503
+        self.failures = 0
         self.interval_s = interval_s
         self.drift_interval_s = drift_interval_s or interval_s
         self.metrics = Metrics()
@@ -276,20 +281,32 @@ class Daemon:
                 "flink" if isinstance(error, FlinkError) else "agent"
             self.metrics.errors.labels(source, "").inc()
             log.warning("cycle failed: %s", error)
-            return
+            return self._failed()
         except Exception:  # noqa: BLE001 - the daemon outlives any one cycle; the next tries again
             self.metrics.cycles.labels("error").inc()
             self.metrics.errors.labels("agent", "").inc()
             log.exception("cycle failed unexpectedly; the next cycle tries again")
-            return
+            return self._failed()
         finally:
             self._cycles += 1
+        self.failures = 0
+        self.metrics.failed_in_a_row.set(0)
         self.metrics.record(result, time.monotonic() - started)
         if result.exit_code == 0 and not result.outcomes:
             self._settled_at = result.commit
         self.ready.set()
         log.info("cycle done in %.2fs (status %s)", time.monotonic() - started,
                  result.status_commit[:10] if result.status_commit else "unchanged")
+
+
+    def _failed(self) -> None:
+        """One more cycle failed in a row; from `unready_after` of them on, /readyz says 503
+        (the daemon keeps serving and trying: the next cycle that completes makes it ready)."""
+        self.failures += 1
+        self.metrics.failed_in_a_row.set(self.failures)
+        if self.failures >= self.unready_after and self.ready.is_set():
+            log.warning("%d cycles failed in a row: not ready until one completes", self.failures)
+            self.ready.clear()
 
 
 def _handler(daemon: Daemon):

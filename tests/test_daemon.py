@@ -331,3 +331,23 @@ def test_an_empty_webhook_secret_is_refused_at_start(settings, tmp_path):
         timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "FLINK_GITOPS_WEBHOOK_SECRET is set but empty" in result.stderr
+
+
+def test_a_remote_that_goes_away_makes_the_daemon_unready_not_dead(agent, spec_repo):
+    moved = spec_repo.remote.with_name("specs-away.git")
+    spec_repo.remote.rename(moved)
+    try:
+        for failed in range(1, 4):
+            before = agent.cycles()
+            assert agent.push_event() == 202
+            wait_for(lambda: agent.cycles() > before)
+            assert agent.metric("flink_gitops_failed_cycles_in_a_row") == failed
+            assert agent._get("/readyz") == (503 if failed >= 3 else 200)
+        assert agent._get("/healthz") == 200 and agent.process.poll() is None
+        assert agent.metric('flink_gitops_errors_total{source="git",target=""}') >= 3
+    finally:
+        moved.rename(spec_repo.remote)
+    assert agent.push_event() == 202
+    wait_for(lambda: agent._get("/readyz") == 200)
+    assert agent.metric("flink_gitops_failed_cycles_in_a_row") == 0
+    assert "cannot fetch" in agent.log.read_text()
