@@ -35,6 +35,19 @@ def wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+STARTED: list[subprocess.Popen] = []   # every daemon a test starts, ended after the test
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_running():
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 class Agent:
     """The daemon process, its URL and its metrics."""
 
@@ -49,6 +62,7 @@ class Agent:
              "--listen", self.url.removeprefix("http://")],
             env={**os.environ, "FLINK_GITOPS_WEBHOOK_SECRET": SECRET, **(env or {})},
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        STARTED.append(self.process)
         if ready:
             wait_for(lambda: self._get("/readyz") == 200)
 
@@ -81,11 +95,7 @@ class Agent:
 @pytest.fixture
 def agent(spec_repo, settings, tmp_path):
     spec_repo.push("an empty spec repo")
-    running = Agent(settings, tmp_path)
-    yield running
-    if running.process.poll() is None:
-        running.process.kill()
-        running.process.wait()
+    return Agent(settings, tmp_path)   # ended by no_daemon_left_running
 
 
 def test_a_push_and_its_webhook_start_the_job_without_waiting_for_the_interval(
