@@ -71,3 +71,15 @@ def test_an_answer_over_the_size_limit_is_refused(server, monkeypatch):
     Misbehaving.mode = "huge"
     with pytest.raises(FlinkAnswerInvalid, match=r"over 1,048,576 bytes \(the limit\)"):
         FlinkClient(server).jobs()
+
+
+def test_a_trickling_jar_download_ends_at_its_deadline(server, monkeypatch, tmp_path):
+    from agent.errors import ArtifactUnavailable
+    from agent.flink import artifacts
+    monkeypatch.setattr(artifacts, "DOWNLOAD_DEADLINE_S", 2.0)
+    Misbehaving.mode = "trickle-body"
+    started = time.monotonic()
+    with pytest.raises(ArtifactUnavailable, match=r"download took over 2s \(the limit\)"):
+        artifacts.fetch_jar(f"{server}/slow.jar", tmp_path / "cache", lambda path: None)
+    assert time.monotonic() - started < 5
+    assert list((tmp_path / "cache").iterdir()) == []

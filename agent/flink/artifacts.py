@@ -21,7 +21,7 @@ import requests
 
 from agent.artifact_check import file_jar_allowed
 from agent.errors import ArtifactError, ArtifactUnavailable
-from agent.flink.http import deadline, session
+from agent.flink.http import DeadlinePassed, deadline, session
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.model.spec import ArtifactKind, Deployment
 
@@ -96,15 +96,18 @@ def _download(url: str, name: str, cache_dir: Path) -> Path:
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as partial:
         try:
-            with deadline(DOWNLOAD_DEADLINE_S) as expired:
-                _stream(url, partial, digest, expired)
-        except BaseException:
+            with deadline(DOWNLOAD_DEADLINE_S):
+                _stream(url, partial, digest)
+        except BaseException as error:
             Path(partial.name).unlink(missing_ok=True)
+            if isinstance(error, DeadlinePassed):
+                raise ArtifactUnavailable(f"jarUri {url}: download took over "
+                                          f"{DOWNLOAD_DEADLINE_S:g}s (the limit)") from None
             raise
     return _stored(Path(partial.name), digest.hexdigest()[:12], name, cache_dir)
 
 
-def _stream(url: str, partial, digest, expired) -> None:
+def _stream(url: str, partial, digest) -> None:
     try:
         with session().get(url, stream=True, timeout=60) as response:
             if response.status_code >= 500:
@@ -122,14 +125,8 @@ def _stream(url: str, partial, digest, expired) -> None:
                 digest.update(chunk)
                 partial.write(chunk)
     except (requests.RequestException, OSError) as error:
-        if expired.is_set():
-            raise ArtifactUnavailable(f"jarUri {url}: download took over "
-                                      f"{DOWNLOAD_DEADLINE_S:g}s (the limit)") from None
         raise ArtifactUnavailable(
             f"jarUri {url}: download failed ({type(error).__name__})") from None
-    if expired.is_set():
-        raise ArtifactUnavailable(f"jarUri {url}: download took over {DOWNLOAD_DEADLINE_S:g}s "
-                                  "(the limit)")
 
 
 def _keep(content: bytes, name: str, cache_dir: Path) -> Path:

@@ -26,6 +26,10 @@ class AnswerTooLarge(Exception):
     """An answer passed the size it may have."""
 
 
+class DeadlinePassed(Exception):
+    """A `deadline` block's time ran out: whatever its calls raised or returned is cut short."""
+
+
 def _watch(sock: socket.socket | None) -> None:
     sockets = getattr(_CALL, "sockets", None)
     if sockets is not None and sock is not None:
@@ -75,9 +79,10 @@ def session() -> requests.Session:
 
 
 @contextmanager
-def deadline(seconds: float) -> Iterator[threading.Event]:
+def deadline(seconds: float) -> Iterator[None]:
     """Ends the calls made in this block on this thread once `seconds` have passed: their
-    sockets are shut down. The event tells whether that happened."""
+    sockets are shut down, and the block raises DeadlinePassed (in place of what the cut
+    call raised, or after it returned what it had read so far)."""
     sockets: list[socket.socket] = []
     expired = threading.Event()
 
@@ -94,10 +99,16 @@ def deadline(seconds: float) -> Iterator[threading.Event]:
     timer.daemon = True
     timer.start()
     try:
-        yield expired
+        yield
+    except Exception:
+        if expired.is_set():
+            raise DeadlinePassed(f"over {seconds:g}s") from None
+        raise
     finally:
         timer.cancel()
         _CALL.sockets = None
+    if expired.is_set():
+        raise DeadlinePassed(f"over {seconds:g}s")
 
 
 def read_limited(response: requests.Response, limit: int, chunk: int = 1 << 16) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import requests
 
-from agent.flink.http import AnswerTooLarge, deadline, read_limited, session
+from agent.flink.http import AnswerTooLarge, DeadlinePassed, deadline, read_limited, session
 from agent.memo import Memo
 from agent.model.job_states import FlinkJobStatus
 from agent.errors import (FlinkAnswerInvalid, FlinkRequestError, FlinkUnavailable, JobStartFailed,
@@ -300,25 +300,16 @@ class FlinkClient:
         MAX_ANSWER_BYTES."""
         timeout = timeout or self.timeout
         where = f"Flink at {self.url}"
-        def late() -> FlinkUnavailable:
-            return FlinkUnavailable(f"{where} did not finish answering {method} {path} within "
-                                    f"{timeout * DEADLINE_FACTOR:g}s (the limit)")
-
         try:
-            with deadline(timeout * DEADLINE_FACTOR) as expired:
-                try:
-                    response = self._session.request(
-                        method, self.url.rstrip("/") + path, headers=self.headers,
-                        verify=self.verify, cert=self.cert, timeout=timeout, stream=True,
-                        **kwargs)
-                    with response:
-                        content = read_limited(response, MAX_ANSWER_BYTES)
-                except (requests.RequestException, OSError):
-                    if expired.is_set():
-                        raise late() from None
-                    raise
-            if expired.is_set():   # cut short: what was read is not the whole answer
-                raise late()
+            with deadline(timeout * DEADLINE_FACTOR):
+                response = self._session.request(
+                    method, self.url.rstrip("/") + path, headers=self.headers,
+                    verify=self.verify, cert=self.cert, timeout=timeout, stream=True, **kwargs)
+                with response:
+                    content = read_limited(response, MAX_ANSWER_BYTES)
+        except DeadlinePassed:
+            raise FlinkUnavailable(f"{where} did not finish answering {method} {path} within "
+                                   f"{timeout * DEADLINE_FACTOR:g}s (the limit)") from None
         except AnswerTooLarge as error:
             raise FlinkAnswerInvalid(f"{where} answered {method} {path} with {error} (the "
                                      "limit)") from None
