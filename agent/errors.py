@@ -43,6 +43,11 @@ class StatusPushRejected(TransientError):
     """The status branch moved on the remote while this cycle was writing it."""
 
 
+class StatusKept(SourceError):
+    """The status of a cycle's actions could not be pushed; it is kept in the work dir and the
+    next cycle pushes it before it reads anything."""
+
+
 class LocalClusterError(PermanentError):
     """The embedded local Flink cluster could not be started, found or stopped."""
 

@@ -214,6 +214,8 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     branch moved, or the lease was taken over), so no two agents ever act on a deployment at
     once.
     A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it.
+    A status an earlier cycle acted for but could not push (the remote was away) is pushed
+    first; until it is, the cycle fails (StatusKept) and nothing acts on an older status.
     Once `stopping` is set, running actions finish and the others wait for the next cycle.
     `caches` (a fresh one by default) is what the cycle may remember from earlier cycles.
     """
@@ -221,6 +223,8 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
         with Caches.for_one_cycle() as caches:
             return sync(settings, attempts, stopping, caches)
     source = SpecRepository(settings.repo, settings.workdir, caches.trees)
+    StatusStore(source, settings.status_branch, caches.documents).push_pending(
+        settings.lease_ttl_s)
     attempt = 1
     while True:
         cycle = assess(settings, source, caches)
@@ -244,7 +248,8 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
            outcomes: dict[str, Outcome], caches: Caches, acted: bool) -> SyncResult:
     """Writes the status branch: each deployment's next status, from its assessment and what
     its action did. A push that lost a race raises StatusPushRejected, unless the cycle `acted`
-    (under the lease): then its documents are the truth, written again on top of the new head."""
+    (under the lease): then its documents are the truth, written again on top of the new head,
+    and kept in the work dir for the next cycle when the remote cannot take them."""
     now = utc_now()
     documents = [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
                  for item in cycle.assessments]
@@ -253,13 +258,7 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     store = StatusStore(source, status_branch, caches.documents)
-    try:
-        status_commit = store.write(files, message)
-    except StatusPushRejected:
-        if not acted:
-            raise
-        source.fetch()
-        status_commit = store.write(files, message)
+    status_commit = store.write_or_keep(files, message) if acted else store.write(files, message)
     return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)
 
 

@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from io import BytesIO
 
 import yaml
 from gitdb import IStream, LooseObjectDB
 from pydantic import ValidationError
 
-from agent.errors import SourceError, StatusPushRejected
+from agent.errors import SourceError, StatusKept, StatusPushRejected
 from agent.logs import redact, redact_bytes
 from agent.memo import Memo
 from agent.model.status import DeploymentStatus
 from agent.source import REMOTE, SpecRepository
 
 log = logging.getLogger(__name__)
+PENDING_REF = "refs/flink-gitops/pending-status"   # a status commit not pushed yet
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024   # a status document above this is not read
 MAX_DOCUMENT_VALUES = 200_000          # nor one of more values (aliases counted at each use)
@@ -56,7 +58,65 @@ class StatusStore:
         return read_statuses(self.source, self.branch, self.documents)
 
     def write(self, files: dict[str, bytes], message: str) -> str | None:
-        return write(self.source, self.branch, files, message)
+        """Commits `files` as the whole content of the branch on top of its head and pushes
+        them; returns the new commit, or None when nothing changed (no commit)."""
+        made = commit(self.source, files, message, self.head())
+        if made is not None:
+            push(self.source, self.branch, made)
+        return made
+
+    def write_or_keep(self, files: dict[str, bytes], message: str) -> str | None:
+        """`write` for a cycle that acted: its documents are the truth. A push that lost a race
+        is made again on top of the new head; a push that cannot be made (the remote is away)
+        keeps the commit in the work dir as the pending status, which `push_pending` pushes
+        before the next cycle reads anything, and raises StatusKept."""
+        made = commit(self.source, files, message, self.head())
+        if made is None:
+            return None
+        try:
+            try:
+                push(self.source, self.branch, made)
+            except StatusPushRejected:
+                self.source.fetch()
+                made = commit(self.source, files, message, self.head()) or made
+                push(self.source, self.branch, made)
+        except SourceError as error:
+            self.source.git("update-ref", PENDING_REF, made)
+            raise StatusKept(f"the status of this cycle's actions could not be pushed and is "
+                             f"kept in the work dir ({made[:10]}); the next cycle pushes it "
+                             f"first: {error}") from None
+        return made
+
+    def push_pending(self, kept_for_s: float) -> None:
+        """Pushes the status an earlier cycle kept (see `write_or_keep`), before this cycle
+        reads the branch: on top of the branch head when that moved meanwhile, unless the
+        status is older than `kept_for_s` (the lease's time: another agent may have taken over
+        and acted since; its status is then newer, and the kept one is dropped with a warning).
+        Raises SourceError while the remote cannot take it: no cycle acts on an older status."""
+        made = self.source.repo.git.for_each_ref("--format=%(objectname)", PENDING_REF)
+        if not made:
+            return
+        parent, _, at = self.source.git("log", "-1", "--format=%P|%ct", made).partition("|")
+        try:
+            self.source.fetch()
+            head = self.head()
+            if head == (parent or None):
+                push(self.source, self.branch, made)
+        except SourceError as error:
+            raise StatusKept(f"the status an earlier cycle kept in the work dir ({made[:10]}) "
+                             f"still waits for the remote: {error}") from None
+        if head == (parent or None):
+            log.info("pushed the status an earlier cycle kept in the work dir (%s)", made[:10])
+        elif head != made and time.time() - int(at) > kept_for_s:
+            log.warning("the status kept in the work dir (%s) is older than the lease and the "
+                        "status branch moved since: it is dropped, the branch's is newer",
+                        made[:10])
+        elif head != made:   # moved meanwhile: the kept documents are written on top of it
+            files = self.source.files(made)
+            contents = self.source.read_blobs(files.values())
+            self.write_or_keep({path: contents[blob] for path, blob in files.items()},
+                               self.source.git("log", "-1", "--format=%B", made))
+        self.source.git("update-ref", "-d", PENDING_REF)
 
 
 def read_statuses(source: SpecRepository, branch: str, memo: Memo
@@ -135,28 +195,29 @@ def _values(node: yaml.Node | None) -> int:
     return count
 
 
-def write(source: SpecRepository, branch: str, files: dict[str, bytes], message: str) -> str | None:
-    """Commits `files` as the whole content of the status branch and pushes it, every file and
-    the message redacted of the secrets the agent knows (a last guard: texts from outside are
-    redacted where they enter).
-
-    Returns the new commit, or None when the content equals the branch head's (no commit).
-    """
-    head = source.head(branch)
+def commit(source: SpecRepository, files: dict[str, bytes], message: str,
+           parent: str | None) -> str | None:
+    """Commits `files` as the whole content of the status branch on top of `parent`, in the
+    mirror only, every file and the message redacted of the secrets the agent knows (a last
+    guard: texts from outside are redacted where they enter). None when the content equals
+    `parent`'s (no commit)."""
     files = {path: redact_bytes(content) for path, content in files.items()}
     message = redact(message)
-    tree = _tree(source, files, set(source.files(head).values()) if head else set())
-    if head is not None and source.git("rev-parse", f"{head}^{{tree}}") == tree:
+    tree = _tree(source, files, set(source.files(parent).values()) if parent else set())
+    if parent is not None and source.git("rev-parse", f"{parent}^{{tree}}") == tree:
         return None
-    parents = ["-p", head] if head else []
+    parents = ["-p", parent] if parent else []
     # the message on stdin: a cycle with thousands of actions names each of them
-    commit = source.git("commit-tree", tree, *parents, "-F", "-", input=message, env=AUTHOR)
+    return source.git("commit-tree", tree, *parents, "-F", "-", input=message, env=AUTHOR)
+
+
+def push(source: SpecRepository, branch: str, commit: str) -> None:
+    """Pushes `commit` as the status branch (StatusPushRejected when that fails)."""
     try:
         source.git("push", "--quiet", REMOTE, f"{commit}:refs/heads/{branch}")
     except SourceError as error:
         raise StatusPushRejected(f"status push to {branch} was refused: {error}") from None
     source.git("update-ref", f"refs/remotes/{REMOTE}/{branch}", commit)
-    return commit
 
 
 def _tree(source: SpecRepository, files: dict[str, bytes], known: set[str]) -> str:

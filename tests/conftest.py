@@ -117,6 +117,21 @@ class SpecRepo:
         git(self.checkout, "push", "--quiet", "origin", "HEAD:main")
         return git(self.checkout, "rev-parse", "HEAD")
 
+    def away_at_status_push(self, monkeypatch) -> None:
+        """Takes the remote away (moves it) as the next acting cycle pushes its status;
+        `come_back` brings it back."""
+        from agent.status_store import StatusStore
+        real_write = StatusStore.write_or_keep
+
+        def remote_gone(store, files, message):
+            monkeypatch.undo()
+            self.remote.rename(self.remote.with_name("specs-away.git"))
+            return real_write(store, files, message)
+        monkeypatch.setattr(StatusStore, "write_or_keep", remote_gone)
+
+    def come_back(self) -> None:
+        self.remote.with_name("specs-away.git").rename(self.remote)
+
     def status_commits(self) -> list[str]:
         """Commits of the status branch on the remote, newest first ([] when none)."""
         try:

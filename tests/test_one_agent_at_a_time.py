@@ -76,30 +76,22 @@ def test_a_lease_left_behind_by_an_unreachable_remote_is_taken_again_by_its_own_
         deployed, spec_repo, settings, rest, monkeypatch):
     """The remote goes away between a cycle's action and its status push: the lease cannot be
     given back. When the remote is back, the same process (the daemon's next cycle) takes its
-    own lease again at once — no wait for the TTL — and recognises the job it started."""
+    own lease again at once — no wait for the TTL — and knows the job it started (from the
+    status it kept in the work dir, see test_git_faults)."""
     from agent.errors import SourceError
-    from agent.status_store import StatusStore
 
     deployed("left-behind")
     spec_repo.push()
-    moved = spec_repo.remote.with_name("specs-away.git")
-    real_write = StatusStore.write
-
-    def remote_gone(store, files, message):
-        spec_repo.remote.rename(moved)
-        return real_write(store, files, message)
-
-    monkeypatch.setattr(StatusStore, "write", remote_gone)
+    spec_repo.away_at_status_push(monkeypatch)
     with pytest.raises(SourceError):
         sync(settings)
-    monkeypatch.undo()
-    moved.rename(spec_repo.remote)
+    spec_repo.come_back()
     assert spec_repo.remote_ref("flink-gitops/status-lease") is not None   # left behind
     job = rest.job("left-behind", 1)
     assert rest.jobs()[job] == "RUNNING"
 
     assert sync(settings).exit_code == 0
-    assert rest.running() == [job]                    # recognised, not started again
+    assert rest.running() == [job]                    # known, not started again
     assert spec_repo.status_of("left-behind")["job"]["id"] == job
 
     deployed("left-behind", parallelism=2)

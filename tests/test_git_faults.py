@@ -1,0 +1,68 @@
+"""git faults on a real remote: a remote that is away when the status is pushed, a status push
+that keeps losing races. (A remote away at fetch: test_daemon; a lease left behind:
+test_one_agent_at_a_time; a broken work dir: test_workdir_faults.)"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent.errors import StatusKept, StatusPushRejected
+from agent.reconcile import sync
+from conftest import git
+
+
+def savepoints_of(flink, job: str) -> int:
+    """How many savepoints of the job lie in the cluster's savepoint directory."""
+    return len(list(flink.savepoint_dir.glob(f"savepoint-{job[:6]}-*")))
+
+
+def test_a_status_the_remote_could_not_take_is_kept_and_pushed_first_by_the_next_cycle(
+        checkpointed, deployed, spec_repo, settings, flink, monkeypatch):
+    """The remote goes away between a savepoint action and its status push: the status is kept
+    in the work dir. When the remote is back, the next cycle pushes it before it reads the
+    branch, so it does not take the savepoint a second time, and the branch has it."""
+    job = checkpointed("kept")
+    deployed("kept", extra="savepointTriggerNonce: 1")
+    spec_repo.push("take a savepoint")
+    spec_repo.away_at_status_push(monkeypatch)
+    with pytest.raises(StatusKept, match="kept in the work dir"):
+        sync(settings)
+    assert savepoints_of(flink, job) == 1
+    with pytest.raises(StatusKept):          # still away: nothing is read, nothing acts
+        sync(settings)
+    spec_repo.come_back()
+
+    before = spec_repo.status_commits()
+    assert sync(settings).exit_code == 0
+    assert savepoints_of(flink, job) == 1     # not taken twice
+    status = spec_repo.status_of("kept")
+    assert status["savepointTriggerNonce"] == 1
+    assert status["lastSavepoint"]["origin"] == "USER_REQUEST"
+    assert status["lastSavepoint"]["jobId"] == job
+    assert len(spec_repo.status_commits()) == len(before) + 1   # the kept one, then nothing
+    assert "kept: SUCCESS take a savepoint" in git(spec_repo.remote, "log", "-1", "--format=%B",
+                                                  "flink-gitops/status")
+
+
+def test_a_status_push_that_keeps_losing_ends_in_bounded_time_with_a_clear_error(
+        spec_repo, settings, tmp_path):
+    """The remote refuses every status push, as when another writer always pushed first: a
+    quiet cycle tries a bounded number of times (assessing again on top of the branch each
+    time) and then fails saying why; it never spins."""
+    spec_repo.write_target("test", "http://127.0.0.1:9")
+    spec_repo.push("a target, no deployment")
+    assert sync(settings).exit_code == 0
+    spec_repo.write("notes.txt", "a new spec commit: the status records it")
+    spec_repo.push()
+    tries = tmp_path / "tries"
+    hook = spec_repo.remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\necho push >> {tries}\n"
+                    "echo 'the status branch moved: fetch first' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(StatusPushRejected, match="fetch first"):
+        sync(settings)
+    assert time.monotonic() - started < 30
+    assert tries.read_text().count("push") == 3     # sync's `attempts`
