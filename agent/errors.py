@@ -48,6 +48,11 @@ class StatusKept(SourceError):
     next cycle pushes it before it reads anything."""
 
 
+class CheckpointDirUnreadable(TransientError):
+    """A checkpoint directory could not be read (no filesystem implementation for its scheme,
+    no access, an I/O error)."""
+
+
 class LocalClusterError(PermanentError):
     """The embedded local Flink cluster could not be started, found or stopped."""
 

@@ -207,7 +207,7 @@ class Execution:
         match restore.kind:
             case RestoreKind.EMPTY:
                 return None
-            case RestoreKind.SAVEPOINT:
+            case RestoreKind.SAVEPOINT | RestoreKind.RETAINED_CHECKPOINT:
                 return restore.path
             case RestoreKind.STOP_SAVEPOINT:
                 return outcome.savepoints[-1].location

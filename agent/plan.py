@@ -27,6 +27,7 @@ class StepKind(StrEnum):
 class RestoreKind(StrEnum):
     EMPTY = "EMPTY"                          # start with empty state
     SAVEPOINT = "SAVEPOINT"                  # a savepoint known when planning
+    RETAINED_CHECKPOINT = "RETAINED_CHECKPOINT"  # a retained checkpoint known when planning
     STOP_SAVEPOINT = "STOP_SAVEPOINT"        # the savepoint an earlier step of this plan takes
     LATEST_STATE = "LATEST_STATE"            # newest of `path` and job_id's retained checkpoint
 
@@ -43,6 +44,8 @@ class Restore:
                 return "empty state"
             case RestoreKind.SAVEPOINT:
                 return f"restored from savepoint {self.path}"
+            case RestoreKind.RETAINED_CHECKPOINT:
+                return f"restored from retained checkpoint {self.path} of job {self.job_id}"
             case RestoreKind.STOP_SAVEPOINT:
                 return "restored from the savepoint taken when stopping"
             case RestoreKind.LATEST_STATE:
@@ -125,7 +128,7 @@ class Plan:
         match start.restore.kind:
             case RestoreKind.EMPTY:
                 return "DISCARDED" if ends_a_job else "EMPTY"
-            case RestoreKind.LATEST_STATE:
+            case RestoreKind.LATEST_STATE | RestoreKind.RETAINED_CHECKPOINT:
                 return "RESTORED_FROM_CHECKPOINT"
             case _:
                 return "RESTORED_FROM_SAVEPOINT"
@@ -267,16 +270,19 @@ def _restore_at_start(desired: Deployment, previous: DeploymentStatus | None,
     if strategy == RestoreStrategyKind.NONE:
         return Restore(RestoreKind.EMPTY)
     status = previous.status if previous is not None else None
-    savepoint = status.last_savepoint.location if status and status.last_savepoint else None
+    latest_state = strategy == RestoreStrategyKind.LATEST_STATE
+    saved = status.newest_state(checkpoints=latest_state) if status is not None else None
     latest_job = observation.latest.id if observation.latest else None
     stopped_with_savepoint = (status is not None and status.last_savepoint is not None
                               and status.last_savepoint.job_id == latest_job)
-    if strategy == RestoreStrategyKind.LATEST_STATE and latest_job and not stopped_with_savepoint:
+    if latest_state and latest_job and not stopped_with_savepoint:
         # the newest state of a job that was cancelled or failed is its retained checkpoint
-        return Restore(RestoreKind.LATEST_STATE, savepoint, latest_job)
-    if savepoint:
-        return Restore(RestoreKind.SAVEPOINT, savepoint)
-    return Restore(RestoreKind.EMPTY)
+        return Restore(RestoreKind.LATEST_STATE, saved.location if saved else None, latest_job)
+    if saved is None:
+        return Restore(RestoreKind.EMPTY)
+    if saved.origin == SavepointOrigin.RETAINED_CHECKPOINT:   # e.g. of a job the cluster lost
+        return Restore(RestoreKind.RETAINED_CHECKPOINT, saved.location, saved.job_id)
+    return Restore(RestoreKind.SAVEPOINT, saved.location)
 
 
 def _next_generation(previous: DeploymentStatus | None, observation: Observation) -> int:

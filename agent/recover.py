@@ -1,5 +1,5 @@
-"""Flink's own records -> the agent's memory, corrected before planning (I/O: a few REST reads,
-only for jobs that changed without the agent recording it).
+"""Flink's own records -> the agent's memory, corrected before planning (I/O: a few REST reads
+and a checkpoint directory listing, only for jobs that changed without the agent recording it).
 
 An agent killed half way through an action leaves its status behind what Flink did: the old job
 stopped with a savepoint that no status names, or a new job submitted that no status knows. This
@@ -7,15 +7,21 @@ module reads what Flink recorded of those jobs — the savepoint a stopped job t
 new job restored — and writes it into the deployment's status, so that the planner finishes the
 interrupted action instead of repeating it or restoring older state. The job ids (see
 `job_ids`) tell which jobs are the deployment's and which spec each one runs.
+
+A cluster can also lose a job: a JobManager without high availability that dies and comes back
+knows none of its jobs. Such a job's retained checkpoint is still in the checkpoint directory;
+it is recorded here (as a RETAINED_CHECKPOINT), so that a LATEST_STATE deployment restarts from
+it (LATEST_SAVEPOINT ones from their newest savepoint).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.clock import from_millis
-from agent.errors import FlinkError
+from agent.clock import from_millis, utc_now
+from agent.errors import CheckpointDirUnreadable, FlinkError
 from agent.flink.rest import FlinkClient
+from agent.flink.storage import checkpoint_dir, newest_checkpoint
 from agent.job_ids import runs_spec
 from agent.model.spec import Deployment, DesiredState
 from agent.model.job_states import FlinkJobStatus, JobState
@@ -42,13 +48,16 @@ def recover(name: str, previous: DeploymentStatus | None, observation: Observati
     known = _known_jobs(previous)
     ended_unrecorded = _ended_unrecorded(previous, observation)
     unknown_active = [j for j in observation.active_jobs if j.id not in known]
-    if ended_unrecorded is None and not unknown_active:
+    lost = _lost(previous, observation)
+    if ended_unrecorded is None and not unknown_active and not lost:
         return Recovery(previous)
     document = previous.model_copy(deep=True) if previous else DeploymentStatus(
         metadata=StatusMetadata(name=name),
         status=Status(state=DeploymentState.CANCELLED, sync=SyncStatus.SYNCED))
     status, events = document.status, []
     try:
+        if lost:
+            _record_loss(status, client, desired, events)
         if ended_unrecorded is not None:
             _record_end(status, ended_unrecorded, client, desired, events)
         if unknown_active:
@@ -75,6 +84,40 @@ def _ended_unrecorded(previous, observation: Observation) -> ObservedJob | None:
         return None
     seen = next((j for j in observation.jobs if j.id == job.id), None)
     return seen if seen is not None and not seen.active else None
+
+
+def _lost(previous: DeploymentStatus | None, observation: Observation) -> bool:
+    """The recorded job was running, and its cluster answers without knowing it."""
+    job = previous.status.job if previous else None
+    return job is not None and job.state.active and all(j.id != job.id for j in observation.jobs)
+
+
+def _record_loss(status: Status, client: FlinkClient, desired: Deployment | None,
+                 events: list[str]) -> None:
+    """A job the cluster lost: recorded as failed, with its newest retained checkpoint."""
+    job = status.job
+    job.state, job.flink_status = JobState.FAILED, FlinkJobStatus.UNKNOWN
+    status.history.jobs = [job if j.id == job.id else j for j in status.history.jobs]
+    events.append(f"job {job.id} is lost: its cluster answers but no longer knows it (a "
+                  "JobManager without high availability forgets its jobs when it restarts)")
+    own = (status.applied_spec or {}).get("spec", {}).get("template", {}).get("spec", {})
+    directory = checkpoint_dir(own.get("flinkConfiguration") or {},
+                               desired.spec.template.spec.flink_configuration if desired else {}) \
+        or checkpoint_dir(client.configuration())
+    try:
+        checkpoint = newest_checkpoint(directory, job.id) if directory else None
+    except CheckpointDirUnreadable as error:
+        events.append(f"its retained checkpoint could not be looked for: {error}")
+        return
+    if checkpoint is None:
+        events.append(f"it left no retained checkpoint in {directory or 'a checkpoint directory'}")
+        return
+    record = Savepoint(location=checkpoint.location, origin=SavepointOrigin.RETAINED_CHECKPOINT,
+                       created_at=from_millis(int(checkpoint.modified * 1000))
+                       if checkpoint.modified else utc_now(), job_id=job.id)
+    status.history.savepoints = bounded(status.history.savepoints + [record])
+    status.last_savepoint = record
+    events.append(f"its newest retained checkpoint is {checkpoint.location}")
 
 
 def _record_end(status: Status, ended: ObservedJob, client: FlinkClient,

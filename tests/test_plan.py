@@ -6,7 +6,7 @@ from agent.diff import difference
 from agent.job_ids import (deployment_key, generation_of, job_id, spec_digest_of,
                             with_generation)
 from agent.model.spec import Deployment
-from agent.model.status import DeploymentState, SavepointOrigin
+from agent.model.status import DeploymentState, Savepoint, SavepointOrigin
 from agent.model.observation import ObservedJob, Observation
 from agent.plan import RestoreKind, StepKind, plan
 from conftest import applied, deployment, jid, running
@@ -73,6 +73,33 @@ def test_stateless_upgrade_with_latest_state_restores_the_retained_checkpoint():
                         running())
     restore = decided.steps[1].restore
     assert restore.kind == RestoreKind.LATEST_STATE and restore.job_id == jid(1)
+
+
+def lost_with_a_retained_checkpoint(restore: str):
+    """`orders` whose job its cluster lost; the status has a savepoint, then a retained
+    checkpoint of the lost job (as recovery records it)."""
+    previous = applied(deployment(restore=restore), savepoint="file:/sp/older")
+    previous.status.history.savepoints.append(previous.status.last_savepoint)
+    previous.status.last_savepoint = Savepoint(
+        location="file:/chk/lost/chk-9", origin=SavepointOrigin.RETAINED_CHECKPOINT,
+        created_at="t", job_id=jid(1))
+    previous.status.history.savepoints.append(previous.status.last_savepoint)
+    return decide(deployment(restore=restore), previous, Observation(True))[1]
+
+
+def test_a_lost_latest_state_job_restarts_from_its_retained_checkpoint():
+    decided = lost_with_a_retained_checkpoint("LATEST_STATE")
+    assert decided.action == "RESTART" and "missing from the cluster" in decided.reason
+    [start] = decided.steps
+    assert start.restore.kind == RestoreKind.RETAINED_CHECKPOINT
+    assert start.restore.path == "file:/chk/lost/chk-9" and decided.state == \
+        "RESTORED_FROM_CHECKPOINT"
+    assert "retained checkpoint file:/chk/lost/chk-9" in decided.summary()
+
+
+def test_a_lost_latest_savepoint_job_restarts_from_its_newest_savepoint_not_a_checkpoint():
+    [start] = lost_with_a_retained_checkpoint("LATEST_SAVEPOINT").steps
+    assert start.restore.kind == RestoreKind.SAVEPOINT and start.restore.path == "file:/sp/older"
 
 
 def test_upgrade_strategy_none_leaves_the_job_and_marks_the_upgrade_pending():

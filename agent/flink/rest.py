@@ -186,6 +186,12 @@ class FlinkClient:
         text = data.get("root-exception") or (history[0].get("stacktrace") if history else "")
         return text or ""
 
+    def configuration(self) -> dict[str, str]:
+        """The cluster's Flink options (`GET /jobmanager/config`)."""
+        entries = self._request("GET", "/jobmanager/config", expect=list)
+        return {str(e["key"]): str(e.get("value", "")) for e in entries
+                if isinstance(e, dict) and "key" in e}
+
     def jars(self) -> list[dict[str, Any]]:
         return self._request("GET", "/jars").get("files", [])
 

@@ -135,6 +135,15 @@ class Status(StatusModel):
     savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
     history: History = Field(default_factory=History)
 
+    def newest_state(self, checkpoints: bool) -> Savepoint | None:
+        """The newest savepoint recorded; with `checkpoints`, retained checkpoints count too
+        (LATEST_STATE), without them they do not (LATEST_SAVEPOINT)."""
+        for saved in reversed([*self.history.savepoints, self.last_savepoint]):
+            if saved is not None and (checkpoints
+                                      or saved.origin != SavepointOrigin.RETAINED_CHECKPOINT):
+                return saved
+        return None
+
 
 class StatusMetadata(StatusModel):
     name: str
