@@ -137,7 +137,8 @@ class Execution:
                            trigger: Callable[[], str]) -> SavepointResult:
         """Triggers and awaits a savepoint, up to maxSavepointCreationAttempts with backoff.
         A job that meanwhile finished with a stop savepoint (an earlier stop of it completed)
-        counts as that savepoint; a job no longer running ends the attempts."""
+        counts as that savepoint; a job that ended ends the attempts. A job Flink restarts (a
+        TaskManager lost) is tried again once it may run again."""
         attempts = spec.spec.max_savepoint_creation_attempts if spec else 4
         attempt = 1
         while True:
@@ -152,9 +153,10 @@ class Execution:
                     if state == FlinkJobStatus.FINISHED else None
                 if finished is not None:
                     return finished
-                if attempt == attempts or state != FlinkJobStatus.RUNNING:
-                    fate = ("keeps running untouched" if state == FlinkJobStatus.RUNNING
-                            else f"is {state or 'gone'}")
+                ended = state is None or state.terminal
+                if attempt == attempts or ended:
+                    fate = (f"is {state or 'gone'}" if ended else "keeps running untouched"
+                            if state == FlinkJobStatus.RUNNING else f"is {state}, not stopped")
                     raise SavepointFailed(
                         f"no savepoint after {attempt} attempt(s), job {step.job_id} {fate}; "
                         f"Flink said: {error}") from None

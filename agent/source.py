@@ -8,14 +8,24 @@ A commit's files are listed with their blob ids by one `git ls-tree` (remembered
 since a commit never changes), and many blobs are read by one `git cat-file --batch`: a cycle
 costs a handful of git processes whatever the number of files, and callers can skip every file
 whose blob id they have seen before.
+
+The mirror holds nothing the remote does not (status commits are pushed), except a status commit
+kept while the remote was away: a mirror git finds broken (a file of it deleted, truncated or
+garbled) is moved aside to `<key>.broken` and cloned again from the remote, once per instance,
+with a warning. A work dir on a full disk is a SourceError naming the path and the OS's reason;
+git writes every object and ref to a temporary file first, so the mirror is left whole.
 """
 
 from __future__ import annotations
 
+import configparser
 import hashlib
+import logging
 import os
 import re
+import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -26,8 +36,20 @@ from agent.logs import redact
 from agent.memo import Memo
 from agent.model.spec import SPEC_SUFFIXES
 
+log = logging.getLogger(__name__)
 REMOTE = "origin"
 FETCH_TIMEOUT_S = 120
+PENDING_STATUS_REF = "refs/flink-gitops/pending-status"   # a status commit not pushed yet
+# what git says of a mirror it finds broken (a line of the remote's own, `remote: `, is not)
+BROKEN = re.compile(r"^(?!remote:).*(not a git repository|bad object|\) is corrupt|corrupt loose "
+                    r"object|object corrupt|corrupt packed object|object file \S+ is empty|"
+                    r"does not match index|index file \S+ is too small|too short to be a packfile|"
+                    r"bad config|unexpected line in \S*packed-refs|invalid sha1 pointer|"
+                    rf"'{REMOTE}' does not appear to be a git repository)",
+                    re.IGNORECASE | re.MULTILINE)
+# what the OS says of a full disk (File too large: a file size limit, RLIMIT_FSIZE)
+DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|File too large",
+                       re.IGNORECASE)
 
 
 def normalise_url(repo: str) -> str:
@@ -48,6 +70,8 @@ class SpecRepository:
         key = hashlib.sha256(self.url.encode()).hexdigest()[:12]
         self.path = Path(workdir) / "repos" / key
         self._repo: git.Repo | None = None
+        self._rebuilt = False
+        self._rebuilding = threading.Lock()
 
     @property
     def repo(self) -> git.Repo:
@@ -56,12 +80,61 @@ class SpecRepository:
         return self._repo
 
     def _open(self) -> git.Repo:
-        if (self.path / "HEAD").exists():
-            return git.Repo(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        repo = git.Repo.init(self.path, bare=True)
-        repo.create_remote(REMOTE, self.url)
+        """The mirror; made empty when there is none, made again when git cannot open it."""
+        if not self.path.exists():
+            return self._make()
+        try:
+            repo = git.Repo(self.path)
+            remotes = {remote.name for remote in repo.remotes}
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, configparser.Error,
+                ValueError) as error:
+            return self._rebuild(f"{type(error).__name__}: {str(error).splitlines()[0]}",
+                                 fetch=False)
+        if REMOTE not in remotes:
+            return self._rebuild(f"its config names no remote {REMOTE!r}", fetch=False)
         return repo
+
+    def _make(self) -> git.Repo:
+        """An empty mirror, made next to its place and moved there, so that a full disk leaves
+        no half-made one behind."""
+        fresh = self.path.with_name(self.path.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        try:
+            fresh.mkdir(parents=True)
+            git.Repo.init(fresh, bare=True).create_remote(REMOTE, self.url)
+            fresh.rename(self.path)
+        except (OSError, git.GitCommandError) as error:
+            shutil.rmtree(fresh, ignore_errors=True)
+            reason = error.strerror if isinstance(error, OSError) else _git_reason(error)
+            raise SourceError(f"cannot make the mirror of {redact(self.url)} in "
+                              f"{self.path.parent}: {_one_line(reason)}") from None
+        return git.Repo(self.path)
+
+    def _rebuild(self, reason: str, fetch: bool = True) -> git.Repo:
+        """Moves the broken mirror aside (to `<key>.broken`, replacing an older one) and makes
+        it again from the remote, once per instance: a mirror broken again raises SourceError.
+        A status commit kept in it and not pushed yet is lost, and the warning says so."""
+        with self._rebuilding:
+            if self._rebuilt:
+                raise SourceError(f"the mirror {self.path} is broken again after it was made "
+                                  f"again from the remote: {_one_line(reason, BROKEN)}")
+            self._rebuilt = True
+            aside = self.path.with_name(self.path.name + ".broken")
+            kept = self.path / PENDING_STATUS_REF
+            lost = (f"; the status commit {kept.read_text().strip()[:10]} it kept (not pushed "
+                    f"yet) is lost" if kept.is_file() else "")
+            try:
+                shutil.rmtree(aside, ignore_errors=True)
+                self.path.rename(aside)
+            except OSError as error:
+                raise SourceError(f"the mirror {self.path} is broken ({_one_line(reason, BROKEN)})"
+                                  f" and cannot be moved aside: {error.strerror}") from None
+            log.warning("the mirror %s is broken (%s): moved to %s and made again from %s%s",
+                        self.path, _one_line(reason, BROKEN), aside.name, redact(self.url), lost)
+            self._repo = self._make()
+            if fetch:
+                self._fetch()
+            return self._repo
 
     def git(self, *args: str, input: bytes | str | None = None,
             env: dict[str, str] | None = None) -> str:
@@ -70,8 +143,10 @@ class SpecRepository:
 
     def _run(self, args: tuple[str, ...], input: bytes | str | None = None,
              env: dict[str, str] | None = None) -> bytes:
-        """A git command's raw output; SourceError (redacted) when it fails or hangs."""
+        """A git command's raw output; SourceError (redacted) when it fails or hangs. A mirror
+        git finds broken is made again from the remote and the command run once more."""
         data = input.encode() if isinstance(input, str) else input
+        self.repo   # the mirror is there (made, or made again) before git runs in it
         try:
             process = subprocess.run(["git", "-C", str(self.path), *args], input=data,
                                      capture_output=True, env={**os.environ, **(env or {})},
@@ -79,20 +154,42 @@ class SpecRepository:
         except subprocess.TimeoutExpired:
             raise SourceError(f"git {args[0]} did not answer in {FETCH_TIMEOUT_S}s "
                               f"({redact(self.url)})") from None
+        except OSError as error:
+            raise SourceError(f"cannot run git {args[0]} in {self.path}: "
+                              f"{error.strerror}") from None
         if process.returncode != 0:
             reason = process.stderr.decode(errors="replace").strip()
+            if DISK_FULL.search(reason):
+                raise SourceError(f"git {args[0]} failed in {self.path}: "
+                                  f"{_one_line(reason, DISK_FULL)}")
+            if BROKEN.search(reason) and not self._rebuilt:
+                self._rebuild(reason)
+                return self._run(args, input, env)
             raise SourceError(f"git {args[0]} failed: {redact(reason)}")
         return process.stdout
 
     def fetch(self) -> None:
-        """Fetches every branch of the remote (the spec branch and the status branch)."""
+        """Fetches every branch of the remote (the spec branch and the status branch) into the
+        mirror, made again from the remote when git finds it broken."""
+        try:
+            self._fetch(rebuild=True)
+        except git.GitCommandError as error:
+            self._rebuild(_git_reason(error))
+
+    def _fetch(self, rebuild: bool = False) -> None:
+        """`fetch`; with `rebuild`, a GitCommandError when git finds the mirror broken."""
         try:
             self.repo.git.fetch(REMOTE, "--prune", "--quiet",
                                 f"+refs/heads/*:refs/remotes/{REMOTE}/*",
                                 kill_after_timeout=FETCH_TIMEOUT_S)
         except git.GitCommandError as error:
-            raise SourceError(
-                f"cannot fetch {redact(self.url)}: {_git_reason(error)}") from None
+            reason = _git_reason(error)
+            if DISK_FULL.search(reason):
+                raise SourceError(f"cannot fetch {redact(self.url)} into {self.path}: "
+                                  f"{_one_line(reason, DISK_FULL)}") from None
+            if rebuild and BROKEN.search(reason):
+                raise
+            raise SourceError(f"cannot fetch {redact(self.url)}: {reason}") from None
 
     def head(self, branch: str) -> str | None:
         """The commit the remote branch points at, or None when there is no such branch."""
@@ -158,6 +255,9 @@ class SpecRepository:
         for blob in wanted:
             end = data.index(b"\n", at)
             header = data[at:end].split()
+            if len(header) != 3 and not self._rebuilt:   # listed by a tree: the mirror is broken
+                self._rebuild(f"object {blob} is missing or corrupt")
+                return self._cat(wanted)
             if len(header) != 3:
                 raise SourceError(f"git cat-file: no object {blob}")
             size = int(header[2])
@@ -199,6 +299,12 @@ class SpecRepository:
 def _prefix(path: str) -> str:
     cleaned = path.strip("/")
     return "" if cleaned in ("", ".") else cleaned + "/"
+
+
+def _one_line(text: str, saying: re.Pattern | None = None) -> str:
+    """The first line of git's `text` that matches `saying`, else its last (the `fatal:`)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()] or [text]
+    return redact(next((line for line in lines if saying and saying.search(line)), lines[-1]))
 
 
 def _git_reason(error: git.GitCommandError) -> str:

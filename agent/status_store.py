@@ -27,10 +27,9 @@ from agent.errors import SourceError, StatusKept, StatusPushRejected
 from agent.logs import redact, redact_bytes
 from agent.memo import Memo
 from agent.model.status import DeploymentStatus
-from agent.source import REMOTE, SpecRepository
+from agent.source import PENDING_STATUS_REF, REMOTE, SpecRepository
 
 log = logging.getLogger(__name__)
-PENDING_REF = "refs/flink-gitops/pending-status"   # a status commit not pushed yet
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024   # a status document above this is not read
 MAX_DOCUMENT_VALUES = 200_000          # nor one of more values (aliases counted at each use)
@@ -81,7 +80,7 @@ class StatusStore:
                 made = commit(self.source, files, message, self.head()) or made
                 push(self.source, self.branch, made)
         except SourceError as error:
-            self.source.git("update-ref", PENDING_REF, made)
+            self.source.git("update-ref", PENDING_STATUS_REF, made)
             raise StatusKept(f"the status of this cycle's actions could not be pushed and is "
                              f"kept in the work dir ({made[:10]}); the next cycle pushes it "
                              f"first: {error}") from None
@@ -93,7 +92,7 @@ class StatusStore:
         status is older than `kept_for_s` (the lease's time: another agent may have taken over
         and acted since; its status is then newer, and the kept one is dropped with a warning).
         Raises SourceError while the remote cannot take it: no cycle acts on an older status."""
-        made = self.source.repo.git.for_each_ref("--format=%(objectname)", PENDING_REF)
+        made = self.source.git("for-each-ref", "--format=%(objectname)", PENDING_STATUS_REF)
         if not made:
             return
         parent, _, at = self.source.git("log", "-1", "--format=%P|%ct", made).partition("|")
@@ -116,7 +115,7 @@ class StatusStore:
             contents = self.source.read_blobs(files.values())
             self.write_or_keep({path: contents[blob] for path, blob in files.items()},
                                self.source.git("log", "-1", "--format=%B", made))
-        self.source.git("update-ref", "-d", PENDING_REF)
+        self.source.git("update-ref", "-d", PENDING_STATUS_REF)
 
 
 def read_statuses(source: SpecRepository, branch: str, memo: Memo
@@ -256,7 +255,11 @@ def _store(source: SpecRepository, kind: bytes, data: bytes, known: set[str]) ->
     identifier = object_id(kind, data)
     if identifier not in known:
         objects = LooseObjectDB(str(source.path / "objects"))   # in process: no git hash-object
-        stored = objects.store(IStream(kind, len(data), BytesIO(data))).hexsha
+        try:
+            stored = objects.store(IStream(kind, len(data), BytesIO(data))).hexsha
+        except OSError as error:   # e.g. a full disk: gitdb leaves no partial object
+            raise SourceError(f"cannot write the status into {source.path}: "
+                              f"{error.strerror or error}") from None
         stored = stored.decode() if isinstance(stored, bytes) else stored
         if stored != identifier:
             raise SourceError(f"git stored {kind.decode()} {stored}, expected {identifier}")

@@ -37,14 +37,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def a_cluster(tmp_path_factory, name: str, slots: int):
+    """A real Flink standalone session cluster of its own, stopped when the generator ends."""
+    workdir = tmp_path_factory.mktemp(name)
+    port = free_port()
+    cluster = local.start(workdir, port=port, slots=slots)
+    yield cluster
+    local.stop(workdir, port=port)
+
+
 @pytest.fixture(scope="session")
 def flink(tmp_path_factory):
     """A real Flink standalone session cluster, started once for the whole test session."""
-    workdir = tmp_path_factory.mktemp("flink")
-    port = free_port()
-    cluster = local.start(workdir, port=port, slots=8)
-    yield cluster
-    local.stop(workdir, port=port)
+    yield from a_cluster(tmp_path_factory, "flink", slots=8)
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +62,18 @@ def counter_jar(tmp_path_factory) -> Path:
 def no_job_left_running(request):
     """Each test leaves the shared cluster as it found it: its jobs are cancelled afterwards."""
     yield
-    if "flink" not in request.fixturenames:
-        return
-    cluster = request.getfixturevalue("flink")
-    for job in requests.get(f"{cluster.url}/jobs/overview", timeout=10).json()["jobs"]:
+    if "flink" in request.fixturenames:
+        end_every_job(request.getfixturevalue("flink").url)
+
+
+def end_every_job(url: str, timeout: float = 30) -> None:
+    """Cancels every job of the cluster at `url` that has not ended, and waits till they have."""
+    for job in requests.get(f"{url}/jobs/overview", timeout=10).json()["jobs"]:
         if job["state"] not in ("FINISHED", "CANCELED", "FAILED"):
-            requests.patch(f"{cluster.url}/jobs/{job['jid']}", params={"mode": "cancel"},
-                           timeout=10)
-    deadline = time.monotonic() + 30
+            requests.patch(f"{url}/jobs/{job['jid']}", params={"mode": "cancel"}, timeout=10)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs = requests.get(f"{cluster.url}/jobs/overview", timeout=10).json()["jobs"]
+        jobs = requests.get(f"{url}/jobs/overview", timeout=10).json()["jobs"]
         if all(j["state"] in ("FINISHED", "CANCELED", "FAILED") for j in jobs):
             break
         time.sleep(0.2)

@@ -9,7 +9,7 @@ import subprocess
 import yaml
 
 from agent.load import ParsedFiles, load, load_blobs
-from agent import status_store as branch
+from agent.status_store import StatusStore
 from agent.caches import Caches
 from agent.source import SpecRepository
 from conftest import counter_deployment, git
@@ -62,7 +62,7 @@ def test_the_status_branch_is_written_with_the_objects_git_would_write(spec_repo
              "deployments/a.yaml": b"a: 1\n", "deployments/b-c.yaml": b"b: 2\n",
              "deployments.txt": b"sorts before the folder deployments/\n"}
 
-    commit = branch.write(source, "flink-gitops/status", files, "status")
+    commit = StatusStore(source, "flink-gitops/status").write(files, "status")
 
     assert git(spec_repo.remote, "fsck", "--strict") == ""
     listed = git(spec_repo.remote, "ls-tree", "-r", "--name-only", commit).split()
@@ -81,10 +81,10 @@ def test_writing_the_same_status_again_commits_nothing(spec_repo, tmp_path):
     source.fetch()
     files = {"README.md": b"# dashboard\n", "deployments/a.yaml": b"a: 1\n"}
 
-    first = branch.write(source, "flink-gitops/status", files, "status")
-    again = branch.write(source, "flink-gitops/status", dict(files), "status")
-    changed = branch.write(source, "flink-gitops/status",
-                           files | {"deployments/a.yaml": b"a: 2\n"}, "status")
+    first = StatusStore(source, "flink-gitops/status").write(files, "status")
+    again = StatusStore(source, "flink-gitops/status").write(dict(files), "status")
+    changed = StatusStore(source, "flink-gitops/status").write(
+        files | {"deployments/a.yaml": b"a: 2\n"}, "status")
 
     assert first is not None and again is None and changed is not None
     assert spec_repo.status_commits() == [changed, first]
@@ -96,10 +96,10 @@ def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
     source.fetch()
     document = {"apiVersion": "v1", "kind": "DeploymentStatus", "metadata": {"name": "a"},
                 "status": {"state": "RUNNING", "sync": "SYNCED"}}
-    branch.write(source, "flink-gitops/status",
-                 {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
+    StatusStore(source, "flink-gitops/status").write(
+        {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
 
-    store = branch.StatusStore(source, "flink-gitops/status", Caches().documents)
+    store = StatusStore(source, "flink-gitops/status", Caches().documents)
     first, _ = store.read()
     second, _ = store.read()
 
@@ -114,7 +114,7 @@ def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     message = "status of 0123456789\n\n" + "\n".join(
         f"deployment-{n:05d}: SUCCESS start job {n:032x} with parallelism 1" for n in range(10000))
 
-    commit = branch.write(source, "flink-gitops/status", {"README.md": b"#\n"}, message)
+    commit = StatusStore(source, "flink-gitops/status").write({"README.md": b"#\n"}, message)
 
     assert git(spec_repo.remote, "log", "-1", "--format=%B", commit).strip() == message
 

@@ -20,6 +20,7 @@ from agent.flink import local
 from agent.flink.build import build_jar
 from agent.reconcile import sync
 from conftest import EXAMPLES, Flink, counter_deployment, free_port
+from faults import kill, restart
 
 FLINK_1_20 = "1.20.5"
 FLINK_1_20_CACHE = Path.home() / ".cache" / "flink-gitops" / "flink-1.20"
@@ -38,9 +39,17 @@ def install_flink_1_20() -> Path:
 
 @dataclass(frozen=True)
 class Flink120:
-    url: str
+    cluster: local.LocalCluster
+    home: Path                     # the 1.20 distribution
     counter_jar: Path
-    jobmanager_log: Path
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    @property
+    def jobmanager_log(self) -> Path:
+        return self.cluster.log_dir / "jobmanager.log"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +72,7 @@ def flink_1_20(tmp_path_factory):
                             tmp_path_factory.mktemp("build-1.20"), name="counter")
         finally:
             environment.undo()
-        yield Flink120(cluster.url, jar, cluster.log_dir / "jobmanager.log")
+        yield Flink120(cluster, home, jar)
     finally:
         local.stop(workdir, port=port)
 
@@ -75,9 +84,9 @@ def deploy_on_1_20(spec_repo, flink_1_20):
     spec_repo.write_target("legacy", flink_1_20.url)
     spec_repo.add_file("jobs/counter.jar", flink_1_20.counter_jar)
 
-    def write(name: str, parallelism: int = 1) -> None:
+    def write(name: str, parallelism: int = 1, **fields) -> None:
         spec_repo.write(f"deployments/{name}.yaml",
-                        counter_deployment(name, parallelism, target="legacy"))
+                        counter_deployment(name, parallelism, target="legacy", **fields))
     return write
 
 
@@ -134,3 +143,25 @@ def test_stateful_upgrade_on_flink_1_20_restores_the_savepoint_it_took(
 def test_the_flink_home_variable_is_gone_after_the_cluster_started(flink_1_20):
     assert local.FLINK_HOME_ENV not in os.environ
     assert local.flink_version() != FLINK_1_20
+
+
+def test_a_job_lost_with_a_flink_1_20_jobmanager_comes_back_from_its_retained_checkpoint(
+        deploy_on_1_20, spec_repo, settings, rest_1_20, flink_1_20, monkeypatch):
+    """As on 2.x (test_flink_faults): 1.20 writes retained checkpoints the same way. Last in this
+    module: it kills the module's cluster's JobManager (and starts it again)."""
+    deploy_on_1_20("lost-on-1-20", restore="LATEST_STATE")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    lost = rest_1_20.job("lost-on-1-20", 1)
+    rest_1_20.wait_checkpoint(lost)
+    kill(flink_1_20.cluster, local.JOBMANAGER)
+    monkeypatch.setenv(local.FLINK_HOME_ENV, str(flink_1_20.home))
+    restart(flink_1_20.cluster.home.parent.parent, flink_1_20.cluster.port)
+    monkeypatch.undo()
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("lost-on-1-20")
+    assert status["lastSavepoint"]["origin"] == "RETAINED_CHECKPOINT"
+    assert status["lastSavepoint"]["jobId"] == lost
+    assert rest_1_20.running() == [status["job"]["id"]]
+    assert rest_1_20.restored_from(status["job"]["id"]) == \
+        status["lastSavepoint"]["location"].replace("file:///", "file:/")
