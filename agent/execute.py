@@ -15,8 +15,8 @@ from typing import Callable
 
 from agent import testpoints
 from agent.clock import from_millis, utc_now
-from agent.errors import (FlinkGitopsError, FlinkRequestError, JobDidNotEnd, JobStartFailed,
-                          PermanentError, SavepointFailed)
+from agent.errors import (FlinkGitopsError, FlinkRequestError, FlinkUnavailable, JobDidNotEnd,
+                          JobStartFailed, PermanentError, SavepointFailed)
 from agent.flink.artifacts import JobProgram
 from agent.flink.rest import FlinkClient, SavepointResult, poll_delays
 from agent.model.job_states import FlinkJobStatus
@@ -146,7 +146,8 @@ class Execution:
                 trigger_id = trigger()
                 testpoints.reached(testpoints.SAVEPOINT_TRIGGERED)
                 return self.client.await_savepoint(step.job_id, trigger_id, sleep=self.sleep)
-            except (SavepointFailed, FlinkRequestError) as error:
+            except (SavepointFailed, FlinkRequestError, FlinkUnavailable) as error:
+                # (unavailable: a lost answer, or a cluster away, which the state check tells)
                 log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
                 state = self._settled_state(step.job_id)
                 finished = self._final_savepoint(step.job_id) \
@@ -179,12 +180,17 @@ class Execution:
         for attempt in range(attempts):
             job = with_generation(step.job_id, generation + attempt)
             try:
-                self.client.run_jar(
-                    jar_id, job_id=job, entry_class=program.entry_class, args=program.args,
-                    parallelism=template.parallelism,
-                    savepoint_path=restored_from,
-                    allow_non_restored_state=desired.spec.restore_strategy.allow_non_restored_state,
-                    configuration=configuration)
+                try:
+                    self.client.run_jar(
+                        jar_id, job_id=job, entry_class=program.entry_class, args=program.args,
+                        parallelism=template.parallelism, savepoint_path=restored_from,
+                        allow_non_restored_state=desired.spec.restore_strategy
+                        .allow_non_restored_state, configuration=configuration)
+                except FlinkUnavailable:   # the answer may be lost, not the request: never
+                    if self.client.job_state(job) is None:   # send it twice; ask by its id
+                        raise
+                    log.warning("job %s: the run request's answer was lost; Flink has the job",
+                                job)
                 testpoints.reached(testpoints.NEW_JOB_SUBMITTED)
                 running = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
                 if running.state != FlinkJobStatus.RUNNING:

@@ -105,8 +105,9 @@ class SpecRepo:
         file.write_text(textwrap.dedent(text))
 
     def write_target(self, name: str, url: str, headers: dict | None = None,
-                     savepoint_dir: str | None = None) -> None:
-        spec: dict = {"flink": {"url": url, **({"headers": headers} if headers else {})}}
+                     savepoint_dir: str | None = None, timeout: float | None = None) -> None:
+        spec: dict = {"flink": {"url": url, **({"headers": headers} if headers else {}),
+                                **({"requestTimeoutSeconds": timeout} if timeout else {})}}
         if savepoint_dir:
             spec["savepointDir"] = savepoint_dir
         self.write(f"targets/{name}.yaml", yaml.safe_dump({

@@ -21,10 +21,11 @@ import requests
 from agent.flink.http import AnswerTooLarge, DeadlinePassed, deadline, read_limited, session
 from agent.memo import Memo
 from agent.model.job_states import FlinkJobStatus
+from agent.model.spec import DEFAULT_REQUEST_TIMEOUT_S
 from agent.errors import (FlinkAnswerInvalid, FlinkRequestError, FlinkUnavailable, JobStartFailed,
                           SavepointFailed)
 
-DEFAULT_TIMEOUT = 10.0          # seconds a read of an answer may wait
+DEFAULT_TIMEOUT = DEFAULT_REQUEST_TIMEOUT_S   # seconds a read of an answer may wait
 DEADLINE_FACTOR = 3             # a whole call: at most this many timeouts
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4000

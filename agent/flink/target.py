@@ -45,5 +45,5 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
     verify: bool | str = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
     cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
     return FlinkClient(spec.flink.url, headers=headers, verify=verify, cert=cert,
-                       versions=versions)
+                       timeout=spec.flink.request_timeout_seconds, versions=versions)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
-                      StrictInt, field_validator, model_validator)
+                      StrictFloat, StrictInt, field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
 SPEC_SUFFIXES = (".yaml", ".yml")   # the files of the spec repository that hold specs
@@ -27,6 +27,7 @@ STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.
 CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
 MAX_PARALLELISM = 32768          # Flink's largest maxParallelism
 MAX_ATTEMPTS = 100
+DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a read of a Flink REST answer; a whole call: 3 times this
 MAX_MAIN_ARGS_CHARS = 64 * 1024  # mainArgs, as written (shell-splitting grows with its square)
 
 
@@ -295,6 +296,7 @@ class FlinkCluster(SpecModel):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     tls: Tls = Tls()
+    request_timeout_seconds: StrictFloat = Field(default=DEFAULT_REQUEST_TIMEOUT_S, ge=0.5, le=600)
 
     @field_validator("url")
     @classmethod

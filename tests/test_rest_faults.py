@@ -1,0 +1,97 @@
+"""Faults between the agent and Flink's REST API, injected for real by a TCP proxy (tests/faults)
+in front of the session's cluster: a cluster that hangs, answers that are lost after Flink acted
+on the request. Nothing is decided on a missing answer, and nothing is sent twice blindly."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from agent.reconcile import sync
+from conftest import counter_deployment
+from faults import Fault, TcpProxy
+
+
+@pytest.fixture
+def proxied(flink):
+    """A TCP proxy in front of the session cluster's REST port."""
+    address = urlsplit(flink.url)
+    with TcpProxy(address.hostname, address.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def through_proxy(spec_repo, proxied, counter_jar):
+    """A spec repo whose target `test` reaches the cluster through the proxy (REST timeout 2 s);
+    returns a function writing the Deployment `name`."""
+    spec_repo.write_target("test", proxied.url, timeout=2)
+    spec_repo.add_file("jobs/counter.jar", counter_jar)
+
+    def write(name: str, **fields) -> None:
+        spec_repo.write(f"deployments/{name}.yaml", counter_deployment(name, **fields))
+    return write
+
+
+def test_a_hung_cluster_delays_no_other_clusters_deployments(
+        through_proxy, spec_repo, settings, rest, proxied):
+    """The proxied cluster accepts connections and never answers: its deployment is reported
+    unreachable after its REST timeout (requestTimeoutSeconds), and the deployment on the
+    other cluster starts in the same cycle."""
+    spec_repo.write_target("direct", rest.url)
+    through_proxy("behind-a-hung-proxy")
+    spec_repo.write("deployments/direct.yaml", counter_deployment("direct", target="direct"))
+    spec_repo.push()
+    proxied.mode = Fault.BLACKHOLE
+    started = time.monotonic()
+    result = sync(settings)
+    took = time.monotonic() - started
+    assert result.exit_code == 1
+    assert rest.jobs()[rest.job("direct", 1)] == "RUNNING"
+    hung = spec_repo.status_of("behind-a-hung-proxy")
+    assert "did not answer GET /jobs/overview" in hung["errors"][0]["message"]
+    assert "job" not in hung
+    assert took < 6 + 30, f"the cycle took {took:.1f}s"
+
+
+def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent_again(
+        through_proxy, spec_repo, settings, rest, proxied):
+    """Flink runs the job, the answer never reaches the agent: the agent asks for the job id it
+    chose and carries on; one run request, one job, restored from the upgrade's savepoint."""
+    through_proxy("run-answer-lost")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    old = rest.job("run-answer-lost", 1)
+    rest.wait_checkpoint(old)
+    through_proxy("run-answer-lost", parallelism=2)
+    spec_repo.push("parallelism 2")
+    proxied.fault_when(Fault.RESET, pattern=rb"POST /jars/\S+/run", after_forwarding=True)
+    assert sync(settings).exit_code == 0
+    runs = [r for r in proxied.requests if "/run" in r and r.startswith("POST")]
+    assert len(runs) == 2                                    # the first start, and this one
+    status = spec_repo.status_of("run-answer-lost")
+    assert rest.running() == [status["job"]["id"]] == [rest.job("run-answer-lost", 2)]
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_stop_request_whose_answer_is_lost_loses_no_savepoint(
+        through_proxy, spec_repo, settings, rest, proxied):
+    """Flink stops the job with a savepoint, the answer never reaches the agent: the savepoint
+    the job stopped with is found and recorded, and the new job restores it; one job."""
+    through_proxy("stop-answer-lost")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    old = rest.job("stop-answer-lost", 1)
+    rest.wait_checkpoint(old)
+    through_proxy("stop-answer-lost", parallelism=2)
+    spec_repo.push("parallelism 2")
+    proxied.fault_when(Fault.RESET, pattern=rb"POST /jobs/\S+/stop", after_forwarding=True)
+    assert sync(settings).exit_code == 0     # the same cycle: its final savepoint is found
+    status = spec_repo.status_of("stop-answer-lost")
+    assert rest.jobs()[old] == "FINISHED"
+    assert rest.running() == [status["job"]["id"]]
+    saved = status["lastSavepoint"]
+    assert saved["jobId"] == old and saved["origin"] == "UPGRADE"
+    assert rest.restored_from(status["job"]["id"]) == saved["location"]
+    # (the stop may be asked again while the job still runs: Flink refuses it once it stopped)
