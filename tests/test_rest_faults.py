@@ -34,6 +34,22 @@ def through_proxy(spec_repo, proxied, counter_jar):
     return write
 
 
+@pytest.fixture
+def upgrade_pushed(through_proxy, spec_repo, settings, rest):
+    """Deploys `name` and syncs; once its job has state, pushes an upgrade (parallelism 2) for
+    the test's sync to carry out; returns the job's id."""
+    def push(name: str) -> str:
+        through_proxy(name)
+        spec_repo.push()
+        assert sync(settings).exit_code == 0
+        job = rest.job(name, 1)
+        rest.wait_checkpoint(job)
+        through_proxy(name, parallelism=2)
+        spec_repo.push("parallelism 2")
+        return job
+    return push
+
+
 def test_a_hung_cluster_delays_no_other_clusters_deployments(
         through_proxy, spec_repo, settings, rest, proxied):
     """The proxied cluster accepts connections and never answers: its deployment is reported
@@ -56,16 +72,10 @@ def test_a_hung_cluster_delays_no_other_clusters_deployments(
 
 
 def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent_again(
-        through_proxy, spec_repo, settings, rest, proxied):
+        upgrade_pushed, spec_repo, settings, rest, proxied):
     """Flink runs the job, the answer never reaches the agent: the agent asks for the job id it
     chose and carries on; one run request, one job, restored from the upgrade's savepoint."""
-    through_proxy("run-answer-lost")
-    spec_repo.push()
-    assert sync(settings).exit_code == 0
-    old = rest.job("run-answer-lost", 1)
-    rest.wait_checkpoint(old)
-    through_proxy("run-answer-lost", parallelism=2)
-    spec_repo.push("parallelism 2")
+    old = upgrade_pushed("run-answer-lost")
     proxied.fault_when(Fault.RESET, pattern=rb"POST /jars/\S+/run", after_forwarding=True)
     assert sync(settings).exit_code == 0
     runs = [r for r in proxied.requests if "/run" in r and r.startswith("POST")]
@@ -76,16 +86,10 @@ def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent
 
 
 def test_a_stop_request_whose_answer_is_lost_loses_no_savepoint(
-        through_proxy, spec_repo, settings, rest, proxied):
+        upgrade_pushed, spec_repo, settings, rest, proxied):
     """Flink stops the job with a savepoint, the answer never reaches the agent: the savepoint
     the job stopped with is found and recorded, and the new job restores it; one job."""
-    through_proxy("stop-answer-lost")
-    spec_repo.push()
-    assert sync(settings).exit_code == 0
-    old = rest.job("stop-answer-lost", 1)
-    rest.wait_checkpoint(old)
-    through_proxy("stop-answer-lost", parallelism=2)
-    spec_repo.push("parallelism 2")
+    old = upgrade_pushed("stop-answer-lost")
     proxied.fault_when(Fault.RESET, pattern=rb"POST /jobs/\S+/stop", after_forwarding=True)
     assert sync(settings).exit_code == 0     # the same cycle: its final savepoint is found
     status = spec_repo.status_of("stop-answer-lost")
