@@ -66,3 +66,30 @@ def test_a_status_push_that_keeps_losing_ends_in_bounded_time_with_a_clear_error
         sync(settings)
     assert time.monotonic() - started < 30
     assert tries.read_text().count("push") == 3     # sync's `attempts`
+
+
+def test_a_git_remote_that_hangs_fails_the_cycle_in_bounded_time(spec_repo, tmp_path,
+                                                                  monkeypatch):
+    """The remote, served by `git daemon` behind a proxy, accepts and never answers: the fetch
+    ends at its time limit (FETCH_TIMEOUT_S, 120 s; 2 s here) with a one-line reason, and the
+    next cycle, the remote answering again, works."""
+    import agent.source
+    from agent.config import Settings
+    from agent.errors import SourceError
+    from faults import Fault, GitDaemon, TcpProxy
+
+    spec_repo.write_target("test", "http://127.0.0.1:9")
+    spec_repo.push("a target, no deployment")
+    monkeypatch.setattr(agent.source, "FETCH_TIMEOUT_S", 2)
+    with GitDaemon(spec_repo.remote.parent) as daemon, \
+            TcpProxy("127.0.0.1", daemon.port) as proxy:
+        settings = Settings(daemon.url(spec_repo.remote.name, via=proxy),
+                            workdir=tmp_path / "agent")
+        proxy.mode = Fault.BLACKHOLE
+        started = time.monotonic()
+        with pytest.raises(SourceError) as failed:
+            sync(settings)
+        assert time.monotonic() - started < 10
+        assert len(str(failed.value).splitlines()) == 1, str(failed.value)
+        proxy.heal()
+        assert sync(settings).exit_code == 0
