@@ -297,3 +297,40 @@ class GitDaemon:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+# --- what a fault cost, for benchmarks/faults.py --------------------------------------------------
+
+FIGURES_ENV = "FLINK_GITOPS_FAULT_FIGURES"   # a file each measured fault scenario appends a line to
+
+
+def recovered(fault: str, names: list[str], rest, spec_repo, savepoint_dir: Path,
+              since: float) -> dict:
+    """Asserts that the deployments `names` lost nothing to a fault the agent recovered from,
+    and records what it cost them (benchmarks/faults.py gathers it): jobs lost
+    (a deployment whose recorded job does not run), duplicate jobs (more than one running job
+    of a deployment), savepoints lost (one on disk of a deployment's job that its status does
+    not name) and seconds from `since` (the fault healed) to now. Appended as a JSON line to
+    the file FLINK_GITOPS_FAULT_FIGURES names, when set, and returned."""
+    import json
+    from agent.job_ids import deployment_key
+    running = rest.running()
+    lost = duplicates = savepoints_lost = 0
+    for name in names:
+        status = spec_repo.status_of(name)
+        mine = [job for job in running if job.startswith(deployment_key(name))]
+        lost += (status.get("job") or {}).get("id") not in mine
+        duplicates += max(0, len(mine) - 1)
+        known = {s["location"].rsplit("/", 1)[-1]
+                 for s in status["history"].get("savepoints", [])}
+        jobs = {j["id"][:6] for j in status["history"].get("jobs", [])}
+        on_disk = {p.name for p in savepoint_dir.glob("savepoint-*")
+                   if p.name.split("-")[1] in jobs}
+        savepoints_lost += len(on_disk - known)
+    figures = {"fault": fault, "jobs_lost": lost, "duplicates": duplicates,
+               "savepoints_lost": savepoints_lost, "recover_s": round(time.monotonic() - since, 2)}
+    if os.environ.get(FIGURES_ENV):
+        with open(os.environ[FIGURES_ENV], "a") as out:
+            out.write(json.dumps(figures) + "\n")
+    assert (lost, duplicates, savepoints_lost) == (0, 0, 0), figures
+    return figures

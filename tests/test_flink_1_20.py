@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from agent.flink import local
 from agent.flink.build import build_jar
 from agent.reconcile import sync
 from conftest import EXAMPLES, Flink, counter_deployment, free_port
-from faults import kill, restart
+from faults import kill, recovered, restart
 
 FLINK_1_20 = "1.20.5"
 FLINK_1_20_CACHE = Path.home() / ".cache" / "flink-gitops" / "flink-1.20"
@@ -158,7 +159,10 @@ def test_a_job_lost_with_a_flink_1_20_jobmanager_comes_back_from_its_retained_ch
     monkeypatch.setenv(local.FLINK_HOME_ENV, str(flink_1_20.home))
     restart(flink_1_20.cluster.home.parent.parent, flink_1_20.cluster.port)
     monkeypatch.undo()
+    back = time.monotonic()
     assert sync(settings).exit_code == 0
+    recovered("JobManager lost (no HA), Flink 1.20", ["lost-on-1-20"], rest_1_20, spec_repo,
+              flink_1_20.cluster.savepoint_dir, back)
     status = spec_repo.status_of("lost-on-1-20")
     assert status["lastSavepoint"]["origin"] == "RETAINED_CHECKPOINT"
     assert status["lastSavepoint"]["jobId"] == lost

@@ -14,7 +14,7 @@ import pytest
 from agent.flink import local
 from agent.reconcile import sync
 from conftest import Flink, a_cluster, counter_deployment, end_every_job
-from faults import kill, restart
+from faults import kill, recovered, restart
 
 PRINTING = "--rate 20 --keys 4 --print"
 ENDED = ("FINISHED", "CANCELED", "FAILED")
@@ -100,9 +100,9 @@ def test_jobs_lost_with_their_jobmanager_come_back_from_their_newest_state(
     restart(faulty.home.parent.parent, faulty.port)
     assert rest.jobs() == {}                       # it forgot them
     back = time.monotonic()
-    result = sync(settings)
-    recovered_s = time.monotonic() - back
-    assert result.exit_code == 0
+    assert sync(settings).exit_code == 0
+    recovered("JobManager lost (no HA), Flink 2.3", ["lost-state", "lost-savepoint"], rest,
+              spec_repo, faulty.savepoint_dir, back)
 
     state = spec_repo.status_of("lost-state")
     checkpoint = state["lastSavepoint"]
@@ -116,8 +116,6 @@ def test_jobs_lost_with_their_jobmanager_come_back_from_their_newest_state(
     assert rest.restored_from(other["job"]["id"]) == savepoint   # not the newer checkpoint
     assert sorted(rest.running()) == sorted([state["job"]["id"], other["job"]["id"]])
     assert min(await_counts(faulty)) > counted // 2   # counting goes on, not from zero
-    print(f"\nJobManager loss: 2 deployments RUNNING again {recovered_s:.1f}s after it came "
-          f"back; counted {counted} before")
 
 
 def test_a_jobmanager_lost_between_the_stop_savepoint_and_the_new_job_loses_no_state(
@@ -145,7 +143,10 @@ def test_a_jobmanager_lost_between_the_stop_savepoint_and_the_new_job_loses_no_s
     assert status["lastAction"]["result"] == "FAILED"
 
     restart(faulty.home.parent.parent, faulty.port)
+    back = time.monotonic()
     assert sync(settings).exit_code == 0
+    recovered("JobManager lost during an upgrade", ["upgrade-lost"], rest, spec_repo,
+              faulty.savepoint_dir, back)
     status = spec_repo.status_of("upgrade-lost")
     new = status["job"]["id"]
     assert rest.running() == [new] and rest.parallelism(new) == 2
@@ -168,8 +169,11 @@ def test_a_taskmanager_lost_while_running_is_reported_and_left_to_flink(
     assert {j: s for j, s in rest.jobs().items() if s not in ENDED} == {job: "RESTARTING"}
 
     restart(faulty.home.parent.parent, faulty.port)
+    back = time.monotonic()
     rest.wait_state(job, "RUNNING")
     assert sync(settings).exit_code == 0
+    recovered("TaskManager lost while running", ["tm-lost"], rest, spec_repo,
+              faulty.savepoint_dir, back)
     assert not spec_repo.status_of("tm-lost")["errors"]
     assert rest.running() == [job]
 
@@ -195,8 +199,11 @@ def test_a_taskmanager_lost_during_the_stop_savepoint_is_outlasted_by_the_attemp
                              daemon=True).start()
         reached(point)
     monkeypatch.setattr(testpoints, "reached", taskmanager_dies)
+    began = time.monotonic()
     assert sync(settings).exit_code == 0
     monkeypatch.undo()
+    recovered("TaskManager lost during the stop savepoint", ["tm-lost-mid-savepoint"], rest,
+              spec_repo, faulty.savepoint_dir, began)
     status = spec_repo.status_of("tm-lost-mid-savepoint")
     new = status["job"]["id"]
     assert killed.is_set(), "the savepoint was never triggered"

@@ -10,7 +10,8 @@ import pytest
 
 from agent.errors import StatusKept, StatusPushRejected
 from agent.reconcile import sync
-from conftest import git
+from conftest import Flink, git
+from faults import recovered
 
 
 def savepoints_of(flink, job: str) -> int:
@@ -23,8 +24,8 @@ def test_a_status_the_remote_could_not_take_is_kept_and_pushed_first_by_the_next
     """The remote goes away between a savepoint action and its status push: the status is kept
     in the work dir. When the remote is back, the next cycle pushes it before it reads the
     branch, so it does not take the savepoint a second time, and the branch has it."""
-    job = checkpointed("kept")
-    deployed("kept", extra="savepointTriggerNonce: 1")
+    job = checkpointed("status-kept")
+    deployed("status-kept", extra="savepointTriggerNonce: 1")
     spec_repo.push("take a savepoint")
     spec_repo.away_at_status_push(monkeypatch)
     with pytest.raises(StatusKept, match="kept in the work dir"):
@@ -34,16 +35,18 @@ def test_a_status_the_remote_could_not_take_is_kept_and_pushed_first_by_the_next
         sync(settings)
     spec_repo.come_back()
 
-    before = spec_repo.status_commits()
+    before, back = spec_repo.status_commits(), time.monotonic()
     assert sync(settings).exit_code == 0
+    recovered("git remote away at the status push", ["status-kept"], Flink(flink.url), spec_repo,
+              flink.savepoint_dir, back)
     assert savepoints_of(flink, job) == 1     # not taken twice
-    status = spec_repo.status_of("kept")
+    status = spec_repo.status_of("status-kept")
     assert status["savepointTriggerNonce"] == 1
     assert status["lastSavepoint"]["origin"] == "USER_REQUEST"
     assert status["lastSavepoint"]["jobId"] == job
     assert len(spec_repo.status_commits()) == len(before) + 1   # the kept one, then nothing
-    assert "kept: SUCCESS take a savepoint" in git(spec_repo.remote, "log", "-1", "--format=%B",
-                                                  "flink-gitops/status")
+    message = git(spec_repo.remote, "log", "-1", "--format=%B", "flink-gitops/status")
+    assert "status-kept: SUCCESS take a savepoint" in message
 
 
 def test_a_status_push_that_keeps_losing_ends_in_bounded_time_with_a_clear_error(

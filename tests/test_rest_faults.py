@@ -11,7 +11,7 @@ import pytest
 
 from agent.reconcile import sync
 from conftest import counter_deployment
-from faults import Fault, TcpProxy
+from faults import Fault, TcpProxy, recovered
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def upgrade_pushed(through_proxy, spec_repo, settings, rest):
 
 
 def test_a_hung_cluster_delays_no_other_clusters_deployments(
-        through_proxy, spec_repo, settings, rest, proxied):
+        through_proxy, spec_repo, settings, flink, rest, proxied):
     """The proxied cluster accepts connections and never answers: its deployment is reported
     unreachable after its REST timeout (requestTimeoutSeconds), and the deployment on the
     other cluster starts in the same cycle."""
@@ -65,6 +65,8 @@ def test_a_hung_cluster_delays_no_other_clusters_deployments(
     took = time.monotonic() - started
     assert result.exit_code == 1
     assert rest.jobs()[rest.job("direct", 1)] == "RUNNING"
+    recovered("a hung cluster (the other cluster's deployment)", ["direct"], rest, spec_repo,
+              flink.savepoint_dir, started)
     hung = spec_repo.status_of("behind-a-hung-proxy")
     assert "did not answer GET /jobs/overview" in hung["errors"][0]["message"]
     assert "job" not in hung
@@ -72,12 +74,15 @@ def test_a_hung_cluster_delays_no_other_clusters_deployments(
 
 
 def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent_again(
-        upgrade_pushed, spec_repo, settings, rest, proxied):
+        upgrade_pushed, spec_repo, settings, rest, proxied, flink):
     """Flink runs the job, the answer never reaches the agent: the agent asks for the job id it
     chose and carries on; one run request, one job, restored from the upgrade's savepoint."""
-    old = upgrade_pushed("run-answer-lost")
+    upgrade_pushed("run-answer-lost")
     proxied.fault_when(Fault.RESET, pattern=rb"POST /jars/\S+/run", after_forwarding=True)
+    began = time.monotonic()
     assert sync(settings).exit_code == 0
+    recovered("REST answer to the run request lost", ["run-answer-lost"], rest, spec_repo,
+              flink.savepoint_dir, began)
     runs = [r for r in proxied.requests if "/run" in r and r.startswith("POST")]
     assert len(runs) == 2                                    # the first start, and this one
     status = spec_repo.status_of("run-answer-lost")
@@ -86,12 +91,15 @@ def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent
 
 
 def test_a_stop_request_whose_answer_is_lost_loses_no_savepoint(
-        upgrade_pushed, spec_repo, settings, rest, proxied):
+        upgrade_pushed, spec_repo, settings, rest, proxied, flink):
     """Flink stops the job with a savepoint, the answer never reaches the agent: the savepoint
     the job stopped with is found and recorded, and the new job restores it; one job."""
     old = upgrade_pushed("stop-answer-lost")
     proxied.fault_when(Fault.RESET, pattern=rb"POST /jobs/\S+/stop", after_forwarding=True)
+    began = time.monotonic()
     assert sync(settings).exit_code == 0     # the same cycle: its final savepoint is found
+    recovered("REST answer to the stop request lost", ["stop-answer-lost"], rest, spec_repo,
+              flink.savepoint_dir, began)
     status = spec_repo.status_of("stop-answer-lost")
     assert rest.jobs()[old] == "FINISHED"
     assert rest.running() == [status["job"]["id"]]
