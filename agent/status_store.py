@@ -79,7 +79,7 @@ class StatusStore:
                 self.source.fetch()
                 made = commit(self.source, files, message, self.head()) or made
                 push(self.source, self.branch, made)
-        except SourceError as error:
+        except (SourceError, StatusPushRejected) as error:
             self.source.git("update-ref", PENDING_STATUS_REF, made)
             raise StatusKept(f"the status of this cycle's actions could not be pushed and is "
                              f"kept in the work dir ({made[:10]}); the next cycle pushes it "
@@ -91,7 +91,7 @@ class StatusStore:
         reads the branch: on top of the branch head when that moved meanwhile, unless the
         status is older than `kept_for_s` (the lease's time: another agent may have taken over
         and acted since; its status is then newer, and the kept one is dropped with a warning).
-        Raises SourceError while the remote cannot take it: no cycle acts on an older status."""
+        Raises StatusKept while the remote cannot take it: no cycle acts on an older status."""
         made = self.source.git("for-each-ref", "--format=%(objectname)", PENDING_STATUS_REF)
         if not made:
             return
@@ -101,7 +101,7 @@ class StatusStore:
             head = self.head()
             if head == (parent or None):
                 push(self.source, self.branch, made)
-        except SourceError as error:
+        except (SourceError, StatusPushRejected) as error:
             raise StatusKept(f"the status an earlier cycle kept in the work dir ({made[:10]}) "
                              f"still waits for the remote: {error}") from None
         if head == (parent or None):

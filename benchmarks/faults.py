@@ -41,11 +41,14 @@ def main() -> int:
         figures_file = os.path.join(scratch, "figures.jsonl")
         for round_ in range(1, rounds + 1):
             done = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS],
+                [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *TESTS],
                 cwd=ROOT, env={**os.environ, "FLINK_GITOPS_FAULT_FIGURES": figures_file},
                 capture_output=True, text=True)
-            summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
-            print(f"round {round_}/{rounds}: {summary}", file=sys.stderr)
+            lines = done.stdout.strip().splitlines() or ["no output"]
+            print(f"round {round_}/{rounds}: {lines[-1]}", file=sys.stderr)
+            for line in lines:
+                if line.startswith("FAILED") or line.startswith("E "):
+                    print(f"  {line}", file=sys.stderr)
             failed += done.returncode != 0
         with open(figures_file) as lines:
             for line in lines:
