@@ -136,8 +136,8 @@ class Execution:
     def _attempt_savepoint(self, step: Step, spec: Deployment | None,
                            trigger: Callable[[], str]) -> SavepointResult:
         """Triggers and awaits a savepoint, up to maxSavepointCreationAttempts with backoff.
-        A job that meanwhile finished with a stop savepoint (an earlier stop of it completed)
-        counts as that savepoint; a job that ended ends the attempts. A job Flink restarts (a
+        A job that meanwhile ended with a stop savepoint (an earlier stop of it completed)
+        counts as that savepoint; a job that ended without one ends the attempts. A job Flink restarts (a
         TaskManager lost) is tried again once it may run again."""
         attempts = spec.spec.max_savepoint_creation_attempts if spec else 4
         attempt = 1
@@ -150,8 +150,10 @@ class Execution:
                 # (unavailable: a lost answer, or a cluster away, which the state check tells)
                 log.warning("job %s: savepoint attempt %d failed: %s", step.job_id, attempt, error)
                 state = self._settled_state(step.job_id)
+                # a stop whose savepoint completed ends the job FINISHED, or FAILED when a task
+                # failed while stopping: Flink then still keeps the savepoint, consistent
                 finished = self._final_savepoint(step.job_id) \
-                    if state == FlinkJobStatus.FINISHED else None
+                    if state is not None and state.terminal else None
                 if finished is not None:
                     return finished
                 ended = state is None or state.terminal
@@ -241,7 +243,7 @@ class Execution:
         return location, int(completed.get("latest_ack_timestamp", 0))
 
     def _final_savepoint(self, job: str) -> SavepointResult | None:
-        """The savepoint a FINISHED job was stopped with, as Flink recorded it."""
+        """The savepoint an ended job was stopped with, as Flink recorded it."""
         savepoint = self.client.stop_savepoint(job, sleep=self.sleep)
         return SavepointResult(savepoint["external_path"], 0.0) if savepoint else None
 

@@ -213,25 +213,18 @@ def test_a_taskmanager_lost_during_the_stop_savepoint_is_outlasted_by_the_attemp
 
 
 def test_a_stop_savepoint_that_never_succeeds_leaves_the_old_job_and_fails_with_flinks_reason(
-        started, on_faulty, spec_repo, settings, faulty, monkeypatch):
-    """The TaskManager dies at the stop savepoint and stays away: every attempt fails, the old
-    job is never cancelled (Flink keeps restarting it), and the deployment is FAILED with
-    Flink's reason; once the TaskManager is back the old job runs on, untouched."""
-    from agent import testpoints
+        started, on_faulty, spec_repo, settings, faulty):
+    """The TaskManager is gone and stays away while an upgrade wants the stop savepoint: every
+    attempt fails, the old job is never cancelled (Flink keeps restarting it), and the
+    deployment is FAILED with Flink's reason; once the TaskManager is back the old job runs
+    on, untouched."""
     rest = Flink(faulty.url)
     old = started("tm-gone-mid-savepoint")
     on_faulty("tm-gone-mid-savepoint", parallelism=2, extra="maxSavepointCreationAttempts: 2")
     spec_repo.push("parallelism 2")
-    reached = testpoints.reached
-
-    def taskmanager_dies(point: str) -> None:
-        if point == testpoints.SAVEPOINT_TRIGGERED and local.TASKMANAGER in local.status(
-                faulty.home.parent.parent, faulty.port).pids:
-            kill(faulty, local.TASKMANAGER)
-        reached(point)
-    monkeypatch.setattr(testpoints, "reached", taskmanager_dies)
+    kill(faulty, local.TASKMANAGER)
+    rest.wait_state(old, "RESTARTING")
     assert sync(settings).exit_code == 1
-    monkeypatch.undo()
     status = spec_repo.status_of("tm-gone-mid-savepoint")
     assert (status["state"], status["lastAction"]["result"]) == ("FAILED", "FAILED")
     message = status["lastAction"]["message"]
@@ -239,4 +232,7 @@ def test_a_stop_savepoint_that_never_succeeds_leaves_the_old_job_and_fails_with_
     assert status["job"]["id"] == old
     assert [j for j, s in rest.jobs().items() if s not in ENDED] == [old]   # not cancelled
     restart(faulty.home.parent.parent, faulty.port)
+    back = time.monotonic()
     rest.wait_state(old, "RUNNING")
+    recovered("TaskManager gone for good at the stop savepoint (old job kept)",
+              ["tm-gone-mid-savepoint"], rest, spec_repo, faulty.savepoint_dir, back)
