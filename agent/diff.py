@@ -16,6 +16,7 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from agent.model.job_states import FlinkJobStatus
+from agent.model.references import references
 from agent.model.spec import Deployment, DesiredState
 from agent.model.status import DeploymentState, DeploymentStatus
 from agent.model.observation import Observation
@@ -61,12 +62,15 @@ _SECRET_OPTION = re.compile(r"password|passwd|secret|token|credential|access[-.]
 _SECRET_ARG = re.compile(r"^--?([\w.-]*(password|passwd|secret|token|credential)[\w.-]*"
                          r"|([\w.-]*[-_.])?key)(=|$)", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_SQL_OPTION = re.compile(r"('[^']*(?:password|passwd|secret|token|credential|jaas)[^']*'"
+                                r"\s*=\s*')((?:[^']|'')*)'", re.IGNORECASE)
 
 
 def spec_document(deployment: Deployment) -> dict[str, Any]:
     """The parts of a Deployment the status keeps as 'applied' and diffs against; what looks like
-    a secret is replaced by '***' (DESIGN §5.6): values of Flink options named like one
-    (`…password`, `sasl.jaas.config`, `fs.azure.account.key.*`, `s3.access.key`), values of such
+    a secret is replaced by '***' (DESIGN §5.6), unless it is a secret reference: values of
+    Flink options named like one (`…password`, `sasl.jaas.config`, `fs.azure.account.key.*`,
+    `s3.access.key`), such options of an inline SQL script's WITH clause, values of such
     program arguments (`--password x`, `--db-token=x`) and credentials in the jar's URL. Shared:
     not to be changed."""
     return deployment.derived("spec_document", lambda: _spec_document(deployment))
@@ -79,12 +83,16 @@ def _spec_document(deployment: Deployment) -> dict[str, Any]:
                             if k in ("name", "labels", "annotations") and v}
     template = document["spec"]["template"]["spec"]
     options = template.get("flinkConfiguration", {})
-    for key in options:
-        if _SECRET_OPTION.search(key):
+    for key, value in options.items():
+        if _SECRET_OPTION.search(key) and not references(str(value)):
             options[key] = "***"
     artifact = template["artifact"]
     if "jarUri" in artifact:
         artifact["jarUri"] = _URL_CREDENTIALS.sub("***@", artifact["jarUri"])
+    if "sqlScript" in artifact:   # 'password' = '…' of a WITH clause
+        artifact["sqlScript"] = _SECRET_SQL_OPTION.sub(
+            lambda m: m.group(0) if references(m.group(2)) else f"{m.group(1)}***'",
+            artifact["sqlScript"])
     if "mainArgs" in artifact:
         args = artifact["mainArgs"]
         masked = _masked_args(shlex.split(args) if isinstance(args, str) else args)
@@ -98,8 +106,8 @@ def _masked_args(args: list[str]) -> list[str]:
     for arg in args:
         flag = _SECRET_ARG.match(arg)
         if hide_next:
-            masked.append("***")
-        elif flag and flag.group(4) == "=":
+            masked.append(arg if references(arg) else "***")
+        elif flag and flag.group(4) == "=" and not references(arg):
             masked.append(arg.split("=", 1)[0] + "=***")
         else:
             masked.append(arg)

@@ -35,6 +35,11 @@ class SourceError(TransientError):
     """The spec repository could not be cloned, fetched or read."""
 
 
+class SecretMissing(PermanentError):
+    """A secret reference (`${VAR}`, `${file:PATH}`) that cannot be expanded on the agent's
+    machine; the message names the reference, never a value."""
+
+
 class SpecLimitError(PermanentError):
     """The spec repository holds more than the agent reads in one cycle."""
 

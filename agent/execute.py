@@ -25,6 +25,7 @@ from agent.model.spec import CHECKPOINT_RETENTION, Deployment, RestoreStrategyKi
 from agent.model.outcome import Outcome, Release, StartedJob
 from agent.model.status import ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
+from agent.secrets import expand
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class Execution:
         restored_from = self._restore_path(step.restore, outcome)
         desired = release.deployment
         template = desired.spec.template.spec
-        configuration = dict(template.flink_configuration)
+        configuration = {key: expand(value) for key, value in template.flink_configuration.items()}
         if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
             configuration.setdefault(CHECKPOINT_RETENTION, "RETAIN_ON_CANCELLATION")
         program, jar_id = self._uploaded(release)
@@ -218,7 +219,7 @@ class Execution:
             case RestoreKind.EMPTY:
                 return None
             case RestoreKind.SAVEPOINT | RestoreKind.RETAINED_CHECKPOINT:
-                return restore.path
+                return expand(restore.path)   # initialSavepointPath may name a secret
             case RestoreKind.STOP_SAVEPOINT:
                 return outcome.savepoints[-1].location
             case RestoreKind.LATEST_STATE:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from threading import Event
 
 from agent.artifact_check import add_artifact_check
+from agent.secret_check import add_secret_check
 from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
@@ -78,13 +79,15 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink.
 
     `head` plans another revision than the branch's; with `offline`, a deployment whose cluster
-    does not answer is planned from what its status last recorded (for `plan`, never `sync`).
+    does not answer is planned from what its status last recorded, and secret references that
+    cannot be expanded here are warnings (for `plan`, never `sync`).
     """
     source.fetch()
     commit = source.resolve(head or settings.branch)
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
                         caches.parsed)
     add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
+    add_secret_check(loaded, required=not offline)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies(with_built_ins(source.spec_texts(
         commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies)

@@ -346,7 +346,8 @@ class FlinkProxy:
                              if self.path.endswith(suffix)), None)
                 if echo is not None:   # a gateway that quotes the request in its error
                     text = json.dumps({"errors": [f"refused; request headers: "
-                                                  f"{dict(self.headers.items())}"]}).encode()
+                                                  f"{dict(self.headers.items())}; body: "
+                                                  f"{body.decode(errors='replace')}"]}).encode()
                     self.send_response(echo)
                     self.send_header("Content-Length", str(len(text)))
                     self.end_headers()

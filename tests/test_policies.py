@@ -29,6 +29,15 @@ def test_a_stateful_upgrade_that_restores_nothing_is_warned_about():
     assert "stateful_restore_none.rego" in warning and "does not use it" in warning
 
 
+def test_a_secret_in_clear_text_is_warned_about_and_a_reference_is_not():
+    options = {"execution.checkpointing.interval": "10s", "db.PASSWORD": "hunter2",
+               "s3.access.key": "${S3_KEY}", "sasl.jaas.config": "${file:/run/jaas}"}
+    warnings = verdict({"action": None}, options=options).warnings
+    assert len(warnings) == 1 and "plain_secrets.rego" in warnings[0]
+    assert "flinkConfiguration db.PASSWORD holds a secret in clear text" in warnings[0]
+    assert "hunter2" not in warnings[0]
+
+
 def test_latest_state_without_checkpointing_is_denied():
     result = verdict({"action": "START", "state": "EMPTY"}, restore="LATEST_STATE",
                      options={"pipeline.name": "x"})

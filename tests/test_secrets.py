@@ -25,21 +25,27 @@ def run(*args: str, env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={**os.environ, **env})
 
 
-def test_a_canary_echoed_by_a_server_reaches_no_output(deployed, spec_repo, settings,
-                                                       flink_proxy):
-    deployed("canary")
-    spec_repo.write_target("test", flink_proxy.url,
-                           headers={"Authorization": "Bearer ${CANARY_TOKEN}"})
-    spec_repo.push()
-    flink_proxy.echo_headers["/run"] = 400     # the job submission's error quotes the headers
-    env = {"CANARY_TOKEN": CANARY}
+def every_output(settings, flink_proxy, env: dict) -> list[str]:
+    """What `sync` (text and JSON logs), `plan` (text and JSON) and `status` print, while the
+    cluster's proxy answers every job submission with an error quoting the request."""
     repo = ["--repo", settings.repo, "--workdir", str(settings.workdir)]
+    flink_proxy.echo_headers["/run"] = 400
     outputs = []
     for args in (["-v", "sync"], ["-v", "--log-format", "json", "sync"], ["plan"],
                  ["plan", "--format", "json"], ["status"]):
         result = run(*args, *repo, env=env)
         outputs += [result.stdout, result.stderr]
     flink_proxy.echo_headers.clear()
+    return outputs
+
+
+def test_a_canary_echoed_by_a_server_reaches_no_output(deployed, spec_repo, settings,
+                                                       flink_proxy):
+    deployed("canary")
+    spec_repo.write_target("test", flink_proxy.url,
+                           headers={"Authorization": "Bearer ${CANARY_TOKEN}"})
+    spec_repo.push()
+    outputs = every_output(settings, flink_proxy, {"CANARY_TOKEN": CANARY})
 
     status = spec_repo.status_of("canary")
     assert "request headers" in status["lastAction"]["message"]     # the echo did happen
@@ -72,3 +78,76 @@ def test_the_applied_spec_keeps_no_secret_looking_value():
     options = template["flinkConfiguration"]
     assert options["sasl.jaas.config"] == options["s3.access.key"] == "***"
     assert options["fs.azure.account.key.acct.dfs.core.windows.net"] == "***"
+
+
+def test_the_applied_spec_keeps_no_secret_of_a_sql_script_but_its_references():
+    script = ("CREATE TABLE t (a INT) WITH ('connector' = 'jdbc', 'password' = 'hun''ter2', "
+              "'sasl.jaas.config'='${file:/run/jaas}', 'url' = 'jdbc:x');")
+    document = spec_document(Deployment.model_validate({
+        "metadata": {"name": "sql"}, "spec": {"deploymentTargetName": "t", "template": {"spec": {
+            "artifact": {"kind": "SQLSCRIPT", "sqlScript": script}}}}}))
+    assert document["spec"]["template"]["spec"]["artifact"]["sqlScript"] == (
+        "CREATE TABLE t (a INT) WITH ('connector' = 'jdbc', 'password' = '***', "
+        "'sasl.jaas.config'='${file:/run/jaas}', 'url' = 'jdbc:x');")
+
+
+DB_CANARY, FILE_CANARY = "db-c4n4ry-pa55", "file-c4n4ry-t0ken"
+
+
+def test_secret_references_reach_flink_expanded_and_no_output_as_values(
+        deployed, spec_repo, settings, flink_proxy, tmp_path):
+    """`${VAR}` and `${file:PATH}` in flinkConfiguration and mainArgs: the run request carries
+    the values (a file's trailing newline trimmed), while every output — status branch (every
+    commit), logs (text and JSON), plans, the terminal, a Flink error quoting the request —
+    carries the references or `***`, never a value."""
+    secret_file = tmp_path / "api-token"
+    secret_file.write_text(FILE_CANARY + "\n")
+    def referenced(extra: str = "") -> None:
+        deployed("referenced", args="--rate 20 --keys 4 --password ${FG_DB_PASSWORD}",
+                 options=f"db.password: ${{FG_DB_PASSWORD}}; api.token: ${{file:{secret_file}}}; "
+                         "literal: $${FG_DB_PASSWORD}", extra=extra)
+    referenced()
+    spec_repo.write_target("test", flink_proxy.url)
+    spec_repo.push()
+    env = {"FG_DB_PASSWORD": DB_CANARY}
+    outputs = every_output(settings, flink_proxy, env)
+    referenced(extra="restartNonce: 1")         # the refused start, tried again
+    spec_repo.push("try again")
+    result = run("sync", "--repo", settings.repo, "--workdir", str(settings.workdir), env=env)
+    outputs += [result.stdout, result.stderr]
+    assert result.returncode == 0, result.stderr
+
+    sent = flink_proxy.sent("POST", "/run")[-1]
+    assert sent["flinkConfiguration"]["db.password"] == DB_CANARY
+    assert sent["flinkConfiguration"]["api.token"] == FILE_CANARY
+    assert sent["flinkConfiguration"]["literal"] == "${FG_DB_PASSWORD}"
+    assert sent["programArgsList"][-2:] == ["--password", DB_CANARY]
+    status = spec_repo.status_of("referenced")
+    applied = status["appliedSpec"]["spec"]["template"]["spec"]
+    assert applied["artifact"]["mainArgs"].endswith("--password '${FG_DB_PASSWORD}'")
+    assert applied["flinkConfiguration"]["db.password"] == "${FG_DB_PASSWORD}"
+    branch = git(spec_repo.remote, "log", "-p", "--format=%B", DEFAULT_STATUS_BRANCH)
+    everything = "\n".join(outputs + [branch])
+    assert "body:" in everything and "c4n4ry" not in everything
+
+
+def test_a_reference_that_cannot_be_expanded_makes_the_deployment_invalid_and_stops_nothing(
+        deployed, spec_repo, settings, rest):
+    """A variable the agent's environment lacks: INVALID at the field's line, naming the
+    variable; the running job stays as it is."""
+    from agent.reconcile import review, sync
+    deployed("unexpanded")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    job = rest.job("unexpanded", 1)
+    deployed("unexpanded", parallelism=2, options="db.password: ${FG_NOT_SET_ANYWHERE}")
+    spec_repo.push("a password by reference")
+    assert sync(settings).exit_code == 1
+    status = spec_repo.status_of("unexpanded")
+    [problem] = status["errors"]
+    assert problem["file"] == "deployments/unexpanded.yaml" and problem["line"] == 21
+    assert problem["message"] == ("flinkConfiguration db.password: ${FG_NOT_SET_ANYWHERE}: the "
+                                  "agent's environment has no variable FG_NOT_SET_ANYWHERE")
+    assert status["sync"] == "INVALID" and rest.running() == [job]
+    [reviewed] = review(settings).reviews
+    assert not reviewed.problems and "the agent's machine must have it" in reviewed.warnings[0]

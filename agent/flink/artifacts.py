@@ -24,6 +24,7 @@ from agent.errors import ArtifactError, ArtifactUnavailable
 from agent.flink.http import DeadlinePassed, deadline, session
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.model.spec import ArtifactKind, Deployment
+from agent.secrets import expand
 
 ReadFromRepo = Callable[[str], bytes | None]
 MAX_ARTIFACT_BYTES = 1024 ** 3      # a downloaded jar above this is refused
@@ -41,7 +42,8 @@ class JobProgram:
 
 def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
                 file_roots: Iterable[Path] = ()) -> JobProgram:
-    """The program of `deployment`'s job: its jar, or the SQL runner with its script."""
+    """The program of `deployment`'s job: its jar, or the SQL runner with its script; secret
+    references in its arguments, script and jar URL expanded (held in memory only)."""
     artifact = deployment.spec.template.spec.artifact
     if artifact.kind == ArtifactKind.SQLSCRIPT:
         script = artifact.sql_script
@@ -53,9 +55,9 @@ def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFro
                                     "in the spec repository")
             script = content.decode("utf-8")
         return JobProgram(runner_jar(cache_dir), RUNNER_CLASS,
-                          runner_args(deployment.name, script))
+                          runner_args(deployment.name, expand(script)))
     return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo, file_roots),
-                      artifact.entry_class, artifact.program_args())
+                      artifact.entry_class, [expand(a) for a in artifact.program_args()])
 
 
 def repo_path(jar_uri: str) -> str | None:
@@ -78,7 +80,7 @@ def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
             raise ArtifactError(f"jarUri {jar_uri}: no such file on the agent's machine")
         return path
     if parsed.scheme in ("http", "https"):
-        return _download(jar_uri, _name_of(parsed.path), cache_dir)
+        return _download(expand(jar_uri), _name_of(parsed.path), cache_dir)
     if parsed.scheme:
         raise ArtifactError(f"jarUri {jar_uri}: scheme {parsed.scheme!r} is not supported "
                             "(use https://, http://, file:// or a path in the spec repository)")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, SecretMissing
 from agent.flink import local
 from agent.logs import register_secret
 from agent.memo import Memo
 from agent.flink.rest import FlinkClient
-from agent.model.spec import DeploymentTarget, expand_environment
+from agent.model.spec import DeploymentTarget, http_url
+from agent.secrets import expand
 
 
 def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
@@ -29,13 +30,13 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
             return FlinkClient(cluster.url, versions=versions)
         return FlinkClient(f"http://127.0.0.1:{spec.local.port}", versions=versions)
     try:
-        headers = {k: expand_environment(v) for k, v in spec.flink.headers.items()}
-        for value in headers.values():
-            register_secret(value)
-            register_secret(value.split(" ", 1)[-1])  # the token of "Bearer <token>"
-    except KeyError as missing:
-        raise ConfigError(f"DeploymentTarget {target.name}: header refers to environment "
-                          f"variable {missing} which is not set") from None
+        url = http_url(expand(spec.flink.url))
+        headers = {k: expand(v) for k, v in spec.flink.headers.items()}
+    except (SecretMissing, ValueError) as error:
+        raise ConfigError(f"DeploymentTarget {target.name}: {error}") from None
+    for value in headers.values():
+        register_secret(value)
+        register_secret(value.split(" ", 1)[-1])  # the token of "Bearer <token>"
     tls = spec.flink.tls
     for field, path in (("caFile", tls.ca_file), ("certFile", tls.cert_file),
                         ("keyFile", tls.key_file)):
@@ -44,6 +45,6 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
                               "read on the agent's machine")
     verify: bool | str = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
     cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
-    return FlinkClient(spec.flink.url, headers=headers, verify=verify, cert=cert,
+    return FlinkClient(url, headers=headers, verify=verify, cert=cert,
                        timeout=spec.flink.request_timeout_seconds, versions=versions)
 

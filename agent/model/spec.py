@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 import re
 import shlex
@@ -301,16 +300,22 @@ class FlinkCluster(SpecModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname \
-                or re.search(r"\s", url):
-            raise ValueError("url must be the http:// or https:// address of the cluster's REST "
-                             "API, e.g. https://flink.example.com:8081")
-        try:
-            parts.port
-        except ValueError:
-            raise ValueError("url has a port that is not a number from 0 to 65535") from None
-        return url
+        """Checked as written, unless it holds a secret reference: then once expanded."""
+        return url if "${" in url else http_url(url)
+
+
+def http_url(url: str) -> str:
+    """`url` if it is the http(s) address of a REST API (ValueError saying why not) (pure)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname \
+            or re.search(r"\s", url):
+        raise ValueError("url must be the http:// or https:// address of the cluster's REST "
+                         "API, e.g. https://flink.example.com:8081")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("url has a port that is not a number from 0 to 65535") from None
+    return url
 
 
 class LocalClusterSpec(SpecModel):
@@ -340,15 +345,6 @@ class DeploymentTarget(SpecModel):
     @property
     def name(self) -> str:
         return self.metadata.name
-
-
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_environment(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replaces `${VAR}` with the agent's environment variable; a missing one is a KeyError."""
-    env = os.environ if environ is None else environ
-    return _ENV_REFERENCE.sub(lambda m: env[m.group(1)], text)
 
 
 def _flink_option_text(value: Any) -> Any:

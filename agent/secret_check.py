@@ -1,0 +1,63 @@
+"""Secret references checked on the agent's machine before anything runs (I/O: the environment
+and files, through `secrets`).
+
+A reference (`${VAR}`, `${file:PATH}`) in a value a job is started with — a flinkConfiguration
+value, mainArgs, jarUri, an inline sqlScript, initialSavepointPath — or in its target's url and
+headers, that cannot be expanded here makes the deployment INVALID at `plan` and `sync` time,
+with the file and line of the field and the reference (never a value): no running job is
+touched. `plan` only warns (it may run where the agent's secrets are not); `validate` runs
+offline on a checkout and does not check them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from agent.load import LoadResult, Located, SpecProblem
+from agent.secrets import unresolved
+
+TEMPLATE = ("spec", "template", "spec")
+
+
+def add_secret_check(loaded: LoadResult, required: bool = True) -> LoadResult:
+    """`loaded` (the same object) with a problem for each reference that cannot be expanded;
+    not `required` (a review, on a machine that need not hold the agent's secrets): a warning
+    saying that `sync` there would refuse it."""
+    for located in loaded.deployments.values():
+        target = loaded.targets.get(located.spec.spec.deployment_target_name)
+        for path, label, text in [*_values(located), *_target_values(target)]:
+            found = [SpecProblem(located.file, located.line_of(*path), f"{label}: {why}"
+                                 + ("" if required else " (here; the agent's machine must "
+                                    "have it)"), "Deployment", located.spec.name)
+                     for _, why in unresolved(text)]
+            (loaded.problems if required else loaded.warnings).extend(found)
+    return loaded
+
+
+def _values(located: Located) -> Iterator[tuple[tuple, str, str]]:
+    """(path of the field, its name, its text) of every value a job is started with."""
+    template = located.spec.spec.template.spec
+    for key, value in template.flink_configuration.items():
+        yield (*TEMPLATE, "flinkConfiguration", key), f"flinkConfiguration {key}", str(value)
+    artifact = template.artifact
+    arguments = artifact.main_args
+    if isinstance(arguments, list):
+        yield from (((*TEMPLATE, "artifact", "mainArgs", i), "mainArgs", argument)
+                    for i, argument in enumerate(arguments))
+    for field, value in (("mainArgs", arguments if isinstance(arguments, str) else None),
+                         ("jarUri", artifact.jar_uri), ("sqlScript", artifact.sql_script)):
+        if value:
+            yield (*TEMPLATE, "artifact", field), field, value
+    if located.spec.spec.initial_savepoint_path:
+        yield (("spec", "initialSavepointPath"), "initialSavepointPath",
+               located.spec.spec.initial_savepoint_path)
+
+
+def _target_values(target: Located | None) -> Iterator[tuple[tuple, str, str]]:
+    """The target's url and headers, reported at the deployment's deploymentTargetName."""
+    if target is None or target.spec.spec.flink is None:
+        return
+    flink, where = target.spec.spec.flink, ("spec", "deploymentTargetName")
+    yield where, f"DeploymentTarget {target.spec.name} url", flink.url
+    yield from ((where, f"DeploymentTarget {target.spec.name} header {name}", value)
+                for name, value in flink.headers.items())

@@ -1,0 +1,44 @@
+"""Secret references, read and expanded (agent.secrets): the forms, the literal, the file, and
+what a missing one says (its name, never a value)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.errors import SecretMissing
+from agent.logs import redact
+from agent.model.references import Reference, references
+from agent.secrets import MAX_SECRET_FILE_BYTES, expand, unresolved
+
+
+def test_references_are_read_and_a_doubled_dollar_is_a_literal(tmp_path):
+    text = "a ${USER_A} b ${file:/run/secrets/x} c $${NOT_ONE} d ${file:rel path} ${1bad}"
+    assert references(text) == [Reference("USER_A"), Reference(file="/run/secrets/x"),
+                                Reference(file="rel path")]
+    assert [str(r) for r in references(text)] == ["${USER_A}", "${file:/run/secrets/x}",
+                                                  "${file:rel path}"]
+
+
+def test_expansion_reads_the_environment_and_files_and_registers_the_values(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("FG_TEST_VALUE", "env-s3cret")
+    (tmp_path / "token").write_text("file-s3cret\n")
+    text = f"x=${{FG_TEST_VALUE}} y=${{file:{tmp_path}/token}} z=$${{FG_TEST_VALUE}}"
+    assert expand(text) == "x=env-s3cret y=file-s3cret z=${FG_TEST_VALUE}"
+    assert redact("env-s3cret and file-s3cret") == "*** and ***"
+
+
+def test_what_cannot_be_expanded_is_named_never_shown(tmp_path, monkeypatch):
+    monkeypatch.delenv("FG_ABSENT", raising=False)
+    (tmp_path / "big").write_bytes(b"x" * (MAX_SECRET_FILE_BYTES + 1))
+    (tmp_path / "binary").write_bytes(b"\xff\xfe")
+    text = (f"${{FG_ABSENT}} ${{file:{tmp_path}/none}} ${{file:{tmp_path}/big}} "
+            f"${{file:{tmp_path}/binary}}")
+    reasons = [why for _, why in unresolved(text)]
+    assert reasons == [
+        "${FG_ABSENT}: the agent's environment has no variable FG_ABSENT",
+        f"${{file:{tmp_path}/none}}: No such file or directory on the agent's machine",
+        f"${{file:{tmp_path}/big}}: over 65,536 bytes",
+        f"${{file:{tmp_path}/binary}}: not UTF-8 text"]
+    with pytest.raises(SecretMissing, match="FG_ABSENT"):
+        expand(text)
