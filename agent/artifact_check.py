@@ -2,12 +2,15 @@
 
 A jar or SQL script kept in the spec repository must be there and be a file, not a symbolic
 link; a `file://` jar must lie under a directory the agent allows (`--file-jar-dir`, and its
-work dir). A deployment whose artifact fails is INVALID at `validate`, `plan` and `sync` time,
-with the file and line of the field — never discovered half way through an upgrade.
+work dir); a jar in an object store (`s3://`, `gs://`, `abfs(s)://`) needs its fsspec
+implementation installed (the project's extra for it); any other scheme is refused. A
+deployment whose artifact fails is INVALID at `validate`, `plan` and `sync` time, with the file
+and line of the field — never discovered half way through an upgrade.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
@@ -18,6 +21,11 @@ from agent.model.spec import ArtifactKind
 
 ARTIFACT = ("spec", "template", "spec", "artifact")
 Exists = Callable[[str], bool]   # repo path -> is a file; RepoFileRefused for a link
+
+# a jarUri scheme read through fsspec -> (its fsspec protocol, the project's extra installing it)
+OBJECT_STORES = {"s3": ("s3", "s3"), "s3a": ("s3", "s3"), "gs": ("gs", "gcs"),
+                 "abfs": ("abfs", "azure"), "abfss": ("abfs", "azure")}
+SCHEMES = ("https", "http", "file", *OBJECT_STORES)
 
 
 def add_artifact_check(loaded: LoadResult, exists: Exists,
@@ -39,6 +47,29 @@ def file_jar_allowed(jar_uri: str, roots: Iterable[Path]) -> Path | None:
     return path if any(path.is_relative_to(Path(root).resolve()) for root in roots) else None
 
 
+def store_missing(scheme: str) -> str | None:
+    """Why jars of the object store `scheme` cannot be read on this machine (its fsspec
+    implementation is not installed), or None when they can."""
+    protocol, extra = OBJECT_STORES[scheme]
+    try:
+        importlib.import_module("fsspec.registry").get_filesystem_class(protocol)
+    except ImportError:
+        return f"needs the {extra} extra: pip install 'flink-gitops[{extra}]'"
+    return None
+
+
+def scheme_problem(jar_uri: str) -> str | None:
+    """Why a `jarUri` URL cannot be read by this agent (an unknown scheme, or an object store
+    whose extra is not installed), or None."""
+    scheme = urlparse(jar_uri).scheme.lower()
+    if not scheme:
+        return None
+    if scheme not in SCHEMES:
+        return (f"scheme {scheme!r} is not supported (use https://, http://, file://, s3://, "
+                "gs://, abfs(s):// or a path in the spec repository)")
+    return store_missing(scheme) if scheme in OBJECT_STORES else None
+
+
 def _problem(located: Located, exists: Exists, roots: list[Path] | None) -> SpecProblem | None:
     artifact = located.spec.spec.template.spec.artifact
     field = "sqlScriptFile" if artifact.kind == ArtifactKind.SQLSCRIPT else "jarUri"
@@ -56,6 +87,8 @@ def _problem(located: Located, exists: Exists, roots: list[Path] | None) -> Spec
             and file_jar_allowed(value, roots) is None:
         why = ("file:// jars are read only under the agent's --file-jar-dir directories "
                f"({', '.join(str(r) for r in roots)})")
+    elif field == "jarUri" and scheme_problem(value) is not None:
+        why = scheme_problem(value)
     else:
         return None
     return SpecProblem(located.file, located.line_of(*ARTIFACT, field), f"{field} {value}: {why}",

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from threading import Event
 
-from agent.artifact_check import add_artifact_check
+from agent.artifact_check import ARTIFACT, add_artifact_check
 from agent.secret_check import add_secret_check
 from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
-from agent.diff import Difference, difference, field_changes, spec_document
-from agent.errors import FlinkGitopsError, StatusPushRejected
+from agent.diff import Difference, FieldChange, difference, field_changes, spec_document
+from agent.errors import ArtifactError, FlinkGitopsError, StatusPushRejected
 from agent import testpoints
 from agent.clock import utc_now
 from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
-from agent.flink.artifacts import job_program
+from agent.flink.artifacts import job_program, store_identity
 from agent.flink.rest import FlinkClient
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
@@ -132,7 +132,18 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool) -> Assessment:
     """One deployment: observed, recovered, diffed, planned and judged by the policies."""
-    desired_hash = _job_hash(desired, source, commit) if desired else None
+    identity = None
+    try:
+        if desired:
+            identity = store_identity(desired.spec.template.spec.artifact.jar_uri)
+        desired_hash = _job_hash(desired, source, commit, identity) if desired else None
+    except ArtifactError as error:   # the object store says the jar is not there: INVALID
+        located = loaded.deployments[name]
+        problems = [*problems, SpecProblem(located.file, located.line_of(*ARTIFACT, "jarUri"),
+                                           str(error), "Deployment", name)]
+        desired = desired_hash = None
+    # (ArtifactUnavailable, the store not answering, leaves the deployment unassessed: a jar's
+    # identity unknown never restarts a job)
     observation = view.of(name)
     if offline and not observation.reachable:
         observation = assumed_from_status(previous.status.job if previous else None,
@@ -140,6 +151,9 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     recovery = recover(name, previous, observation, client, desired, desired_hash)
     before = recovery.previous
     diff = difference(name, desired, desired_hash, before, observation)
+    if identity and diff.job_changed and not diff.fields:   # only the object's content changed
+        diff = replace(diff, fields=(FieldChange(
+            "spec.template.spec.artifact.jarUri (the object)", "an earlier object", identity),))
     verdict = Verdict()
     if problems:
         decided = held(name, "spec refused; the running job is left as it is")
@@ -360,11 +374,14 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool,
     return clients, {name: view for name, (_, view) in observed.items()}
 
 
-def _job_hash(desired: Deployment, source: SpecRepository, commit: str) -> str:
+def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
+              store_identity: str | None = None) -> str:
     """The desired job's digest, including the content of a jar or SQL script kept in the spec
-    repo."""
+    repo, or `store_identity`, the version id or ETag of a jar in an object store."""
     path = desired.spec.template.spec.artifact.repo_file()
-    return desired.job_hash(source.blob_id(commit, path) or "missing" if path else None)
+    if path:
+        return desired.job_hash(source.blob_id(commit, path) or "missing")
+    return desired.job_hash(store_identity)
 
 
 def _policy_input(desired: Deployment, target: DeploymentTarget | None, decided: Plan,

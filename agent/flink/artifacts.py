@@ -2,7 +2,12 @@
 
 A JAR artifact's `jarUri`: `https://` and `http://` jars are downloaded when a job is started,
 `file://` jars are read where they are, and a relative path is read from the spec repository at
-the applied commit, so a jar committed next to its spec is versioned with it. A SQLSCRIPT
+the applied commit, so a jar committed next to its spec is versioned with it. A jar in an object
+store (`s3://` or `s3a://`, `gs://`, `abfs(s)://`) is read through fsspec with the store's
+standard environment (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+AWS_ENDPOINT_URL, AWS_REGION), and has an identity (`store_identity`: its version id or ETag,
+one metadata request) that is part of the job's digest, so a jar replaced at the same key makes a
+new job. A SQLSCRIPT
 artifact runs as the project's SQL runner jar with the script (inline, or its `sqlScriptFile`
 read from the spec repository at the same commit) as program argument.
 """
@@ -10,7 +15,9 @@ read from the spec repository at the same commit) as program argument.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
+import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +26,19 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from agent.artifact_check import file_jar_allowed
+from agent.artifact_check import OBJECT_STORES, file_jar_allowed, scheme_problem
 from agent.errors import ArtifactError, ArtifactUnavailable
 from agent.flink.http import DeadlinePassed, deadline, session
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
+from agent.logs import register_secret
 from agent.model.spec import ArtifactKind, Deployment
 from agent.secrets import expand
 
 ReadFromRepo = Callable[[str], bytes | None]
 MAX_ARTIFACT_BYTES = 1024 ** 3      # a downloaded jar above this is refused
 DOWNLOAD_DEADLINE_S = 600.0         # a download taking longer is given up (tried again later)
+STORE_TIMEOUT_S = 30                # an object store's connect and read timeouts (S3)
+STORE_BLOCK_BYTES = 8 << 20         # read from an object store this much at a time
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,10 @@ def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
     if parsed.scheme in ("http", "https"):
         return _download(expand(jar_uri), _name_of(parsed.path), cache_dir)
     if parsed.scheme:
-        raise ArtifactError(f"jarUri {jar_uri}: scheme {parsed.scheme!r} is not supported "
-                            "(use https://, http://, file:// or a path in the spec repository)")
+        problem = scheme_problem(jar_uri)
+        if problem is not None or parsed.scheme.lower() not in OBJECT_STORES:
+            raise ArtifactError(f"jarUri {jar_uri}: {problem}")
+        return _download_object(jar_uri, _name_of(parsed.path), cache_dir)
     path = repo_path(jar_uri)
     content = read_from_repo(path)
     if content is None:
@@ -129,6 +141,161 @@ def _stream(url: str, partial, digest) -> None:
     except (requests.RequestException, OSError) as error:
         raise ArtifactUnavailable(
             f"jarUri {url}: download failed ({type(error).__name__})") from None
+
+
+def store_identity(jar_uri: str | None) -> str | None:
+    """The identity of the object-store jar `jar_uri` as it is now (its version id when the
+    store keeps versions, else its ETag; one metadata request), or None for a jar that is not
+    in an object store. ArtifactError when the store says it is not there or may not be read,
+    ArtifactUnavailable when the store did not answer."""
+    if not jar_uri or urlparse(jar_uri).scheme.lower() not in OBJECT_STORES \
+            or scheme_problem(jar_uri) is not None:
+        return None
+    info = _store_call(jar_uri, lambda fs, path: _fresh_info(fs, path))
+    return _identity_of(info)
+
+
+def _identity_of(info: dict) -> str:
+    """The most specific identity an object store's metadata offers (pure)."""
+    version = info.get("VersionId") or info.get("generation") or info.get("version_id")
+    if version:
+        return f"version:{version}"
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    fields = {k: str(v) for k, v in info.items() if k in ("size", "LastModified", "mtime",
+                                                             "last_modified", "updated")}
+    return "info:" + hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:16]
+
+
+def _fresh_info(fs, path: str) -> dict:
+    fs.invalidate_cache(path)   # the instance is shared: never an answer of an earlier cycle
+    info = fs.info(path)
+    if info.get("type") == "directory":
+        raise FileNotFoundError(f"{path} is a directory")
+    return info
+
+
+def _download_object(jar_uri: str, name: str, cache_dir: Path) -> Path:
+    """Streams an object-store jar to the cache, with the limits of `_download`."""
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+
+    def copy(fs, path: str) -> Path:
+        info = _fresh_info(fs, path)
+        if (info.get("size") or 0) > MAX_ARTIFACT_BYTES:
+            raise ArtifactError(f"jarUri {jar_uri}: larger than the limit of "
+                                f"{MAX_ARTIFACT_BYTES:,} bytes")
+        ends = time.monotonic() + DOWNLOAD_DEADLINE_S
+        with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as partial:
+            try:
+                size = 0
+                with fs.open(path, "rb", block_size=STORE_BLOCK_BYTES) as remote:
+                    while chunk := remote.read(1 << 20):
+                        size += len(chunk)
+                        if size > MAX_ARTIFACT_BYTES:
+                            raise ArtifactError(f"jarUri {jar_uri}: larger than the limit of "
+                                                f"{MAX_ARTIFACT_BYTES:,} bytes")
+                        if time.monotonic() > ends:
+                            raise ArtifactUnavailable(
+                                f"jarUri {jar_uri}: download took over "
+                                f"{DOWNLOAD_DEADLINE_S:g}s (the limit)")
+                        digest.update(chunk)
+                        partial.write(chunk)
+            except BaseException:
+                Path(partial.name).unlink(missing_ok=True)
+                raise
+        return Path(partial.name)
+
+    partial = _store_call(jar_uri, copy)
+    return _stored(partial, digest.hexdigest()[:12], name, cache_dir)
+
+
+def _store_call(jar_uri: str, call):
+    """`call(filesystem, path)` for the object `jar_uri` names (its secret references expanded
+    here only), its failures typed: the store's refusal (no such object or bucket, access
+    denied, no credentials) an ArtifactError with the store's reason, no answer (network, 5xx)
+    ArtifactUnavailable. Messages name `jar_uri` as written."""
+    scheme = urlparse(jar_uri).scheme.lower()
+    url = expand(jar_uri)
+    protocol, _ = OBJECT_STORES[scheme]
+    if scheme == "s3a":
+        url = "s3://" + url.split("://", 1)[1]
+    try:
+        import fsspec
+        fs = fsspec.filesystem(protocol, **_store_options(protocol))
+        return call(fs, fs._strip_protocol(url))
+    except (ArtifactError, ArtifactUnavailable):
+        raise
+    except FileNotFoundError as error:
+        raise ArtifactError(f"jarUri {jar_uri}: no such object or bucket in the store "
+                            f"({_reason(error)})") from None
+    except PermissionError as error:
+        raise ArtifactError(f"jarUri {jar_uri}: the store refused access "
+                            f"({_reason(error)})") from None
+    except Exception as error:  # noqa: BLE001 - each store's client has its own error tree
+        if not _from_store(error):
+            raise
+        if _refusal(error):
+            raise ArtifactError(f"jarUri {jar_uri}: the store refused it "
+                                f"({_reason(error)})") from None
+        raise ArtifactUnavailable(f"jarUri {jar_uri}: the store did not answer "
+                                  f"({_reason(error)})") from None
+
+
+def _store_options(protocol: str) -> dict:
+    """The fsspec options of `protocol` from the agent's environment. For S3 they are read
+    here, not left to botocore, so that fsspec's instance cache keys on them and every
+    botocore version honours AWS_ENDPOINT_URL."""
+    if protocol != "s3":
+        return {}
+    env = os.environ
+    options: dict = {"config_kwargs": {"connect_timeout": STORE_TIMEOUT_S,
+                                       "read_timeout": STORE_TIMEOUT_S,
+                                       "retries": {"max_attempts": 3}}}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        options["key"] = env["AWS_ACCESS_KEY_ID"]
+        options["secret"] = env["AWS_SECRET_ACCESS_KEY"]
+        register_secret(options["secret"])
+        if env.get("AWS_SESSION_TOKEN"):
+            options["token"] = env["AWS_SESSION_TOKEN"]
+            register_secret(options["token"])
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options["client_kwargs"] = {"region_name": region}
+    return options
+
+
+def _refusal(error: BaseException) -> bool:
+    """An object store's answer that will not change by asking again: no credentials, a
+    malformed bucket name, a 4xx (pure)."""
+    name = type(error).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "ParamValidationError",
+                "InvalidBucketName", "ValueError"):
+        return True
+    import errno
+    if isinstance(error, OSError) and error.errno in (errno.EINVAL, errno.EPERM, errno.EACCES):
+        return True
+    status = getattr(error, "response", {}) or {}
+    code = status.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(status, dict) \
+        else None
+    return isinstance(code, int) and 400 <= code < 500
+
+
+def _from_store(error: BaseException) -> bool:
+    """An error of the store's client or of the network, not a bug of the agent's (pure)."""
+    module = type(error).__module__.split(".")[0]
+    return isinstance(error, (OSError, TimeoutError, ValueError)) or module in (
+        "botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "azure", "google",
+        "fsspec", "asyncio")
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def _keep(content: bytes, name: str, cache_dir: Path) -> Path:

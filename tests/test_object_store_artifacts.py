@@ -1,0 +1,200 @@
+"""Jars kept in an object store (issue 15, points 3-4, S3): read through fsspec/s3fs from a real
+S3-compatible server (moto's, `tests/s3_server.py`) by a real Flink cluster's agent; the object's
+identity is part of the job's digest, so a jar replaced at the same key upgrades its job."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from agent.errors import ArtifactError
+from agent.reconcile import review, sync
+from agent.validate import validate
+from conftest import counter_deployment
+from s3_server import another_build, s3, s3_server  # noqa: F401 - fixtures
+
+REPO_JAR = "jarUri: jobs/counter.jar"
+
+
+def s3_deployment(name: str, jar_uri: str, **fields) -> str:
+    """The counter deployment `name`, its jar at `jar_uri`."""
+    return counter_deployment(name, **fields).replace(REPO_JAR, f"jarUri: {jar_uri}")
+
+
+def deploy(spec_repo, name: str, jar_uri: str, **fields) -> None:
+    spec_repo.write(f"deployments/{name}.yaml", s3_deployment(name, jar_uri, **fields))
+
+
+@pytest.fixture
+def started_from_s3(s3, spec_repo, settings, flink, counter_jar):
+    """Uploads the counter jar to a new bucket, deploys `name` from it and syncs; returns the
+    bucket."""
+    def start(name: str) -> str:
+        bucket = s3.bucket()
+        s3.upload(bucket, "counter.jar", counter_jar)
+        spec_repo.write_target("test", flink.url)
+        deploy(spec_repo, name, f"s3://{bucket}/counter.jar")
+        spec_repo.push(f"{name}: a jar in s3")
+        assert sync(settings).exit_code == 0
+        return bucket
+    return start
+
+
+def test_a_jar_in_s3_starts_its_job(started_from_s3, spec_repo, rest):
+    bucket = started_from_s3("s3-start")
+    job = rest.job("s3-start", 1)
+    assert rest.jobs()[job] == "RUNNING"
+    status = spec_repo.status_of("s3-start")
+    assert status["sync"] == "SYNCED" and status["lastAction"]["result"] == "SUCCESS"
+    assert f"s3://{bucket}/counter.jar" in str(status["appliedSpec"])
+
+
+def test_s3a_is_read_as_s3(s3, spec_repo, settings, flink, rest, counter_jar):
+    bucket = s3.bucket()
+    s3.upload(bucket, "jobs/counter.jar", counter_jar)
+    spec_repo.write_target("test", flink.url)
+    deploy(spec_repo, "s3a-start", f"s3a://{bucket}/jobs/counter.jar")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    assert rest.jobs()[rest.job("s3a-start", 1)] == "RUNNING"
+
+
+def test_a_jar_replaced_at_the_same_key_upgrades_the_job_with_its_state(
+        started_from_s3, s3, spec_repo, settings, rest, counter_jar, tmp_path):
+    bucket = started_from_s3("s3-replaced")
+    old = rest.job("s3-replaced", 1)
+    rest.wait_checkpoint(old)
+    unchanged = review(settings)   # the same object: nothing to do
+    assert not [r for r in unchanged.reviews if r.plan.changes_anything]
+
+    etag = s3.upload(bucket, "counter.jar", another_build(counter_jar, tmp_path, "build-2"))
+    planned = {r.name: r for r in review(settings).reviews}["s3-replaced"]
+    assert planned.plan.action.value == "STATEFUL_UPGRADE"
+    assert "jarUri (the object)" in planned.plan.reason and f"etag:{etag}" in planned.plan.reason
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("s3-replaced")
+    new = status["job"]["id"]
+    assert new == rest.job("s3-replaced", 2)
+    assert rest.jobs()[old] == "FINISHED" and rest.jobs()[new] == "RUNNING"
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+    savepoint = status["lastSavepoint"]["location"]
+    assert status["lastSavepoint"]["origin"] == "UPGRADE"
+    assert rest.restored_from(new) == savepoint
+    assert sync(settings).exit_code == 0     # and then it is in sync: no further upgrade
+    assert spec_repo.status_of("s3-replaced")["job"]["id"] == new
+
+
+def test_a_missing_object_or_bucket_is_invalid_and_touches_no_running_job(
+        started_from_s3, spec_repo, settings, rest):
+    bucket = started_from_s3("s3-moved")
+    running = rest.job("s3-moved", 1)
+
+    deploy(spec_repo, "s3-moved", f"s3://{bucket}-gone/counter.jar", parallelism=2)
+    deploy(spec_repo, "s3-never", f"s3://{bucket}/no-such.jar")
+    spec_repo.push("a wrong bucket, a missing object")
+    assert sync(settings).exit_code == 1
+    moved, never = spec_repo.status_of("s3-moved"), spec_repo.status_of("s3-never")
+    assert moved["sync"] == "INVALID" and never["sync"] == "INVALID"
+    [moved_error] = moved["errors"]
+    assert moved_error["file"] == "deployments/s3-moved.yaml" and moved_error["line"] > 1
+    assert f"jarUri s3://{bucket}-gone/counter.jar: no such object or bucket" in \
+        moved_error["message"]
+    assert "bucket does not exist" in moved_error["message"]
+    assert f"jarUri s3://{bucket}/no-such.jar: no such object or bucket" in \
+        never["errors"][0]["message"]
+    assert "Traceback" not in str(moved) + str(never)
+    assert rest.jobs()[running] == "RUNNING"
+    assert rest.job("s3-moved", 2).endswith("-not-found")
+    assert rest.job("s3-never", 1).endswith("-not-found")
+
+
+def test_a_store_that_does_not_answer_restarts_nothing(started_from_s3, s3, spec_repo,
+                                                       settings, rest, monkeypatch):
+    bucket = started_from_s3("s3-away")
+    running = rest.job("s3-away", 1)
+
+    from conftest import free_port
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+    result = sync(settings)
+    status = spec_repo.status_of("s3-away")
+    assert result.outcomes == {}
+    assert status["sync"] == "OUT_OF_SYNC"
+    assert any(f"jarUri s3://{bucket}/counter.jar: the store did not answer" in e["message"]
+               for e in status["errors"])
+    assert rest.running() == [running] or running in rest.running()
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)   # back: still the same job
+    assert sync(settings).exit_code == 0
+    assert spec_repo.status_of("s3-away")["job"]["id"] == running
+    assert rest.jobs()[running] == "RUNNING"
+
+
+def test_s3_without_its_extra_installed_is_invalid_with_the_install_hint(
+        s3, spec_repo, settings, flink, rest, monkeypatch, tmp_path):
+    registry = importlib.import_module("fsspec.registry")
+    real = registry.get_filesystem_class
+
+    def s3fs_missing(protocol):
+        if protocol in ("s3", "s3a"):
+            raise ImportError("Install s3fs to access S3")
+        return real(protocol)
+    monkeypatch.setattr(registry, "get_filesystem_class", s3fs_missing)
+    spec_repo.write_target("test", flink.url)
+    deploy(spec_repo, "s3-no-extra", "s3://jars/counter.jar")
+    spec_repo.push()
+    hint = "jarUri s3://jars/counter.jar: needs the s3 extra: pip install 'flink-gitops[s3]'"
+
+    checked = validate(spec_repo.checkout, cache_dir=tmp_path / "cache")
+    assert [p.message for p in checked.problems] == [hint]
+    assert not [r for r in review(settings).reviews if r.plan.changes_anything]
+    assert sync(settings).exit_code == 1
+    status = spec_repo.status_of("s3-no-extra")
+    assert status["sync"] == "INVALID" and status["errors"][0]["message"] == hint
+    assert rest.job("s3-no-extra", 1).endswith("-not-found")
+
+
+def test_an_unknown_scheme_is_invalid_before_anything_runs(spec_repo, settings, flink, rest):
+    spec_repo.write_target("test", flink.url)
+    deploy(spec_repo, "ftp-jar", "ftp://example.com/counter.jar")
+    spec_repo.push()
+    assert sync(settings).exit_code == 1
+    status = spec_repo.status_of("ftp-jar")
+    assert status["sync"] == "INVALID"
+    assert "scheme 'ftp' is not supported" in status["errors"][0]["message"]
+
+
+def test_a_versioned_bucket_identifies_a_jar_by_its_version_id(s3, counter_jar, tmp_path):
+    from agent.flink.artifacts import store_identity
+    bucket = s3.bucket()
+    s3.client.put_bucket_versioning(Bucket=bucket,
+                                    VersioningConfiguration={"Status": "Enabled"})
+    first = s3.client.put_object(Bucket=bucket, Key="c.jar", Body=counter_jar.read_bytes())
+    assert store_identity(f"s3://{bucket}/c.jar") == f"version:{first['VersionId']}"
+    second = s3.client.put_object(Bucket=bucket, Key="c.jar", Body=counter_jar.read_bytes())
+    assert store_identity(f"s3://{bucket}/c.jar") == f"version:{second['VersionId']}"
+
+
+def test_a_secret_reference_in_an_s3_uri_is_expanded_only_to_reach_the_store(
+        s3, counter_jar, tmp_path, monkeypatch):
+    from agent.flink.artifacts import fetch_jar, store_identity
+    bucket = s3.bucket()
+    s3.upload(bucket, "c.jar", counter_jar)
+    monkeypatch.setenv("JAR_BUCKET", bucket)
+    jar = fetch_jar("s3://${JAR_BUCKET}/c.jar", tmp_path, lambda path: None)
+    assert jar.read_bytes() == counter_jar.read_bytes()
+    assert store_identity("s3://${JAR_BUCKET}/c.jar").startswith("etag:")
+    monkeypatch.setenv("JAR_BUCKET", bucket + "-gone")
+    with pytest.raises(ArtifactError) as refused:
+        store_identity("s3://${JAR_BUCKET}/c.jar")
+    assert "jarUri s3://${JAR_BUCKET}/c.jar: no such object or bucket" in str(refused.value)
+
+
+def test_an_s3_jar_over_the_size_limit_is_refused(s3, counter_jar, tmp_path, monkeypatch):
+    from agent.flink import artifacts
+    bucket = s3.bucket()
+    s3.upload(bucket, "c.jar", counter_jar)
+    monkeypatch.setattr(artifacts, "MAX_ARTIFACT_BYTES", 1000)
+    with pytest.raises(ArtifactError, match="larger than the limit of 1,000 bytes"):
+        artifacts.fetch_jar(f"s3://{bucket}/c.jar", tmp_path / "cache", lambda path: None)
+    assert not list((tmp_path / "cache").glob("*"))   # no partial file left
