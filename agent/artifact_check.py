@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
 
+
 from agent.errors import RepoFileRefused
 from agent.load import LoadResult, Located, SpecProblem
 from agent.model.spec import ArtifactKind
@@ -26,6 +27,8 @@ Exists = Callable[[str], bool]   # repo path -> is a file; RepoFileRefused for a
 OBJECT_STORES = {"s3": ("s3", "s3"), "s3a": ("s3", "s3"), "gs": ("gs", "gcs"),
                  "abfs": ("abfs", "azure"), "abfss": ("abfs", "azure")}
 SCHEMES = ("https", "http", "file", *OBJECT_STORES)
+# fsspec's registry module (the name `fsspec.registry` is the mapping of known protocols)
+_FILESYSTEMS = importlib.import_module("fsspec.registry")
 
 
 def add_artifact_check(loaded: LoadResult, exists: Exists,
@@ -47,17 +50,6 @@ def file_jar_allowed(jar_uri: str, roots: Iterable[Path]) -> Path | None:
     return path if any(path.is_relative_to(Path(root).resolve()) for root in roots) else None
 
 
-def store_missing(scheme: str) -> str | None:
-    """Why jars of the object store `scheme` cannot be read on this machine (its fsspec
-    implementation is not installed), or None when they can."""
-    protocol, extra = OBJECT_STORES[scheme]
-    try:
-        importlib.import_module("fsspec.registry").get_filesystem_class(protocol)
-    except ImportError:
-        return f"needs the {extra} extra: pip install 'flink-gitops[{extra}]'"
-    return None
-
-
 def scheme_problem(jar_uri: str) -> str | None:
     """Why a `jarUri` URL cannot be read by this agent (an unknown scheme, or an object store
     whose extra is not installed), or None."""
@@ -67,7 +59,14 @@ def scheme_problem(jar_uri: str) -> str | None:
     if scheme not in SCHEMES:
         return (f"scheme {scheme!r} is not supported (use https://, http://, file://, s3://, "
                 "gs://, abfs(s):// or a path in the spec repository)")
-    return store_missing(scheme) if scheme in OBJECT_STORES else None
+    if scheme not in OBJECT_STORES:
+        return None
+    protocol, extra = OBJECT_STORES[scheme]
+    try:   # is the store's fsspec implementation installed?
+        _FILESYSTEMS.get_filesystem_class(protocol)
+    except ImportError:
+        return f"needs the {extra} extra: pip install 'flink-gitops[{extra}]'"
+    return None
 
 
 def _problem(located: Located, exists: Exists, roots: list[Path] | None) -> SpecProblem | None:
@@ -87,8 +86,8 @@ def _problem(located: Located, exists: Exists, roots: list[Path] | None) -> Spec
             and file_jar_allowed(value, roots) is None:
         why = ("file:// jars are read only under the agent's --file-jar-dir directories "
                f"({', '.join(str(r) for r in roots)})")
-    elif field == "jarUri" and scheme_problem(value) is not None:
-        why = scheme_problem(value)
+    elif field == "jarUri" and (unreadable := scheme_problem(value)) is not None:
+        why = unreadable
     else:
         return None
     return SpecProblem(located.file, located.line_of(*ARTIFACT, field), f"{field} {value}: {why}",
