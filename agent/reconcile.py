@@ -87,7 +87,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
                         caches.parsed)
     add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
-    add_secret_check(loaded, required=not offline)
+    add_secret_check(loaded, lambda path: source.read(commit, path), required=not offline)
     add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
     policies = compile_policies(with_built_ins(source.spec_texts(
         commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies)

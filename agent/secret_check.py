@@ -2,8 +2,8 @@
 and files, through `secrets`).
 
 A reference (`${VAR}`, `${file:PATH}`) in a value a job is started with — a flinkConfiguration
-value, mainArgs, jarUri, an inline sqlScript, initialSavepointPath — or in its target's url and
-headers, that cannot be expanded here makes the deployment INVALID at `plan` and `sync` time,
+value, mainArgs, jarUri, a SQL script (inline or its file), initialSavepointPath — or in its
+target's url and headers, that cannot be expanded here makes the deployment INVALID at `sync`,
 with the file and line of the field and the reference (never a value): no running job is
 touched. `plan` only warns (it may run where the agent's secrets are not); `validate` runs
 offline on a checkout and does not check them.
@@ -11,21 +11,24 @@ offline on a checkout and does not check them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from agent.load import LoadResult, Located, SpecProblem
 from agent.secrets import unresolved
 
 TEMPLATE = ("spec", "template", "spec")
+ReadFile = Callable[[str], bytes | None]   # a spec-repo file's content (None: no such file)
 
 
-def add_secret_check(loaded: LoadResult, required: bool = True) -> LoadResult:
-    """`loaded` (the same object) with a problem for each reference that cannot be expanded;
-    not `required` (a review, on a machine that need not hold the agent's secrets): a warning
-    saying that `sync` there would refuse it."""
+def add_secret_check(loaded: LoadResult, read: ReadFile, required: bool = True) -> LoadResult:
+    """`loaded` (the same object) with a problem for each reference that cannot be expanded
+    (`read`: a spec-repo file's content, for a `sqlScriptFile`); not `required` (a review, on a
+    machine that need not hold the agent's secrets): a warning saying that `sync` there would
+    refuse it."""
     for located in loaded.deployments.values():
         target = loaded.targets.get(located.spec.spec.deployment_target_name)
-        for path, label, text in [*_values(located), *_target_values(target)]:
+        values = [*_values(located), *_script_file(located, read), *_target_values(target)]
+        for path, label, text in values:
             found = [SpecProblem(located.file, located.line_of(*path), f"{label}: {why}"
                                  + ("" if required else " (here; the agent's machine must "
                                     "have it)"), "Deployment", located.spec.name)
@@ -51,6 +54,16 @@ def _values(located: Located) -> Iterator[tuple[tuple, str, str]]:
     if located.spec.spec.initial_savepoint_path:
         yield (("spec", "initialSavepointPath"), "initialSavepointPath",
                located.spec.spec.initial_savepoint_path)
+
+
+def _script_file(located: Located, read: ReadFile) -> Iterator[tuple[tuple, str, str]]:
+    """A `sqlScriptFile`'s content (a file that cannot be read is artifact_check's problem)."""
+    artifact = located.spec.spec.template.spec.artifact
+    path = artifact.repo_file() if artifact.sql_script_file else None
+    content = read(path) if path else None
+    if content is not None:
+        yield ((*TEMPLATE, "artifact", "sqlScriptFile"), f"sqlScriptFile {path}",
+               content.decode("utf-8", errors="replace"))
 
 
 def _target_values(target: Located | None) -> Iterator[tuple[tuple, str, str]]:

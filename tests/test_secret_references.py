@@ -42,3 +42,20 @@ def test_what_cannot_be_expanded_is_named_never_shown(tmp_path, monkeypatch):
         f"${{file:{tmp_path}/binary}}: not UTF-8 text"]
     with pytest.raises(SecretMissing, match="FG_ABSENT"):
         expand(text)
+
+
+def test_a_reference_a_sql_script_file_cannot_expand_is_a_problem_at_its_field(monkeypatch):
+    from agent.load import load
+    from agent.secret_check import add_secret_check
+    monkeypatch.delenv("FG_SQL_PASSWORD", raising=False)
+    spec = ("apiVersion: v1\nkind: Deployment\nmetadata: {name: sql}\nspec:\n"
+            "  deploymentTargetName: t\n  template:\n    spec:\n      artifact:\n"
+            "        kind: SQLSCRIPT\n        sqlScriptFile: sql/job.sql\n")
+    files = {"sql/job.sql": b"CREATE TABLE t (a INT) WITH ('password' = '${FG_SQL_PASSWORD}');"}
+    loaded = add_secret_check(load({"deployments/sql.yaml": spec}), files.get)
+    [problem] = loaded.problems_of("Deployment", "sql")
+    assert (problem.file, problem.line) == ("deployments/sql.yaml", 10)
+    assert problem.message == ("sqlScriptFile sql/job.sql: ${FG_SQL_PASSWORD}: the agent's "
+                               "environment has no variable FG_SQL_PASSWORD")
+    reviewed = add_secret_check(load({"deployments/sql.yaml": spec}), files.get, required=False)
+    assert not reviewed.problems_of("Deployment", "sql") and len(reviewed.warnings) == 1
