@@ -138,8 +138,8 @@ class Execution:
                            trigger: Callable[[], str]) -> SavepointResult:
         """Triggers and awaits a savepoint, up to maxSavepointCreationAttempts with backoff.
         A job that meanwhile ended with a stop savepoint (an earlier stop of it completed)
-        counts as that savepoint; a job that ended without one ends the attempts. A job Flink restarts (a
-        TaskManager lost) is tried again once it may run again."""
+        counts as that savepoint; a job that ended without one ends the attempts. A job Flink
+        restarts (a TaskManager lost) is tried again once it may run again."""
         attempts = spec.spec.max_savepoint_creation_attempts if spec else 4
         attempt = 1
         while True:
@@ -159,8 +159,12 @@ class Execution:
                     return finished
                 ended = state is None or state.terminal
                 if attempt == attempts or ended:
-                    fate = (f"is {state or 'gone'}" if ended else "keeps running untouched"
-                            if state == FlinkJobStatus.RUNNING else f"is {state}, not stopped")
+                    if ended:
+                        fate = f"is {state or 'gone'}"
+                    elif state == FlinkJobStatus.RUNNING:
+                        fate = "keeps running untouched"
+                    else:
+                        fate = f"is {state}, not stopped"
                     raise SavepointFailed(
                         f"no savepoint after {attempt} attempt(s), job {step.job_id} {fate}; "
                         f"Flink said: {error}") from None
