@@ -149,7 +149,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         observation = assumed_from_status(previous.status.job if previous else None,
                                           observation.error)
     recovery = recover(name, previous, observation, client, desired, desired_hash)
-    before = recovery.previous
+    before = _identity_recorded(recovery.previous, desired, identity, desired_hash)
     diff = difference(name, desired, desired_hash, before, observation)
     if identity and diff.job_changed and not diff.fields:   # only the object's content changed
         diff = replace(diff, fields=(FieldChange(
@@ -372,6 +372,19 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool,
         observed = dict(zip(names, pool.map(one, names), strict=True))
     clients = {name: client for name, (client, _) in observed.items() if client is not None}
     return clients, {name: view for name, (_, view) in observed.items()}
+
+
+def _identity_recorded(before: DeploymentStatus | None, desired: Deployment | None,
+                       identity: str | None, desired_hash: str | None) -> DeploymentStatus | None:
+    """A job applied before the agent read its jar's identity (an http(s) jar, before this
+    version) is taken as running the jar as it is now: its status takes the digest with the
+    identity, so that no job restarts for the identity alone."""
+    if identity is None or before is None or desired is None \
+            or before.status.applied_spec_hash != desired.job_hash(None):
+        return before
+    recorded = before.model_copy(deep=True)
+    recorded.status.applied_spec_hash = desired_hash
+    return recorded
 
 
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str,

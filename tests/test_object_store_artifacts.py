@@ -1,10 +1,13 @@
-"""Jars kept in an object store (issue 15, points 3-4, S3): read through fsspec/s3fs from a real
-S3-compatible server (moto's, `tests/s3_server.py`) by a real Flink cluster's agent; the object's
-identity is part of the job's digest, so a jar replaced at the same key upgrades its job."""
+"""Jars kept in an object store (issue 15, points 3-4, S3) or on an http server: read through
+fsspec/s3fs from a real S3-compatible server (moto's, `tests/s3_server.py`), or over http, by a
+real Flink cluster's agent; the jar's identity (version id, ETag, Last-Modified) is part of the
+job's digest, so a jar replaced at the same key or URL upgrades its job."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import time
 
 import pytest
 
@@ -198,3 +201,64 @@ def test_an_s3_jar_over_the_size_limit_is_refused(s3, counter_jar, tmp_path, mon
     with pytest.raises(ArtifactError, match="larger than the limit of 1,000 bytes"):
         artifacts.fetch_jar(f"s3://{bucket}/c.jar", tmp_path / "cache", lambda path: None)
     assert not list((tmp_path / "cache").glob("*"))   # no partial file left
+
+
+@pytest.fixture
+def jar_site(tmp_path):
+    """A real http server of a folder of jars (Python's own: Last-Modified, no ETag)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    folder = tmp_path / "site"
+    folder.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_jar_replaced_at_the_same_http_url_upgrades_the_job_with_its_state(
+        jar_site, spec_repo, settings, flink, rest, counter_jar, tmp_path):
+    folder, site = jar_site
+    (folder / "counter.jar").write_bytes(counter_jar.read_bytes())
+    spec_repo.write_target("test", flink.url)
+    deploy(spec_repo, "http-replaced", f"{site}/counter.jar")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    old = rest.job("http-replaced", 1)
+    rest.wait_checkpoint(old)
+    assert sync(settings).outcomes == {}                   # the same jar: nothing to do
+
+    replaced = another_build(counter_jar, tmp_path, "build-2").read_bytes()
+    (folder / "counter.jar").write_bytes(replaced)
+    os.utime(folder / "counter.jar", (time.time() + 5, time.time() + 5))   # a later Last-Modified
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("http-replaced")
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_job_applied_before_its_jar_had_an_identity_is_not_restarted_for_it(
+        jar_site, spec_repo, settings, flink, rest, counter_jar, monkeypatch):
+    """An agent before this version digested an http jar by its URL alone: the first cycle of
+    this one records the jar's identity and restarts nothing."""
+    import agent.reconcile
+    folder, site = jar_site
+    (folder / "counter.jar").write_bytes(counter_jar.read_bytes())
+    spec_repo.write_target("test", flink.url)
+    deploy(spec_repo, "http-before", f"{site}/counter.jar")
+    spec_repo.push()
+    monkeypatch.setattr(agent.reconcile, "store_identity", lambda jar_uri: None)
+    assert sync(settings).exit_code == 0
+    monkeypatch.undo()
+    job, before = rest.job("http-before", 1), spec_repo.status_of("http-before")
+    result = sync(settings)
+    assert result.exit_code == 0 and result.outcomes == {}
+    after = spec_repo.status_of("http-before")
+    assert rest.running() == [job] == [after["job"]["id"]]
+    assert after["appliedSpecHash"] != before["appliedSpecHash"]
+    assert after["specCommit"] == before["specCommit"]

@@ -5,10 +5,10 @@ A JAR artifact's `jarUri`: `https://` and `http://` jars are downloaded when a j
 the applied commit, so a jar committed next to its spec is versioned with it. A jar in an object
 store (`s3://` or `s3a://`, `gs://`, `abfs(s)://`) is read through fsspec with the store's
 standard environment (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-AWS_ENDPOINT_URL, AWS_REGION), and has an identity (`store_identity`: its version id or ETag,
-one metadata request) that is part of the job's digest, so a jar replaced at the same key makes a
-new job. A SQLSCRIPT
-artifact runs as the project's SQL runner jar with the script (inline, or its `sqlScriptFile`
+AWS_ENDPOINT_URL, AWS_REGION). A jar in a store or on an http(s) server has an identity
+(`store_identity`: its version id, ETag or Last-Modified; one metadata request) that is part of
+the job's digest, so a jar replaced at the same key or URL makes a new job. A SQLSCRIPT artifact
+runs as the project's SQL runner jar with the script (inline, or its `sqlScriptFile`
 read from the spec repository at the same commit) as program argument.
 """
 
@@ -39,6 +39,7 @@ MAX_ARTIFACT_BYTES = 1024 ** 3      # a downloaded jar above this is refused
 DOWNLOAD_DEADLINE_S = 600.0         # a download taking longer is given up (tried again later)
 STORE_TIMEOUT_S = 30                # an object store's connect and read timeouts (S3)
 STORE_BLOCK_BYTES = 8 << 20         # read from an object store this much at a time
+HEAD_TIMEOUT_S = 10                 # an http(s) jar's metadata request (connect, read)
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,39 @@ def _stream(url: str, partial, digest) -> None:
 
 
 def store_identity(jar_uri: str | None) -> str | None:
-    """The identity of the object-store jar `jar_uri` as it is now (its version id when the
-    store keeps versions, else its ETag; one metadata request), or None for a jar that is not
-    in an object store. ArtifactError when the store says it is not there or may not be read,
-    ArtifactUnavailable when the store did not answer."""
-    if not jar_uri or urlparse(jar_uri).scheme.lower() not in OBJECT_STORES \
-            or scheme_problem(jar_uri) is not None:
+    """The identity of the jar `jar_uri` names as it is now, one metadata request: in an object
+    store its version id when the store keeps versions, else its ETag; on an http(s) server its
+    ETag, else its Last-Modified and size. None for a jar kept elsewhere, or a server that
+    offers neither. ArtifactError when the store or server says it is not there or may not be
+    read, ArtifactUnavailable when it did not answer."""
+    scheme = urlparse(jar_uri).scheme.lower() if jar_uri else ""
+    if scheme in ("http", "https"):
+        return _http_identity(jar_uri)
+    if scheme not in OBJECT_STORES or scheme_problem(jar_uri) is not None:
         return None
     info = _store_call(jar_uri, lambda fs, path: _fresh_info(fs, path))
     return _identity_of(info)
+
+
+def _http_identity(jar_uri: str) -> str | None:
+    try:
+        with deadline(HEAD_TIMEOUT_S * 2):
+            answer = session().head(expand(jar_uri), timeout=HEAD_TIMEOUT_S,
+                                    allow_redirects=True)
+    except (requests.RequestException, DeadlinePassed, OSError) as error:
+        raise ArtifactUnavailable(f"jarUri {jar_uri}: the server did not answer "
+                                  f"({type(error).__name__})") from None
+    if answer.status_code >= 500:
+        raise ArtifactUnavailable(f"jarUri {jar_uri}: the server answered HTTP "
+                                  f"{answer.status_code}")
+    if answer.status_code in (404, 410, 401, 403):
+        raise ArtifactError(f"jarUri {jar_uri}: the server answered HTTP {answer.status_code}")
+    headers = answer.headers if answer.status_code == 200 else {}
+    if headers.get("ETag"):
+        return f"etag:{headers['ETag'].strip(chr(34))}"
+    if headers.get("Last-Modified"):
+        return f"modified:{headers['Last-Modified']}|{headers.get('Content-Length', '?')}"
+    return None   # (no HEAD, or no validator: the jar's URL alone names it, as before)
 
 
 def _identity_of(info: dict) -> str:
