@@ -82,6 +82,14 @@ CASES = [
     Case("a-list", lambda text, name: "- just\n- a list\n", "not a mapping", held=True),
     Case("jar-outside-repo", sub("jobs/counter.jar", "../../etc/passwd"),
          "leaves the spec repository"),
+    Case("jar-scheme-unknown", sub("jobs/counter.jar", "ftp://example.com/x.jar"),
+         "scheme 'ftp' is not supported"),
+    Case("secret-variable-missing", sub("--keys 4", "--keys 4 --password ${{FG_NEVER_SET}}"),
+         "has no variable FG_NEVER_SET"),
+    Case("secret-file-missing", sub("interval: 1s", "interval: 1s\n        db.password: "
+                                    "${{file:/nonexistent/fg-secret}}"), "No such file"),
+    Case("secret-file-endless", sub("interval: 1s", "interval: 1s\n        db.password: "
+                                    "${{file:/dev/zero}}"), "over 65,536 bytes"),
     Case("jar-missing", sub("jobs/counter.jar", "jobs/nothing.jar"),
          "no file jobs/nothing.jar in the spec repository"),
     Case("sql-file-outside-repo", sub("jarUri: jobs/counter.jar\n        entryClass: "

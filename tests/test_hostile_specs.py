@@ -12,6 +12,7 @@ from agent.deletion import deletions
 from agent.load import load, parse_file
 from agent.model.status import DeploymentStatus
 from agent.model.observation import Observation, ObservedJob
+from agent.secret_check import add_secret_check
 from conftest import counter_deployment
 from hostile_inputs import CASES
 
@@ -31,6 +32,7 @@ def test_a_hostile_spec_file_is_a_problem_that_keeps_its_deployment(case):
     content = case.make(counter_deployment("orders"), "orders")
     loaded = load({FILE: content, "targets/test.yaml": TARGET})
     add_artifact_check(loaded, lambda path: path == "jobs/counter.jar")   # the repo's jar
+    add_secret_check(loaded, lambda path: None)
     gone = deletions(loaded, applied_from(FILE))
     assert gone.deleted == ()
     problems = loaded.problems_of("Deployment", "orders") + list(gone.held.get("orders", ()))
