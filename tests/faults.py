@@ -239,20 +239,22 @@ def kill(cluster: local.LocalCluster, role: str, timeout: float = 30) -> None:
     pid = int((cluster.home / f"{role}.pid").read_text().strip())
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)  # local.start makes each JVM a session (group) leader
-    workdir = cluster.home.parent.parent  # a home is <workdir>/local/<port>
     deadline = time.monotonic() + timeout
-    while role in local.status(workdir, cluster.port).pids:
+    while role in local.status(_workdir(cluster), cluster.port).pids:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the {role} (pid {pid}) outlived SIGKILL for {timeout:g}s")
         time.sleep(0.1)
 
 
-def restart(workdir: Path, port: int, slots: int = 4, timeout: float = 90,
-            configuration: dict[str, str] | None = None) -> local.LocalCluster:
-    """Start the cluster on `port` again (`local.start`): a dead TaskManager anew; when the
-    JobManager died, both afresh on the same REST port (a TaskManager left over is stopped)."""
-    return local.start(workdir, port=port, slots=slots, timeout=timeout,
-                       configuration=configuration)
+def restart(cluster: local.LocalCluster, timeout: float = 90) -> local.LocalCluster:
+    """Start the cluster again (`local.start`): a dead TaskManager anew; when the JobManager
+    died, both afresh on the same REST port (a TaskManager left over is stopped)."""
+    return local.start(_workdir(cluster), port=cluster.port, slots=cluster.slots,
+                       timeout=timeout)
+
+
+def _workdir(cluster: local.LocalCluster) -> Path:
+    return cluster.home.parent.parent   # a cluster's home is <workdir>/local/<port>
 
 
 # --- git over the git protocol ------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_a_job_lost_with_a_flink_1_20_jobmanager_comes_back_from_its_retained_ch
     rest_1_20.wait_checkpoint(lost)
     kill(flink_1_20.cluster, local.JOBMANAGER)
     monkeypatch.setenv(local.FLINK_HOME_ENV, str(flink_1_20.home))
-    restart(flink_1_20.cluster.home.parent.parent, flink_1_20.cluster.port)
+    restart(flink_1_20.cluster)
     monkeypatch.undo()
     back = time.monotonic()
     assert sync(settings).exit_code == 0

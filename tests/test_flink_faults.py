@@ -97,7 +97,7 @@ def test_jobs_lost_with_their_jobmanager_come_back_from_their_newest_state(
 
     kill(faulty, local.JOBMANAGER)
     assert sync(settings).exit_code == 1           # unreachable: nothing is decided
-    restart(faulty.home.parent.parent, faulty.port)
+    restart(faulty)
     assert rest.jobs() == {}                       # it forgot them
     back = time.monotonic()
     assert sync(settings).exit_code == 0
@@ -142,7 +142,7 @@ def test_a_jobmanager_lost_between_the_stop_savepoint_and_the_new_job_loses_no_s
     assert savepoint["origin"] == "UPGRADE" and savepoint["jobId"] == old
     assert status["lastAction"]["result"] == "FAILED"
 
-    restart(faulty.home.parent.parent, faulty.port)
+    restart(faulty)
     back = time.monotonic()
     assert sync(settings).exit_code == 0
     recovered("JobManager lost during an upgrade", ["upgrade-lost"], rest, spec_repo,
@@ -168,7 +168,7 @@ def test_a_taskmanager_lost_while_running_is_reported_and_left_to_flink(
     assert [e["kind"] for e in status["errors"]] == ["UNHEALTHY"]
     assert {j: s for j, s in rest.jobs().items() if s not in ENDED} == {job: "RESTARTING"}
 
-    restart(faulty.home.parent.parent, faulty.port)
+    restart(faulty)
     back = time.monotonic()
     rest.wait_state(job, "RUNNING")
     assert sync(settings).exit_code == 0
@@ -195,7 +195,7 @@ def test_a_taskmanager_lost_during_the_stop_savepoint_is_outlasted_by_the_attemp
         if point == testpoints.SAVEPOINT_TRIGGERED and not killed.is_set():
             killed.set()
             kill(faulty, local.TASKMANAGER)
-            threading.Thread(target=restart, args=(faulty.home.parent.parent, faulty.port),
+            threading.Thread(target=restart, args=(faulty,),
                              daemon=True).start()
         reached(point)
     monkeypatch.setattr(testpoints, "reached", taskmanager_dies)
@@ -231,7 +231,7 @@ def test_a_stop_savepoint_that_never_succeeds_leaves_the_old_job_and_fails_with_
     assert "no savepoint after 2 attempt(s)" in message and "Flink said:" in message
     assert status["job"]["id"] == old
     assert [j for j, s in rest.jobs().items() if s not in ENDED] == [old]   # not cancelled
-    restart(faulty.home.parent.parent, faulty.port)
+    restart(faulty)
     back = time.monotonic()
     rest.wait_state(old, "RUNNING")
     recovered("TaskManager gone for good at the stop savepoint (old job kept)",
