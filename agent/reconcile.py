@@ -30,7 +30,7 @@ from agent.flink.rest import FlinkClient
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
-from agent.model.spec import Deployment, DeploymentTarget
+from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus
 from agent.model.observation import ClusterView, Observation, assumed_from_status
 from agent.observe import observe_cluster
@@ -135,7 +135,8 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     identity = None
     try:
         if desired:
-            identity = store_identity(desired.spec.template.spec.artifact.jar_uri)
+            identity = store_identity(desired.spec.template.spec.artifact.jar_uri,
+                                      _stores(target))
         desired_hash = _job_hash(desired, source, commit, identity) if desired else None
     except ArtifactError as error:   # the object store says the jar is not there: INVALID
         located = loaded.deployments[name]
@@ -323,7 +324,8 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         start_timeout_s=settings.job_start_timeout_s,
         fetch_program=lambda release: job_program(
             release.deployment, settings.artifact_cache,
-            lambda path: source.read(release.commit, path), settings.file_roots))
+            lambda path: source.read(release.commit, path), settings.file_roots,
+            _stores(target)))
     try:
         return execution.run(item.plan, desired, _applied_release(source, item))
     except FlinkGitopsError as error:
@@ -395,6 +397,10 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
     if path:
         return desired.job_hash(source.blob_id(commit, path) or "missing")
     return desired.job_hash(store_identity)
+
+
+def _stores(target: DeploymentTarget | None) -> ArtifactStores:
+    return target.spec.artifact_stores if target is not None else ArtifactStores()
 
 
 def _policy_input(desired: Deployment, target: DeploymentTarget | None, decided: Plan,

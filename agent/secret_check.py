@@ -67,10 +67,19 @@ def _script_file(located: Located, read: ReadFile) -> Iterator[tuple[tuple, str,
 
 
 def _target_values(target: Located | None) -> Iterator[tuple[tuple, str, str]]:
-    """The target's url and headers, reported at the deployment's deploymentTargetName."""
-    if target is None or target.spec.spec.flink is None:
+    """The target's url, headers and artifact-store settings, reported at the deployment's
+    deploymentTargetName."""
+    if target is None:
         return
-    flink, where = target.spec.spec.flink, ("spec", "deploymentTargetName")
-    yield where, f"DeploymentTarget {target.spec.name} url", flink.url
-    yield from ((where, f"DeploymentTarget {target.spec.name} header {name}", value)
-                for name, value in flink.headers.items())
+    where, name = ("spec", "deploymentTargetName"), f"DeploymentTarget {target.spec.name}"
+    flink, stores = target.spec.spec.flink, target.spec.spec.artifact_stores
+    if flink is not None:
+        yield where, f"{name} url", flink.url
+        yield from ((where, f"{name} header {header}", value)
+                    for header, value in flink.headers.items())
+    settings = [(f"artifactStores.s3.{field}", value) for field, value in
+                (stores.s3.model_dump(by_alias=True) if stores.s3 else {}).items()]
+    settings += [(f"artifactStores.maven[{i}].{field}", value)
+                 for i, repository in enumerate(stores.maven)
+                 for field, value in repository.model_dump(by_alias=True).items()]
+    yield from ((where, f"{name} {field}", value) for field, value in settings if value)

@@ -105,11 +105,14 @@ class SpecRepo:
         file.write_text(textwrap.dedent(text))
 
     def write_target(self, name: str, url: str, headers: dict | None = None,
-                     savepoint_dir: str | None = None, timeout: float | None = None) -> None:
+                     savepoint_dir: str | None = None, timeout: float | None = None,
+                     stores: dict | None = None) -> None:
         spec: dict = {"flink": {"url": url, **({"headers": headers} if headers else {}),
                                 **({"requestTimeoutSeconds": timeout} if timeout else {})}}
         if savepoint_dir:
             spec["savepointDir"] = savepoint_dir
+        if stores:
+            spec["artifactStores"] = stores
         self.write(f"targets/{name}.yaml", yaml.safe_dump({
             "apiVersion": "v1", "kind": "DeploymentTarget", "metadata": {"name": name},
             "spec": spec}))

@@ -53,6 +53,46 @@ def test_a_jar_in_s3_starts_its_job(started_from_s3, spec_repo, rest):
     assert f"s3://{bucket}/counter.jar" in str(status["appliedSpec"])
 
 
+def test_a_targets_s3_settings_by_reference_override_the_agents_environment(
+        s3, spec_repo, settings, flink, rest, counter_jar, tmp_path, monkeypatch, caplog):
+    """`artifactStores.s3` on the target: its endpoint and credentials (a secret file) win over
+    an AWS environment that points elsewhere; the secret reaches no status or log line."""
+    from conftest import DEFAULT_STATUS_BRANCH, free_port, git
+    canary = "s3-c4n4ry-secret"
+    (tmp_path / "s3-secret").write_text(canary + "\n")
+    bucket = s3.bucket()
+    s3.upload(bucket, "counter.jar", counter_jar)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")   # nobody there
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-wrong-one")
+    monkeypatch.setenv("FG_S3_KEY_ID", "team-key")
+    spec_repo.write_target("test", flink.url, stores={"s3": {
+        "endpoint": s3.endpoint, "accessKeyId": "${FG_S3_KEY_ID}",
+        "secretAccessKey": f"${{file:{tmp_path / 's3-secret'}}}"}})
+    deploy(spec_repo, "s3-target-settings", f"s3://{bucket}/counter.jar")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    assert rest.jobs()[rest.job("s3-target-settings", 1)] == "RUNNING"
+    branch = git(spec_repo.remote, "log", "-p", DEFAULT_STATUS_BRANCH)
+    assert "s3-target-settings" in branch and canary not in branch + caplog.text
+
+
+def test_a_targets_s3_secret_that_cannot_be_expanded_is_invalid_before_any_request(
+        s3, spec_repo, settings, flink, counter_jar):
+    bucket = s3.bucket()
+    s3.upload(bucket, "counter.jar", counter_jar)
+    spec_repo.write_target("test", flink.url, stores={"s3": {
+        "endpoint": s3.endpoint, "secretAccessKey": "${FG_S3_NEVER_SET}"}})
+    deploy(spec_repo, "s3-target-unset", f"s3://{bucket}/counter.jar")
+    spec_repo.push()
+    assert sync(settings).exit_code == 1
+    status = spec_repo.status_of("s3-target-unset")
+    [problem] = status["errors"]
+    assert status["sync"] == "INVALID" and problem["line"] == 8   # deploymentTargetName
+    assert problem["message"] == (
+        "DeploymentTarget test artifactStores.s3.secretAccessKey: ${FG_S3_NEVER_SET}: the "
+        "agent's environment has no variable FG_S3_NEVER_SET")
+
+
 def test_s3a_is_read_as_s3(s3, spec_repo, settings, flink, rest, counter_jar):
     bucket = s3.bucket()
     s3.upload(bucket, "jobs/counter.jar", counter_jar)
@@ -252,7 +292,7 @@ def test_a_job_applied_before_its_jar_had_an_identity_is_not_restarted_for_it(
     spec_repo.write_target("test", flink.url)
     deploy(spec_repo, "http-before", f"{site}/counter.jar")
     spec_repo.push()
-    monkeypatch.setattr(agent.reconcile, "store_identity", lambda jar_uri: None)
+    monkeypatch.setattr(agent.reconcile, "store_identity", lambda jar_uri, stores: None)
     assert sync(settings).exit_code == 0
     monkeypatch.undo()
     job, before = rest.job("http-before", 1), spec_repo.status_of("http-before")

@@ -31,7 +31,7 @@ from agent.errors import ArtifactError, ArtifactUnavailable
 from agent.flink.http import DeadlinePassed, deadline, session
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.logs import register_secret
-from agent.model.spec import ArtifactKind, Deployment
+from agent.model.spec import ArtifactKind, ArtifactStores, Deployment
 from agent.secrets import expand
 
 ReadFromRepo = Callable[[str], bytes | None]
@@ -52,9 +52,11 @@ class JobProgram:
 
 
 def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
-                file_roots: Iterable[Path] = ()) -> JobProgram:
+                file_roots: Iterable[Path] = (),
+                stores: ArtifactStores = ArtifactStores()) -> JobProgram:
     """The program of `deployment`'s job: its jar, or the SQL runner with its script; secret
-    references in its arguments, script and jar URL expanded (held in memory only)."""
+    references in its arguments, script and jar URL expanded (held in memory only); `stores`:
+    its target's settings for object stores and Maven repositories."""
     artifact = deployment.spec.template.spec.artifact
     if artifact.kind == ArtifactKind.SQLSCRIPT:
         script = artifact.sql_script
@@ -67,7 +69,7 @@ def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFro
             script = content.decode("utf-8")
         return JobProgram(runner_jar(cache_dir), RUNNER_CLASS,
                           runner_args(deployment.name, expand(script)))
-    return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo, file_roots),
+    return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo, file_roots, stores),
                       artifact.entry_class, [expand(a) for a in artifact.program_args()])
 
 
@@ -79,7 +81,7 @@ def repo_path(jar_uri: str) -> str | None:
 
 
 def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
-              file_roots: Iterable[Path] = ()) -> Path:
+              file_roots: Iterable[Path] = (), stores: ArtifactStores = ArtifactStores()) -> Path:
     """A local file holding the jar `jar_uri` names (a `file://` one only under `file_roots`)."""
     parsed = urlparse(jar_uri)
     if parsed.scheme == "file":
@@ -96,7 +98,7 @@ def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
         problem = scheme_problem(jar_uri)
         if problem is not None or parsed.scheme.lower() not in OBJECT_STORES:
             raise ArtifactError(f"jarUri {jar_uri}: {problem}")
-        return _download_object(jar_uri, _name_of(parsed.path), cache_dir)
+        return _download_object(jar_uri, _name_of(parsed.path), cache_dir, stores)
     path = repo_path(jar_uri)
     content = read_from_repo(path)
     if content is None:
@@ -144,7 +146,7 @@ def _stream(url: str, partial, digest) -> None:
             f"jarUri {url}: download failed ({type(error).__name__})") from None
 
 
-def store_identity(jar_uri: str | None) -> str | None:
+def store_identity(jar_uri: str | None, stores: ArtifactStores = ArtifactStores()) -> str | None:
     """The identity of the jar `jar_uri` names as it is now, one metadata request: in an object
     store its version id when the store keeps versions, else its ETag; on an http(s) server its
     ETag, else its Last-Modified and size. None for a jar kept elsewhere, or a server that
@@ -155,7 +157,7 @@ def store_identity(jar_uri: str | None) -> str | None:
         return _http_identity(jar_uri)
     if scheme not in OBJECT_STORES or scheme_problem(jar_uri) is not None:
         return None
-    info = _store_call(jar_uri, lambda fs, path: _fresh_info(fs, path))
+    info = _store_call(jar_uri, stores, lambda fs, path: _fresh_info(fs, path))
     return _identity_of(info)
 
 
@@ -201,7 +203,7 @@ def _fresh_info(fs, path: str) -> dict:
     return info
 
 
-def _download_object(jar_uri: str, name: str, cache_dir: Path) -> Path:
+def _download_object(jar_uri: str, name: str, cache_dir: Path, stores: ArtifactStores) -> Path:
     """Streams an object-store jar to the cache, with the limits of `_download`."""
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -232,13 +234,13 @@ def _download_object(jar_uri: str, name: str, cache_dir: Path) -> Path:
                 raise
         return Path(partial.name)
 
-    partial = _store_call(jar_uri, copy)
+    partial = _store_call(jar_uri, stores, copy)
     return _stored(partial, digest.hexdigest()[:12], name, cache_dir)
 
 
-def _store_call(jar_uri: str, call):
-    """`call(filesystem, path)` for the object `jar_uri` names (its secret references expanded
-    here only), its failures typed: the store's refusal (no such object or bucket, access
+def _store_call(jar_uri: str, stores: ArtifactStores, call):
+    """`call(filesystem, path)` for the object `jar_uri` names (its secret references, and the
+    target's store settings', expanded here only), its failures typed: the store's refusal (no such object or bucket, access
     denied, no credentials) an ArtifactError with the store's reason, no answer (network, 5xx)
     ArtifactUnavailable. Messages name `jar_uri` as written."""
     scheme = urlparse(jar_uri).scheme.lower()
@@ -248,7 +250,7 @@ def _store_call(jar_uri: str, call):
         url = "s3://" + url.split("://", 1)[1]
     try:
         import fsspec
-        fs = fsspec.filesystem(protocol, **_store_options(protocol))
+        fs = fsspec.filesystem(protocol, **_store_options(protocol, stores))
         return call(fs, fs._strip_protocol(url))
     except (ArtifactError, ArtifactUnavailable):
         raise
@@ -268,27 +270,38 @@ def _store_call(jar_uri: str, call):
                                   f"({_reason(error)})") from None
 
 
-def _store_options(protocol: str) -> dict:
-    """The fsspec options of `protocol` from the agent's environment. For S3 they are read
-    here, not left to botocore, so that fsspec's instance cache keys on them and every
-    botocore version honours AWS_ENDPOINT_URL."""
+def _store_options(protocol: str, stores: ArtifactStores) -> dict:
+    """The fsspec options of `protocol`: the target's settings (`artifactStores.s3`, secret
+    references expanded), else the agent's environment. For S3 they are read here, not left to
+    botocore, so that fsspec's instance cache keys on them and every botocore version honours
+    AWS_ENDPOINT_URL."""
     if protocol != "s3":
         return {}
-    env = os.environ
+    env, s3 = os.environ, stores.s3
+
+    def setting(field: str, *variables: str) -> str | None:
+        written = getattr(s3, field) if s3 is not None else None
+        if written is not None:
+            return expand(written)
+        return next((env[v] for v in variables if env.get(v)), None)
+
     options: dict = {"config_kwargs": {"connect_timeout": STORE_TIMEOUT_S,
                                        "read_timeout": STORE_TIMEOUT_S,
                                        "retries": {"max_attempts": 3}}}
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    endpoint = setting("endpoint", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
     if endpoint:
         options["endpoint_url"] = endpoint
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        options["key"] = env["AWS_ACCESS_KEY_ID"]
-        options["secret"] = env["AWS_SECRET_ACCESS_KEY"]
-        register_secret(options["secret"])
-        if env.get("AWS_SESSION_TOKEN"):
-            options["token"] = env["AWS_SESSION_TOKEN"]
-            register_secret(options["token"])
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    key = setting("access_key_id", "AWS_ACCESS_KEY_ID")
+    secret = setting("secret_access_key", "AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        options["key"], options["secret"] = key, secret
+        token = setting("session_token", "AWS_SESSION_TOKEN")
+        for value in (secret, token):
+            if value:
+                register_secret(value)
+        if token:
+            options["token"] = token
+    region = setting("region", "AWS_REGION", "AWS_DEFAULT_REGION")
     if region:
         options["client_kwargs"] = {"region_name": region}
     return options

@@ -324,10 +324,46 @@ class LocalClusterSpec(SpecModel):
     flink_configuration: FlinkOptions = Field(default_factory=dict)  # the cluster's config.yaml
 
 
+class S3Store(SpecModel):
+    """Where and as whom the target's `s3://` jars are read; each value may be a secret
+    reference, and overrides the agent's AWS_* environment."""
+
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+
+class MavenRepository(SpecModel):
+    """A Maven repository `maven://` jars are resolved against (credentials by reference)."""
+
+    url: str
+    username: str | None = None
+    password: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if "${" in url:
+            return url
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ValueError("url must be the http:// or https:// address of a Maven repository")
+        return url
+
+
+class ArtifactStores(SpecModel):
+    """The target's settings for reading its deployments' artifacts."""
+
+    s3: S3Store | None = None
+    maven: list[MavenRepository] = Field(default_factory=list, max_length=16)
+
+
 class DeploymentTargetSpec(SpecModel):
     flink: FlinkCluster | None = None
     local: LocalClusterSpec | None = None
     savepoint_dir: str | None = None
+    artifact_stores: ArtifactStores = ArtifactStores()
 
     @model_validator(mode="after")
     def _one_cluster(self) -> DeploymentTargetSpec:
