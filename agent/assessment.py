@@ -6,13 +6,13 @@ Made by `reconcile.assess` (shared by `plan` and `sync`), read by the executor a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.diff import Difference
 from agent.load import SpecProblem
 from agent.model.observation import Observation
 from agent.model.spec import Deployment, DeploymentTarget
-from agent.model.status import DeploymentStatus
+from agent.model.status import DeploymentStatus, JobInputs
 from agent.model.verdict import Verdict
 from agent.plan import Plan
 
@@ -35,6 +35,7 @@ class Assessment:
     events: tuple[str, ...] = ()
     verdict: Verdict = Verdict()
     deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
+    inputs: JobInputs = field(default_factory=JobInputs)  # what its job is made of beyond the spec's text
 
     @property
     def target_name(self) -> str | None:

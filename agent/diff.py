@@ -16,7 +16,7 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from agent.model.job_states import FlinkJobStatus
-from agent.model.references import references
+from agent.model.references import SECRET_NAME, references
 from agent.model.spec import Deployment, DesiredState
 from agent.model.status import DeploymentState, DeploymentStatus
 from agent.model.observation import Observation
@@ -57,13 +57,13 @@ class Difference:
         return bool(self.fields) and not self.job_changed
 
 
-_SECRET_OPTION = re.compile(r"password|passwd|secret|token|credential|access[-.]key|"
-                            r"account\.key|private[-.]key|jaas|keytab|auth", re.IGNORECASE)
-_SECRET_ARG = re.compile(r"^--?([\w.-]*(password|passwd|secret|token|credential)[\w.-]*"
-                         r"|([\w.-]*[-_.])?key)(=|$)", re.IGNORECASE)
+_SECRET_OPTION = re.compile(SECRET_NAME, re.IGNORECASE)
+_SECRET_ARG = re.compile(rf"^--?([\w.-]*{SECRET_NAME}[\w.-]*|([\w.-]*[-_.])?key)(?P<sep>=|$)",
+                         re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-_SECRET_SQL_OPTION = re.compile(r"('[^']*(?:password|passwd|secret|token|credential|jaas)[^']*'"
-                                r"\s*=\s*')((?:[^']|'')*)'", re.IGNORECASE)
+_SECRET_SQL_OPTION = re.compile(rf"(?P<option>'[^']*{SECRET_NAME}[^']*'\s*=\s*')"
+                                rf"(?P<value>(?:[^']|'')*)'",
+                                re.IGNORECASE)
 
 
 def spec_document(deployment: Deployment) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def _spec_document(deployment: Deployment) -> dict[str, Any]:
         artifact["jarUri"] = _URL_CREDENTIALS.sub("***@", artifact["jarUri"])
     if "sqlScript" in artifact:   # 'password' = '…' of a WITH clause
         artifact["sqlScript"] = _SECRET_SQL_OPTION.sub(
-            lambda m: m.group(0) if references(m.group(2)) else f"{m.group(1)}***'",
+            lambda m: m.group(0) if references(m["value"]) else f"{m['option']}***'",
             artifact["sqlScript"])
     if "mainArgs" in artifact:
         args = artifact["mainArgs"]
@@ -107,11 +107,11 @@ def _masked_args(args: list[str]) -> list[str]:
         flag = _SECRET_ARG.match(arg)
         if hide_next:
             masked.append(arg if references(arg) else "***")
-        elif flag and flag.group(4) == "=" and not references(arg):
+        elif flag and flag["sep"] == "=" and not references(arg):
             masked.append(arg.split("=", 1)[0] + "=***")
         else:
             masked.append(arg)
-        hide_next = bool(flag) and flag.group(4) == "" and not hide_next
+        hide_next = bool(flag) and flag["sep"] == "" and not hide_next
     return masked
 
 

@@ -25,13 +25,14 @@ from agent.clock import utc_now
 from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
-from agent.flink.artifacts import job_program, store_identity
+from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
+from agent.job_inputs import job_inputs
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
 from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
-from agent.model.status import ActionResult, DeploymentStatus
+from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import ClusterView, Observation, assumed_from_status
 from agent.observe import observe_cluster
 from agent.plan import Plan, held, plan
@@ -132,14 +133,14 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool) -> Assessment:
     """One deployment: observed, recovered, diffed, planned and judged by the policies."""
-    identity = None
+    inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if desired:
-            identity = store_identity(desired.spec.template.spec.artifact.jar_uri,
-                                      _stores(target))
-        desired_hash = _job_hash(desired, source, commit, identity) if desired else None
+            inputs, warnings = job_inputs(
+                located, _stores(target), lambda path: source.read(commit, path),
+                settings.workdir, previous.status.applied_inputs if previous else None, offline)
+        desired_hash = _job_hash(desired, source, commit, inputs) if desired else None
     except ArtifactError as error:   # the object store says the jar is not there: INVALID
-        located = loaded.deployments[name]
         problems = [*problems, SpecProblem(located.file, located.line_of(*ARTIFACT, "jarUri"),
                                            str(error), "Deployment", name)]
         desired = desired_hash = None
@@ -150,11 +151,15 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         observation = assumed_from_status(previous.status.job if previous else None,
                                           observation.error)
     recovery = recover(name, previous, observation, client, desired, desired_hash)
-    before = _identity_recorded(recovery.previous, desired, identity, desired_hash)
+    before = recovery.previous
+    if desired is not None:
+        before = _inputs_recorded(before, inputs, desired_hash, {
+            _job_hash(desired, source, commit, known) for known in
+            (JobInputs(), JobInputs(artifact=inputs.artifact))})
     diff = difference(name, desired, desired_hash, before, observation)
-    if identity and diff.job_changed and not diff.fields:   # only the object's content changed
-        diff = replace(diff, fields=(FieldChange(
-            "spec.template.spec.artifact.jarUri (the object)", "an earlier object", identity),))
+    if diff.job_changed and not diff.fields:   # only what the spec's text does not show
+        diff = replace(diff, fields=_input_changes(
+            before.status.applied_inputs if before else None, inputs))
     verdict = Verdict()
     if problems:
         decided = held(name, "spec refused; the running job is left as it is")
@@ -173,8 +178,10 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     return Assessment(
         name, None if problems else desired, desired_hash, located.file if located else None,
         target, before, observation, diff, decided, tuple(problems),
-        tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment"),
-        tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded)
+        tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment")
+        + tuple(warnings),
+        tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
+        inputs=inputs)
 
 
 def _unassessed(name: str, target: DeploymentTarget | None, previous: DeploymentStatus | None,
@@ -376,27 +383,41 @@ def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool,
     return clients, {name: view for name, (_, view) in observed.items()}
 
 
-def _identity_recorded(before: DeploymentStatus | None, desired: Deployment | None,
-                       identity: str | None, desired_hash: str | None) -> DeploymentStatus | None:
-    """A job applied before the agent read its jar's identity (an http(s) jar, before this
-    version) is taken as running the jar as it is now: its status takes the digest with the
-    identity, so that no job restarts for the identity alone."""
-    if identity is None or before is None or desired is None \
-            or before.status.applied_spec_hash != desired.job_hash(None):
+def _inputs_recorded(before: DeploymentStatus | None, inputs: JobInputs, desired_hash: str,
+                     known_before: set[str]) -> DeploymentStatus | None:
+    """A job applied before the agent read an input it reads now (a jar's identity, before this
+    version; secret values, before the deployment opted in) is taken as running with the input
+    as it is now: its status takes the digest with the input, so that no job restarts for the
+    reading alone. `known_before`: the job's digests without those inputs."""
+    if before is None or before.status.applied_spec_hash not in known_before - {desired_hash} \
+            or (before.status.applied_inputs or JobInputs()).secrets is not None:
         return before
     recorded = before.model_copy(deep=True)
     recorded.status.applied_spec_hash = desired_hash
+    recorded.status.applied_inputs = inputs
     return recorded
 
 
+def _input_changes(applied: JobInputs | None, inputs: JobInputs) -> tuple[FieldChange, ...]:
+    """What changed of a job whose spec's text did not: its jar's object, its secrets' values."""
+    applied = applied or JobInputs()
+    changes = []
+    if inputs.artifact and applied.artifact != inputs.artifact:
+        changes.append(FieldChange("spec.template.spec.artifact.jarUri (the object)",
+                                   applied.artifact or "an earlier object", inputs.artifact))
+    if inputs.secrets and applied.secrets != inputs.secrets:
+        changes.append(FieldChange("secret references (their values)", "earlier values",
+                                   "rotated values"))
+    return tuple(changes)
+
+
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
-              store_identity: str | None = None) -> str:
+              inputs: JobInputs) -> str:
     """The desired job's digest, including the content of a jar or SQL script kept in the spec
-    repo, or `store_identity`, the version id or ETag of a jar in an object store."""
+    repo, or the identity of one in a store, and (opted in) its secrets' keyed digest."""
     path = desired.spec.template.spec.artifact.repo_file()
-    if path:
-        return desired.job_hash(source.blob_id(commit, path) or "missing")
-    return desired.job_hash(store_identity)
+    blob = (source.blob_id(commit, path) or "missing") if path else None
+    return desired.job_hash(inputs.digest_part(blob))
 
 
 def _stores(target: DeploymentTarget | None) -> ArtifactStores:

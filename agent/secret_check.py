@@ -27,7 +27,7 @@ def add_secret_check(loaded: LoadResult, read: ReadFile, required: bool = True) 
     refuse it."""
     for located in loaded.deployments.values():
         target = loaded.targets.get(located.spec.spec.deployment_target_name)
-        values = [*_values(located), *_script_file(located, read), *_target_values(target)]
+        values = [*job_values(located, read), *_target_values(target)]
         for path, label, text in values:
             found = [SpecProblem(located.file, located.line_of(*path), f"{label}: {why}"
                                  + ("" if required else " (here; the agent's machine must "
@@ -37,8 +37,14 @@ def add_secret_check(loaded: LoadResult, read: ReadFile, required: bool = True) 
     return loaded
 
 
+def job_values(located: Located, read: ReadFile) -> Iterator[tuple[tuple, str, str]]:
+    """(path of the field, its name, its text) of every value a job is started with, a
+    `sqlScriptFile`'s content included."""
+    yield from _values(located)
+    yield from _script_file(located, read)
+
+
 def _values(located: Located) -> Iterator[tuple[tuple, str, str]]:
-    """(path of the field, its name, its text) of every value a job is started with."""
     template = located.spec.spec.template.spec
     for key, value in template.flink_configuration.items():
         yield (*TEMPLATE, "flinkConfiguration", key), f"flinkConfiguration {key}", str(value)

@@ -12,8 +12,12 @@ it leaves for Flink (or an artifact store), and every value expanded is register
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import re
+import secrets
 from pathlib import Path
 
 from agent.errors import SecretMissing
@@ -21,6 +25,9 @@ from agent.logs import register_secret
 from agent.model.references import REFERENCE, Reference, references
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
+# the key of `keyed_digest`: this variable, else a random key kept in the agent's work dir
+DIGEST_KEY_VARIABLE = "FLINK_GITOPS_SECRET_DIGEST_KEY"
+DIGEST_KEY_FILE = "secret-digest.key"
 
 
 def unresolved(text: str) -> list[tuple[Reference, str]]:
@@ -45,6 +52,40 @@ def expand(text: str) -> str:
         register_secret(value)
         return value
     return REFERENCE.sub(replace, text)
+
+
+def keyed_digest(texts: list[str], key: bytes) -> str | None:
+    """A keyed digest (HMAC-SHA256) of the values the references in `texts` have now, or None
+    when they hold none: it changes when a value does, and tells nothing of a value to whoever
+    lacks `key`. SecretMissing names a reference that cannot be expanded."""
+    found = sorted({str(reference) for text in texts for reference in references(text)})
+    if not found:
+        return None
+    values = [(reference, expand(reference)) for reference in found]
+    canonical = json.dumps(values, separators=(",", ":")).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()[:16]
+
+
+def digest_key(workdir: Path) -> bytes:
+    """The key of `keyed_digest`: DIGEST_KEY_VARIABLE, else the work dir's key file (made, with
+    a random key readable by its owner only, when there is none). Agents that share a spec
+    repository must share the key (the variable): a digest under another key looks changed."""
+    if os.environ.get(DIGEST_KEY_VARIABLE):
+        return os.environ[DIGEST_KEY_VARIABLE].encode()
+    path = Path(workdir) / DIGEST_KEY_FILE
+    if not path.exists():   # written whole under another name, then linked: never half a key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{DIGEST_KEY_FILE}.{os.getpid()}")
+        partial.unlink(missing_ok=True)
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(secrets.token_hex(32))
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass   # another agent's, made meanwhile
+        finally:
+            partial.unlink()
+    return path.read_bytes().strip()
 
 
 def _value(reference: Reference) -> str:

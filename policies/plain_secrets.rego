@@ -6,7 +6,7 @@ package main
 
 import rego.v1
 
-secret_name := `(password|passwd|secret|token|credential|access[-.]key|account\.key|private[-.]key|jaas|keytab)`
+secret_name := `(password|passwd|secret|token|credential|access[-.]key|account\.key|private[-.]key|jaas|keytab|user[-.]info)`
 
 reference := `\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}`
 
@@ -21,13 +21,13 @@ warn contains msg if {
 
 warn contains msg if {
 	some argument in arguments
-	some found in regex.find_n(`--?[\w.-]*(password|passwd|secret|token|credential)[\w.-]*[= ]+[^\s]+`, argument, -1)
+	some found in regex.find_n(concat("", [`--?[\w.-]*`, secret_name, `[\w.-]*[= ]+[^\s]+`]), argument, -1)
 	not regex.match(reference, found)
 	msg := sprintf("%s: mainArgs %s holds a secret in clear text; %s", [input.metadata.name, split(found, " ")[0], advice])
 }
 
 warn contains msg if {
-	some found in regex.find_n(`'[^']*(password|passwd|secret|token|credential|jaas)[^']*'\s*=\s*'[^']*'`, input.spec.template.spec.artifact.sqlScript, -1)
+	some found in regex.find_n(concat("", [`'[^']*`, secret_name, `[^']*'\s*=\s*'[^']*'`]), input.spec.template.spec.artifact.sqlScript, -1)
 	not regex.match(reference, found)
 	msg := sprintf("%s: sqlScript option %s holds a secret in clear text; %s", [input.metadata.name, trim_space(split(found, "=")[0]), advice])
 }

@@ -293,9 +293,15 @@ class Flink:
     def running(self) -> list[str]:
         return [j for j, s in self.jobs().items() if s == "RUNNING"]
 
-    def restored_from(self, job: str) -> str | None:
-        restored = (self.get(f"/jobs/{job}/checkpoints").get("latest") or {}).get("restored")
-        return restored["external_path"] if restored else None
+    def restored_from(self, job: str, timeout: float = 15) -> str | None:
+        """The savepoint or checkpoint `job` was started from (None: none, after `timeout`: the
+        REST API keeps a job's statistics a few seconds, so a fresh job may not show it yet)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            restored = (self.get(f"/jobs/{job}/checkpoints").get("latest") or {}).get("restored")
+            if restored or time.monotonic() > deadline:
+                return restored["external_path"] if restored else None
+            time.sleep(0.5)
 
     def parallelism(self, job: str) -> int:
         """The job's parallelism: its widest operator (the counter's source is fixed at 1)."""

@@ -93,6 +93,24 @@ def test_a_targets_s3_secret_that_cannot_be_expanded_is_invalid_before_any_reque
         "agent's environment has no variable FG_S3_NEVER_SET")
 
 
+def test_a_review_without_the_stores_credentials_takes_the_applied_jar_as_unchanged(
+        started_from_s3, spec_repo, settings, monkeypatch):
+    """`plan` in a pull request's CI, which holds no store credentials: the jar's identity is
+    the one recorded when it was applied, with a warning at its jarUri, not a refusal."""
+    from conftest import free_port
+    started_from_s3("s3-no-credentials")
+    assert spec_repo.status_of("s3-no-credentials")["appliedInputs"]["artifact"].startswith(
+        "etag:")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    reviewed = {r.name: r for r in review(settings).reviews}["s3-no-credentials"]
+    assert not reviewed.problems and not reviewed.plan.changes_anything
+    [warning] = reviewed.warnings
+    assert warning.startswith("deployments/s3-no-credentials.yaml:15: jarUri s3://")
+    assert warning.endswith("(here; the plan takes the jar applied last as unchanged)")
+
+
 def test_s3a_is_read_as_s3(s3, spec_repo, settings, flink, rest, counter_jar):
     bucket = s3.bucket()
     s3.upload(bucket, "jobs/counter.jar", counter_jar)
@@ -286,13 +304,13 @@ def test_a_job_applied_before_its_jar_had_an_identity_is_not_restarted_for_it(
         jar_site, spec_repo, settings, flink, rest, counter_jar, monkeypatch):
     """An agent before this version digested an http jar by its URL alone: the first cycle of
     this one records the jar's identity and restarts nothing."""
-    import agent.reconcile
+    import agent.job_inputs
     folder, site = jar_site
     (folder / "counter.jar").write_bytes(counter_jar.read_bytes())
     spec_repo.write_target("test", flink.url)
     deploy(spec_repo, "http-before", f"{site}/counter.jar")
     spec_repo.push()
-    monkeypatch.setattr(agent.reconcile, "store_identity", lambda jar_uri, stores: None)
+    monkeypatch.setattr(agent.job_inputs, "store_identity", lambda jar_uri, stores: None)
     assert sync(settings).exit_code == 0
     monkeypatch.undo()
     job, before = rest.job("http-before", 1), spec_repo.status_of("http-before")

@@ -38,6 +38,15 @@ def test_a_secret_in_clear_text_is_warned_about_and_a_reference_is_not():
     assert "hunter2" not in warnings[0]
 
 
+def test_the_plain_secrets_policy_and_the_status_redaction_know_the_same_secret_names():
+    """One vocabulary: what the built-in policy warns about is what the status masks."""
+    import re
+    from pathlib import Path
+    from agent.model.references import SECRET_NAME
+    policy = (Path(__file__).parents[1] / "policies/plain_secrets.rego").read_text()
+    assert re.search(r"^secret_name := `(.*)`$", policy, re.M)[1] == SECRET_NAME
+
+
 def test_latest_state_without_checkpointing_is_denied():
     result = verdict({"action": "START", "state": "EMPTY"}, restore="LATEST_STATE",
                      options={"pipeline.name": "x"})

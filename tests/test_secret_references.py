@@ -59,3 +59,21 @@ def test_a_reference_a_sql_script_file_cannot_expand_is_a_problem_at_its_field(m
                                "environment has no variable FG_SQL_PASSWORD")
     reviewed = add_secret_check(load({"deployments/sql.yaml": spec}), files.get, required=False)
     assert not reviewed.problems_of("Deployment", "sql") and len(reviewed.warnings) == 1
+
+
+def test_the_keyed_digest_follows_the_values_and_needs_the_key(monkeypatch, tmp_path):
+    from agent.secrets import DIGEST_KEY_VARIABLE, digest_key, keyed_digest
+    monkeypatch.delenv(DIGEST_KEY_VARIABLE, raising=False)
+    key = digest_key(tmp_path)
+    assert digest_key(tmp_path) == key and len(key) == 64
+    assert (tmp_path / "secret-digest.key").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("FG_DIGESTED", "v1-s3cret")
+    texts = ["a ${FG_DIGESTED}", "b ${FG_DIGESTED}"]
+    first = keyed_digest(texts, key)
+    assert keyed_digest(list(reversed(texts)), key) == first
+    assert keyed_digest(texts, b"another key") != first
+    assert "v1-s3cret" not in first and keyed_digest(["no reference"], key) is None
+    monkeypatch.setenv("FG_DIGESTED", "v2-s3cret")
+    assert keyed_digest(texts, key) != first
+    monkeypatch.setenv(DIGEST_KEY_VARIABLE, "shared by the agents")
+    assert digest_key(tmp_path) == b"shared by the agents"

@@ -151,3 +151,45 @@ def test_a_reference_that_cannot_be_expanded_makes_the_deployment_invalid_and_st
     assert status["sync"] == "INVALID" and rest.running() == [job]
     [reviewed] = review(settings).reviews
     assert not reviewed.problems and "the agent's machine must have it" in reviewed.warnings[0]
+
+
+ROTATING = "{team: test}\n          annotations: {flink-gitops.io/restart-on-secret-change: 'true'}"
+
+
+def test_a_rotated_secret_restarts_only_the_deployments_that_opt_in(
+        deployed, spec_repo, settings, rest, monkeypatch):
+    """Two deployments reference one variable, one opted in (its annotation). Its value rotated:
+    the opted-in job is upgraded with a savepoint, the plan naming the secrets, and the other
+    keeps running. Opting in later restarts nothing; a review where the variable is not set
+    takes the values as unchanged, and says so. No value reaches the status branch."""
+    from agent.reconcile import review, sync
+    monkeypatch.setenv("FG_ROTATING", "first-c4n4ry")
+    deployed("rotating", labels=ROTATING, options="db.password: ${FG_ROTATING}")
+    deployed("steady", options="db.password: ${FG_ROTATING}")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    rotating, steady = rest.job("rotating", 1), rest.job("steady", 1)
+    assert spec_repo.status_of("rotating")["appliedInputs"]["secrets"]
+
+    monkeypatch.setenv("FG_ROTATING", "second-c4n4ry")
+    [planned] = [r for r in review(settings).reviews if r.plan.changes_anything]
+    assert planned.name == "rotating" and planned.plan.action.value == "STATEFUL_UPGRADE"
+    assert "secret references (their values)" in planned.plan.reason
+    rest.wait_checkpoint(rotating)
+    result = sync(settings)
+    assert result.exit_code == 0 and set(result.outcomes) == {"rotating"}
+    status = spec_repo.status_of("rotating")
+    assert status["job"]["id"] != rotating and status["lastSavepoint"]["jobId"] == rotating
+    assert steady in rest.running()
+
+    deployed("steady", labels=ROTATING, options="db.password: ${FG_ROTATING}")
+    spec_repo.push("steady opts in")
+    result = sync(settings)
+    assert result.exit_code == 0 and result.outcomes == {} and steady in rest.running()
+
+    monkeypatch.delenv("FG_ROTATING")
+    reviewed = {r.name: r for r in review(settings).reviews}
+    assert not reviewed["rotating"].plan.changes_anything
+    assert any("takes them as unchanged" in w for w in reviewed["rotating"].warnings)
+    branch = git(spec_repo.remote, "log", "-p", DEFAULT_STATUS_BRANCH)
+    assert "c4n4ry" not in branch

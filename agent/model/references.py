@@ -8,6 +8,10 @@ import re
 from dataclasses import dataclass
 
 REFERENCE = re.compile(r"\$(\$?)\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
+# what, in the name of a Flink option, a program flag or a SQL WITH option, says that its value
+# is a secret; policies/plain_secrets.rego holds the same words (a test keeps them equal)
+SECRET_NAME = (r"(password|passwd|secret|token|credential|access[-.]key|account\.key|"
+               r"private[-.]key|jaas|keytab|user[-.]info)")
 
 
 @dataclass(frozen=True)

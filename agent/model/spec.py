@@ -23,6 +23,8 @@ from pydantic.alias_generators import to_camel
 SPEC_SUFFIXES = (".yaml", ".yml")   # the files of the spec repository that hold specs
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.stop-with-drain"
+# "true": a change of a secret reference's value restarts the job (per its upgrade strategy)
+RESTART_ON_SECRET_CHANGE_ANNOTATION = "flink-gitops.io/restart-on-secret-change"
 CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
 MAX_PARALLELISM = 32768          # Flink's largest maxParallelism
 MAX_ATTEMPTS = 100
@@ -235,6 +237,12 @@ class Deployment(SpecModel):
         """`stopWithDrain`, or Ververica's stop-with-drain annotation set to true."""
         annotation = self.metadata.annotations.get(STOP_WITH_DRAIN_ANNOTATION, "false")
         return self.spec.stop_with_drain or annotation.strip().lower() == "true"
+
+    @property
+    def restarts_on_secret_change(self) -> bool:
+        """Opted in (its annotation) to a new job when a referenced secret's value changes."""
+        annotation = self.metadata.annotations.get(RESTART_ON_SECRET_CHANGE_ANNOTATION, "false")
+        return annotation.strip().lower() == "true"
 
     def job_fields(self) -> dict[str, Any]:
         """What the running job is made of: a change here needs a new job (labels and the desired

@@ -116,6 +116,22 @@ class History(StatusModel):
     events: list[Event] = Field(default_factory=list)
 
 
+class JobInputs(StatusModel):
+    """What a job is made of beyond its spec's text: the identity of its jar in a store or on a
+    server (a version id, ETag, checksum, Maven build) and, for a deployment that opts in, a keyed
+    digest of its secret references' values. Part of the job's digest; recorded with the applied
+    spec, so a review without the store's credentials or the secrets can compare with it."""
+
+    artifact: str | None = None
+    secrets: str | None = None
+
+    def digest_part(self, artifact: str | None = None) -> str | None:
+        """What goes into the job's digest (`artifact`: the identity of a jar in the spec repo,
+        which wins). Without secrets, the artifact's identity alone, as before they existed."""
+        identity = artifact or self.artifact
+        return identity if self.secrets is None else f"{identity or ''}|secrets:{self.secrets}"
+
+
 class Status(StatusModel):
     state: DeploymentState
     sync: SyncStatus
@@ -131,6 +147,7 @@ class Status(StatusModel):
     warnings: list[str] = Field(default_factory=list)
     applied_spec_hash: str | None = None
     applied_spec: dict[str, Any] | None = None
+    applied_inputs: JobInputs | None = None
     failed_attempt: str | None = None     # attempt key of a spec whose action failed for good
     savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
     history: History = Field(default_factory=History)

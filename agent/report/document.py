@@ -17,7 +17,7 @@ from agent.model.observation import Observation
 from agent.model.outcome import Outcome
 from agent.model.spec import DesiredState
 from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
-                                History, Job, Problem, ProblemKind, Status,
+                                History, Job, JobInputs, Problem, ProblemKind, Status,
                                 StatusMetadata, SyncStatus, bounded)
 from agent.plan import StepKind
 
@@ -182,6 +182,7 @@ def _mark_applied(status: Status, facts: CycleFacts) -> None:
         status.spec_commit = facts.commit
     status.applied_spec_hash = facts.item.desired_hash
     status.applied_spec = applied
+    status.applied_inputs = facts.item.inputs if facts.item.inputs != JobInputs() else None
     status.savepoint_trigger_nonce = facts.item.desired.spec.savepoint_trigger_nonce
 
 
