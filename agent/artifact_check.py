@@ -3,7 +3,9 @@
 A jar or SQL script kept in the spec repository must be there and be a file, not a symbolic
 link; a `file://` jar must lie under a directory the agent allows (`--file-jar-dir`, and its
 work dir); a jar in an object store (`s3://`, `gs://`, `abfs(s)://`) needs its fsspec
-implementation installed (the project's extra for it); any other scheme is refused. A
+implementation installed (the project's extra for it); a jar in a Maven repository
+(`maven://GROUP:ARTIFACT:VERSION[:CLASSIFIER]`) needs a well-formed coordinate (whether a
+repository has it is known only by asking, at `plan` and `sync`); any other scheme is refused. A
 deployment whose artifact fails is INVALID at `validate`, `plan` and `sync` time, with the file
 and line of the field — never discovered half way through an upgrade.
 """
@@ -18,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from agent.errors import RepoFileRefused
 from agent.load import LoadResult, Located, SpecProblem
+from agent.model.maven import CoordinateInvalid, is_maven, parse_coordinate
 from agent.model.spec import ArtifactKind
 
 ARTIFACT = ("spec", "template", "spec", "artifact")
@@ -26,7 +29,7 @@ Exists = Callable[[str], bool]   # repo path -> is a file; RepoFileRefused for a
 # a jarUri scheme read through fsspec -> (its fsspec protocol, the project's extra installing it)
 OBJECT_STORES = {"s3": ("s3", "s3"), "s3a": ("s3", "s3"), "gs": ("gs", "gcs"),
                  "abfs": ("abfs", "azure"), "abfss": ("abfs", "azure")}
-SCHEMES = ("https", "http", "file", *OBJECT_STORES)
+SCHEMES = ("https", "http", "file", "maven", *OBJECT_STORES)
 # fsspec's registry module (the name `fsspec.registry` is the mapping of known protocols)
 _FILESYSTEMS = importlib.import_module("fsspec.registry")
 
@@ -51,14 +54,18 @@ def file_jar_allowed(jar_uri: str, roots: Iterable[Path]) -> Path | None:
 
 
 def scheme_problem(jar_uri: str) -> str | None:
-    """Why a `jarUri` URL cannot be read by this agent (an unknown scheme, or an object store
-    whose extra is not installed), or None."""
+    """Why a `jarUri` URL cannot be read by this agent (an unknown scheme, a malformed Maven
+    coordinate, or an object store whose extra is not installed), or None."""
+    if is_maven(jar_uri):   # (before urlparse, which refuses some malformed ones)
+        return _coordinate_problem(jar_uri)
     scheme = urlparse(jar_uri).scheme.lower()
+    if scheme == "maven":
+        return _coordinate_problem(jar_uri)
     if not scheme:
         return None
     if scheme not in SCHEMES:
         return (f"scheme {scheme!r} is not supported (use https://, http://, file://, s3://, "
-                "gs://, abfs(s):// or a path in the spec repository)")
+                "gs://, abfs(s)://, maven:// or a path in the spec repository)")
     if scheme not in OBJECT_STORES:
         return None
     protocol, extra = OBJECT_STORES[scheme]
@@ -66,6 +73,14 @@ def scheme_problem(jar_uri: str) -> str | None:
         _FILESYSTEMS.get_filesystem_class(protocol)
     except ImportError:
         return f"needs the {extra} extra: pip install 'flink-gitops[{extra}]'"
+    return None
+
+
+def _coordinate_problem(jar_uri: str) -> str | None:
+    try:
+        parse_coordinate(jar_uri)
+    except CoordinateInvalid as error:
+        return str(error)
     return None
 
 

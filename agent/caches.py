@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Iterator
 
 from agent.flink.rest import flink_versions
+from agent.job_inputs import ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S
 from agent.load import ParsedFiles
 from agent.memo import Memo
 from agent.policy import policy_sets
@@ -27,6 +28,8 @@ class Caches:
     rendered: Memo = field(default_factory=lambda: Memo("rendered documents", 1_000_000))
     policies: Memo = field(default_factory=policy_sets)        # 8 sets, their workers closed
     versions: Memo = field(default_factory=flink_versions)     # per cluster URL, 10 minutes
+    artifacts: Memo = field(default_factory=lambda: Memo(   # identities that do not change
+        "artifact identities", ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S))   # (`job_inputs`)
 
     @classmethod
     @contextmanager

@@ -11,33 +11,61 @@ reference, and the next start of the job takes the new value.
 A review (`plan`, offline) may run where neither the store's credentials nor the secrets are:
 what it cannot read there it takes from the inputs recorded with the applied spec, and says so
 in a warning.
+
+The inputs of a cycle's deployments are read READERS at a time (`read_all`): a request to a store
+costs its round trip, and a thousand of them in a row would cost a thousand.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.errors import ArtifactError, ArtifactUnavailable, SecretMissing
 from agent.flink.artifacts import store_identity
 from agent.load import Located, SpecProblem
+from agent.memo import Memo
 from agent.model.spec import RESTART_ON_SECRET_CHANGE_ANNOTATION, ArtifactStores
 from agent.model.status import JobInputs
 from agent.secret_check import ReadFile, job_values
 from agent.secrets import digest_key, keyed_digest
 
 ARTIFACT = ("spec", "template", "spec", "artifact", "jarUri")
+READERS = 16                    # deployments whose inputs are read at once
+ARTIFACT_MEMO_SIZE = 10_000     # identities that do not change: Maven releases, http jars by
+ARTIFACT_MEMO_TTL_S = 3600.0    # validator; each kept at most an hour
+Read = tuple[JobInputs, list[SpecProblem]] | Exception   # a deployment's inputs, or why not
 ANNOTATION = ("metadata", "annotations", RESTART_ON_SECRET_CHANGE_ANNOTATION)
 
 
+def read_all(deployments: dict[str, tuple[Located, ArtifactStores, JobInputs | None]],
+             read: ReadFile, workdir: Path, offline: bool, known: Memo) -> dict[str, Read]:
+    """The inputs of each deployment (its spec, its target's stores, the inputs recorded with
+    its applied spec), READERS at a time; what failed is kept as its exception, to be raised
+    where that deployment is assessed."""
+    def one(name: str) -> Read:
+        located, stores, recorded = deployments[name]
+        try:
+            return job_inputs(located, stores, read, workdir, recorded, offline, known)
+        except Exception as error:  # noqa: BLE001 - one deployment's, raised at its assessment
+            return error
+    if len(deployments) <= 1:
+        return {name: one(name) for name in deployments}
+    with ThreadPoolExecutor(max_workers=min(READERS, len(deployments))) as pool:
+        return dict(zip(deployments, pool.map(one, deployments), strict=True))
+
+
 def job_inputs(located: Located, stores: ArtifactStores, read: ReadFile, workdir: Path,
-               recorded: JobInputs | None, offline: bool) -> tuple[JobInputs, list[SpecProblem]]:
+               recorded: JobInputs | None, offline: bool,
+               known: Memo | None = None) -> tuple[JobInputs, list[SpecProblem]]:
     """`located`'s inputs now, and the warnings of a review that could not read some of them
-    (`recorded`: the applied spec's). At `sync` (not `offline`) ArtifactError (the store refuses)
-    and ArtifactUnavailable (it does not answer) are raised."""
+    (`recorded`: the applied spec's; `known`: identities that do not change). At `sync` (not
+    `offline`) ArtifactError (the store refuses) and ArtifactUnavailable (it does not answer)
+    are raised."""
     deployment, warnings = located.spec, []
     recorded = recorded or JobInputs()
     try:
-        artifact = store_identity(deployment.spec.template.spec.artifact.jar_uri, stores)
+        artifact = store_identity(deployment.spec.template.spec.artifact.jar_uri, stores, known)
     except (ArtifactError, ArtifactUnavailable) as error:
         if not offline:
             raise

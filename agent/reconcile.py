@@ -27,7 +27,7 @@ from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
-from agent.job_inputs import job_inputs
+from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
@@ -102,6 +102,12 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     wanted = {name: _wanted(name, loaded, previous.get(name), gone.held.get(name, ()))
               for name in names}
     clients, views = _observe(settings, loaded, wanted.values(), start_local, caches)
+    inputs = read_all({name: (loaded.deployments[name], _stores(loaded.targets.get(target)
+                                                                 and loaded.targets[target].spec),
+                              previous[name].status.applied_inputs if name in previous else None)
+                       for name, (desired, _, target) in wanted.items() if desired},
+                      lambda path: source.read(commit, path), settings.workdir, offline,
+                      caches.artifacts)
     assessments = []
     for name in names:
         desired, problems, target_name = wanted[name]
@@ -113,7 +119,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
         try:
             assessment = _assess_one(settings, source, commit, name, desired, problems, target,
                                      loaded, previous.get(name), view, clients.get(target_name),
-                                     policies, gone, offline)
+                                     policies, gone, offline, inputs.get(name))
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -131,14 +137,15 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 target: DeploymentTarget | None, loaded: LoadResult,
                 previous: DeploymentStatus | None, view: ClusterView,
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
-                offline: bool) -> Assessment:
-    """One deployment: observed, recovered, diffed, planned and judged by the policies."""
+                offline: bool, read: Read | None) -> Assessment:
+    """One deployment: observed, recovered, diffed, planned and judged by the policies (`read`:
+    its inputs beyond the spec's text, or why they could not be read)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
-        if desired:
-            inputs, warnings = job_inputs(
-                located, _stores(target), lambda path: source.read(commit, path),
-                settings.workdir, previous.status.applied_inputs if previous else None, offline)
+        if isinstance(read, Exception):
+            raise read
+        if desired and read is not None:
+            inputs, warnings = read
         desired_hash = _job_hash(desired, source, commit, inputs) if desired else None
     except ArtifactError as error:   # the object store says the jar is not there: INVALID
         problems = [*problems, SpecProblem(located.file, located.line_of(*ARTIFACT, "jarUri"),

@@ -310,7 +310,7 @@ def test_a_job_applied_before_its_jar_had_an_identity_is_not_restarted_for_it(
     spec_repo.write_target("test", flink.url)
     deploy(spec_repo, "http-before", f"{site}/counter.jar")
     spec_repo.push()
-    monkeypatch.setattr(agent.job_inputs, "store_identity", lambda jar_uri, stores: None)
+    monkeypatch.setattr(agent.job_inputs, "store_identity", lambda *asked: None)
     assert sync(settings).exit_code == 0
     monkeypatch.undo()
     job, before = rest.job("http-before", 1), spec_repo.status_of("http-before")

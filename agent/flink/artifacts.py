@@ -5,9 +5,12 @@ A JAR artifact's `jarUri`: `https://` and `http://` jars are downloaded when a j
 the applied commit, so a jar committed next to its spec is versioned with it. A jar in an object
 store (`s3://` or `s3a://`, `gs://`, `abfs(s)://`) is read through fsspec with the store's
 standard environment (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-AWS_ENDPOINT_URL, AWS_REGION). A jar in a store or on an http(s) server has an identity
-(`store_identity`: its version id, ETag or Last-Modified; one metadata request) that is part of
-the job's digest, so a jar replaced at the same key or URL makes a new job. A SQLSCRIPT artifact
+AWS_ENDPOINT_URL, AWS_REGION). A `maven://GROUP:ARTIFACT:VERSION[:CLASSIFIER]` jar is resolved
+in the target's Maven repositories (`agent.flink.maven`) and downloaded from the first that has
+it. A jar in a store, a Maven repository or on an http(s) server has an identity
+(`store_identity`: its version id, ETag, published checksum, Last-Modified, or Maven build; a
+request or three) that is part of the job's digest, so a jar replaced at the same key or URL,
+or a new snapshot build, makes a new job. A SQLSCRIPT artifact
 runs as the project's SQL runner jar with the script (inline, or its `sqlScriptFile`
 read from the spec repository at the same commit) as program argument.
 """
@@ -22,15 +25,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 import requests
 
 from agent.artifact_check import OBJECT_STORES, file_jar_allowed, scheme_problem
 from agent.errors import ArtifactError, ArtifactUnavailable
+from agent.flink import maven
 from agent.flink.http import DeadlinePassed, deadline, session
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.logs import register_secret
+from agent.memo import Memo
+from agent.model.maven import MAX_CHECKSUM_BYTES, checksum_in, is_maven
 from agent.model.spec import ArtifactKind, ArtifactStores, Deployment
 from agent.secrets import expand
 
@@ -40,6 +46,7 @@ DOWNLOAD_DEADLINE_S = 600.0         # a download taking longer is given up (trie
 STORE_TIMEOUT_S = 30                # an object store's connect and read timeouts (S3)
 STORE_BLOCK_BYTES = 8 << 20         # read from an object store this much at a time
 HEAD_TIMEOUT_S = 10                 # an http(s) jar's metadata request (connect, read)
+CHECKSUM_FILES = ("sha256", "sha1")  # asked for in this order beside an http(s) jar without ETag
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,10 @@ def repo_path(jar_uri: str) -> str | None:
 def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
               file_roots: Iterable[Path] = (), stores: ArtifactStores = ArtifactStores()) -> Path:
     """A local file holding the jar `jar_uri` names (a `file://` one only under `file_roots`)."""
+    if is_maven(jar_uri):
+        found = maven.resolve(jar_uri, stores.maven)
+        return _download(found.url(), posixpath.basename(found.path), cache_dir, found.auth(),
+                         f"{jar_uri} ({found.shown()})")
     parsed = urlparse(jar_uri)
     if parsed.scheme == "file":
         path = file_jar_allowed(jar_uri, file_roots)
@@ -106,62 +117,71 @@ def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
     return _keep(content, posixpath.basename(path), cache_dir)
 
 
-def _download(url: str, name: str, cache_dir: Path) -> Path:
+def _download(url: str, name: str, cache_dir: Path, auth: maven.Auth = None,
+              shown: str | None = None) -> Path:
     """Streams a jar to the cache (never whole in memory), at most MAX_ARTIFACT_BYTES and
-    DOWNLOAD_DEADLINE_S in all; the same content is stored once."""
+    DOWNLOAD_DEADLINE_S in all, with basic `auth` when given; the same content is stored once.
+    Messages name the jar `shown` (default: `url`)."""
+    shown = shown or url
     digest = hashlib.sha256()
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as partial:
         try:
             with deadline(DOWNLOAD_DEADLINE_S):
-                _stream(url, partial, digest)
+                _stream(url, partial, digest, auth, shown)
         except BaseException as error:
             Path(partial.name).unlink(missing_ok=True)
             if isinstance(error, DeadlinePassed):
-                raise ArtifactUnavailable(f"jarUri {url}: download took over "
+                raise ArtifactUnavailable(f"jarUri {shown}: download took over "
                                           f"{DOWNLOAD_DEADLINE_S:g}s (the limit)") from None
             raise
     return _stored(Path(partial.name), digest.hexdigest()[:12], name, cache_dir)
 
 
-def _stream(url: str, partial, digest) -> None:
+def _stream(url: str, partial, digest, auth: maven.Auth, shown: str) -> None:
     try:
-        with session().get(url, stream=True, timeout=60) as response:
+        with session().get(url, stream=True, timeout=60, auth=auth) as response:
             if response.status_code >= 500:
-                raise ArtifactUnavailable(f"jarUri {url}: download answered HTTP "
+                raise ArtifactUnavailable(f"jarUri {shown}: download answered HTTP "
                                           f"{response.status_code}")
             if response.status_code != 200:
-                raise ArtifactError(f"jarUri {url}: download answered HTTP "
+                raise ArtifactError(f"jarUri {shown}: download answered HTTP "
                                     f"{response.status_code}")
             size = 0
             for chunk in response.iter_content(1 << 20):
                 size += len(chunk)
                 if size > MAX_ARTIFACT_BYTES:
-                    raise ArtifactError(f"jarUri {url}: larger than the limit of "
+                    raise ArtifactError(f"jarUri {shown}: larger than the limit of "
                                         f"{MAX_ARTIFACT_BYTES:,} bytes")
                 digest.update(chunk)
                 partial.write(chunk)
     except (requests.RequestException, OSError) as error:
         raise ArtifactUnavailable(
-            f"jarUri {url}: download failed ({type(error).__name__})") from None
+            f"jarUri {shown}: download failed ({type(error).__name__})") from None
 
 
-def store_identity(jar_uri: str | None, stores: ArtifactStores = ArtifactStores()) -> str | None:
-    """The identity of the jar `jar_uri` names as it is now, one metadata request: in an object
-    store its version id when the store keeps versions, else its ETag; on an http(s) server its
-    ETag, else its Last-Modified and size. None for a jar kept elsewhere, or a server that
-    offers neither. ArtifactError when the store or server says it is not there or may not be
-    read, ArtifactUnavailable when it did not answer."""
+def store_identity(jar_uri: str | None, stores: ArtifactStores = ArtifactStores(),
+                   known: Memo | None = None) -> str | None:
+    """The identity of the jar `jar_uri` names as it is now: in an object store its version id
+    when the store keeps versions, else its ETag (one metadata request); on an http(s) server
+    its ETag, else the checksum it publishes beside it, else its Last-Modified and size (a HEAD,
+    and two small GETs the first time a Last-Modified is seen); in Maven repositories its
+    version and checksum, or a -SNAPSHOT's timestamped build (`agent.flink.maven`). `known`
+    remembers what does not change: a Maven release, the identity of an http jar by its
+    validator. None for a jar kept elsewhere, or a server that offers none of these. ArtifactError when the store, server or repository says
+    it is not there or may not be read, ArtifactUnavailable when it did not answer."""
+    if is_maven(jar_uri):
+        return maven.identity(jar_uri, stores.maven, known)
     scheme = urlparse(jar_uri).scheme.lower() if jar_uri else ""
     if scheme in ("http", "https"):
-        return _http_identity(jar_uri)
+        return _http_identity(jar_uri, known)
     if scheme not in OBJECT_STORES or scheme_problem(jar_uri) is not None:
         return None
     info = _store_call(jar_uri, stores, lambda fs, path: _fresh_info(fs, path))
     return _identity_of(info)
 
 
-def _http_identity(jar_uri: str) -> str | None:
+def _http_identity(jar_uri: str, known: Memo | None) -> str | None:
     try:
         with deadline(HEAD_TIMEOUT_S * 2):
             answer = session().head(expand(jar_uri), timeout=HEAD_TIMEOUT_S,
@@ -177,9 +197,39 @@ def _http_identity(jar_uri: str) -> str | None:
     headers = answer.headers if answer.status_code == 200 else {}
     if headers.get("ETag"):
         return f"etag:{headers['ETag'].strip(chr(34))}"
-    if headers.get("Last-Modified"):
-        return f"modified:{headers['Last-Modified']}|{headers.get('Content-Length', '?')}"
-    return None   # (no HEAD, or no validator: the jar's URL alone names it, as before)
+    modified = headers.get("Last-Modified")
+    validator = f"modified:{modified}|{headers.get('Content-Length', '?')}" if modified else None
+    if validator is None or known is None:   # (neither: the jar's URL alone names it)
+        return _published_checksum(jar_uri) or validator
+    return known.get_or(("http", jar_uri, validator),
+                        lambda: _published_checksum(jar_uri) or validator)
+
+
+def _published_checksum(jar_uri: str) -> str | None:
+    """`sha256:HEX` (or `sha1:HEX`) from the checksum file a server keeps beside the jar
+    (`<jar>.sha256`, else `<jar>.sha1`; at most MAX_CHECKSUM_BYTES each), or None when it keeps
+    neither (a 404, or an answer that is no checksum). A server that does not answer is
+    ArtifactUnavailable: an identity that falls back now and then would restart the job."""
+    for algorithm in CHECKSUM_FILES:
+        try:
+            answer = maven.ask("GET", _beside(expand(jar_uri), f".{algorithm}"),
+                               MAX_CHECKSUM_BYTES)
+        except maven.NoAnswer as error:
+            raise ArtifactUnavailable(f"jarUri {jar_uri}: the server did not answer for its "
+                                      f".{algorithm} ({error})") from None
+        if answer.transient:
+            raise ArtifactUnavailable(f"jarUri {jar_uri}: the server answered HTTP "
+                                      f"{answer.status} for its .{algorithm}")
+        digest = checksum_in(answer.body, algorithm) if answer.body else None
+        if digest is not None:
+            return f"{algorithm}:{digest}"
+    return None
+
+
+def _beside(url: str, suffix: str) -> str:
+    """The address of the file named `url`'s file plus `suffix` (its query kept) (pure)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path + suffix))
 
 
 def _identity_of(info: dict) -> str:
