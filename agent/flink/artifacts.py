@@ -33,6 +33,7 @@ from agent.artifact_check import OBJECT_STORES, file_jar_allowed, scheme_problem
 from agent.errors import ArtifactError, ArtifactUnavailable
 from agent.flink import maven
 from agent.flink.http import DeadlinePassed, deadline, session
+from agent.flink.jars import jar_problem
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.logs import register_secret
 from agent.memo import Memo
@@ -76,8 +77,11 @@ def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFro
             script = content.decode("utf-8")
         return JobProgram(runner_jar(cache_dir), RUNNER_CLASS,
                           runner_args(deployment.name, expand(script)))
-    return JobProgram(fetch_jar(artifact.jar_uri, cache_dir, read_from_repo, file_roots, stores),
-                      artifact.entry_class, [expand(a) for a in artifact.program_args()])
+    jar = fetch_jar(artifact.jar_uri, cache_dir, read_from_repo, file_roots, stores)
+    problem = jar_problem(jar, artifact.entry_class)
+    if problem is not None:
+        raise ArtifactError(f"jarUri {artifact.jar_uri}: {problem}")
+    return JobProgram(jar, artifact.entry_class, [expand(a) for a in artifact.program_args()])
 
 
 def repo_path(jar_uri: str) -> str | None:
