@@ -320,3 +320,39 @@ def test_a_job_applied_before_its_jar_had_an_identity_is_not_restarted_for_it(
     assert rest.running() == [job] == [after["job"]["id"]]
     assert after["appliedSpecHash"] != before["appliedSpecHash"]
     assert after["specCommit"] == before["specCommit"]
+
+
+def test_wrong_credentials_are_the_stores_refusal_named_on_the_jar(tmp_path, counter_jar,
+                                                                    monkeypatch):
+    """A moto server that checks credentials (after the two requests that fill it): a key it
+    does not know is refused, an ArtifactError with the store's reason, never the secret."""
+    import subprocess
+    import sys
+    import boto3
+    from conftest import free_port
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "2"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="setup", aws_secret_access_key="setup")
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket="guarded")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        client.put_object(Bucket="guarded", Key="c.jar", Body=counter_jar.read_bytes())
+        for name, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", "nobody"),
+                            ("AWS_SECRET_ACCESS_KEY", "wr0ng-s3cret"), ("AWS_REGION", "us-east-1")):
+            monkeypatch.setenv(name, value)
+        from agent.flink.artifacts import store_identity
+        with pytest.raises(ArtifactError) as refused:
+            store_identity("s3://guarded/c.jar")
+        assert str(refused.value).startswith("jarUri s3://guarded/c.jar: the store refused")
+        assert "wr0ng-s3cret" not in str(refused.value)
+    finally:
+        server.terminate()
+        server.wait(10)
