@@ -35,7 +35,8 @@ class Assessment:
     events: tuple[str, ...] = ()
     verdict: Verdict = Verdict()
     deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
-    inputs: JobInputs = field(default_factory=JobInputs)  # what its job is made of beyond the spec's text
+    inputs: JobInputs = field(default_factory=JobInputs)   # its job beyond the spec's text
+    next_savepoint_at: str | None = None   # when its next periodic savepoint falls due
 
     @property
     def target_name(self) -> str | None:

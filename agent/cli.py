@@ -7,10 +7,12 @@ is not, 2 for usage or configuration errors.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -18,6 +20,11 @@ from rich.console import Console
 from agent.config import DEFAULT_STATUS_BRANCH, Settings, default_workdir
 from agent.errors import ConfigError, FlinkGitopsError, LocalClusterError
 from agent.terminal import console, errors, plain, print_sync, say, table
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from agent.model.status import DeploymentStatus
 
 
 @click.group(context_settings={"auto_envvar_prefix": "FLINK_GITOPS"})
@@ -225,31 +232,50 @@ def _address(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-@main.command()
-@click.option("--repo", required=True, help="Spec repository: a path or a git URL.")
-@click.option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
-@click.option("--label", "labels", multiple=True, help="Only deployments with this key=value.")
-@workdir_option
-def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path | None) -> None:
-    """The dashboard table from the status branch, problems first."""
+def status_branch_options(function):
+    """The options of the commands that read the status branch (`status`, `savepoints`)."""
+    function = click.option("--status-branch", default=DEFAULT_STATUS_BRANCH,
+                            show_default=True)(workdir_option(function))
+    return click.option("--repo", required=True,
+                        help="Spec repository: a path or a git URL.")(function)
+
+
+def read_status_branch(repo: str, status_branch: str,
+                       workdir: Path | None) -> dict[str, DeploymentStatus]:
+    """The status documents on the status branch of `repo` (fetched), by deployment name; each
+    document that cannot be read is a warning. Exit 1 when the repo cannot be fetched or read."""
     from agent.status_store import StatusStore
-    from agent.clock import utc_now
-    from agent.report.cells import row_cells
-    from agent.report.dashboard import ordered
     from agent.source import SpecRepository
 
     source = SpecRepository(repo, workdir or default_workdir())
     try:
         source.fetch()
+        read, unreadable = StatusStore(source, status_branch).read()
     except FlinkGitopsError as error:
         say("error", "red", error)
         sys.exit(1)
-    wanted = dict(label.partition("=")[::2] for label in labels)
-    read, unreadable = StatusStore(source, status_branch).read()
-    documents = [d for d in read.values()
-                 if all(d.metadata.labels.get(k) == v for k, v in wanted.items())]
     for why in unreadable.values():
         plain(f"warning: {why}", errors)
+    return read
+
+
+def print_table(shown: Table) -> None:
+    """A table on the terminal; to a pipe 200 columns wide, so that rows do not wrap."""
+    (console if console.is_terminal else Console(width=200)).print(shown)
+
+
+@main.command()
+@status_branch_options
+@click.option("--label", "labels", multiple=True, help="Only deployments with this key=value.")
+def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path | None) -> None:
+    """The dashboard table from the status branch, problems first."""
+    from agent.clock import utc_now
+    from agent.report.cells import row_cells
+    from agent.report.dashboard import ordered
+
+    wanted = dict(label.partition("=")[::2] for label in labels)
+    documents = [d for d in read_status_branch(repo, status_branch, workdir).values()
+                 if all(d.metadata.labels.get(k) == v for k, v in wanted.items())]
     now = utc_now()  # a terminal reads live: ages count to now
     rows = []
     for document in ordered(documents):
@@ -258,13 +284,65 @@ def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path
                      f"{job.flink_status} #{job.generation}" if job else "—",
                      cells["parallelism"], cells["restarts"], cells["savepoint"],
                      cells["action"]))
-    shown = table(f"{len(documents)} deployments ({status_branch})",
-                  ("", "deployment", "state", "sync", "flink job", "parallelism", "restarts",
-                   "last savepoint", "last action"), rows)
-    (console if console.is_terminal else Console(width=200)).print(shown)  # pipes: no wrapping
+    print_table(table(f"{len(documents)} deployments ({status_branch})",
+                      ("", "deployment", "state", "sync", "flink job", "parallelism",
+                       "restarts", "last savepoint", "last action"), rows))
     for document in ordered(documents):
         for problem in document.status.errors:
             say(document.name, "yellow", f"{problem.kind.value}: {problem.message}")
+
+
+@main.command()
+@status_branch_options
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.argument("name", required=False)
+def savepoints(repo: str, status_branch: str, workdir: Path | None, output: str,
+               name: str | None) -> None:
+    """The savepoints of deployment NAME (of every deployment without it) from the status
+    branch, newest first: the id to restore one by (initialSavepointPath: savepoint:<id>),
+    KEPT or DISPOSED."""
+    from agent.logs import redact
+    from agent.report.savepoints import savepoints_json
+
+    documents = read_status_branch(repo, status_branch, workdir)
+    if name is not None:
+        documents = {name: _deployment(documents, name, status_branch)}
+    if output == "json":
+        click.echo(redact(json.dumps(savepoints_json(list(documents.values())), indent=2)))
+    else:
+        print_table(_savepoint_table(sorted(documents.values(), key=lambda d: d.name),
+                                     status_branch, every=name is None))
+
+
+def _deployment(documents: dict[str, DeploymentStatus], name: str,
+                status_branch: str) -> DeploymentStatus:
+    """The status document of deployment `name`; a usage error (exit 2) naming the deployments
+    there are when there is none."""
+    if name in documents:
+        return documents[name]
+    known = ", ".join(sorted(documents)[:20]) + (", …" if len(documents) > 20 else "")
+    raise click.BadParameter(f"no deployment {name!r} on the status branch {status_branch} "
+                             f"({'deployments: ' + known if known else 'no deployments'})",
+                             param_hint="'NAME'")
+
+
+def _savepoint_table(documents: list[DeploymentStatus], status_branch: str,
+                     every: bool) -> Table:
+    """Rows of savepoints, newest first per deployment; with `every`, a deployment column."""
+    from agent.report.savepoints import COLUMNS, newest_first, savepoint_cells
+
+    rows = [((document.name,) if every else ()) + savepoint_cells(savepoint)
+            for document in documents
+            for savepoint in newest_first(document.status.history.savepoints)]
+    whose = f"{len(documents)} deployments" if every else documents[0].name
+    shown = table(f"{len(rows)} savepoints of {whose} ({status_branch})",
+                  (("deployment",) if every else ()) + COLUMNS, rows)
+    for column in shown.columns[:-3]:   # names, ids and times stay whole: copied, grepped
+        column.no_wrap = True
+    for column in shown.columns[-3:]:   # a narrow terminal folds the rest, hiding nothing
+        column.overflow = "fold"
+    return shown
 
 
 @main.group()

@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import generate_latest
 
 from agent.caches import Caches
+from agent.clock import parse
 from agent.config import Settings
 from agent.errors import ConfigError, FlinkError, FlinkGitopsError, SourceError
 from agent.reconcile import SyncResult, spec_head, sync
@@ -294,6 +295,10 @@ class Daemon:
         self.metrics.record(result, time.monotonic() - started)
         if result.exit_code == 0 and not result.outcomes:
             self._settled_at = result.commit
+        if result.next_savepoint_at is not None:   # a full cycle when it falls due
+            self.scheduler.add_job(self.trigger, "date", args=["periodic savepoint due"],
+                                   run_date=parse(result.next_savepoint_at),
+                                   id="periodic savepoint", replace_existing=True)
         self.ready.set()
         log.info("cycle done in %.2fs (status %s)", time.monotonic() - started,
                  result.status_commit[:10] if result.status_commit else "unchanged")

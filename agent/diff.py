@@ -45,6 +45,7 @@ class Difference:
     drift: str | None = None                # what the cluster shows that the agent did not do
     desired_hash: str | None = None         # digest of the desired job (see Deployment.job_hash)
     savepoint_requested: bool = False       # savepointTriggerNonce changed since the last one
+    redeploy_requested: bool = False        # savepointRedeployNonce changed since the last one
 
     @property
     def restart_only(self) -> bool:
@@ -146,8 +147,11 @@ def difference(name: str, desired: Deployment | None, desired_hash: str | None,
     fields = field_changes(status.applied_spec if applied else None, spec_document(desired))
     nonce = desired.spec.savepoint_trigger_nonce
     requested = applied and nonce is not None and nonce != status.savepoint_trigger_nonce
+    redeploy = desired.spec.savepoint_redeploy_nonce
     return Difference(name, desired.spec.state, applied, job_changed, fields,
-                      _drift(status, observation), desired_hash, requested)
+                      _drift(status, observation), desired_hash, requested,
+                      applied and redeploy is not None
+                      and redeploy != status.savepoint_redeploy_nonce)
 
 
 def _drift(status, observation: Observation) -> str | None:

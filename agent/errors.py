@@ -70,6 +70,10 @@ class ArtifactError(PermanentError):
     """A job artifact (jar) could not be found, built or read."""
 
 
+class RestoreUnavailable(PermanentError):
+    """The savepoint or checkpoint a job is to start from is certainly not there."""
+
+
 class RepoFileRefused(ArtifactError):
     """A file of the spec repository the agent will not read: a symbolic link, or a path that
     leaves the repository."""

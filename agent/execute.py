@@ -16,8 +16,9 @@ from typing import Callable
 from agent import testpoints
 from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkGitopsError, FlinkRequestError, FlinkUnavailable, JobDidNotEnd,
-                          JobStartFailed, PermanentError, SavepointFailed)
+                          JobStartFailed, PermanentError, RestoreUnavailable, SavepointFailed)
 from agent.flink.artifacts import JobProgram
+from agent.flink.storage import state_absent
 from agent.flink.rest import FlinkClient, SavepointResult, poll_delays
 from agent.model.job_states import FlinkJobStatus
 from agent.job_ids import job_id, with_generation
@@ -57,11 +58,12 @@ class Execution:
         if desired is not None and any(s.kind == StepKind.START_JOB for s in plan.steps):
             try:
                 self._uploaded(desired)
+                _restorable(plan)
             except FlinkGitopsError as error:
                 outcome.result = ActionResult.FAILED
                 outcome.permanent = isinstance(error, PermanentError)
-                outcome.message = (f"the job's artifact could not be prepared, nothing was "
-                                   f"changed: {error}")
+                outcome.message = (f"the job could not be prepared, nothing was changed: "
+                                   f"{error}")
                 log.warning("%s: %s", plan.name, outcome.message)
                 return outcome
         for step in plan.steps:
@@ -75,6 +77,9 @@ class Execution:
                         self._cancel(step, outcome)
                     case StepKind.START_JOB:
                         self._start(step, plan.generation, desired, outcome)
+                    case StepKind.DISPOSE_SAVEPOINT:
+                        self.client.dispose_savepoint(step.location, sleep=self.sleep)
+                        outcome.disposed.append((step.location, step.why))
             except FlinkGitopsError as error:
                 outcome.result = ActionResult.FAILED
                 outcome.permanent = isinstance(error, PermanentError)
@@ -91,8 +96,9 @@ class Execution:
                    outcome: Outcome) -> None:
         """Starts the previously applied spec again, from the state the failed job was to get."""
         generation = plan.generation + desired.deployment.spec.max_job_creation_attempts
+        restore = plan.rollback_restore or failed.restore
         step = Step(StepKind.START_JOB, job_id(plan.name, generation, previous.spec_hash),
-                    restore=failed.restore, parallelism=previous.deployment.spec.template.spec.
+                    restore=restore, parallelism=previous.deployment.spec.template.spec.
                     parallelism)
         try:
             self._start(step, generation, previous, outcome)
@@ -101,7 +107,7 @@ class Execution:
             return
         outcome.rolled_back_to = previous.commit
         outcome.message += (f"; rolled back to the spec of commit {previous.commit[:10]}: job "
-                            f"{outcome.started.id} runs it, {failed.restore.describe()}")
+                            f"{outcome.started.id} runs it, {restore.describe()}")
 
     def _uploaded(self, release: Release) -> tuple[JobProgram, str]:
         """The release's program and the id of its jar on the cluster (fetched and uploaded
@@ -116,12 +122,13 @@ class Execution:
     def _savepoint(self, step: Step, spec: Deployment | None, outcome: Outcome):
         """A savepoint of a job that keeps running (savepointTriggerNonce)."""
         result = self._attempt_savepoint(step, spec, lambda: self.client.trigger_savepoint(
-            step.job_id, target_directory=self.savepoint_dir))
+            step.job_id, target_directory=self.savepoint_dir, format_type=_format(spec)))
         self._record(step, result, outcome)
 
     def _stop_with_savepoint(self, step: Step, spec: Deployment | None, outcome: Outcome):
         result = self._attempt_savepoint(step, spec, lambda: self.client.stop_with_savepoint(
-            step.job_id, target_directory=self.savepoint_dir, drain=step.drain))
+            step.job_id, target_directory=self.savepoint_dir, drain=step.drain,
+            format_type=_format(spec)))
         self._record(step, result, outcome)
         outcome.ended[step.job_id] = self._await_end(step.job_id)
         testpoints.reached(testpoints.OLD_JOB_STOPPED)
@@ -276,3 +283,20 @@ class Execution:
         if not state.terminal:
             raise JobDidNotEnd(f"job {job} is still {state} after it was told to end")
         return state
+
+
+def _format(spec: Deployment | None) -> str:
+    """The savepoint format of `spec` (savepointFormat), as Flink's requests name it."""
+    return spec.spec.savepoint_format.value if spec is not None else "CANONICAL"
+
+
+def _restorable(plan: Plan) -> None:
+    """RestoreUnavailable when the savepoint or checkpoint a START_JOB step restores is certainly
+    not there: found before any job is stopped for it."""
+    for step in plan.steps:
+        restore = step.restore
+        if step.kind == StepKind.START_JOB and restore.path and restore.kind in (
+                RestoreKind.SAVEPOINT, RestoreKind.RETAINED_CHECKPOINT) \
+                and state_absent(restore.path):
+            raise RestoreUnavailable(f"the state to restore, {restore.path}, is not there (no "
+                                     "_metadata)")

@@ -15,6 +15,7 @@ from agent.job_ids import job_id
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
 from agent.model.status import ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin
 from agent.model.observation import Observation
+from agent.retention import Upkeep
 
 
 class StepKind(StrEnum):
@@ -22,6 +23,7 @@ class StepKind(StrEnum):
     STOP_WITH_SAVEPOINT = "STOP_WITH_SAVEPOINT"
     CANCEL_JOB = "CANCEL_JOB"
     START_JOB = "START_JOB"
+    DISPOSE_SAVEPOINT = "DISPOSE_SAVEPOINT"
 
 
 class RestoreKind(StrEnum):
@@ -63,9 +65,13 @@ class Step:
     origin: SavepointOrigin | None = None    # STOP_WITH_SAVEPOINT: why the savepoint is taken
     restore: Restore | None = None           # START_JOB: the state the job starts from
     parallelism: int | None = None           # START_JOB
+    location: str | None = None              # DISPOSE_SAVEPOINT: the savepoint, and why
+    why: str = ""
 
     def describe(self) -> str:
         match self.kind:
+            case StepKind.DISPOSE_SAVEPOINT:
+                return f"dispose savepoint {self.location} ({self.why})"
             case StepKind.TRIGGER_SAVEPOINT:
                 return f"take a savepoint of job {self.job_id} (it keeps running)"
             case StepKind.STOP_WITH_SAVEPOINT:
@@ -88,6 +94,10 @@ class Plan:
     generation: int = 0                  # generation of the job START_JOB submits first
     rollback: bool = False               # a new job that cannot start: start the applied spec
     blocked: bool = False                # a policy denied the change
+    rollback_restore: Restore | None = None   # the state a rollback starts from (default: the
+                                              # state the failed job was to get)
+    upkeep: bool = False                 # a periodic savepoint or disposal: its failure is
+                                         # reported, never the deployment's failure
 
     @property
     def action_name(self) -> str | None:
@@ -107,6 +117,7 @@ class Plan:
                            **({"restorePath": s.restore.path} if s.restore and s.restore.path
                               else {}),
                            **({"parallelism": s.parallelism} if s.parallelism else {}),
+                           **({"savepoint": s.location, "why": s.why} if s.location else {}),
                            **({"drain": True} if s.drain else {})} for s in self.steps]}
 
     @property
@@ -121,7 +132,7 @@ class Plan:
         start = next((s for s in self.steps if s.kind == StepKind.START_JOB), None)
         ends_a_job = any(s.kind != StepKind.START_JOB for s in self.steps)
         if start is None:
-            if not self.steps:
+            if all(s.kind == StepKind.DISPOSE_SAVEPOINT for s in self.steps):
                 return "UNCHANGED"
             saved = any(s.kind != StepKind.CANCEL_JOB for s in self.steps)
             return "SAVED" if saved else "DISCARDED"
@@ -152,10 +163,24 @@ def held(name: str, reason: str, blocked: bool = False) -> Plan:
 
 
 def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
-         observation: Observation, rollback: bool = True) -> Plan:
+         observation: Observation, rollback: bool = True, upkeep: Upkeep = Upkeep()) -> Plan:
     """The action that brings one deployment to its desired state, and its steps in order.
 
-    With `rollback`, an upgrade whose new job cannot start starts the applied spec again."""
+    With `rollback`, an upgrade whose new job cannot start starts the applied spec again. A
+    deployment with nothing else to do gets its `upkeep`: a periodic savepoint, else the
+    disposal of savepoints beyond its retention."""
+    decided = _plan(diff, desired, previous, observation, rollback, upkeep)
+    if decided.action is not None or decided.pending or not observation.reachable \
+            or desired is None or not upkeep.disposals:
+        return decided
+    return Plan(diff.name, ActionKind.DISPOSE_SAVEPOINTS, tuple(
+        Step(StepKind.DISPOSE_SAVEPOINT, d.savepoint.job_id or "", location=d.savepoint.location,
+             why=d.why) for d in upkeep.disposals), "savepoints beyond savepointRetention",
+        upkeep=True)
+
+
+def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
+          observation: Observation, rollback: bool, upkeep: Upkeep) -> Plan:
     name = diff.name
     if not observation.reachable:
         return Plan(name, None, reason=f"target unreachable: {observation.error}")
@@ -179,6 +204,9 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
                                 Step(StepKind.CANCEL_JOB, active.id if active else ""),
                                 "desired state CANCELLED")
     generation = _next_generation(previous, observation)
+    if diff.redeploy_requested:
+        return _redeploy(diff, desired, previous, observation, active, extra, generation,
+                         rollback)
     if active is None:
         return _plan_start(diff, desired, previous, observation, extra, generation)
     if diff.job_changed:
@@ -194,29 +222,78 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
         return Plan(name, ActionKind.SAVEPOINT, (Step(
             StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.USER_REQUEST),),
             "savepointTriggerNonce changed")
+    if upkeep.savepoint_due:
+        return Plan(name, ActionKind.SAVEPOINT, (Step(
+            StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.PERIODIC),),
+            upkeep.savepoint_due, upkeep=True)
     return Plan(name, None, reason="in sync")
 
 
+def _redeploy(diff, desired, previous, observation, active, extra, generation,
+              rollback: bool) -> Plan:
+    """The job restarted from the savepoint `initialSavepointPath` chooses, whatever the restore
+    strategy says: a running job is replaced per its upgrade strategy (a STATEFUL one stopped
+    with a savepoint, kept, and what a rollback restores)."""
+    chosen = Restore(RestoreKind.SAVEPOINT,
+                     chosen_savepoint(desired, previous.status if previous else None))
+    reason = (f"savepointRedeployNonce changed: restored from savepoint {chosen.path} "
+              "(initialSavepointPath), whatever the restore strategy")
+    if active is None:
+        return Plan(diff.name, ActionKind.REDEPLOY, extra + (
+            _start_step(desired, diff.desired_hash, generation, chosen),), reason,
+            generation=generation)
+    return _replace(diff, desired, previous, observation, active, extra, generation,
+                    ActionKind.REDEPLOY, reason, rollback, chosen)
+
+
+def naming_problem(desired: Deployment, status) -> str | None:
+    """Why `initialSavepointPath`, written as a savepoint's name (`savepoint:<id>`), names none
+    a restore can use, or None."""
+    written = desired.spec.initial_savepoint_path or ""
+    if not written.startswith("savepoint:"):
+        return None
+    named = next((s for s in (status.history.savepoints if status else []) if s.named(written)),
+                 None)
+    if named is None:
+        return (f"initialSavepointPath {written}: no savepoint of this deployment has that id "
+                "(its dashboard page lists them)")
+    if not named.kept:
+        return (f"initialSavepointPath {written}: savepoint {named.location} was disposed at "
+                f"{named.disposed_at} ({named.disposed_why})")
+    return None
+
+
+def chosen_savepoint(desired: Deployment, status) -> str | None:
+    """The location `initialSavepointPath` names: a path, or a savepoint of the deployment's
+    history by its id (`savepoint:<id>`) or createdAt, as the dashboard shows them."""
+    written = desired.spec.initial_savepoint_path
+    if written is None or status is None:
+        return written
+    named = next((s for s in status.history.savepoints if s.named(written)), None)
+    return named.location if named is not None else written
+
+
 def _replace(diff, desired, previous, observation, active, extra, generation,
-             kind: ActionKind | None, reason: str, rollback: bool) -> Plan:
+             kind: ActionKind | None, reason: str, rollback: bool,
+             chosen: Restore | None = None) -> Plan:
     """The running job replaced by a new one of the desired spec, per its upgradeStrategy;
-    `kind` names the action when it is not an upgrade."""
+    `kind` names the action when it is not an upgrade. A `chosen` state (a redeploy) is
+    restored instead of the strategy's, which a rollback then restores."""
     match desired.spec.upgrade_strategy.kind:
         case UpgradeStrategyKind.NONE:
             return Plan(diff.name, None, extra, reason=reason, pending=True)
         case UpgradeStrategyKind.STATEFUL:
-            stop = Step(StepKind.STOP_WITH_SAVEPOINT, active.id, drain=desired.drain_on_stop,
-                        origin=SavepointOrigin.UPGRADE)
-            start = _start_step(desired, diff.desired_hash, generation,
-                                _restore_after_stop(desired))
-            return Plan(diff.name, kind or ActionKind.STATEFUL_UPGRADE, extra + (stop, start),
-                        reason, generation=generation, rollback=rollback)
+            first = Step(StepKind.STOP_WITH_SAVEPOINT, active.id, drain=desired.drain_on_stop,
+                         origin=SavepointOrigin.REDEPLOY if chosen else SavepointOrigin.UPGRADE)
+            restore = _restore_after_stop(desired)
+            kind = kind or ActionKind.STATEFUL_UPGRADE
         case UpgradeStrategyKind.STATELESS:
-            cancel = Step(StepKind.CANCEL_JOB, active.id)
-            start = _start_step(desired, diff.desired_hash, generation,
-                                _restore_at_start(desired, previous, observation, first=False))
-            return Plan(diff.name, kind or ActionKind.STATELESS_UPGRADE, extra + (cancel, start),
-                        reason, generation=generation, rollback=rollback)
+            first = Step(StepKind.CANCEL_JOB, active.id)
+            restore = _restore_at_start(desired, previous, observation, first=False)
+            kind = kind or ActionKind.STATELESS_UPGRADE
+    start = _start_step(desired, diff.desired_hash, generation, chosen or restore)
+    return Plan(diff.name, kind, extra + (first, start), reason, generation=generation,
+                rollback=rollback, rollback_restore=restore if chosen else None)
 
 
 def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:
@@ -266,7 +343,8 @@ def _restore_at_start(desired: Deployment, previous: DeploymentStatus | None,
     """The state a job starts from when no savepoint is taken on the way (DESIGN §2.2)."""
     strategy = desired.spec.restore_strategy.kind
     if first and desired.spec.initial_savepoint_path and strategy != RestoreStrategyKind.NONE:
-        return Restore(RestoreKind.SAVEPOINT, desired.spec.initial_savepoint_path)
+        return Restore(RestoreKind.SAVEPOINT, chosen_savepoint(
+            desired, previous.status if previous else None))
     if strategy == RestoreStrategyKind.NONE:
         return Restore(RestoreKind.EMPTY)
     status = previous.status if previous is not None else None

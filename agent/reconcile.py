@@ -35,7 +35,8 @@ from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import ClusterView, Observation, assumed_from_status
 from agent.observe import observe_cluster
-from agent.plan import Plan, held, plan
+from agent.plan import Plan, held, naming_problem, plan
+from agent.retention import Upkeep, upkeep
 from agent.model.verdict import Verdict
 from agent.policy import PolicySet, compile_policies, evaluate, policy_input, with_built_ins
 from agent.recover import recover
@@ -68,6 +69,7 @@ class SyncResult:
     status_commit: str | None
 
     unattributed: list[SpecProblem] = field(default_factory=list)
+    next_savepoint_at: str | None = None   # when a periodic savepoint falls due next
 
     @property
     def exit_code(self) -> int:
@@ -163,11 +165,15 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         before = _inputs_recorded(before, inputs, desired_hash, {
             _job_hash(desired, source, commit, known) for known in
             (JobInputs(), JobInputs(artifact=inputs.artifact))})
+    if desired is not None and (unnamed := naming_problem(
+            desired, before.status if before else None)) is not None:
+        problems = [*problems, SpecProblem(located.file, located.line_of(
+            "spec", "initialSavepointPath"), unnamed, "Deployment", name)]
     diff = difference(name, desired, desired_hash, before, observation)
     if diff.job_changed and not diff.fields:   # only what the spec's text does not show
         diff = replace(diff, fields=_input_changes(
             before.status.applied_inputs if before else None, inputs))
-    verdict = Verdict()
+    verdict, due = Verdict(), Upkeep()
     if problems:
         decided = held(name, "spec refused; the running job is left as it is")
     elif desired is None and gone.guarded:
@@ -175,7 +181,11 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         decided = held(name, "deletion held by the guard; the running job is left as it is",
                        blocked=True)
     else:
-        decided = plan(diff, desired, before, observation, settings.rollback)
+        due = upkeep(desired, target, before.status if before else None,
+                     observation.active is not None
+                     and observation.active.flink_status == "RUNNING",
+                     utc_now()) if desired is not None else Upkeep()
+        decided = plan(diff, desired, before, observation, settings.rollback, due)
         if desired is not None:
             verdict = evaluate(policies, _policy_input(desired, target, decided, before))
         if verdict.denied:
@@ -188,7 +198,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment")
         + tuple(warnings),
         tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
-        inputs=inputs)
+        inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None)
 
 
 def _unassessed(name: str, target: DeploymentTarget | None, previous: DeploymentStatus | None,
@@ -291,7 +301,9 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     store = StatusStore(source, status_branch, caches.documents)
     status_commit = store.write_or_keep(files, message) if acted else store.write(files, message)
-    return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed)
+    due = [item.next_savepoint_at for item in cycle.assessments if item.next_savepoint_at]
+    return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,
+                      min(due, default=None))
 
 
 def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,

@@ -26,7 +26,8 @@ from agent.job_ids import runs_spec
 from agent.model.spec import Deployment, DesiredState
 from agent.model.job_states import FlinkJobStatus, JobState
 from agent.model.status import (DeploymentStatus, Job, Savepoint, SavepointOrigin, Status,
-                                StatusMetadata, SyncStatus, DeploymentState, bounded)
+                                StatusMetadata, SyncStatus, DeploymentState, bounded,
+                                savepoint_history)
 from agent.model.observation import ObservedJob, Observation
 
 
@@ -116,7 +117,7 @@ def _record_loss(status: Status, client: FlinkClient, desired: Deployment | None
     record = Savepoint(location=checkpoint.location, origin=SavepointOrigin.RETAINED_CHECKPOINT,
                        created_at=from_millis(int(checkpoint.modified * 1000))
                        if checkpoint.modified else utc_now(), job_id=job.id)
-    status.history.savepoints = bounded(status.history.savepoints + [record])
+    status.history.savepoints = savepoint_history(status.history.savepoints + [record])
     status.last_savepoint = record
     events.append(f"its newest retained checkpoint is {checkpoint.location}")
 
@@ -136,7 +137,7 @@ def _record_end(status: Status, ended: ObservedJob, client: FlinkClient,
         record = Savepoint(location=location, origin=_origin(desired),
                            created_at=from_millis(savepoint.get("latest_ack_timestamp", 0)),
                            job_id=ended.id)
-        status.history.savepoints = bounded(status.history.savepoints + [record])
+        status.history.savepoints = savepoint_history(status.history.savepoints + [record])
         status.last_savepoint = record
         job.state = JobState.TERMINATED
         events.append(f"recovered: job {ended.id} was stopped with savepoint {location} "

@@ -9,6 +9,9 @@ import dataclasses
 from agent.reconcile import sync
 
 
+BAD_ARGS = "--rate 0"   # the counter's main() refuses it: a job Flink cannot start
+BAD_ARGS_SAID = "--rate and --keys must be positive"
+
 def test_an_invalid_spec_leaves_the_running_job_untouched(deployed, spec_repo, settings, rest):
     deployed("guarded")
     spec_repo.push()
@@ -56,9 +59,7 @@ def test_a_failed_savepoint_leaves_the_old_job_running_and_reports_flinks_cause(
 
 def test_a_job_that_cannot_start_is_reported_with_flinks_message(deployed, spec_repo, settings,
                                                                  rest):
-    deployed("misnamed", extra="maxJobCreationAttempts: 1")
-    path = spec_repo.checkout / "deployments/misnamed.yaml"
-    path.write_text(path.read_text().replace("com.example.Counter", "com.example.Nope"))
+    deployed("misnamed", args=BAD_ARGS, extra="maxJobCreationAttempts: 1")
     spec_repo.push()
     result = sync(settings)
     assert result.exit_code == 1
@@ -66,7 +67,7 @@ def test_a_job_that_cannot_start_is_reported_with_flinks_message(deployed, spec_
     status = spec_repo.status_of("misnamed")
     assert status["state"] == "FAILED"
     assert status["lastAction"]["result"] == "FAILED"
-    assert "com.example.Nope" in status["lastAction"]["message"]
+    assert BAD_ARGS_SAID in status["lastAction"]["message"]
     assert "did not start in 1 attempt(s)" in status["lastAction"]["message"]
 
 
@@ -108,10 +109,8 @@ def test_an_upgrade_whose_job_cannot_start_rolls_back_to_the_previous_spec_and_s
     good = spec_repo.push("a good spec")
     sync(settings)
     rest.wait_checkpoint(rest.job("rollback", 1))
-    deployed("rollback", parallelism=2, extra="maxJobCreationAttempts: 2")
-    path = spec_repo.checkout / "deployments/rollback.yaml"
-    path.write_text(path.read_text().replace("com.example.Counter", "com.example.Nope"))
-    spec_repo.push("a bad entry class")
+    deployed("rollback", parallelism=2, args=BAD_ARGS, extra="maxJobCreationAttempts: 2")
+    spec_repo.push("arguments the job refuses")
     assert sync(settings).exit_code == 1
     status = spec_repo.status_of("rollback")
     savepoint = status["lastSavepoint"]["location"]
@@ -121,7 +120,7 @@ def test_an_upgrade_whose_job_cannot_start_rolls_back_to_the_previous_spec_and_s
     assert status["state"] == "FAILED" and status["sync"] == "OUT_OF_SYNC"
     assert status["job"]["id"] == rolled_back and status["job"]["specCommit"] == good
     message = status["lastAction"]["message"]
-    assert "com.example.Nope" in message and f"rolled back to the spec of commit {good[:10]}" \
+    assert BAD_ARGS_SAID in message and f"rolled back to the spec of commit {good[:10]}" \
         in message
     commits = spec_repo.status_commits()
     assert sync(settings).exit_code == 1 and spec_repo.status_commits() == commits
@@ -139,10 +138,8 @@ def test_without_rollback_a_failed_upgrade_keeps_its_savepoint_for_the_fix(
     deployed("norollback")
     spec_repo.push()
     sync(settings)
-    deployed("norollback", extra="maxJobCreationAttempts: 1")
-    path = spec_repo.checkout / "deployments/norollback.yaml"
-    path.write_text(path.read_text().replace("com.example.Counter", "com.example.Nope"))
-    spec_repo.push("a bad entry class")
+    deployed("norollback", args=BAD_ARGS, extra="maxJobCreationAttempts: 1")
+    spec_repo.push("arguments the job refuses")
     no_rollback = dataclasses.replace(settings, rollback=False)
     assert sync(no_rollback).exit_code == 1
     assert rest.running() == []

@@ -50,7 +50,7 @@ def test_a_corrupt_jar_fails_its_upgrade_before_the_running_job_is_stopped(
     status = spec_repo.status_of("corrupt-jar")
     assert status["lastAction"]["result"] == "FAILED"
     assert status["lastAction"]["message"].startswith(
-        "the job's artifact could not be prepared, nothing was changed: jarUri jobs/counter.jar: "
+        "the job could not be prepared, nothing was changed: jarUri jobs/counter.jar: "
         "not a jar (zip) file (")
     assert rest.running() == [job] and status["job"]["id"] == job
     assert "lastSavepoint" not in status   # no savepoint taken for it: nothing was stopped

@@ -9,7 +9,8 @@ import pytest
 from agent.errors import ConfigError
 from agent.policy import (built_in_policies, compile_policies, evaluate,
                           policy_input)
-from conftest import deployment
+from agent.diff import difference
+from conftest import deployment, running
 from hostile_inputs import POLICY_CASES
 
 
@@ -45,6 +46,33 @@ def test_the_plain_secrets_policy_and_the_status_redaction_know_the_same_secret_
     from agent.model.references import SECRET_NAME
     policy = (Path(__file__).parents[1] / "policies/plain_secrets.rego").read_text()
     assert re.search(r"^secret_name := `(.*)`$", policy, re.M)[1] == SECRET_NAME
+
+
+def test_the_example_policy_keeps_every_savepoint_of_prod_deployments():
+    """policies/examples/no_disposal_in_prod.rego, as a spec repository would use it, on the
+    plan of a disposal as the planner makes it."""
+    from pathlib import Path
+    from agent.model.status import Savepoint, SavepointOrigin
+    from agent.plan import plan
+    from agent.retention import Disposal, Upkeep
+    from conftest import applied
+    example = Path(__file__).parents[1] / "policies/examples/no_disposal_in_prod.rego"
+    policies = compile_policies({"policies/no_disposal_in_prod.rego": example.read_text()})
+    old = Savepoint(location="s3://sp/savepoint-1", origin=SavepointOrigin.PERIODIC,
+                    created_at="2026-11-29T00:00:00Z")
+    results = {}
+    for env in ("prod", "dev"):
+        spec = deployment(labels={"env": env})
+        observation = running()
+        diff = difference("orders", spec, spec.job_hash(), applied(spec), observation)
+        disposal = plan(diff, spec, applied(spec), observation,
+                        upkeep=Upkeep(disposals=(Disposal(old, "beyond maxCount 1"),)))
+        assert disposal.action.value == "DISPOSE_SAVEPOINTS"
+        results[env] = evaluate(policies, policy_input(spec, "prod", "flink",
+                                                       disposal.document(), None))
+    assert not results["dev"].denied
+    [denial] = results["prod"].denials
+    assert "savepoints of prod deployments are kept; not disposing s3://sp/savepoint-1" in denial
 
 
 def test_latest_state_without_checkpointing_is_denied():

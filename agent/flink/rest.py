@@ -229,19 +229,39 @@ class FlinkClient:
                                timeout=max(self.timeout, 120))
         return answer.get("jobid", job_id)
 
-    def stop_with_savepoint(self, job_id: str, *, target_directory: str | None, drain: bool) -> str:
+    def stop_with_savepoint(self, job_id: str, *, target_directory: str | None, drain: bool,
+                            format_type: str = "CANONICAL") -> str:
         """Triggers stop-with-savepoint; returns the trigger id to poll."""
-        body: dict[str, Any] = {"drain": drain}
+        body: dict[str, Any] = {"drain": drain, "formatType": format_type}
         if target_directory:
             body["targetDirectory"] = target_directory
         return self._request("POST", f"/jobs/{job_id}/stop", json=body)["request-id"]
 
-    def trigger_savepoint(self, job_id: str, *, target_directory: str | None) -> str:
+    def trigger_savepoint(self, job_id: str, *, target_directory: str | None,
+                          format_type: str = "CANONICAL") -> str:
         """Triggers a savepoint of a running job, which keeps running; returns the trigger id."""
-        body: dict[str, Any] = {"cancel-job": False}
+        body: dict[str, Any] = {"cancel-job": False, "formatType": format_type}
         if target_directory:
             body["target-directory"] = target_directory
         return self._request("POST", f"/jobs/{job_id}/savepoints", json=body)["request-id"]
+
+    def dispose_savepoint(self, location: str, timeout: float = 600,
+                          sleep: Callable[[float], None] = time.sleep) -> None:
+        """Disposes a savepoint through the cluster (its files go however the cluster stores
+        them) and waits for it; SavepointFailed with Flink's reason when it could not."""
+        trigger_id = self._request("POST", "/savepoint-disposal",
+                                   json={"savepoint-path": location})["request-id"]
+        for delay in poll_delays(timeout):
+            answer = self._request("GET", f"/savepoint-disposal/{trigger_id}")
+            if answer.get("status", {}).get("id") == "COMPLETED":
+                operation = answer.get("operation") or {}
+                if operation.get("failure-cause"):
+                    raise SavepointFailed(f"disposing savepoint {location} failed: "
+                                          f"{failure_cause(operation)}")
+                return
+            sleep(delay)
+        raise SavepointFailed(f"disposing savepoint {location} did not complete in "
+                              f"{timeout:.0f}s")
 
     def cancel(self, job_id: str) -> None:
         """Cancels a job without a savepoint (Flink answers at once, the job ends later)."""

@@ -70,3 +70,16 @@ def _modified(fs: fsspec.AbstractFileSystem, path: str) -> float | None:
         return fs.modified(path).timestamp()
     except (NotImplementedError, OSError, AttributeError):
         return None
+
+
+def state_absent(location: str) -> bool:
+    """True when the savepoint or checkpoint `location` is certainly not there: its filesystem
+    can be read and holds no `_metadata` at it. Any doubt (no fsspec implementation for the
+    scheme, no access, an I/O error) is False: Flink, which may see more, decides."""
+    try:
+        fs, path = fsspec.core.url_to_fs(location)
+        path = path.rstrip("/")
+        return not (fs.exists(f"{path}/_metadata")
+                    or (path.endswith("/_metadata") and fs.exists(path)))
+    except Exception:  # noqa: BLE001 - any trouble reading is doubt, not absence
+        return False

@@ -46,3 +46,4 @@ class Outcome:
     started: StartedJob | None = None
     ended: dict[str, FlinkJobStatus] = field(default_factory=dict)  # job id -> final status
     savepoint_durations: list[float] = field(default_factory=list)   # seconds Flink took
+    disposed: list[tuple[str, str]] = field(default_factory=list)    # (location, why)

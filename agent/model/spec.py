@@ -55,6 +55,43 @@ class ArtifactKind(StrEnum):
     SQLSCRIPT = "SQLSCRIPT"
 
 
+class SavepointFormat(StrEnum):
+    CANONICAL = "CANONICAL"   # Flink's portable format (the default)
+    NATIVE = "NATIVE"         # the state backend's own: faster for large RocksDB state
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_SAVEPOINT_INTERVAL_S = 10.0   # periodicSavepointInterval: no shorter
+MAX_DURATION_S = 3650 * 86400.0   # any duration: ten years at most
+
+
+def duration_seconds(text: str) -> float:
+    """`30s`, `10m`, `6h`, `7d` in seconds (ValueError saying the form) (pure)."""
+    found = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration: a number with s, m, h or d, e.g. 6h")
+    seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{text!r} is longer than ten years")
+    return seconds
+
+
+def _duration(text: Any) -> str:
+    duration_seconds(text)
+    return text
+
+
+def _savepoint_interval(text: Any) -> str:
+    if duration_seconds(text) < MIN_SAVEPOINT_INTERVAL_S:
+        raise ValueError(f"{text!r} is shorter than {MIN_SAVEPOINT_INTERVAL_S:g}s")
+    return text
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
+SavepointInterval = Annotated[str, BeforeValidator(_savepoint_interval)]
+
+
 def _flink_options(value: Any) -> Any:
     """Flink options are strings on the wire; YAML gives numbers and booleans too."""
     if not isinstance(value, dict):
@@ -186,6 +223,20 @@ class Template(SpecModel):
     spec: TemplateSpec
 
 
+class SavepointRetention(SpecModel):
+    """How many savepoints the agent took of a deployment are kept, and for how long; the ones
+    beyond are disposed (see `agent.retention` for those never disposed)."""
+
+    max_count: StrictInt | None = Field(default=None, ge=1, le=100_000)
+    max_age: Duration | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> SavepointRetention:
+        if self.max_count is None and self.max_age is None:
+            raise ValueError("savepointRetention needs maxCount, maxAge or both")
+        return self
+
+
 class DeploymentSpec(SpecModel):
     state: DesiredState = DesiredState.RUNNING
     deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
@@ -197,7 +248,18 @@ class DeploymentSpec(SpecModel):
     initial_savepoint_path: str | None = None
     restart_nonce: int | str | None = None             # change it: restart per upgradeStrategy
     savepoint_trigger_nonce: int | str | None = None   # change it: take a savepoint of the job
+    savepoint_redeploy_nonce: int | str | None = None  # change it: restart from initialSavepointPath
+    periodic_savepoint_interval: SavepointInterval | None = None   # else the target's
+    savepoint_retention: SavepointRetention | None = None          # else the target's; none: all
+    savepoint_format: SavepointFormat = SavepointFormat.CANONICAL
     template: Template
+
+    @model_validator(mode="after")
+    def _redeploy_needs_a_savepoint(self) -> DeploymentSpec:
+        if self.savepoint_redeploy_nonce is not None and not self.initial_savepoint_path:
+            raise ValueError("savepointRedeployNonce restarts the job from initialSavepointPath: "
+                             "set initialSavepointPath to the savepoint to restore")
+        return self
 
     @model_validator(mode="after")
     def _latest_state_needs_retained_checkpoints(self) -> DeploymentSpec:
@@ -371,6 +433,8 @@ class DeploymentTargetSpec(SpecModel):
     flink: FlinkCluster | None = None
     local: LocalClusterSpec | None = None
     savepoint_dir: str | None = None
+    periodic_savepoint_interval: SavepointInterval | None = None   # its deployments' default
+    savepoint_retention: SavepointRetention | None = None          # its deployments' default
     artifact_stores: ArtifactStores = ArtifactStores()
 
     @model_validator(mode="after")

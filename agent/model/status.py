@@ -7,6 +7,7 @@ the job generation, the savepoints taken.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -38,7 +39,9 @@ class SavepointOrigin(StrEnum):
     UPGRADE = "UPGRADE"
     SUSPEND = "SUSPEND"
     USER_REQUEST = "USER_REQUEST"
-    RETAINED_CHECKPOINT = "RETAINED_CHECKPOINT"
+    PERIODIC = "PERIODIC"                    # periodicSavepointInterval
+    REDEPLOY = "REDEPLOY"                    # taken before a restore from a chosen savepoint
+    RETAINED_CHECKPOINT = "RETAINED_CHECKPOINT"   # Flink's own; never disposed by the agent
 
 
 class ActionKind(StrEnum):
@@ -50,6 +53,8 @@ class ActionKind(StrEnum):
     CANCEL = "CANCEL"
     RESTART = "RESTART"
     DELETE = "DELETE"
+    REDEPLOY = "REDEPLOY"                    # restarted from the savepoint a spec chose
+    DISPOSE_SAVEPOINTS = "DISPOSE_SAVEPOINTS"   # savepoints beyond savepointRetention
 
 
 class ActionResult(StrEnum):
@@ -89,6 +94,23 @@ class Savepoint(StatusModel):
     origin: SavepointOrigin
     created_at: str
     job_id: str | None = None
+    disposed_at: str | None = None   # disposed through Flink (its files gone), and why
+    disposed_why: str | None = None
+
+    @property
+    def id(self) -> str:
+        """A short name for it (the dashboard shows it; `initialSavepointPath: savepoint:<id>`
+        names it in a spec)."""
+        return hashlib.sha256(self.location.encode()).hexdigest()[:8]
+
+    @property
+    def kept(self) -> bool:
+        return self.disposed_at is None
+
+    def named(self, name: str) -> bool:
+        """Is `name` this savepoint's id (`savepoint:<id>` or `<id>`), its createdAt or its
+        location?"""
+        return name in (self.location, self.created_at, self.id, f"savepoint:{self.id}")
 
 
 class Action(StatusModel):
@@ -150,14 +172,15 @@ class Status(StatusModel):
     applied_inputs: JobInputs | None = None
     failed_attempt: str | None = None     # attempt key of a spec whose action failed for good
     savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
+    savepoint_redeploy_nonce: int | str | None = None  # the last one the job was restored for
     history: History = Field(default_factory=History)
 
     def newest_state(self, checkpoints: bool) -> Savepoint | None:
         """The newest savepoint recorded; with `checkpoints`, retained checkpoints count too
         (LATEST_STATE), without them they do not (LATEST_SAVEPOINT)."""
         for saved in reversed([*self.history.savepoints, self.last_savepoint]):
-            if saved is not None and (checkpoints
-                                      or saved.origin != SavepointOrigin.RETAINED_CHECKPOINT):
+            if saved is not None and saved.kept and (
+                    checkpoints or saved.origin != SavepointOrigin.RETAINED_CHECKPOINT):
                 return saved
         return None
 
@@ -200,3 +223,16 @@ _WANTED = {"RUNNING": {DeploymentState.RUNNING, DeploymentState.FINISHED},
 def bounded(items: list, limit: int = HISTORY_LIMIT) -> list:
     """The newest `limit` entries of a history list (newest last)."""
     return items[-limit:]
+
+
+def newest_first(savepoints: list[Savepoint]) -> list[Savepoint]:
+    """By createdAt, newest first; of equal times (a second apart at most), the one recorded
+    last first."""
+    return sorted(reversed(savepoints), key=lambda saved: saved.created_at, reverse=True)
+
+
+def savepoint_history(savepoints: list[Savepoint]) -> list[Savepoint]:
+    """Every savepoint still kept (a restore may need any: none ages out), and the newest
+    HISTORY_LIMIT disposed ones, oldest first."""
+    disposed = {id(s) for s in bounded([s for s in savepoints if not s.kept])}
+    return [s for s in savepoints if s.kept or id(s) in disposed]

@@ -19,6 +19,7 @@ from agent.memo import Memo
 from agent.model.status import DeploymentStatus
 from agent.report.cells import cell, job_cell, row_cells
 from agent.report.history import render_history
+from agent.report.savepoints import savepoint_entries, savepoint_entry
 from agent.report.timeline import render_timeline
 
 RECENT_EVENTS = 20
@@ -54,7 +55,9 @@ def report_time(documents: list[DeploymentStatus]) -> str | None:
 def status_json(documents: list[DeploymentStatus], spec_commit: str,
                 unattributed: list[SpecProblem], rendered: Memo) -> bytes:
     """status.json, the machine-readable index of all deployments: its summary fields, then one
-    line per deployment (so a change to one deployment is a one-line diff)."""
+    line per deployment (so a change to one deployment is a one-line diff): its status without
+    the applied spec and the history, but with its savepoints, newest first, each with its `id`
+    and whether it is `kept`."""
     summary = {
         "asOf": report_time(documents),
         "counts": dict(Counter(d.status.state.value for d in documents)),
@@ -76,6 +79,9 @@ def _index_entry(document: DeploymentStatus) -> dict:
     entry = document.model_dump(mode="json", by_alias=True, exclude_none=True)["status"]
     entry.pop("history", None)
     entry.pop("appliedSpec", None)
+    entry["savepoints"] = savepoint_entries(document)
+    if status.last_savepoint is not None:
+        entry["lastSavepoint"] = savepoint_entry(status.last_savepoint)
     entry["labels"] = document.metadata.labels
     entry["problem"] = not document.in_desired_state
     if status.last_action is None:

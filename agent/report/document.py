@@ -17,8 +17,8 @@ from agent.model.observation import Observation
 from agent.model.outcome import Outcome
 from agent.model.spec import DesiredState
 from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
-                                History, Job, JobInputs, Problem, ProblemKind, Status,
-                                StatusMetadata, SyncStatus, bounded)
+                                History, Job, JobInputs, Problem, ProblemKind, Savepoint, Status,
+                                StatusMetadata, SyncStatus, bounded, savepoint_history)
 from agent.plan import StepKind
 
 
@@ -124,8 +124,10 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
                                 at=facts.now)
     events.append(f"{plan.action.value} {outcome.result.value}: {outcome.message}")
     for savepoint in outcome.savepoints:
-        status.history.savepoints = bounded(status.history.savepoints + [savepoint])
+        status.history.savepoints = savepoint_history(status.history.savepoints + [savepoint])
         status.last_savepoint = savepoint
+    if outcome.disposed:
+        _mark_disposed(status, dict(outcome.disposed), facts.now)
     stopped_with_savepoint = {s.job_id for s in plan.steps
                               if s.kind == StepKind.STOP_WITH_SAVEPOINT}
     for job_id, flink_status in outcome.ended.items():
@@ -152,8 +154,20 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.failed_attempt = None
     else:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
-        if outcome.permanent and facts.item.desired is not None:
+        if outcome.permanent and facts.item.desired is not None and not plan.upkeep:
             status.failed_attempt = facts.item.desired.attempt_key(facts.item.desired_hash)
+
+
+def _mark_disposed(status: Status, disposed: dict[str, str], now: str) -> None:
+    """The savepoints at `disposed`'s locations recorded as disposed, and why."""
+    def marked(saved: Savepoint) -> Savepoint:
+        if saved.location not in disposed or not saved.kept:
+            return saved
+        return saved.model_copy(update={"disposed_at": now,
+                                        "disposed_why": disposed[saved.location]})
+    status.history.savepoints = savepoint_history([marked(s) for s in status.history.savepoints])
+    if status.last_savepoint is not None:
+        status.last_savepoint = marked(status.last_savepoint)
 
 
 def _copy(status: Status) -> Status:
@@ -184,6 +198,7 @@ def _mark_applied(status: Status, facts: CycleFacts) -> None:
     status.applied_spec = applied
     status.applied_inputs = facts.item.inputs if facts.item.inputs != JobInputs() else None
     status.savepoint_trigger_nonce = facts.item.desired.spec.savepoint_trigger_nonce
+    status.savepoint_redeploy_nonce = facts.item.desired.spec.savepoint_redeploy_nonce
 
 
 def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
@@ -191,7 +206,7 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
     still run, or a rolled-back one: see `job`)."""
     if not facts.item.observation.reachable:
         return status.state
-    if _failed(status, facts) or (facts.outcome is not None
+    if _failed(status, facts) or (facts.outcome is not None and not facts.item.plan.upkeep
                                   and facts.outcome.result == ActionResult.FAILED):
         return DeploymentState.FAILED
     job = status.job

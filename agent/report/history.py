@@ -1,11 +1,16 @@
 """A deployment's page on the status branch, `deployments/<name>.md`: where it stands, then its
-jobs, savepoints and events, newest first (pure).
+jobs, savepoints (each with the id a spec restores it by, KEPT or DISPOSED) and events, newest
+first (pure).
 """
 
 from __future__ import annotations
 
-from agent.model.status import DeploymentStatus
+from agent.model.status import DeploymentStatus, Savepoint
 from agent.report.cells import action_cell, cell, job_cell, savepoint_cell
+from agent.report.savepoints import COLUMNS, newest_first, savepoint_cells
+
+RESTORE_HINT = ("To restore one, write `initialSavepointPath: savepoint:<id>` and a new "
+                "`savepointRedeployNonce` in the spec.")
 
 
 def render_history(document: DeploymentStatus) -> str:
@@ -45,12 +50,22 @@ def render_history(document: DeploymentStatus) -> str:
                   f"{cell(j.restored_from or '—')} | `{(j.spec_commit or '—')[:10]}` |"
                   for j in reversed(history.jobs)]
     if history.savepoints:
-        lines += ["", "## Savepoints", "", "| Taken | Origin | Of job | Location |",
-                  "|---|---|---|---|"]
-        lines += [f"| {s.created_at} | {s.origin.value} | `{s.job_id or '—'}` | "
-                  f"{cell(s.location)} |" for s in reversed(history.savepoints)]
+        lines += ["", "## Savepoints", ""] + _savepoint_table(history.savepoints)
     if history.events:
         lines += ["", "## Events", ""]
         lines += [f"- `{e.at}` {cell(e.message)}" for e in reversed(history.events)]
     lines += ["", f"Machine-readable: [`{document.name}.yaml`]({document.name}.yaml).", ""]
     return "\n".join(lines)
+
+
+def _savepoint_table(savepoints: list[Savepoint]) -> list[str]:
+    """The savepoints, newest first, in the columns of `flink-gitops savepoints`; the hint on
+    restoring one when one is kept."""
+    hint = [RESTORE_HINT, ""] if any(s.kept for s in savepoints) else []
+    rows = []
+    for savepoint in newest_first(savepoints):
+        name, created, origin, job, location, keeping = savepoint_cells(savepoint)
+        rows.append(f"| `{name}` | {created} | {origin} | `{job}` | {cell(location)} | "
+                    f"{cell(keeping)} |")
+    return hint + ["| " + " | ".join(c.capitalize() for c in COLUMNS) + " |",
+                   "|---" * len(COLUMNS) + "|"] + rows
