@@ -65,6 +65,20 @@ def spec_repo_options(function):
     return workdir_option(function)
 
 
+def _status_url(context, parameter, value: str | None) -> str | None:
+    """A --status-url template, checked: only {deployment} and {branch}, an http(s) address."""
+    if value is None:
+        return None
+    try:
+        shown = value.format(deployment="d", branch="b")
+    except (KeyError, IndexError, ValueError) as error:
+        raise click.BadParameter(f"{value!r}: a template of {{deployment}} and {{branch}} only "
+                                 f"({type(error).__name__}: {error})") from None
+    if not shown.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{value!r}: an http:// or https:// address")
+    return value
+
+
 def acting_options(function):
     """The options of the commands that act (`sync`, `run`); they arrive as `settings`."""
     options = [
@@ -81,15 +95,19 @@ def acting_options(function):
                      help=MAX_DELETIONS_HELP),
         click.option("--file-jar-dir", "file_jar_dirs", multiple=True,
                      type=click.Path(path_type=Path), help=FILE_JAR_DIR_HELP),
+        click.option("--status-url", default=None, callback=_status_url,
+                     help="A deployment's status page on the git host, for links: a template "
+                          "of {deployment} and {branch} [default: no links]."),
     ]
 
     @functools.wraps(function)
     def with_settings(repo, branch, path, status_branch, policy_package, workdir,
                       job_start_timeout, rollback, lease_ttl, actions_per_target, max_deletions,
-                      file_jar_dirs, **rest):
+                      file_jar_dirs, status_url, **rest):
         settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                             job_start_timeout, rollback, lease_ttl, policy_package,
-                            actions_per_target, max_deletions, tuple(file_jar_dirs))
+                            actions_per_target, max_deletions, tuple(file_jar_dirs),
+                            status_url)
         return function(settings, **rest)
 
     for option in reversed(options):

@@ -31,6 +31,15 @@ class Settings:
     actions_per_target: int = 1          # actions run at once on one cluster (targets: parallel)
     max_deletions: int | None = None     # deletions one cycle may make; None: max(1, 10 % known)
     file_jar_dirs: tuple[Path, ...] = ()  # where file:// jars may be read, besides the work dir
+    status_url: str | None = None        # a deployment's page on the git host: a template of
+                                         # {deployment} and {branch}, e.g. https://git.example/
+                                         # org/specs/src/branch/{branch}/deployments/{deployment}.md
+
+    def status_page(self, deployment: str) -> str | None:
+        """The address of `deployment`'s status page, when `status_url` is set."""
+        if self.status_url is None:
+            return None
+        return self.status_url.format(deployment=deployment, branch=self.status_branch)
 
     @property
     def file_roots(self) -> tuple[Path, ...]:

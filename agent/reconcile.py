@@ -182,8 +182,8 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                        blocked=True)
     else:
         due = upkeep(desired, target, before.status if before else None,
-                     observation.active is not None
-                     and observation.active.flink_status == "RUNNING",
+                     not offline and observation.active is not None   # (a review shows no
+                     and observation.active.flink_status == "RUNNING",  # timed savepoints)
                      utc_now()) if desired is not None else Upkeep()
         decided = plan(diff, desired, before, observation, settings.rollback, due)
         if desired is not None:

@@ -363,6 +363,7 @@ class Tls(SpecModel):
 
 class FlinkCluster(SpecModel):
     url: str
+    ui_url: str | None = None        # its web UI, for links (default: `url`, which serves it)
     headers: dict[str, str] = Field(default_factory=dict)
     tls: Tls = Tls()
     request_timeout_seconds: StrictFloat = Field(default=DEFAULT_REQUEST_TIMEOUT_S, ge=0.5, le=600)
