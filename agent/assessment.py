@@ -37,6 +37,7 @@ class Assessment:
     deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
     inputs: JobInputs = field(default_factory=JobInputs)   # its job beyond the spec's text
     next_savepoint_at: str | None = None   # when its next periodic savepoint falls due
+    unhealthy: str | None = None           # how its running job breaks its health policy
 
     @property
     def target_name(self) -> str | None:

@@ -98,6 +98,7 @@ class Plan:
                                               # state the failed job was to get)
     upkeep: bool = False                 # a periodic savepoint or disposal: its failure is
                                          # reported, never the deployment's failure
+    health: bool = False                 # a restart the health policy asked for
 
     @property
     def action_name(self) -> str | None:
@@ -163,13 +164,15 @@ def held(name: str, reason: str, blocked: bool = False) -> Plan:
 
 
 def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
-         observation: Observation, rollback: bool = True, upkeep: Upkeep = Upkeep()) -> Plan:
+         observation: Observation, rollback: bool = True, upkeep: Upkeep = Upkeep(),
+         unhealthy: str | None = None) -> Plan:
     """The action that brings one deployment to its desired state, and its steps in order.
 
-    With `rollback`, an upgrade whose new job cannot start starts the applied spec again. A
-    deployment with nothing else to do gets its `upkeep`: a periodic savepoint, else the
+    With `rollback`, an upgrade whose new job cannot start starts the applied spec again. A job
+    `unhealthy` by its health policy (why), whose policy restarts it, is restarted from its newest
+    state. A deployment with nothing else to do gets its `upkeep`: a periodic savepoint, else the
     disposal of savepoints beyond its retention."""
-    decided = _plan(diff, desired, previous, observation, rollback, upkeep)
+    decided = _plan(diff, desired, previous, observation, rollback, upkeep, unhealthy)
     if decided.action is not None or decided.pending or not observation.reachable \
             or desired is None or not upkeep.disposals:
         return decided
@@ -180,7 +183,8 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
 
 
 def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
-          observation: Observation, rollback: bool, upkeep: Upkeep) -> Plan:
+          observation: Observation, rollback: bool, upkeep: Upkeep,
+          unhealthy: str | None) -> Plan:
     name = diff.name
     if not observation.reachable:
         return Plan(name, None, reason=f"target unreachable: {observation.error}")
@@ -218,6 +222,8 @@ def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStat
     if diff.drift:  # the job runs, but not as the agent started it: restarted by the same rules
         return _replace(diff, desired, previous, observation, active, extra, generation,
                         ActionKind.RESTART, diff.drift, rollback=False)
+    if unhealthy:
+        return _health_restart(diff, desired, previous, active, generation, unhealthy)
     if diff.savepoint_requested:
         return Plan(name, ActionKind.SAVEPOINT, (Step(
             StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.USER_REQUEST),),
@@ -227,6 +233,24 @@ def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStat
             StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.PERIODIC),),
             upkeep.savepoint_due, upkeep=True)
     return Plan(name, None, reason="in sync")
+
+
+def _health_restart(diff, desired, previous, active, generation, unhealthy: str) -> Plan:
+    """A job its health policy finds unhealthy, cancelled (a failing job may not complete a
+    savepoint) and started again from its newest state: its retained checkpoint when it left
+    one, else the newest savepoint (upgradeStrategy NONE: reported only)."""
+    if desired.spec.upgrade_strategy.kind == UpgradeStrategyKind.NONE:
+        return Plan(diff.name, None, reason=f"health policy: {unhealthy} (upgradeStrategy NONE: "
+                                            "not restarted)")
+    if desired.spec.restore_strategy.kind == RestoreStrategyKind.NONE:
+        restore = Restore(RestoreKind.EMPTY)
+    else:
+        saved = previous.status.newest_state(checkpoints=True) if previous else None
+        restore = Restore(RestoreKind.LATEST_STATE, saved.location if saved else None, active.id)
+    start = _start_step(desired, diff.desired_hash, generation, restore)
+    return Plan(diff.name, ActionKind.RESTART, (Step(StepKind.CANCEL_JOB, active.id), start),
+                f"health policy: {unhealthy}; started again {restore.describe()}",
+                generation=generation, health=True)
 
 
 def _redeploy(diff, desired, previous, observation, active, extra, generation,

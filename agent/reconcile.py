@@ -21,19 +21,21 @@ from agent.config import Settings
 from agent.diff import Difference, FieldChange, difference, field_changes, spec_document
 from agent.errors import ArtifactError, FlinkGitopsError, StatusPushRejected
 from agent import testpoints
-from agent.clock import utc_now
+from agent.clock import from_millis, utc_now
 from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
+from agent.health import breach, policy_of, read_all as read_health, restart_allowed
 from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
-from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
+from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget, HealthAction
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
-from agent.model.observation import ClusterView, Observation, assumed_from_status
+from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
+                                     assumed_from_status)
 from agent.observe import observe_cluster
 from agent.plan import Plan, held, naming_problem, plan
 from agent.retention import Upkeep, upkeep
@@ -110,6 +112,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                        for name, (desired, _, target) in wanted.items() if desired},
                       lambda path: source.read(commit, path), settings.workdir, offline,
                       caches.artifacts)
+    health = {} if offline else read_health(_health_reads(loaded, wanted, clients, views))
     assessments = []
     for name in names:
         desired, problems, target_name = wanted[name]
@@ -121,7 +124,8 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
         try:
             assessment = _assess_one(settings, source, commit, name, desired, problems, target,
                                      loaded, previous.get(name), view, clients.get(target_name),
-                                     policies, gone, offline, inputs.get(name))
+                                     policies, gone, offline, inputs.get(name),
+                                     health.get(name))
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -139,9 +143,10 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 target: DeploymentTarget | None, loaded: LoadResult,
                 previous: DeploymentStatus | None, view: ClusterView,
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
-                offline: bool, read: Read | None) -> Assessment:
+                offline: bool, read: Read | None, health: JobHealth | None) -> Assessment:
     """One deployment: observed, recovered, diffed, planned and judged by the policies (`read`:
-    its inputs beyond the spec's text, or why they could not be read)."""
+    its inputs beyond the spec's text, or why they could not be read; `health`: its running
+    job's, read when it has a health policy)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if isinstance(read, Exception):
@@ -173,7 +178,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     if diff.job_changed and not diff.fields:   # only what the spec's text does not show
         diff = replace(diff, fields=_input_changes(
             before.status.applied_inputs if before else None, inputs))
-    verdict, due = Verdict(), Upkeep()
+    verdict, due, unhealthy = Verdict(), Upkeep(), None
     if problems:
         decided = held(name, "spec refused; the running job is left as it is")
     elif desired is None and gone.guarded:
@@ -181,11 +186,18 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         decided = held(name, "deletion held by the guard; the running job is left as it is",
                        blocked=True)
     else:
+        now = utc_now()
+        unhealthy = _unhealthy(desired, target, before, observation, health, now)
+        restart = unhealthy is not None and policy_of(desired, target).action == \
+            HealthAction.RESTART and restart_allowed(
+                policy_of(desired, target), before.status.health_restarted_at if before else None,
+                now)
         due = upkeep(desired, target, before.status if before else None,
                      not offline and observation.active is not None   # (a review shows no
                      and observation.active.flink_status == "RUNNING",  # timed savepoints)
-                     utc_now()) if desired is not None else Upkeep()
-        decided = plan(diff, desired, before, observation, settings.rollback, due)
+                     now) if desired is not None else Upkeep()
+        decided = plan(diff, desired, before, observation, settings.rollback, due,
+                       unhealthy if restart else None)
         if desired is not None:
             verdict = evaluate(policies, _policy_input(desired, target, decided, before))
         if verdict.denied:
@@ -198,7 +210,8 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment")
         + tuple(warnings),
         tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
-        inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None)
+        inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
+        unhealthy=unhealthy)
 
 
 def _unassessed(name: str, target: DeploymentTarget | None, previous: DeploymentStatus | None,
@@ -437,6 +450,35 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
     path = desired.spec.template.spec.artifact.repo_file()
     blob = (source.blob_id(commit, path) or "missing") if path else None
     return desired.job_hash(inputs.digest_part(blob))
+
+
+def _health_reads(loaded: LoadResult, wanted: dict, clients: dict[str, FlinkClient],
+                  views: dict[str, ClusterView]) -> dict[str, tuple[FlinkClient, ObservedJob]]:
+    """The running jobs whose health is read: those of deployments with a health policy."""
+    reads = {}
+    for name, (desired, _, target) in wanted.items():
+        located = loaded.targets.get(target)
+        if desired is None or target not in clients or located is None \
+                or policy_of(desired, located.spec) is None:
+            continue
+        job = views[target].of(name).active
+        if job is not None:
+            reads[name] = (clients[target], job)
+    return reads
+
+
+def _unhealthy(desired: Deployment | None, target: DeploymentTarget | None,
+               before: DeploymentStatus | None, observation: Observation,
+               health: JobHealth | None, now: str) -> str | None:
+    """Why the deployment's running job breaks its health policy, or None."""
+    policy = policy_of(desired, target) if desired is not None else None
+    job = observation.active
+    if policy is None or health is None or job is None:
+        return None
+    known = before.status.job if before is not None else None
+    started = known.started_at if known is not None and known.id == job.id \
+        else from_millis(job.start_time)
+    return breach(policy, health, started, now)
 
 
 def _stores(target: DeploymentTarget | None) -> ArtifactStores:

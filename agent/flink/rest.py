@@ -177,6 +177,21 @@ class FlinkClient:
         history = (exceptions.get("exceptionHistory") or {}).get("entries") or []
         return max(counted + [len(history)])
 
+    def failures(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's failures Flink keeps (`web.exception-history-size`, 16 by default), newest
+        first, each with its `timestamp` (ms) and `stacktrace`."""
+        data = self._request("GET", f"/jobs/{job_id}/exceptions")
+        return list((data.get("exceptionHistory") or {}).get("entries") or [])
+
+    def checkpointing(self, job_id: str) -> tuple[bool, int | None]:
+        """Whether the job checkpoints, and when its newest completed checkpoint was (ms)."""
+        try:
+            self._request("GET", f"/jobs/{job_id}/checkpoints/config")
+        except FlinkRequestError:   # Flink: "Checkpointing is not enabled for this job"
+            return False, None
+        latest = (self.checkpoints(job_id).get("latest") or {}).get("completed") or {}
+        return True, latest.get("latest_ack_timestamp")
+
     def root_exception(self, job_id: str) -> str:
         """The job's root exception as Flink reports it ('' when there is none)."""
         try:

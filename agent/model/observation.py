@@ -38,6 +38,16 @@ class ObservedJob:
 
 
 @dataclass(frozen=True)
+class JobHealth:
+    """A running job's health as Flink reports it, read for deployments with a health policy."""
+
+    restart_times: tuple[int, ...] = ()    # ms since the epoch, of the failures Flink keeps
+    last_exception: str | None = None      # the first lines of the newest one
+    checkpointing: bool = False            # the job checkpoints at all
+    last_checkpoint: int | None = None     # ms since the epoch of the newest completed one
+
+
+@dataclass(frozen=True)
 class Observation:
     """What one deployment's target shows of it."""
 

@@ -237,6 +237,27 @@ class SavepointRetention(SpecModel):
         return self
 
 
+class HealthAction(StrEnum):
+    REPORT = "REPORT"     # a breach is reported (UNHEALTHY), nothing else
+    RESTART = "RESTART"   # and the job is restarted from its newest state, once a window
+
+
+class HealthPolicy(SpecModel):
+    """When a running job counts as unhealthy: more than `maxRestarts` restarts within `window`,
+    or no completed checkpoint for `checkpointProgressTimeout` (a job that checkpoints)."""
+
+    max_restarts: StrictInt | None = Field(default=None, ge=0, le=1000)
+    window: Duration = "10m"
+    checkpoint_progress_timeout: Duration | None = None
+    action: HealthAction = HealthAction.REPORT
+
+    @model_validator(mode="after")
+    def _says_something(self) -> HealthPolicy:
+        if self.max_restarts is None and self.checkpoint_progress_timeout is None:
+            raise ValueError("healthPolicy needs maxRestarts, checkpointProgressTimeout or both")
+        return self
+
+
 class DeploymentSpec(SpecModel):
     state: DesiredState = DesiredState.RUNNING
     deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
@@ -252,6 +273,7 @@ class DeploymentSpec(SpecModel):
     periodic_savepoint_interval: SavepointInterval | None = None   # else the target's
     savepoint_retention: SavepointRetention | None = None          # else the target's; none: all
     savepoint_format: SavepointFormat = SavepointFormat.CANONICAL
+    health_policy: HealthPolicy | None = None                      # else the target's
     template: Template
 
     @model_validator(mode="after")
@@ -436,6 +458,7 @@ class DeploymentTargetSpec(SpecModel):
     savepoint_dir: str | None = None
     periodic_savepoint_interval: SavepointInterval | None = None   # its deployments' default
     savepoint_retention: SavepointRetention | None = None          # its deployments' default
+    health_policy: HealthPolicy | None = None                      # its deployments' default
     artifact_stores: ArtifactStores = ArtifactStores()
 
     @model_validator(mode="after")

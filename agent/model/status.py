@@ -173,6 +173,7 @@ class Status(StatusModel):
     failed_attempt: str | None = None     # attempt key of a spec whose action failed for good
     savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
     savepoint_redeploy_nonce: int | str | None = None  # the last one the job was restored for
+    health_restarted_at: str | None = None  # the last restart its health policy made
     history: History = Field(default_factory=History)
 
     def newest_state(self, checkpoints: bool) -> Savepoint | None:

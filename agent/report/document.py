@@ -69,6 +69,9 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
     events = list(facts.events)
 
     _observe_job(status, item.observation)
+    if item.unhealthy is not None and facts.outcome is None:
+        status.errors.append(Problem(kind=ProblemKind.UNHEALTHY,
+                                     message=f"health policy: {item.unhealthy}"))
     if facts.outcome is not None:
         _record_outcome(status, facts, events)
     elif (item.desired is not None and not item.problems and item.observation.reachable
@@ -128,6 +131,9 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.last_savepoint = savepoint
     if outcome.disposed:
         _mark_disposed(status, dict(outcome.disposed), facts.now)
+    if plan.health:
+        status.health_restarted_at = facts.now
+        events.append(f"health policy: {facts.item.unhealthy}")
     stopped_with_savepoint = {s.job_id for s in plan.steps
                               if s.kind == StepKind.STOP_WITH_SAVEPOINT}
     for job_id, flink_status in outcome.ended.items():
