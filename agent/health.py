@@ -18,7 +18,8 @@ from agent.errors import FlinkError
 from agent.flink.rest import FlinkClient, condense_trace
 from agent.logs import redact
 from agent.model.observation import JobHealth, ObservedJob
-from agent.model.spec import Deployment, DeploymentTarget, HealthPolicy, duration_seconds
+from agent.model.spec import (Deployment, DeploymentTarget, HealthAction, HealthPolicy,
+                              duration_seconds)
 
 READERS = 8   # jobs whose health is read at once
 
@@ -74,3 +75,12 @@ def restart_allowed(policy: HealthPolicy, restarted_at: str | None, now: str) ->
     """At most one health restart a window (pure)."""
     return restarted_at is None or (parse(now) - parse(restarted_at)).total_seconds() \
         > duration_seconds(policy.window)
+
+
+def restart_for(policy: HealthPolicy | None, unhealthy: str | None, restarted_at: str | None,
+                now: str) -> str | None:
+    """`unhealthy` when the policy restarts the job for it now (`action: RESTART`, once a
+    window; the last health restart was at `restarted_at`), else None (pure)."""
+    if policy is None or unhealthy is None or policy.action != HealthAction.RESTART:
+        return None
+    return unhealthy if restart_allowed(policy, restarted_at, now) else None

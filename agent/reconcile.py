@@ -27,12 +27,12 @@ from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
-from agent.health import breach, policy_of, read_all as read_health, restart_allowed
+from agent.health import breach, policy_of, read_all as read_health, restart_for
 from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
-from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget, HealthAction
+from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
                                      assumed_from_status)
@@ -188,16 +188,13 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     else:
         now = utc_now()
         unhealthy = _unhealthy(desired, target, before, observation, health, now)
-        restart = unhealthy is not None and policy_of(desired, target).action == \
-            HealthAction.RESTART and restart_allowed(
-                policy_of(desired, target), before.status.health_restarted_at if before else None,
-                now)
+        restart = restart_for(policy_of(desired, target) if desired else None, unhealthy,
+                              before.status.health_restarted_at if before else None, now)
         due = upkeep(desired, target, before.status if before else None,
                      not offline and observation.active is not None   # (a review shows no
                      and observation.active.flink_status == "RUNNING",  # timed savepoints)
                      now) if desired is not None else Upkeep()
-        decided = plan(diff, desired, before, observation, settings.rollback, due,
-                       unhealthy if restart else None)
+        decided = plan(diff, desired, before, observation, settings.rollback, due, restart)
         if desired is not None:
             verdict = evaluate(policies, _policy_input(desired, target, decided, before))
         if verdict.denied:
