@@ -117,3 +117,41 @@ def test_a_job_restarting_beyond_its_policy_is_reported_and_restarted_once_a_win
     assert result.exit_code == 1 and result.outcomes == {}
     assert [e["kind"] for e in status["errors"]].count("UNHEALTHY") >= 1
     assert any(e["message"].startswith("health policy: ") for e in status["errors"])
+
+
+def test_an_upgraded_job_that_fails_within_its_stability_window_is_rolled_back(
+        deployed, spec_repo, settings, rest):
+    """The new job reaches RUNNING, then fails: within upgradeStabilityWindow the upgrade is
+    FAILED and the previous spec runs again from the same savepoint."""
+    window = "upgradeStabilityWindow: 30s"
+    deployed("settling", extra=window)
+    good = spec_repo.push("a good spec")
+    assert sync(settings).exit_code == 0
+    rest.wait_checkpoint(rest.job("settling", 1))
+    deployed("settling", args="--rate 20 --keys 1 --fail-after 10", options=RESTARTING,
+             extra=window)
+    spec_repo.push("a job that fails after a moment")
+    started = time.monotonic()
+    assert sync(settings).exit_code == 1
+    assert time.monotonic() - started < 30   # the failure ends the window early
+    status = spec_repo.status_of("settling")
+    message = status["lastAction"]["message"]
+    assert status["lastAction"]["result"] == "FAILED"
+    assert "within upgradeStabilityWindow 30s" in message and "rolled back" in message
+    assert status["job"]["specCommit"] == good and rest.running() == [status["job"]["id"]]
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_an_upgraded_job_that_runs_its_window_and_checkpoints_succeeds(
+        deployed, spec_repo, settings, rest):
+    deployed("steady-upgrade")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    deployed("steady-upgrade", parallelism=2, extra="upgradeStabilityWindow: 3s")
+    spec_repo.push("an upgrade watched for 3s")
+    started = time.monotonic()
+    assert sync(settings).exit_code == 0
+    assert time.monotonic() - started >= 3
+    status = spec_repo.status_of("steady-upgrade")
+    assert status["lastAction"]["result"] == "SUCCESS" and rest.parallelism(
+        status["job"]["id"]) == 2

@@ -274,6 +274,7 @@ class DeploymentSpec(SpecModel):
     savepoint_retention: SavepointRetention | None = None          # else the target's; none: all
     savepoint_format: SavepointFormat = SavepointFormat.CANONICAL
     health_policy: HealthPolicy | None = None                      # else the target's
+    upgrade_stability_window: Duration | None = None   # an upgraded job must run this long
     template: Template
 
     @model_validator(mode="after")
