@@ -5,9 +5,13 @@ A JAR artifact's `jarUri`: `https://` and `http://` jars are downloaded when a j
 the applied commit, so a jar committed next to its spec is versioned with it. A jar in an object
 store (`s3://` or `s3a://`, `gs://`, `abfs(s)://`) is read through fsspec with the store's
 standard environment (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-AWS_ENDPOINT_URL, AWS_REGION). A `maven://GROUP:ARTIFACT:VERSION[:CLASSIFIER]` jar is resolved
-in the target's Maven repositories (`agent.flink.maven`) and downloaded from the first that has
-it. A jar in a store, a Maven repository or on an http(s) server has an identity
+AWS_ENDPOINT_URL, AWS_REGION; for Google Cloud Storage: STORAGE_EMULATOR_HOST, else
+GOOGLE_APPLICATION_CREDENTIALS, else Application Default Credentials; for Azure:
+AZURE_STORAGE_CONNECTION_STRING, else AZURE_STORAGE_ACCOUNT_NAME (or the ACCOUNT of an
+`abfs(s)://CONTAINER@ACCOUNT.dfs.core.windows.net/` URI) with AZURE_STORAGE_ACCOUNT_KEY or
+AZURE_STORAGE_SAS_TOKEN, else adlfs's own credentials). A
+`maven://GROUP:ARTIFACT:VERSION[:CLASSIFIER]` jar is resolved in the target's Maven repositories
+(`agent.flink.maven`) and downloaded from the first that has it. A jar in a store, a Maven repository or on an http(s) server has an identity
 (`store_identity`: its version id, ETag, published checksum, Last-Modified, or Maven build; a
 request or three) that is part of the job's digest, so a jar replaced at the same key or URL,
 or a new snapshot build, makes a new job. A SQLSCRIPT artifact
@@ -28,6 +32,7 @@ from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 import requests
+from fsspec.exceptions import FSTimeoutError
 
 from agent.artifact_check import OBJECT_STORES, file_jar_allowed, scheme_problem
 from agent.errors import ArtifactError, ArtifactUnavailable
@@ -44,10 +49,16 @@ from agent.secrets import expand
 ReadFromRepo = Callable[[str], bytes | None]
 MAX_ARTIFACT_BYTES = 1024 ** 3      # a downloaded jar above this is refused
 DOWNLOAD_DEADLINE_S = 600.0         # a download taking longer is given up (tried again later)
-STORE_TIMEOUT_S = 30                # an object store's connect and read timeouts (S3)
+STORE_TIMEOUT_S = 30                # an object store's connect and read timeouts (a request)
+STORE_ANSWER_S = 30.0               # a gs:// or abfs(s):// metadata request, retries included
 STORE_BLOCK_BYTES = 8 << 20         # read from an object store this much at a time
 HEAD_TIMEOUT_S = 10                 # an http(s) jar's metadata request (connect, read)
 CHECKSUM_FILES = ("sha256", "sha1")  # asked for in this order beside an http(s) jar without ETag
+# the stores whose clients retry a request that gets no answer for longer than the agent waits,
+# and not configurably through fsspec (gcsfs: 6 tries over about 35 s; adlfs: azure-core's 4 over
+# about 85 s): their metadata requests are cut at STORE_ANSWER_S (`_AnswerDeadline`)
+ANSWER_DEADLINE_PROTOCOLS = ("gs", "abfs")
+AZURE_HOSTS = (".dfs.core.windows.net", ".blob.core.windows.net")  # ACCOUNT + this: an abfs host
 
 
 @dataclass(frozen=True)
@@ -303,11 +314,13 @@ def _store_call(jar_uri: str, stores: ArtifactStores, call):
     if scheme == "s3a":
         url = "s3://" + url.split("://", 1)[1]
     try:
-        import fsspec
-        fs = fsspec.filesystem(protocol, **_store_options(protocol, stores))
+        fs = _store_filesystem(protocol, url, stores)
         return call(fs, fs._strip_protocol(url))
     except (ArtifactError, ArtifactUnavailable):
         raise
+    except FSTimeoutError:
+        raise ArtifactUnavailable(f"jarUri {jar_uri}: the store did not answer within "
+                                  f"{STORE_ANSWER_S:g}s") from None
     except FileNotFoundError as error:
         raise ArtifactError(f"jarUri {jar_uri}: no such object or bucket in the store "
                             f"({_reason(error)})") from None
@@ -324,11 +337,45 @@ def _store_call(jar_uri: str, stores: ArtifactStores, call):
                                   f"({_reason(error)})") from None
 
 
-def _store_options(protocol: str, stores: ArtifactStores) -> dict:
-    """The fsspec options of `protocol`: the target's settings (`artifactStores.s3`, secret
-    references expanded), else the agent's environment. For S3 they are read here, not left to
-    botocore, so that fsspec's instance cache keys on them and every botocore version honours
-    AWS_ENDPOINT_URL."""
+def _store_filesystem(protocol: str, url: str, stores: ArtifactStores):
+    """The fsspec filesystem that reads `url`, with `_store_options`. Against a GCS emulator it is
+    gcsfs's JSON-API filesystem, not its default, which asks each bucket's layout of the gRPC
+    Storage Control API (no emulator serves it: a minute lost at every open). A gs or abfs one
+    is given STORE_ANSWER_S for an object's metadata (`_AnswerDeadline`)."""
+    import fsspec
+    options = _store_options(protocol, stores, url)
+    if protocol == "gs" and "endpoint_url" in options:
+        from gcsfs.core import GCSFileSystem
+        fs = GCSFileSystem(**options)
+    else:
+        fs = fsspec.filesystem(protocol, **options)
+    return _AnswerDeadline(fs) if protocol in ANSWER_DEADLINE_PROTOCOLS else fs
+
+
+class _AnswerDeadline:
+    """An async fsspec filesystem whose `info` is given up after STORE_ANSWER_S, its client's
+    retries included: fsspec cancels the request and raises FSTimeoutError. All else is the
+    filesystem's own."""
+
+    def __init__(self, fs):
+        self._fs = fs
+
+    def __getattr__(self, name: str):
+        return getattr(self._fs, name)
+
+    def info(self, path: str, **kwargs) -> dict:
+        return self._fs.info(path, timeout=STORE_ANSWER_S, **kwargs)
+
+
+def _store_options(protocol: str, stores: ArtifactStores, url: str) -> dict:
+    """The fsspec options of `protocol` for `url`: the target's settings (`artifactStores.s3`,
+    secret references expanded), else the agent's environment. They are read here, not left to
+    the store's client, so that fsspec's instance cache keys on them (and every botocore version
+    honours AWS_ENDPOINT_URL)."""
+    if protocol == "gs":
+        return _gcs_options()
+    if protocol == "abfs":
+        return _azure_options(url)
     if protocol != "s3":
         return {}
     env, s3 = os.environ, stores.s3
@@ -361,20 +408,90 @@ def _store_options(protocol: str, stores: ArtifactStores) -> dict:
     return options
 
 
+def _gcs_options() -> dict:
+    """gcsfs's options from the agent's environment: STORAGE_EMULATOR_HOST (an emulator's
+    `host:port` or URL, read anonymously), else GOOGLE_APPLICATION_CREDENTIALS (a credentials
+    file google-auth reads: a wrong one is the store's refusal, not an anonymous read), else
+    gcsfs's own order (Application Default Credentials: gcloud's, the metadata server's; then
+    anonymous). Each request's connect and read timeouts are STORE_TIMEOUT_S."""
+    import aiohttp
+    options: dict = {"requests_timeout": aiohttp.ClientTimeout(sock_connect=STORE_TIMEOUT_S,
+                                                               sock_read=STORE_TIMEOUT_S)}
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if emulator and emulator != "default":   # (gcsfs's word for none)
+        endpoint = emulator if "://" in emulator else f"http://{emulator}"
+        return {**options, "endpoint_url": endpoint, "token": "anon"}
+    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        options["token"] = "google_default"
+    return options
+
+
+def _azure_options(url: str) -> dict:
+    """adlfs's options from the agent's environment: AZURE_STORAGE_CONNECTION_STRING, else the
+    account (AZURE_STORAGE_ACCOUNT_NAME, else the one `url` names) with AZURE_STORAGE_ACCOUNT_KEY
+    or AZURE_STORAGE_SAS_TOKEN, else adlfs's own credentials (AZURE_STORAGE_CLIENT_ID, _SECRET
+    and _TENANT_ID; then azure-identity's default: a managed identity, `az login`). The secrets
+    among them are registered."""
+    env = os.environ
+    connection = env.get("AZURE_STORAGE_CONNECTION_STRING")
+    if connection:
+        for field, value in _connection_fields(connection).items():
+            if field in ("accountkey", "sharedaccesssignature"):
+                register_secret(value)
+        return {"connection_string": connection}
+    options: dict = {}
+    account = env.get("AZURE_STORAGE_ACCOUNT_NAME") or _account_in(url)
+    if account:
+        options["account_name"] = account
+    for option, variable in (("account_key", "AZURE_STORAGE_ACCOUNT_KEY"),
+                             ("sas_token", "AZURE_STORAGE_SAS_TOKEN")):
+        if env.get(variable):
+            register_secret(env[variable])
+            options[option] = env[variable]
+    return options
+
+
+def _connection_fields(connection: str) -> dict[str, str]:
+    """An Azure connection string's `Name=value` fields, names in lower case (pure)."""
+    pairs = (part.split("=", 1) for part in connection.split(";") if "=" in part)
+    return {name.strip().lower(): value for name, value in pairs}
+
+
+def _account_in(url: str) -> str | None:
+    """The storage account an `abfs(s)://CONTAINER@ACCOUNT.dfs.core.windows.net/...` URI names,
+    or None for `abfs(s)://CONTAINER/...` (pure)."""
+    host = urlsplit(url).hostname or ""
+    return next((host[:-len(suffix)] for suffix in AZURE_HOSTS
+                 if host.endswith(suffix) and len(host) > len(suffix)), None)
+
+
 def _refusal(error: BaseException) -> bool:
     """An object store's answer that will not change by asking again: no credentials, a
     malformed bucket name, a 4xx (pure)."""
     name = type(error).__name__
     if name in ("NoCredentialsError", "PartialCredentialsError", "ParamValidationError",
-                "InvalidBucketName", "ValueError"):
+                "InvalidBucketName", "ValueError", "DefaultCredentialsError"):
         return True
     import errno
     if isinstance(error, OSError) and error.errno in (errno.EINVAL, errno.EPERM, errno.EACCES):
         return True
-    status = getattr(error, "response", {}) or {}
-    code = status.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(status, dict) \
-        else None
-    return isinstance(code, int) and 400 <= code < 500
+    if isinstance(error, OSError) and str(error).startswith("Forbidden: "):   # gcsfs's 403
+        return True
+    code = _status_of(error)
+    return code is not None and 400 <= code < 500
+
+
+def _status_of(error: BaseException) -> int | None:
+    """The HTTP status a store client's error carries, if any: botocore's response, azure-core's
+    `status_code`, gcsfs's HttpError's `code` (pure)."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    elif type(error).__module__.startswith("gcsfs"):
+        status = getattr(error, "code", None)
+    else:
+        status = getattr(error, "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def _from_store(error: BaseException) -> bool:
