@@ -98,16 +98,50 @@ def acting_options(function):
         click.option("--status-url", default=None, callback=_status_url,
                      help="A deployment's status page on the git host, for links: a template "
                           "of {deployment} and {branch} [default: no links]."),
+        click.option("--commit-status", type=click.Choice(["github", "gitlab", "gitea"],
+                                                          case_sensitive=False), default=None,
+                     help="Report each action as a commit status on the spec commit, on this "
+                          "git host [default: none]."),
+        click.option("--commit-status-url", default=None,
+                     help="The git host's address: GitHub's API by default "
+                          "(https://api.github.com; Enterprise: https://HOST/api/v3); GitLab "
+                          "and Gitea: the server, e.g. https://gitlab.example.com (required)."),
+        click.option("--commit-status-repo", default=None,
+                     help="The spec repo on the git host: owner/name (GitLab: the project's "
+                          "id or path)."),
+        click.option("--commit-status-token", default=None,
+                     help="The git host's API token as a secret reference, e.g. "
+                          "'${GITHUB_TOKEN}' or '${file:/run/secrets/git-token}'; expanded "
+                          "only for the request."),
+        click.option("--notify", multiple=True,
+                     help="A webhook told of failed actions, rollbacks, unhealthy jobs, "
+                          "policy blocks and healed drift: URL[;label=value,...] (only the "
+                          "deployments with those labels); the URL may hold secret references. "
+                          "Repeat for more [default: none]."),
     ]
 
     @functools.wraps(function)
     def with_settings(repo, branch, path, status_branch, policy_package, workdir,
                       job_start_timeout, rollback, lease_ttl, actions_per_target, max_deletions,
-                      file_jar_dirs, status_url, **rest):
+                      file_jar_dirs, status_url, commit_status, commit_status_url,
+                      commit_status_repo, commit_status_token, notify, **rest):
         settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                             job_start_timeout, rollback, lease_ttl, policy_package,
                             actions_per_target, max_deletions, tuple(file_jar_dirs),
-                            status_url)
+                            status_url, commit_status=commit_status,
+                            commit_status_url=commit_status_url,
+                            commit_status_repo=commit_status_repo,
+                            commit_status_token=commit_status_token, notify=tuple(notify))
+        from agent.commit_status import CommitStatuses
+        from agent.notify import Notifier
+
+        try:   # a wrong --commit-status* or --notify: a usage error (exit 2), before anything
+            outgoing = (CommitStatuses.of(settings), Notifier.of(settings))
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from None
+        missing = [why for each in outgoing for why in each.unresolved()]
+        if missing:   # a secret reference this machine cannot expand, so far
+            raise click.UsageError(missing[0])
         return function(settings, **rest)
 
     for option in reversed(options):
@@ -210,16 +244,21 @@ def schema(kind: str | None) -> None:
 @click.option("--unready-after", default=3, show_default=True, type=click.IntRange(min=1),
               help="Failed cycles in a row (git or a cluster unreachable…) after which /readyz "
                    "answers 503, until a cycle completes.")
+@click.option("--heartbeat-interval", default="5m", show_default=True,
+              callback=lambda c, p, v: _seconds(v),
+              help="How often, at most, a cycle pushes the agent's heartbeat (a ref beside the "
+                   "status branch, read by `status`); `status` warns after 3 intervals.")
 def run(settings: Settings, interval: float, drift_interval: float,
-        listen: tuple[str, int], unready_after: int) -> None:
+        listen: tuple[str, int], unready_after: int, heartbeat_interval: float) -> None:
     """The daemon: cycles on git changes (polled, or pushed by webhook: secret in
-    FLINK_GITOPS_WEBHOOK_SECRET) and drift checks; SIGTERM finishes the running actions,
-    pushes status and exits 0."""
+    FLINK_GITOPS_WEBHOOK_SECRET) and drift checks, and a heartbeat; SIGTERM finishes the
+    running actions, pushes status and exits 0."""
     from agent.daemon import Daemon
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     try:
-        daemon = Daemon(settings, interval, *listen, drift_interval, unready_after)
+        daemon = Daemon(settings, interval, *listen, drift_interval, unready_after,
+                        heartbeat_interval)
     except OSError as error:
         raise click.BadParameter(f"cannot listen on {listen[0]}:{listen[1]}: "
                                  f"{error.strerror or error}", param_hint="'--listen'") from None
@@ -286,15 +325,24 @@ def print_table(shown: Table) -> None:
 @status_branch_options
 @click.option("--label", "labels", multiple=True, help="Only deployments with this key=value.")
 def status(repo: str, status_branch: str, labels: tuple[str, ...], workdir: Path | None) -> None:
-    """The dashboard table from the status branch, problems first."""
-    from agent.clock import utc_now
+    """The dashboard table from the status branch, problems first, after when the agent was
+    last seen (its heartbeat)."""
+    from agent.clock import parse, utc_now
     from agent.report.cells import row_cells
     from agent.report.dashboard import ordered
+    from agent.source import SpecRepository
+    from agent.status_store import last_seen
 
     wanted = dict(label.partition("=")[::2] for label in labels)
     documents = [d for d in read_status_branch(repo, status_branch, workdir).values()
                  if all(d.metadata.labels.get(k) == v for k, v in wanted.items())]
     now = utc_now()  # a terminal reads live: ages count to now
+    seen = last_seen(SpecRepository(repo, workdir or default_workdir()), status_branch,
+                     parse(now))
+    if seen.stale:
+        say("warning", "yellow", seen.text)
+    else:
+        plain(seen.text)
     rows = []
     for document in ordered(documents):
         job, cells = document.status.job, row_cells(document, now)

@@ -34,6 +34,12 @@ class Settings:
     status_url: str | None = None        # a deployment's page on the git host: a template of
                                          # {deployment} and {branch}, e.g. https://git.example/
                                          # org/specs/src/branch/{branch}/deployments/{deployment}.md
+    commit_status: str | None = None     # the git host each action is reported to as a commit
+                                         # status: github, gitlab or gitea (None: none)
+    commit_status_url: str | None = None   # its API (None: GitHub's, https://api.github.com)
+    commit_status_repo: str | None = None  # owner/name there (GitLab: project id or path)
+    commit_status_token: str | None = None  # a secret reference, expanded for the request only
+    notify: tuple[str, ...] = ()         # webhook receivers: URL[;label=value,...] each
 
     def status_page(self, deployment: str) -> str | None:
         """The address of `deployment`'s status page, when `status_url` is set."""

@@ -44,6 +44,7 @@ from agent.policy import PolicySet, compile_policies, evaluate, policy_input, wi
 from agent.recover import recover
 from agent.status_store import StatusStore
 from agent.report.dashboard import status_files
+from agent.report.links import ui_bases
 from agent.report.document import CycleFacts, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
@@ -270,10 +271,17 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     first; until it is, the cycle fails (StatusKept) and nothing acts on an older status.
     Once `stopping` is set, running actions finish and the others wait for the next cycle.
     `caches` (a fresh one by default) is what the cycle may remember from earlier cycles.
+    Commit statuses (`--commit-status`) and, once the status is written, notifications
+    (`--notify`) are only queued: no receiver ever slows or fails the cycle (`agent.outbox`).
     """
     if caches is None:
         with Caches.for_one_cycle() as caches:
             return sync(settings, attempts, stopping, caches)
+    from agent.commit_status import CommitStatuses
+    from agent.notify import Notifier
+
+    notifier = Notifier.of(settings)   # a malformed --notify or --commit-status: ConfigError,
+    CommitStatuses.of(settings)        # before anything is read or done
     source = SpecRepository(settings.repo, settings.workdir, caches.trees)
     StatusStore(source, settings.status_branch, caches.documents).push_pending(
         settings.lease_ttl_s)
@@ -285,15 +293,19 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                 if lease.took_over or lease.status_head != cycle.status_head:
                     cycle = assess(settings, source, caches)   # another agent may have acted
                 outcomes = act(settings, source, cycle, lease, stopping or Event())
-                return record(source, settings.status_branch, cycle, outcomes, caches,
-                              acted=True)
+                result = record(source, settings.status_branch, cycle, outcomes, caches,
+                                acted=True)
+            break
         try:
-            return record(source, settings.status_branch, cycle, {}, caches, acted=False)
+            result = record(source, settings.status_branch, cycle, {}, caches, acted=False)
+            break
         except StatusPushRejected:
             if attempt == attempts:
                 raise
             attempt += 1
             log.info("the status branch moved during the cycle: assessing again on top of it")
+    notifier.announce(cycle.commit, cycle.assessments, result.documents, result.outcomes)
+    return result
 
 
 def record(source: SpecRepository, status_branch: str, cycle: Cycle,
@@ -306,7 +318,9 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     documents = [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
                  for item in cycle.assessments]
     unattributed = cycle.loaded.unattributed()
-    files = status_files(documents, cycle.commit, unattributed, caches.rendered)
+    files = status_files(documents, cycle.commit, unattributed, caches.rendered,
+                         ui_bases({name: located.spec
+                                   for name, located in cycle.loaded.targets.items()}))
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     store = StatusStore(source, status_branch, caches.documents)
@@ -321,12 +335,15 @@ def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
     """Runs every plan that changes something: the targets at once, on each target at most
     `actions_per_target` at a time, so a slow cluster delays no other. Once `stopping` is set, a
     running action still finishes (its savepoint is recorded) and no further one starts."""
+    from agent.commit_status import CommitStatuses
+
     lanes: dict[tuple[str, int], list[Assessment]] = {}
     acting = [item for item in cycle.assessments if item.plan.changes_anything]
     for index, item in enumerate(acting):
         target = item.target.name if item.target else ""
         lanes.setdefault((target, index % settings.actions_per_target), []).append(item)
     outcomes: dict[str, Outcome] = {}
+    statuses = CommitStatuses.of(settings)   # each action reported on the spec commit
 
     def run_lane(items: list[Assessment]) -> None:
         for item in items:
@@ -338,7 +355,9 @@ def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
             where = {"deployment": item.name, "target": item.target.name if item.target else None,
                      "step": item.plan.action.value}
             log.info("%s: %s", item.name, item.plan.summary(), extra=where)
+            statuses.started(item, cycle.commit)
             outcome = outcomes[item.name] = _execute(settings, source, cycle, item)
+            statuses.ended(item, cycle.commit, outcome)
             log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
                      extra=where | {"outcome": outcome.result.value})
 

@@ -10,6 +10,11 @@ Thousands of documents cost no more git processes than one: blob and tree ids ar
 (git's object format is a SHA-1 of a header and the content), only objects the branch head does
 not hold are written, straight into the mirror's object store, and documents are read back by
 blob id, each parsed once per process.
+
+Beside the branch, the daemon's heartbeat (`beat`, `read_heartbeat`): a ref of its own,
+`refs/flink-gitops/heartbeat/<status branch>`, pointing at a parentless commit of the empty tree
+that says when and who (`report.freshness`). A beat writes that commit in process and costs one
+`git push` of it; it never touches the status branch.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from datetime import datetime
 from io import BytesIO
 
 import yaml
@@ -27,6 +33,7 @@ from agent.errors import SourceError, StatusKept, StatusPushRejected
 from agent.logs import redact, redact_bytes
 from agent.memo import Memo
 from agent.model.status import DeploymentStatus
+from agent.report.freshness import Freshness, Heartbeat, freshness, heartbeat_of
 from agent.source import PENDING_STATUS_REF, REMOTE, SpecRepository
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,8 @@ MAX_DOCUMENT_VALUES = 200_000          # nor one of more values (aliases counted
 
 AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@localhost",
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
+HEARTBEAT_REFS = "refs/flink-gitops/heartbeat"   # + "/<status branch>": the daemon's heartbeat
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"       # git's id of the empty tree
 
 
 class StatusStore:
@@ -265,3 +274,55 @@ def _store(source: SpecRepository, kind: bytes, data: bytes, known: set[str]) ->
             raise SourceError(f"git stored {kind.decode()} {stored}, expected {identifier}")
         known.add(identifier)
     return identifier
+
+
+def heartbeat_ref(status_branch: str) -> str:
+    """The ref of the heartbeat of the agents writing `status_branch`, on the remote and in
+    the mirror."""
+    return f"{HEARTBEAT_REFS}/{status_branch}"
+
+
+def beat(source: SpecRepository, status_branch: str, heartbeat: Heartbeat) -> str:
+    """Pushes `heartbeat` as the heartbeat ref (forced: each beat replaces the one before, and
+    the remote keeps one small commit); returns its commit. SourceError when it cannot be
+    written or pushed."""
+    stamp = f"{AUTHOR['GIT_COMMITTER_NAME']} <{AUTHOR['GIT_COMMITTER_EMAIL']}> {heartbeat.at} +0000"
+    data = (f"tree {EMPTY_TREE}\nauthor {stamp}\ncommitter {stamp}\n\n"
+            f"{heartbeat.message()}").encode()
+    known: set[str] = set()
+    _store(source, b"tree", b"", known)
+    made = _store(source, b"commit", data, known)
+    ref = heartbeat_ref(status_branch)
+    source.git("push", "--quiet", "--force", REMOTE, f"{made}:{ref}")
+    source.git("update-ref", ref, made)
+    return made
+
+
+def read_heartbeat(source: SpecRepository, status_branch: str) -> Heartbeat | None:
+    """The newest heartbeat on the remote, fetched; None when there is none. SourceError when
+    the remote cannot be read."""
+    ref = heartbeat_ref(status_branch)
+    try:
+        source.git("fetch", "--quiet", "--no-tags", REMOTE, f"+{ref}:{ref}")
+    except SourceError as error:
+        if "couldn't find remote ref" in str(error).lower():
+            return None
+        raise
+    headers, _, message = source.git("cat-file", "commit", ref).partition("\n\n")
+    committer = next((line for line in headers.splitlines() if line.startswith("committer ")),
+                     "")
+    try:
+        at = int(committer.rsplit(" ", 2)[-2])
+    except (IndexError, ValueError):
+        raise SourceError(f"{ref} is no heartbeat: its commit has no committer time") from None
+    return heartbeat_of(message, at)
+
+
+def last_seen(source: SpecRepository, status_branch: str, now: datetime) -> Freshness:
+    """When the agent writing `status_branch` was last seen, at `now`, from its heartbeat on the
+    remote; stale when it is old or absent, or cannot be read (the reason said)."""
+    try:
+        heartbeat = read_heartbeat(source, status_branch)
+    except SourceError as error:
+        return Freshness(f"agent heartbeat unknown: {str(error).splitlines()[0]}", stale=True)
+    return freshness(heartbeat, now, heartbeat_ref(status_branch))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.clock import age
 from agent.model.status import Action, DeploymentStatus, Job, Savepoint
+from agent.report.links import job_page
 
 
 def cell(text: str) -> str:
@@ -11,8 +12,14 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:300]
 
 
-def job_cell(job: Job | None) -> str:
-    return f"{job.flink_status} #{job.generation} `{job.id}`" if job else "—"
+def job_cell(job: Job | None, ui_base: str | None = None) -> str:
+    """Flink status, generation and id of the job; the id links to the job's page in the web
+    UI at `ui_base` (its target's, when known)."""
+    if job is None:
+        return "—"
+    page = job_page(ui_base, job.id)
+    shown = f"[`{job.id}`]({page})" if page else f"`{job.id}`"
+    return f"{job.flink_status} #{job.generation} {shown}"
 
 
 def savepoint_cell(savepoint: Savepoint | None, as_of: str | None) -> str:

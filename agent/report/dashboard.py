@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import yaml
@@ -25,15 +26,18 @@ from agent.report.timeline import render_timeline
 RECENT_EVENTS = 20
 def status_files(documents: list[DeploymentStatus], spec_commit: str,
                  unattributed: list[SpecProblem] = (),
-                 rendered: Memo | None = None) -> dict[str, bytes]:
+                 rendered: Memo | None = None,
+                 ui_urls: Mapping[str, str] | None = None) -> dict[str, bytes]:
     """Every file of the status branch: path -> content. `unattributed` are spec problems of
     documents whose deployment name could not be read; `rendered` remembers each document's
-    files across cycles when the caller keeps it (see `_rendered`)."""
+    files across cycles when the caller keeps it (see `_rendered`); `ui_urls` (target name ->
+    its web UI, `links.ui_bases`) makes each job id a link to its page there."""
     memo = rendered if rendered is not None else Memo("rendered documents", 1_000_000)
+    ui_urls = ui_urls or {}
     as_of = report_time(documents)
     files = {}
     for document in documents:
-        files_of = _rendered(document, memo)
+        files_of = _rendered(document, memo, ui_urls.get(document.status.target or ""))
         files[f"deployments/{document.name}.md"] = files_of.page
         files[f"deployments/{document.name}.yaml"] = files_of.yaml
     memo.retain(id(document) for document in documents)   # this report's documents only
@@ -42,7 +46,7 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
         files["timeline.svg"] = timeline.encode()
     files["status.json"] = status_json(documents, spec_commit, unattributed, memo)
     files["README.md"] = render_dashboard(documents, spec_commit, unattributed,
-                                          timeline is not None).encode()
+                                          timeline is not None, ui_urls).encode()
     return files
 
 
@@ -67,7 +71,7 @@ def status_json(documents: list[DeploymentStatus], spec_commit: str,
     }
     lines = [f"  {json.dumps(key)}: {json.dumps(value, sort_keys=True)}," for key, value in
              sorted(summary.items())]
-    entries = [f"    {json.dumps(d.name)}: {_rendered(d, rendered).index_entry}"
+    entries = [f"    {json.dumps(d.name)}: {_index_line(d, rendered)}"
                for d in sorted(documents, key=lambda d: d.name)]
     text = "{\n" + "\n".join(lines) + '\n  "deployments": {\n' + ",\n".join(entries) + (
         "\n  }\n}\n" if entries else "  }\n}\n")
@@ -95,7 +99,10 @@ def ordered(documents: list[DeploymentStatus]) -> list[DeploymentStatus]:
 
 
 def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
-                     unattributed: list[SpecProblem] = (), timeline: bool = False) -> str:
+                     unattributed: list[SpecProblem] = (), timeline: bool = False,
+                     ui_urls: Mapping[str, str] | None = None) -> str:
+    """README.md; `ui_urls` (target name -> its web UI) links each job to its page there."""
+    ui_urls = ui_urls or {}
     counts = Counter(d.status.state.value for d in documents)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
     problems = [d for d in documents if not d.in_desired_state]
@@ -111,7 +118,7 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
         "| Last action | Spec commit |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(d, as_of) for d in ordered(documents)]
+    lines += [_row(d, as_of, ui_urls.get(d.status.target or "")) for d in ordered(documents)]
     if problems or unattributed:
         lines += ["", "## Problems", ""]
         lines += [f"- `{p.file}:{p.line}`: {cell(p.message)}" for p in unattributed]
@@ -135,12 +142,12 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
     return "\n".join(lines)
 
 
-def _row(document: DeploymentStatus, as_of: str | None) -> str:
+def _row(document: DeploymentStatus, as_of: str | None, ui_base: str | None) -> str:
     status, cells = document.status, row_cells(document, as_of)
     name = f"[{document.name}](deployments/{document.name}.md)" + (
         " (deleted)" if status.deleted else "")
     return (f"| {cells['mark']} | {name} | {cells['state']} | {cells['sync']} | "
-            f"{job_cell(status.job)} | {cells['parallelism']} | {cells['restarts']} | "
+            f"{job_cell(status.job, ui_base)} | {cells['parallelism']} | {cells['restarts']} | "
             f"{cells['savepoint']} | {cells['action']} | `{(status.spec_commit or '—')[:10]}` |")
 
 
@@ -153,22 +160,32 @@ class Rendered:
     index_entry: str    # its entry in status.json (JSON on one line)
 
 
-def _rendered(document: DeploymentStatus, memo: Memo) -> Rendered:
-    """The document's files, rendered once per document object: an unchanged deployment keeps
-    its previous document object from cycle to cycle (`next_status`, `StatusStore.read`), so
-    in most cycles most deployments cost a lookup here. The memo maps the id of a document to
-    the document (kept alive, so the id is not reused) and its files."""
+def _index_line(document: DeploymentStatus, memo: Memo) -> str:
+    """The document's entry in status.json, as rendered with its files (rendered now when
+    `status_json` is called on its own)."""
     cached = memo.get(id(document))
     if cached is not None and cached[0] is document:
-        return cached[1]
+        return cached[2].index_entry
+    return _rendered(document, memo, None).index_entry
+
+
+def _rendered(document: DeploymentStatus, memo: Memo, ui_base: str | None) -> Rendered:
+    """The document's files, rendered once per document object and web UI address of its
+    target: an unchanged deployment keeps its previous document object from cycle to cycle
+    (`next_status`, `StatusStore.read`), so in most cycles most deployments cost a lookup here.
+    The memo maps the id of a document to the document (kept alive, so the id is not reused),
+    the web UI address its page links to and its files."""
+    cached = memo.get(id(document))
+    if cached is not None and cached[0] is document and cached[1] == ui_base:
+        return cached[2]
     data = document.document()
     rendered = Rendered(
-        render_history(document).encode(),
+        render_history(document, ui_base).encode(),
         # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
         yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
                   width=100).encode(),
         json.dumps(_index_entry(document), sort_keys=True, ensure_ascii=False))
-    memo.put(id(document), (document, rendered))
+    memo.put(id(document), (document, ui_base, rendered))
     return rendered
 
 

@@ -13,9 +13,9 @@ RESTORE_HINT = ("To restore one, write `initialSavepointPath: savepoint:<id>` an
                 "`savepointRedeployNonce` in the spec.")
 
 
-def render_history(document: DeploymentStatus) -> str:
+def render_history(document: DeploymentStatus, ui_base: str | None = None) -> str:
     """The page: absolute times only (no ages), so that it changes only when the deployment
-    does."""
+    (or the web UI address `ui_base` of its target, which its job links to) does."""
     status = document.status
     job = status.job
     labels = ", ".join(f"{k}={v}" for k, v in sorted(document.metadata.labels.items()))
@@ -26,7 +26,7 @@ def render_history(document: DeploymentStatus) -> str:
         ("Target", status.target or "—"),
         ("Spec", f"`{status.spec_file or '—'}` at `{(status.spec_commit or '—')[:10]}`"),
         ("Labels", labels or "—"),
-        ("Flink job", job_cell(job) + (f", parallelism {job.parallelism}, restarts "
+        ("Flink job", job_cell(job, ui_base) + (f", parallelism {job.parallelism}, restarts "
                                        f"{job.restarts}" if job else "")),
         ("Last savepoint", savepoint_cell(status.last_savepoint, None)),
         ("Last action", action_cell(status.last_action)),
