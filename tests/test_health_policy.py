@@ -86,18 +86,18 @@ RESTARTING = ("restart-strategy.type: fixed-delay; restart-strategy.fixed-delay.
 
 def test_a_job_restarting_beyond_its_policy_is_reported_and_restarted_once_a_window(
         deployed, spec_repo, settings, rest):
-    deployed("flaky", args="--rate 20 --keys 1 --fail-after 10", options=RESTARTING,
+    deployed("flaky", args="--rate 20 --keys 1 --fail-after 30", options=RESTARTING,
              extra="healthPolicy: {maxRestarts: 2, window: 10m, action: RESTART}")
     spec_repo.push()
-    sync(settings)
-    first = rest.job("flaky", 1)
+    assert sync(settings).exit_code == 0, spec_repo.status_of("flaky")
+    first = spec_repo.status_of("flaky")["job"]["id"]
 
     def failures(job: str) -> int:
         return len(rest.get(f"/jobs/{job}/exceptions").get("exceptionHistory", {})
                    .get("entries") or [])
 
     def await_failures(job: str, count: int) -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while failures(job) < count:
             assert time.monotonic() < deadline, f"job {job} did not fail {count} times"
             time.sleep(0.5)
@@ -128,7 +128,7 @@ def test_an_upgraded_job_that_fails_within_its_stability_window_is_rolled_back(
     good = spec_repo.push("a good spec")
     assert sync(settings).exit_code == 0
     rest.wait_checkpoint(rest.job("settling", 1))
-    deployed("settling", args="--rate 20 --keys 1 --fail-after 10", options=RESTARTING,
+    deployed("settling", args="--rate 20 --keys 1 --fail-after 30", options=RESTARTING,
              extra=window)
     spec_repo.push("a job that fails after a moment")
     started = time.monotonic()
