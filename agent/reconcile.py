@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from threading import Event
+from threading import Event, Lock
 
 from agent.artifact_check import ARTIFACT, add_artifact_check
 from agent.secret_check import add_secret_check
@@ -45,7 +45,7 @@ from agent.recover import recover
 from agent.status_store import StatusStore
 from agent.report.dashboard import status_files
 from agent.report.links import ui_bases
-from agent.report.document import CycleFacts, next_status
+from agent.report.document import CycleFacts, in_progress, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 from agent.sql import add_sql_check
@@ -292,7 +292,8 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
                 if lease.took_over or lease.status_head != cycle.status_head:
                     cycle = assess(settings, source, caches)   # another agent may have acted
-                outcomes = act(settings, source, cycle, lease, stopping or Event())
+                outcomes = act(settings, source, cycle, lease, stopping or Event(),
+                               Progress(source, settings.status_branch, cycle, caches))
                 result = record(source, settings.status_branch, cycle, outcomes, caches,
                                 acted=True)
             break
@@ -319,8 +320,7 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
                  for item in cycle.assessments]
     unattributed = cycle.loaded.unattributed()
     files = status_files(documents, cycle.commit, unattributed, caches.rendered,
-                         ui_bases({name: located.spec
-                                   for name, located in cycle.loaded.targets.items()}))
+                         _ui_bases(cycle))
     message = _commit_message(cycle.commit, outcomes)
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     store = StatusStore(source, status_branch, caches.documents)
@@ -330,11 +330,40 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
                       min(due, default=None))
 
 
+class Progress:
+    """The status branch told as each action starts: one commit in which its deployment is
+    TRANSITIONING, its action IN_PROGRESS with the steps under way, so readers see an upgrade
+    while its savepoint is taken. Lanes commit one at a time, each commit carrying every action
+    under way so far; the cycle's own status replaces them. Best effort: a commit that cannot be
+    pushed is a log line, and the action goes on."""
+
+    def __init__(self, source: SpecRepository, status_branch: str, cycle: Cycle,
+                 caches: Caches):
+        self.source, self.status_branch, self.cycle, self.caches = (source, status_branch,
+                                                                    cycle, caches)
+        self.under_way: dict[str, DeploymentStatus] = {}
+        self.lock = Lock()
+
+    def started(self, item: Assessment) -> None:
+        with self.lock:
+            self.under_way[item.name] = in_progress(item, utc_now())
+            documents = [self.under_way.get(i.name) or i.previous for i in self.cycle.assessments
+                         if i.name in self.under_way or i.previous is not None]
+            files = status_files(documents, self.cycle.commit, self.cycle.loaded.unattributed(),
+                                 self.caches.rendered, _ui_bases(self.cycle))
+            try:
+                StatusStore(self.source, self.status_branch, self.caches.documents).write(
+                    files, f"{item.name}: {item.plan.action.value} in progress")
+            except FlinkGitopsError as error:
+                log.warning("%s: its progress could not be written: %s", item.name, error)
+
+
 def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
-        stopping: Event) -> dict[str, Outcome]:
+        stopping: Event, progress: Progress | None = None) -> dict[str, Outcome]:
     """Runs every plan that changes something: the targets at once, on each target at most
     `actions_per_target` at a time, so a slow cluster delays no other. Once `stopping` is set, a
-    running action still finishes (its savepoint is recorded) and no further one starts."""
+    running action still finishes (its savepoint is recorded) and no further one starts. Each
+    action's start is told to `progress`."""
     from agent.commit_status import CommitStatuses
 
     lanes: dict[tuple[str, int], list[Assessment]] = {}
@@ -356,6 +385,8 @@ def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
                      "step": item.plan.action.value}
             log.info("%s: %s", item.name, item.plan.summary(), extra=where)
             statuses.started(item, cycle.commit)
+            if progress is not None:
+                progress.started(item)
             outcome = outcomes[item.name] = _execute(settings, source, cycle, item)
             statuses.ended(item, cycle.commit, outcome)
             log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
@@ -521,6 +552,11 @@ def _applied_release(source: SpecRepository, item: Assessment) -> Release | None
     if located is None:
         return None
     return Release(located.spec, status.spec_commit, status.applied_spec_hash)
+
+
+def _ui_bases(cycle: Cycle) -> dict[str, str]:
+    """The web UI address of each target of the cycle, for the status pages' job links."""
+    return ui_bases({name: located.spec for name, located in cycle.loaded.targets.items()})
 
 
 def _commit_message(commit: str, outcomes: dict[str, Outcome]) -> str:

@@ -43,6 +43,23 @@ class CycleFacts:
         return item.events + drift + deferred
 
 
+def in_progress(item: Assessment, now: str) -> DeploymentStatus:
+    """The deployment's status while its action runs: TRANSITIONING, its last action
+    IN_PROGRESS with the steps under way (committed as the action starts; the cycle's own status
+    replaces it when the action ends, and the next cycle when the agent died meanwhile)."""
+    previous = item.previous.status if item.previous is not None else None
+    status = _copy(previous) if previous else Status(
+        state=DeploymentState.TRANSITIONING, sync=SyncStatus.OUT_OF_SYNC)
+    status.state = DeploymentState.TRANSITIONING
+    status.last_action = Action(kind=item.plan.action, result=ActionResult.IN_PROGRESS,
+                                message=item.plan.steps_text(), at=now)
+    status.target = item.target_name or status.target
+    labels = (item.desired.metadata.labels if item.desired
+              else item.previous.metadata.labels if item.previous else {})
+    return DeploymentStatus(metadata=StatusMetadata(name=item.name, labels=labels),
+                            status=status)
+
+
 def next_status(facts: CycleFacts) -> DeploymentStatus:
     """The deployment's status after this cycle (the previous document itself when nothing
     about it changed)."""
