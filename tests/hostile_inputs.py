@@ -84,6 +84,17 @@ CASES = [
          "leaves the spec repository"),
     Case("jar-scheme-unknown", sub("jobs/counter.jar", "ftp://example.com/x.jar"),
          "scheme 'ftp' is not supported"),
+    Case("maven-no-version", sub("jobs/counter.jar", "maven://org.example:counter"),
+         "its version is missing"),
+    Case("savepoint-interval-malformed", sub("  upgradeStrategy", "  periodicSavepointInterval: "
+                                             "soon\n  upgradeStrategy"), "is not a duration"),
+    Case("savepoint-retention-zero", sub("  upgradeStrategy", "  savepointRetention: "
+                                         "{{maxCount: 0}}\n  upgradeStrategy"),
+         "greater than or equal to 1"),
+    Case("health-policy-empty", sub("  upgradeStrategy", "  healthPolicy: {{}}\n  "
+                                    "upgradeStrategy"), "healthPolicy needs maxRestarts"),
+    Case("redeploy-without-savepoint", sub("  upgradeStrategy", "  savepointRedeployNonce: 1\n"
+                                           "  upgradeStrategy"), "set initialSavepointPath"),
     Case("secret-variable-missing", sub("--keys 4", "--keys 4 --password ${{FG_NEVER_SET}}"),
          "has no variable FG_NEVER_SET"),
     Case("secret-file-missing", sub("interval: 1s", "interval: 1s\n        db.password: "
