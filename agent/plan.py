@@ -13,7 +13,8 @@ from enum import StrEnum
 from agent.diff import Difference
 from agent.job_ids import job_id
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
-from agent.model.status import ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin
+from agent.model.status import (ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin,
+                                Status)
 from agent.model.observation import Observation
 from agent.retention import Upkeep
 
@@ -270,14 +271,13 @@ def _redeploy(diff, desired, previous, observation, active, extra, generation,
                     ActionKind.REDEPLOY, reason, rollback, chosen)
 
 
-def naming_problem(desired: Deployment, status) -> str | None:
+def naming_problem(desired: Deployment, status: Status | None) -> str | None:
     """Why `initialSavepointPath`, written as a savepoint's name (`savepoint:<id>`), names none
     a restore can use, or None."""
     written = desired.spec.initial_savepoint_path or ""
     if not written.startswith("savepoint:"):
         return None
-    named = next((s for s in (status.history.savepoints if status else []) if s.named(written)),
-                 None)
+    named = status.savepoint_named(written) if status is not None else None
     if named is None:
         return (f"initialSavepointPath {written}: no savepoint of this deployment has that id "
                 "(its dashboard page lists them)")
@@ -287,13 +287,13 @@ def naming_problem(desired: Deployment, status) -> str | None:
     return None
 
 
-def chosen_savepoint(desired: Deployment, status) -> str | None:
+def chosen_savepoint(desired: Deployment, status: Status | None) -> str | None:
     """The location `initialSavepointPath` names: a path, or a savepoint of the deployment's
     history by its id (`savepoint:<id>`) or createdAt, as the dashboard shows them."""
     written = desired.spec.initial_savepoint_path
     if written is None or status is None:
         return written
-    named = next((s for s in status.history.savepoints if s.named(written)), None)
+    named = status.savepoint_named(written)
     return named.location if named is not None else written
 
 

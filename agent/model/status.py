@@ -176,6 +176,10 @@ class Status(StatusModel):
     health_restarted_at: str | None = None  # the last restart its health policy made
     history: History = Field(default_factory=History)
 
+    def savepoint_named(self, name: str) -> Savepoint | None:
+        """The savepoint of the history that `name` names (`Savepoint.named`), or None."""
+        return next((s for s in self.history.savepoints if s.named(name)), None)
+
     def newest_state(self, checkpoints: bool) -> Savepoint | None:
         """The newest savepoint recorded; with `checkpoints`, retained checkpoints count too
         (LATEST_STATE), without them they do not (LATEST_SAVEPOINT)."""
