@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from agent.diff import Difference
 from agent.load import SpecProblem
-from agent.model.observation import Observation
+from agent.model.observation import JobHealth, Observation
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import DeploymentStatus, JobInputs
 from agent.model.verdict import Verdict
@@ -38,6 +38,7 @@ class Assessment:
     inputs: JobInputs = field(default_factory=JobInputs)   # its job beyond the spec's text
     next_savepoint_at: str | None = None   # when its next periodic savepoint falls due
     unhealthy: str | None = None           # how its running job breaks its health policy
+    health: JobHealth | None = None        # its running job's, when it was read (health.py)
 
     @property
     def target_name(self) -> str | None:

@@ -151,12 +151,15 @@ def acting_options(function):
 
 @main.command()
 @acting_options
-def sync(settings: Settings) -> None:
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="While an upgrade is in its upgradeStabilityWindow, run a cycle every 5 s "
+                   "until it is stable or rolled back; --no-wait leaves it to later cycles.")
+def sync(settings: Settings, wait: bool) -> None:
     """One full cycle: pull, plan, execute, report."""
-    from agent.reconcile import sync as run_sync
+    from agent.reconcile import sync as run_sync, sync_until_settled
 
     try:
-        result = run_sync(settings)
+        result = sync_until_settled(settings, print_sync) if wait else run_sync(settings)
     except ConfigError as error:
         say("configuration error", "red", error)
         sys.exit(2)

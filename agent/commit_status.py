@@ -92,11 +92,13 @@ class CommitStatuses:
                               f"{item.plan.action.value}: {item.plan.steps_text()}"))
 
     def ended(self, item: Assessment, commit: str, outcome: Outcome) -> None:
-        """`success` or `failure` on `commit`: `item`'s action ended with `outcome`."""
+        """`success` or `failure` on `commit`: `item`'s action ended with `outcome` (`pending`
+        still while its upgrade is in its stability window)."""
         if not self._reports(item):
             return
-        state = (CommitState.SUCCESS if outcome.result == ActionResult.SUCCESS
-                 else CommitState.FAILURE)
+        state = {ActionResult.SUCCESS: CommitState.SUCCESS,   # (in its stability window)
+                 ActionResult.IN_PROGRESS: CommitState.PENDING}.get(outcome.result,
+                                                                   CommitState.FAILURE)
         send(self.request(item.name, commit, state,
                           f"{item.plan.action.value} {outcome.result.value}: {outcome.message}"))
 

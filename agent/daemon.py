@@ -96,7 +96,7 @@ class Metrics:
         self.cycle_duration.observe(seconds)
         self.cycles.labels("success").inc()
         self.last_success.set(time.time())
-        self.fleet.update(result.documents, result.outcomes)
+        self.fleet.update(result.documents, result.outcomes, result.checkpoints)
         self.deployments.clear()
         counts: dict[tuple[str, str], int] = {}
         for document in result.documents:
@@ -124,16 +124,19 @@ class DeploymentFacts:
     in_desired_state: bool
     restarts: int | None          # of its current job; None: no job
     savepoint_at: float | None    # its newest savepoint (retained checkpoints not counted)
+    checkpoint_at: float | None = None   # its job's newest completed checkpoint, when read
 
 
-def deployment_facts(document: DeploymentStatus) -> DeploymentFacts:
-    """The series' facts of a status document (pure)."""
+def deployment_facts(document: DeploymentStatus,
+                     checkpoint_at: float | None = None) -> DeploymentFacts:
+    """The series' facts of a status document, and of when its job last completed a
+    checkpoint, if that was read (pure)."""
     status = document.status
     taken = [saved.created_at for saved in (*status.history.savepoints, status.last_savepoint)
              if saved is not None and saved.origin != SavepointOrigin.RETAINED_CHECKPOINT]
     return DeploymentFacts(status.state.value, status.sync.value, document.in_desired_state,
                            status.job.restarts if status.job else None,
-                           _epoch(max(taken)) if taken else None)
+                           _epoch(max(taken)) if taken else None, checkpoint_at)
 
 
 def _epoch(moment: str) -> float | None:
@@ -158,9 +161,13 @@ class FleetSeries:
         self._snapshot: tuple[dict[str, DeploymentFacts], dict[tuple[str, str, str], int]] = \
             ({}, {})
 
-    def update(self, documents: list[DeploymentStatus], outcomes: dict[str, Outcome]) -> None:
-        """A completed cycle's documents and the outcomes of its actions, by deployment."""
-        facts = {document.name: deployment_facts(document) for document in documents}
+    def update(self, documents: list[DeploymentStatus], outcomes: dict[str, Outcome],
+               checkpoints: dict[str, float] | None = None) -> None:
+        """A completed cycle's documents, the outcomes of its actions and when the jobs whose
+        health it read last completed a checkpoint, by deployment."""
+        checkpoints = checkpoints or {}
+        facts = {document.name: deployment_facts(document, checkpoints.get(document.name))
+                 for document in documents}
         actions = {key: count for key, count in self._snapshot[1].items() if key[0] in facts}
         for name, outcome in outcomes.items():
             if name in facts:
@@ -177,7 +184,7 @@ class FleetSeries:
         """A scrape: the families with one sample per deployment (and action kind)."""
         facts, actions = self._snapshot
         now = self._clock()
-        status, desired, restarts, savepoint_age, counted = self._families()
+        status, desired, restarts, savepoint_age, checkpoint_age, counted = self._families()
         for name, fact in sorted(facts.items()):
             status.add_metric([name, fact.state, fact.sync], 1)
             desired.add_metric([name], 1 if fact.in_desired_state else 0)
@@ -185,9 +192,11 @@ class FleetSeries:
                 restarts.add_metric([name], fact.restarts)
             if fact.savepoint_at is not None:
                 savepoint_age.add_metric([name], max(0.0, now - fact.savepoint_at))
+            if fact.checkpoint_at is not None:
+                checkpoint_age.add_metric([name], max(0.0, now - fact.checkpoint_at))
         for (name, kind, result), count in sorted(actions.items()):
             counted.add_metric([name, kind, result], count)
-        return [status, desired, restarts, savepoint_age, counted]
+        return [status, desired, restarts, savepoint_age, checkpoint_age, counted]
 
     @staticmethod
     def _families() -> list[GaugeMetricFamily | CounterMetricFamily]:
@@ -205,6 +214,10 @@ class FleetSeries:
             GaugeMetricFamily("flink_gitops_deployment_last_savepoint_age_seconds",
                               "Seconds since the deployment's newest savepoint was taken",
                               labels=["deployment"]),
+            GaugeMetricFamily("flink_gitops_deployment_last_checkpoint_age_seconds",
+                              "Seconds since the deployment's job last completed a checkpoint "
+                              "(read each cycle for deployments with a healthPolicy or in a "
+                              "stability window)", labels=["deployment"]),
             CounterMetricFamily("flink_gitops_deployment_actions",
                                 "Actions on the deployment by kind and result, since the agent "
                                 "started", labels=["deployment", "kind", "result"]),
@@ -424,10 +437,10 @@ class Daemon:
         self.metrics.record(result, time.monotonic() - started)
         if result.exit_code == 0 and not result.outcomes:
             self._settled_at = result.commit
-        if result.next_savepoint_at is not None:   # a full cycle when it falls due
-            self.scheduler.add_job(self.trigger, "date", args=["periodic savepoint due"],
-                                   run_date=parse(result.next_savepoint_at),
-                                   id="periodic savepoint", replace_existing=True)
+        if result.wake_at is not None:   # a periodic savepoint, a stability window: a full
+            self.scheduler.add_job(self.trigger, "date", args=["a cycle is due"],   # cycle
+                                   run_date=parse(result.wake_at), id="wake-up",
+                                   replace_existing=True)
         self.ready.set()
         log.info("cycle done in %.2fs (status %s)", time.monotonic() - started,
                  result.status_commit[:10] if result.status_commit else "unchanged")

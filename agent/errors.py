@@ -114,11 +114,6 @@ class JobStartFailed(FlinkError, PermanentError):
     """A submitted job did not reach RUNNING; the message carries Flink's root exception."""
 
 
-class JobUnstable(JobStartFailed):
-    """A started job failed, restarted or checkpointed nothing within its upgrade's stability
-    window; it was cancelled."""
-
-
 class JobDidNotEnd(FlinkError, TransientError):
     """A job told to stop or cancel is still not terminal; the next cycle looks again."""
 

@@ -16,25 +16,19 @@ from typing import Callable
 from agent import testpoints
 from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkGitopsError, FlinkRequestError, FlinkUnavailable, JobDidNotEnd,
-                          JobStartFailed, JobUnstable, PermanentError, RestoreUnavailable,
-                          SavepointFailed)
+                          JobStartFailed, PermanentError, RestoreUnavailable, SavepointFailed)
 from agent.flink.artifacts import JobProgram
 from agent.flink.storage import state_absent
-from agent.flink.rest import FlinkClient, SavepointResult, condense_trace, poll_delays
+from agent.flink.rest import FlinkClient, SavepointResult, poll_delays
 from agent.model.job_states import FlinkJobStatus
 from agent.job_ids import job_id, with_generation
-from agent.model.spec import (CHECKPOINT_RETENTION, Deployment, RestoreStrategyKind,
-                              duration_seconds)
+from agent.model.spec import CHECKPOINT_RETENTION, Deployment, RestoreStrategyKind
 from agent.model.outcome import Outcome, Release, StartedJob
-from agent.model.status import ActionKind, ActionResult, Savepoint, SavepointOrigin
+from agent.model.status import ActionResult, Savepoint, SavepointOrigin
 from agent.plan import Plan, Restore, RestoreKind, Step, StepKind
 from agent.secrets import expand
 
 log = logging.getLogger(__name__)
-
-# the actions whose new job must run upgradeStabilityWindow before they count as done
-WATCHED = {ActionKind.STATEFUL_UPGRADE, ActionKind.STATELESS_UPGRADE, ActionKind.REDEPLOY}
-STABILITY_POLL_S = 1.0   # how often a job in its stability window is looked at
 
 
 @dataclass
@@ -54,7 +48,10 @@ class Execution:
     def run(self, plan: Plan, desired: Release | None,
             previous: Release | None = None) -> Outcome:
         """Carries the plan out for `desired` (None: a deletion of `previous`). When its new job
-        cannot start and the plan allows a rollback, `previous` is started again instead.
+        cannot start and the plan allows a rollback, `previous` is started again instead. A plan
+        that rolls back an upgrade that did not settle in its stability window starts `desired`,
+        the applied spec, and is FAILED; an upgrade with a stability window is IN_PROGRESS once
+        its job runs (later cycles settle it).
 
         The new job's artifact is fetched and uploaded before any step: an artifact that cannot
         be had stops nothing, and no download or upload stands between a job's savepoint and
@@ -83,10 +80,6 @@ class Execution:
                         self._cancel(step, outcome)
                     case StepKind.START_JOB:
                         self._start(step, plan.generation, desired, outcome)
-                        if plan.action in WATCHED and desired.deployment.spec \
-                                .upgrade_stability_window:
-                            self._await_stable(outcome, desired.deployment.spec
-                                               .upgrade_stability_window)
                     case StepKind.DISPOSE_SAVEPOINT:
                         self.client.dispose_savepoint(step.location, sleep=self.sleep)
                         outcome.disposed.append((step.location, step.why))
@@ -100,6 +93,19 @@ class Execution:
                     self._roll_back(plan, step, desired, previous, outcome)
                 return outcome
         outcome.message = plan.steps_text()
+        if plan.rolls_back:
+            start = plan.steps[-1]
+            outcome.result, outcome.permanent = ActionResult.FAILED, True
+            outcome.rolled_back_to = desired.commit
+            outcome.message = (f"{plan.reason}; rolled back to the spec of commit "
+                               f"{desired.commit[:10]}: job {outcome.started.id} runs it, "
+                               f"{start.restore.describe()}")
+        elif plan.settles is not None:
+            outcome.message = plan.reason
+        elif plan.stability_window and outcome.started is not None:
+            outcome.result = ActionResult.IN_PROGRESS
+            outcome.message += (f"; job {outcome.started.id} is watched for "
+                                f"upgradeStabilityWindow {plan.stability_window}")
         return outcome
 
     def _roll_back(self, plan: Plan, failed: Step, desired: Release, previous: Release,
@@ -234,32 +240,6 @@ class Execution:
             return
 
     # --- state -------------------------------------------------------------------------------
-
-    def _await_stable(self, outcome: Outcome, window: str) -> None:
-        """Watches the started job for `window` (upgradeStabilityWindow), and then, when it
-        checkpoints, until a checkpoint completes (at most another window): a job that fails,
-        restarts or completes none is cancelled, and JobUnstable says why."""
-        job, seconds = outcome.started.id, duration_seconds(window)
-        started = time.monotonic()
-        while True:
-            state = self.client.job_state(job)
-            failures = self.client.failures(job) if state is not None else []
-            why = (f"is {state or 'gone'}" if state != FlinkJobStatus.RUNNING else
-                   f"failed: {condense_trace(failures[0].get('stacktrace') or '')[:300]}"
-                   if failures else None)
-            waited = time.monotonic() - started
-            if why is None and waited >= seconds:
-                checkpoints, last = self.client.checkpointing(job)
-                if not checkpoints or last is not None:
-                    return
-                if waited >= 2 * seconds:
-                    why = f"completed no checkpoint in {2 * seconds:g}s"
-            if why is not None:
-                if state is not None and not state.terminal:
-                    self._cancel(Step(StepKind.CANCEL_JOB, job), outcome)
-                outcome.started = None   # (a rollback starts the one that runs)
-                raise JobUnstable(f"job {job} {why}, within upgradeStabilityWindow {window}")
-            self.sleep(min(STABILITY_POLL_S, max(seconds - waited, STABILITY_POLL_S / 4)))
 
     def _restore_path(self, restore: Restore, outcome: Outcome) -> str | None:
         match restore.kind:

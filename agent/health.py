@@ -7,6 +7,9 @@ failures, 16 by default, so a larger maxRestarts is not seen), or, for a job tha
 no completed checkpoint for `checkpointProgressTimeout` since the newest one (or since the job
 started). A breach is reported as UNHEALTHY with Flink's last exception; with `action: RESTART`
 the planner restarts the job from its newest state, at most once a window.
+
+An upgrade's new job in its `upgradeStabilityWindow` is read the same way each cycle, and
+`settling` (pure) says whether it is stable, unstable, or still watched.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from agent.clock import parse
 from agent.errors import FlinkError
-from agent.flink.rest import FlinkClient, condense_trace
+from agent.flink.rest import FlinkClient, condense_trace, failures
 from agent.logs import redact
-from agent.model.observation import JobHealth, ObservedJob
+from agent.model.job_states import FlinkJobStatus
+from agent.model.observation import JobHealth, Observation, ObservedJob, Settling
 from agent.model.spec import (Deployment, DeploymentTarget, HealthAction, HealthPolicy,
                               duration_seconds)
+from agent.model.status import StabilityWatch
 
 READERS = 8   # jobs whose health is read at once
 
@@ -46,12 +51,14 @@ def read_all(jobs: dict[str, tuple[FlinkClient, ObservedJob]]) -> dict[str, JobH
 
 
 def read_health(client: FlinkClient, job_id: str) -> JobHealth:
-    failures = client.failures(job_id)
+    exceptions = client.exceptions(job_id)
+    failed = failures(exceptions)
     checkpointing, last_checkpoint = client.checkpointing(job_id)
-    newest = condense_trace(failures[0].get("stacktrace") or "").splitlines()[:2] \
-        if failures else []
-    return JobHealth(tuple(int(f["timestamp"]) for f in failures if f.get("timestamp")),
-                     redact(" | ".join(newest)) or None, checkpointing, last_checkpoint)
+    newest = condense_trace(failed[0].get("stacktrace") or "").splitlines()[:2] \
+        if failed else []
+    return JobHealth(tuple(int(f["timestamp"]) for f in failed if f.get("timestamp")),
+                     redact(" | ".join(newest)) or None, checkpointing, last_checkpoint,
+                     client.restarts(job_id, exceptions))
 
 
 def breach(policy: HealthPolicy, health: JobHealth, started_at: str, now: str) -> str | None:
@@ -84,3 +91,29 @@ def restart_for(policy: HealthPolicy | None, unhealthy: str | None, restarted_at
     if policy is None or unhealthy is None or policy.action != HealthAction.RESTART:
         return None
     return unhealthy if restart_allowed(policy, restarted_at, now) else None
+
+
+def settling(watch: StabilityWatch, observation: Observation, health: JobHealth | None,
+             now: str) -> Settling:
+    """Whether the job `watch` watches is stable at `now` (pure): unstable once it is not
+    RUNNING or has failed at all (Flink restarted it); stable once it has run its window and,
+    when it checkpoints, completed a checkpoint; unstable when by `give_up_at` it completed none.
+    A job whose health Flink did not tell this cycle is watched on (nothing is concluded from
+    silence)."""
+    job = {j.id: j for j in observation.jobs}.get(watch.job_id)
+    within = f"within upgradeStabilityWindow {watch.window}"
+    if job is None or job.flink_status != FlinkJobStatus.RUNNING:
+        return Settling(unstable=f"job {watch.job_id} is {job.flink_status if job else 'gone'}, "
+                                 f"{within}")
+    if health is not None and health.restart_times:
+        return Settling(unstable=f"job {watch.job_id} failed {within}: "
+                                 f"{health.last_exception or 'no exception known'}")
+    if now < watch.until or health is None:
+        return Settling()
+    if not health.checkpointing or (health.last_checkpoint or 0) >= \
+            parse(watch.started_at).timestamp() * 1000:
+        return Settling(stable=True)
+    if now >= watch.give_up_at:
+        return Settling(unstable=f"job {watch.job_id} completed no checkpoint by "
+                                 f"{watch.give_up_at}, {within} and as long again")
+    return Settling()

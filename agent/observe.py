@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agent.errors import FlinkError
-from agent.flink.rest import FlinkClient, condense_trace
+from agent.flink.rest import FlinkClient, condense_trace, root_exception_of
 from agent.logs import redact
 from agent.job_ids import generation_of
 from agent.model.observation import ClusterView, ObservedJob
@@ -36,8 +36,9 @@ def observe_cluster(client: FlinkClient) -> ClusterView:
 def _with_trouble(client: FlinkClient, job: ObservedJob) -> ObservedJob:
     """An unhealthy job with its restart count and the first lines of its last exception."""
     try:
-        restarts = client.restarts(job.id)
-        exception = condense_trace(client.root_exception(job.id)).splitlines()
+        exceptions = client.exceptions(job.id)
+        restarts = client.restarts(job.id, exceptions)
+        exception = condense_trace(root_exception_of(exceptions)).splitlines()
     except (FlinkError, LookupError, TypeError, ValueError, AttributeError):
         return job   # details Flink could not give, or gave in another shape: not essential
     return replace(job, restarts=restarts,

@@ -14,9 +14,12 @@ from agent.diff import Difference
 from agent.job_ids import job_id
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
 from agent.model.status import (ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin,
-                                Status)
-from agent.model.observation import Observation
+                                StabilityWatch, Status)
+from agent.model.observation import Observation, Settling
 from agent.retention import Upkeep
+
+# the actions whose new job runs its upgradeStabilityWindow before they count as done
+WATCHED = {ActionKind.STATEFUL_UPGRADE, ActionKind.STATELESS_UPGRADE, ActionKind.REDEPLOY}
 
 
 class StepKind(StrEnum):
@@ -100,6 +103,14 @@ class Plan:
     upkeep: bool = False                 # a periodic savepoint or disposal: its failure is
                                          # reported, never the deployment's failure
     health: bool = False                 # a restart the health policy asked for
+    stability_window: str | None = None  # the new job is then watched this long (WATCHED)
+    settles: StabilityWatch | None = None   # the watch this plan ends: stable (no steps), or
+                                            # unstable (the applied spec started again)
+
+    @property
+    def rolls_back(self) -> bool:
+        """An upgrade that did not settle in its stability window, rolled back."""
+        return self.settles is not None and any(s.kind == StepKind.START_JOB for s in self.steps)
 
     @property
     def action_name(self) -> str | None:
@@ -114,6 +125,7 @@ class Plan:
         """The plan as data (for policies and `plan --format json`)."""
         return {"action": self.action_name, "state": self.state, "reason": self.reason,
                 "rollback": self.rollback,
+                **({"stabilityWindow": self.stability_window} if self.stability_window else {}),
                 "steps": [{"kind": s.kind.value, "jobId": s.job_id, "description": s.describe(),
                            **({"restore": s.restore.kind.value} if s.restore else {}),
                            **({"restorePath": s.restore.path} if s.restore and s.restore.path
@@ -156,7 +168,12 @@ class Plan:
             return "nothing to do"
         fallback = ("; if the new job cannot start, the previous spec is started again from "
                     "the same state" if self.rollback else "")
-        return f"{self.action.value}: {self.steps_text()}{fallback}"
+        watched = (f"; the new job is then watched for upgradeStabilityWindow "
+                   f"{self.stability_window}" if self.stability_window else "")
+        if self.settles is not None:
+            return f"{self.action.value}: {self.reason}" + (
+                f"; {self.steps_text()}" if self.steps else "")
+        return f"{self.action.value}: {self.steps_text()}{fallback}{watched}"
 
 
 def held(name: str, reason: str, blocked: bool = False) -> Plan:
@@ -166,14 +183,15 @@ def held(name: str, reason: str, blocked: bool = False) -> Plan:
 
 def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
          observation: Observation, rollback: bool = True, upkeep: Upkeep = Upkeep(),
-         unhealthy: str | None = None) -> Plan:
+         unhealthy: str | None = None, settling: Settling | None = None) -> Plan:
     """The action that brings one deployment to its desired state, and its steps in order.
 
     With `rollback`, an upgrade whose new job cannot start starts the applied spec again. A job
     `unhealthy` by its health policy (why), whose policy restarts it, is restarted from its newest
-    state. A deployment with nothing else to do gets its `upkeep`: a periodic savepoint, else the
+    state. An upgrade in its stability window is ended by its `settling`: stable, or rolled back.
+    A deployment with nothing else to do gets its `upkeep`: a periodic savepoint, else the
     disposal of savepoints beyond its retention."""
-    decided = _plan(diff, desired, previous, observation, rollback, upkeep, unhealthy)
+    decided = _plan(diff, desired, previous, observation, rollback, upkeep, unhealthy, settling)
     if decided.action is not None or decided.pending or not observation.reachable \
             or desired is None or not upkeep.disposals:
         return decided
@@ -185,7 +203,7 @@ def plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatu
 
 def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStatus | None,
           observation: Observation, rollback: bool, upkeep: Upkeep,
-          unhealthy: str | None) -> Plan:
+          unhealthy: str | None, settling: Settling | None) -> Plan:
     name = diff.name
     if not observation.reachable:
         return Plan(name, None, reason=f"target unreachable: {observation.error}")
@@ -209,6 +227,14 @@ def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStat
                                 Step(StepKind.CANCEL_JOB, active.id if active else ""),
                                 "desired state CANCELLED")
     generation = _next_generation(previous, observation)
+    watch = previous.status.stability if previous is not None else None
+    if watch is not None and watch.spec_hash == diff.desired_hash and settling is not None:
+        return _settle(diff, previous, observation, watch, settling, generation)
+    if watch is not None and watch.spec_hash != diff.desired_hash and active is not None \
+            and active.id == watch.job_id and not diff.job_changed:   # back to the applied spec
+        return _replace(diff, desired, previous, observation, active, extra, generation, None,
+                        f"the spec changed while job {watch.job_id} was in its stability "
+                        "window", rollback)
     if diff.redeploy_requested:
         return _redeploy(diff, desired, previous, observation, active, extra, generation,
                          rollback)
@@ -234,6 +260,29 @@ def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStat
             StepKind.TRIGGER_SAVEPOINT, active.id, origin=SavepointOrigin.PERIODIC),),
             upkeep.savepoint_due, upkeep=True)
     return Plan(name, None, reason="in sync")
+
+
+def _settle(diff, previous, observation, watch: StabilityWatch, settling: Settling,
+            generation: int) -> Plan:
+    """An upgrade in its stability window: stable (the applied spec becomes the new one, no
+    Flink call), unstable (every job of the deployment cancelled, and the applied spec started
+    again from the state the new job got), or watched on (nothing)."""
+    if settling.stable:
+        return Plan(diff.name, watch.action, (), f"job {watch.job_id} ran its "
+                    f"upgradeStabilityWindow {watch.window} (and completed a checkpoint, when "
+                    "it checkpoints)", settles=watch)
+    if settling.unstable is None:
+        return Plan(diff.name, None, reason=f"job {watch.job_id} is in its upgradeStabilityWindow "
+                                            f"{watch.window} until {watch.until}")
+    applied = previous.status
+    restore = Restore(RestoreKind.SAVEPOINT, watch.restore) if watch.restore \
+        else Restore(RestoreKind.EMPTY)
+    template = ((applied.applied_spec or {}).get("spec") or {}).get("template") or {}
+    start = Step(StepKind.START_JOB, job_id(diff.name, generation, applied.applied_spec_hash),
+                 restore=restore, parallelism=(template.get("spec") or {}).get("parallelism"))
+    return Plan(diff.name, watch.action, tuple(
+        Step(StepKind.CANCEL_JOB, j.id) for j in observation.active_jobs) + (start,),
+        settling.unstable, generation=generation, settles=watch)
 
 
 def _health_restart(diff, desired, previous, active, generation, unhealthy: str) -> Plan:
@@ -317,7 +366,9 @@ def _replace(diff, desired, previous, observation, active, extra, generation,
             kind = kind or ActionKind.STATELESS_UPGRADE
     start = _start_step(desired, diff.desired_hash, generation, chosen or restore)
     return Plan(diff.name, kind, extra + (first, start), reason, generation=generation,
-                rollback=rollback, rollback_restore=restore if chosen else None)
+                rollback=rollback, rollback_restore=restore if chosen else None,
+                stability_window=desired.spec.upgrade_stability_window if kind in WATCHED
+                else None)
 
 
 def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan:

@@ -9,9 +9,12 @@ a reviewer approves is what runs), `act` (the plans carried out, under the lease
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from threading import Event, Lock
+from typing import Callable
 
 from agent.artifact_check import ARTIFACT, add_artifact_check
 from agent.secret_check import add_secret_check
@@ -19,15 +22,15 @@ from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
 from agent.diff import Difference, FieldChange, difference, field_changes, spec_document
-from agent.errors import ArtifactError, FlinkGitopsError, StatusPushRejected
+from agent.errors import ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected
 from agent import testpoints
-from agent.clock import from_millis, utc_now
+from agent.clock import from_millis, iso, parse, utc_now
 from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import job_program
 from agent.flink.rest import FlinkClient
-from agent.health import breach, policy_of, read_all as read_health, restart_for
+from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
@@ -35,7 +38,7 @@ from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problem
 from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
-                                     assumed_from_status)
+                                     Settling, assumed_from_status)
 from agent.observe import observe_cluster
 from agent.plan import Plan, held, naming_problem, plan
 from agent.retention import Upkeep, upkeep
@@ -51,6 +54,8 @@ from agent.source import SpecRepository
 from agent.sql import add_sql_check
 
 log = logging.getLogger(__name__)
+
+STABILITY_POLL_S = 5   # an upgrade in its stability window is looked at this often
 
 
 @dataclass
@@ -72,7 +77,15 @@ class SyncResult:
     status_commit: str | None
 
     unattributed: list[SpecProblem] = field(default_factory=list)
-    next_savepoint_at: str | None = None   # when a periodic savepoint falls due next
+    wake_at: str | None = None   # when a cycle is due whatever git does: a periodic savepoint,
+                                 # or an upgrade in its stability window looked at again
+    checkpoints: dict[str, float] = field(default_factory=dict)   # deployment -> when its job
+    # last completed a checkpoint (s since the epoch), of the jobs whose health was read
+
+    @property
+    def settling(self) -> bool:
+        """An upgrade is still in its stability window (a later cycle settles it)."""
+        return any(d.status.stability is not None for d in self.documents)
 
     @property
     def exit_code(self) -> int:
@@ -113,7 +126,8 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                        for name, (desired, _, target) in wanted.items() if desired},
                       lambda path: source.read(commit, path), settings.workdir, offline,
                       caches.artifacts)
-    health = {} if offline else read_health(_health_reads(loaded, wanted, clients, views))
+    health = {} if offline else read_health(_health_reads(loaded, wanted, previous, clients,
+                                                          views))
     assessments = []
     for name in names:
         desired, problems, target_name = wanted[name]
@@ -195,7 +209,11 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                      not offline and observation.active is not None   # (a review shows no
                      and observation.active.flink_status == "RUNNING",  # timed savepoints)
                      now) if desired is not None else Upkeep()
-        decided = plan(diff, desired, before, observation, settings.rollback, due, restart)
+        watch = before.status.stability if before is not None else None
+        settled = None if watch is None else Settling() if offline else settling(
+            watch, observation, health, now)   # (a review shows the window as it stands)
+        decided = plan(diff, desired, before, observation, settings.rollback, due, restart,
+                       settled)
         if desired is not None:
             verdict = evaluate(policies, _policy_input(desired, target, decided, before))
         if verdict.denied:
@@ -209,7 +227,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         + tuple(warnings),
         tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
         inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
-        unhealthy=unhealthy)
+        unhealthy=unhealthy, health=health)
 
 
 def _unassessed(name: str, target: DeploymentTarget | None, previous: DeploymentStatus | None,
@@ -294,11 +312,17 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                     cycle = assess(settings, source, caches)   # another agent may have acted
                 outcomes = act(settings, source, cycle, lease, stopping or Event(),
                                Progress(source, settings.status_branch, cycle, caches))
-                result = record(source, settings.status_branch, cycle, outcomes, caches,
-                                acted=True)
+                documents = next_statuses(cycle, outcomes)
+                try:
+                    result = record(source, settings.status_branch, cycle, documents, outcomes,
+                                    caches, acted=True)
+                except StatusKept:   # pushed by the next cycle; what it tells is told now
+                    notifier.announce(cycle.commit, cycle.assessments, documents, outcomes)
+                    raise
             break
         try:
-            result = record(source, settings.status_branch, cycle, {}, caches, acted=False)
+            result = record(source, settings.status_branch, cycle, next_statuses(cycle, {}), {},
+                            caches, acted=False)
             break
         except StatusPushRejected:
             if attempt == attempts:
@@ -309,15 +333,42 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     return result
 
 
-def record(source: SpecRepository, status_branch: str, cycle: Cycle,
-           outcomes: dict[str, Outcome], caches: Caches, acted: bool) -> SyncResult:
-    """Writes the status branch: each deployment's next status, from its assessment and what
-    its action did. A push that lost a race raises StatusPushRejected, unless the cycle `acted`
-    (under the lease): then its documents are the truth, written again on top of the new head,
-    and kept in the work dir for the next cycle when the remote cannot take them."""
+def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = lambda _: None,
+                       sleep: Callable[[float], None] = time.sleep) -> SyncResult:
+    """`sync`, and while an upgrade is in its stability window, `sync` again every
+    STABILITY_POLL_S until each has settled (stable, or rolled back), each result but the last
+    `told`; a window whose job's health Flink never tells is waited for until a minute after its
+    give-up time, and then left to later cycles. (The daemon schedules such cycles instead.)"""
+    with Caches.for_one_cycle() as caches:
+        result = sync(settings, caches=caches)
+        deadline = None
+        while result.settling:
+            latest = max(parse(d.status.stability.give_up_at) for d in result.documents
+                         if d.status.stability is not None) + timedelta(minutes=1)
+            deadline = max(deadline or latest, latest)
+            if parse(utc_now()) > deadline:
+                break
+            told(result)
+            sleep(STABILITY_POLL_S)
+            result = sync(settings, caches=caches)
+        return result
+
+
+def next_statuses(cycle: Cycle, outcomes: dict[str, Outcome]) -> list[DeploymentStatus]:
+    """Each deployment's next status, from its assessment and what its action did."""
     now = utc_now()
-    documents = [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
-                 for item in cycle.assessments]
+    return [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
+            for item in cycle.assessments]
+
+
+def record(source: SpecRepository, status_branch: str, cycle: Cycle,
+           documents: list[DeploymentStatus], outcomes: dict[str, Outcome], caches: Caches,
+           acted: bool) -> SyncResult:
+    """Writes the status branch: the cycle's `documents`. A push that lost a race raises
+    StatusPushRejected, unless the cycle `acted` (under the lease): then its documents are the
+    truth, written again on top of the new head, and kept in the work dir for the next cycle
+    when the remote cannot take them (StatusKept)."""
+    now = utc_now()
     unattributed = cycle.loaded.unattributed()
     files = status_files(documents, cycle.commit, unattributed, caches.rendered,
                          _ui_bases(cycle))
@@ -326,8 +377,12 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     store = StatusStore(source, status_branch, caches.documents)
     status_commit = store.write_or_keep(files, message) if acted else store.write(files, message)
     due = [item.next_savepoint_at for item in cycle.assessments if item.next_savepoint_at]
+    if any(d.status.stability is not None for d in documents):
+        due.append(iso(parse(now) + timedelta(seconds=STABILITY_POLL_S)))
+    checkpoints = {item.name: item.health.last_checkpoint / 1000 for item in cycle.assessments
+                   if item.health is not None and item.health.last_checkpoint}
     return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,
-                      min(due, default=None))
+                      min(due, default=None), checkpoints)
 
 
 class Progress:
@@ -384,11 +439,12 @@ def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
             where = {"deployment": item.name, "target": item.target.name if item.target else None,
                      "step": item.plan.action.value}
             log.info("%s: %s", item.name, item.plan.summary(), extra=where)
-            statuses.started(item, cycle.commit)
-            if progress is not None:
+            commit = item.plan.settles.commit if item.plan.settles else cycle.commit
+            statuses.started(item, commit)
+            if progress is not None and item.plan.steps:
                 progress.started(item)
             outcome = outcomes[item.name] = _execute(settings, source, cycle, item)
-            statuses.ended(item, cycle.commit, outcome)
+            statuses.ended(item, commit, outcome)
             log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
                      extra=where | {"outcome": outcome.result.value})
 
@@ -405,6 +461,11 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
     if target is None:
         return Outcome(ActionResult.FAILED, "the deployment's target is not in the spec repo")
     desired = Release(item.desired, cycle.commit, item.desired_hash) if item.desired else None
+    previous = _applied_release(source, item)
+    if item.plan.rolls_back:   # an upgrade unstable in its window: the applied spec again
+        desired, previous = previous, None
+        if desired is None:
+            return Outcome(ActionResult.FAILED, "the applied spec to roll back to is not in git")
     execution = Execution(
         client=cycle.clients[target.name], savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
@@ -413,7 +474,7 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
             lambda path: source.read(release.commit, path), settings.file_roots,
             _stores(target)))
     try:
-        return execution.run(item.plan, desired, _applied_release(source, item))
+        return execution.run(item.plan, desired, previous)
     except FlinkGitopsError as error:
         return Outcome(ActionResult.FAILED, str(error))
     except Exception as error:  # noqa: BLE001 - one deployment's trouble ends no other's action
@@ -499,14 +560,17 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
     return desired.job_hash(inputs.digest_part(blob))
 
 
-def _health_reads(loaded: LoadResult, wanted: dict, clients: dict[str, FlinkClient],
-                  views: dict[str, ClusterView]) -> dict[str, tuple[FlinkClient, ObservedJob]]:
-    """The running jobs whose health is read: those of deployments with a health policy."""
+def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, DeploymentStatus],
+                  clients: dict[str, FlinkClient], views: dict[str, ClusterView]
+                  ) -> dict[str, tuple[FlinkClient, ObservedJob]]:
+    """The running jobs whose health is read: those of deployments with a health policy, and
+    those in an upgrade's stability window."""
     reads = {}
     for name, (desired, _, target) in wanted.items():
         located = loaded.targets.get(target)
+        watched = name in previous and previous[name].status.stability is not None
         if desired is None or target not in clients or located is None \
-                or policy_of(desired, located.spec) is None:
+                or (policy_of(desired, located.spec) is None and not watched):
             continue
         job = views[target].of(name).active
         if job is not None:

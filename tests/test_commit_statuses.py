@@ -16,7 +16,7 @@ from agent import outbox
 from agent.commit_status import CommitState, CommitStatuses, GitHost
 from agent.config import DEFAULT_STATUS_BRANCH, Settings
 from agent.errors import ConfigError
-from agent.reconcile import sync
+from agent.reconcile import sync, sync_until_settled
 from conftest import ROOT, git
 from test_notifications import receiving  # noqa: F401 - the fixture: receivers of our own
 
@@ -103,6 +103,28 @@ def test_a_job_that_cannot_start_is_a_failure_on_its_commit(deployed, spec_repo,
     assert [b["state"] for b in api.bodies()] == ["pending", "failure"]
     assert api.bodies()[1]["description"].startswith("START FAILED: ")
     assert len(api.bodies()[1]["description"]) <= 140
+
+
+def test_an_upgrade_in_its_stability_window_is_pending_on_its_commit_until_it_settles(
+        deployed, spec_repo, settings, token, receiving):
+    """The upgrade's commit stays pending through its window, and gets the success even when
+    a later commit (that does not touch the deployment) is the branch head by then."""
+    api = receiving(status=201)
+    reported = reporting(settings, "github", api.url)
+    deployed("reported-window", extra="upgradeStabilityWindow: 3s")
+    spec_repo.push()
+    assert sync(reported).exit_code == 0
+    deployed("reported-window", parallelism=2, extra="upgradeStabilityWindow: 3s")
+    upgrade = spec_repo.push("upgraded, watched for 3s")
+    assert sync(reported).settling
+    later = spec_repo.push("a later commit that touches no deployment")
+    assert sync_until_settled(reported).exit_code == 0
+    assert outbox.wait(10)
+    upgrade_path = f"/repos/flink/specs/statuses/{upgrade}"
+    told = [(r.path, b["state"]) for r, b in zip(api.requests, api.bodies())][2:]
+    assert told == [(upgrade_path, "pending")] * 3 + [(upgrade_path, "success")]
+    assert api.bodies()[-1]["description"].startswith("STATEFUL_UPGRADE SUCCESS: job ")
+    assert later not in {r.path.rsplit("/", 1)[1] for r in api.requests}
 
 
 @pytest.mark.parametrize("changes, said", [

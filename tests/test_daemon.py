@@ -112,6 +112,30 @@ def test_a_push_and_its_webhook_start_the_job_without_waiting_for_the_interval(
     assert spec_repo.status_of("hooked")["state"] == "RUNNING"
 
 
+def test_the_daemon_settles_a_stability_window_by_the_cycles_it_schedules(
+        agent, deployed, spec_repo, rest):
+    """No poll and no drift check in the hour: only the cycles the window asks for settle it."""
+    def last_action() -> str | None:
+        try:
+            return spec_repo.status_of("windowed")["lastAction"]["result"]
+        except subprocess.CalledProcessError:   # no status of it yet
+            return None
+
+    deployed("windowed", extra="upgradeStabilityWindow: 3s")
+    spec_repo.push()
+    assert agent.push_event() == 202
+    wait_for(lambda: last_action() == "SUCCESS")
+    deployed("windowed", parallelism=2, extra="upgradeStabilityWindow: 3s")
+    spec_repo.push("upgraded, watched for 3s")
+    assert agent.push_event() == 202
+    wait_for(lambda: last_action() == "IN_PROGRESS")
+    wait_for(lambda: spec_repo.status_of("windowed")["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+             and last_action() == "SUCCESS", timeout=60)
+    status = spec_repo.status_of("windowed")
+    assert (status["state"], status["sync"]) == ("RUNNING", "SYNCED")
+    assert rest.parallelism(status["job"]["id"]) == 2
+
+
 def test_a_bad_signature_is_refused_and_triggers_nothing(agent):
     before = agent.cycles()
     body = json.dumps({"ref": "refs/heads/main"}).encode()

@@ -74,18 +74,23 @@ def old_heartbeat(spec_repo, seconds_ago: int, message: str) -> None:
 def test_metrics_follow_each_deployment_and_drop_one_whose_spec_is_deleted(
         deployed, spec_repo, settings, tmp_path):
     name = unique("series")
-    deployed(name)
+    health = "healthPolicy: {maxRestarts: 5, checkpointProgressTimeout: 15m}"
+    deployed(name, extra=health)
     spec_repo.push(f"{name} deployed")
-    agent = Agent(settings, tmp_path, interval="1s", env=QUICK)
+    agent = Agent(settings, tmp_path, interval="1s", drift_interval="2s", env=QUICK)
     wait_for(lambda: agent.metric(f'flink_gitops_deployment_status{{deployment="{name}",'
                                   f'state="RUNNING",sync="SYNCED"}}') == 1, timeout=90)
     assert agent.metric(f'flink_gitops_deployment_in_desired_state{{deployment="{name}"}}') == 1
     assert f'flink_gitops_deployment_job_restarts{{deployment="{name}"}} 0.0' in series(agent,
                                                                                           name)
+    checkpoint_age = f'flink_gitops_deployment_last_checkpoint_age_seconds{{deployment="{name}"}}'
+    wait_for(lambda: any(line.startswith(checkpoint_age) for line in series(agent, name)),
+             timeout=60)   # (its health is read each cycle)
+    assert 0 <= agent.metric(checkpoint_age) < 60
     assert agent.metric(f'flink_gitops_deployment_actions_total{{deployment="{name}",'
                         f'kind="START",result="SUCCESS"}}') == 1
 
-    deployed(name, state="SUSPENDED")
+    deployed(name, state="SUSPENDED", extra=health)
     spec_repo.push(f"{name} suspended")
     wait_for(lambda: agent.metric(f'flink_gitops_deployment_status{{deployment="{name}",'
                                   f'state="SUSPENDED",sync="SYNCED"}}') == 1, timeout=90)

@@ -21,6 +21,7 @@ import requests
 
 from agent import outbox
 from agent.config import DEFAULT_STATUS_BRANCH
+from agent.errors import StatusKept
 from agent.outbox import DELIVERY_ATTEMPTS, DELIVERY_TIMEOUT_S, Delivery, Outbox
 from agent.reconcile import sync
 from conftest import ROOT, free_port, git
@@ -163,6 +164,24 @@ def test_a_job_that_cannot_start_is_told_failed_once(deployed, spec_repo, settin
         "message": "", "commit": commit, "links": {}, "text": ""}
     assert "--rate and --keys must be positive" in notice["message"]
     assert notice["text"].startswith("*told-failed*: START failed: ")
+
+
+def test_what_a_cycle_tells_is_told_even_when_its_status_is_kept_for_the_next_cycle(
+        deployed, spec_repo, settings, receiving, monkeypatch):
+    """The remote is away when the status is pushed: the failed action is told all the same,
+    and the next cycle, which pushes the kept status, does not tell it again."""
+    hook = receiving()
+    deployed("told-kept", args="--rate 0", extra="maxJobCreationAttempts: 1")
+    spec_repo.push()
+    settings = told(settings, hook.url)
+    spec_repo.away_at_status_push(monkeypatch)
+    with pytest.raises(StatusKept):
+        sync(settings)
+    spec_repo.come_back()
+    assert sync(settings).exit_code == 1
+    assert outbox.wait(10)
+    assert [(n["event"], n["deployment"]) for n in hook.bodies()] == [("FAILED", "told-kept")]
+    assert spec_repo.status_of("told-kept")["lastAction"]["result"] == "FAILED"
 
 
 def test_an_upgrade_rolled_back_is_told_and_fails_its_commit(deployed, spec_repo, settings,

@@ -163,25 +163,23 @@ class FlinkClient:
             sleep(delay)
         return None
 
-    def restarts(self, job_id: str) -> int:
+    def exceptions(self, job_id: str) -> dict[str, Any]:
+        """`GET /jobs/:id/exceptions`: the root exception and the exception history (read once,
+        told by `failures` and `root_exception_of`)."""
+        return self._request("GET", f"/jobs/{job_id}/exceptions")
+
+    def restarts(self, job_id: str, exceptions: dict[str, Any]) -> int:
         """How often the job failed and restarted, at least: the larger of its `numRestarts`
-        metric and its exception history (Flink refreshes both lazily, the metric every ~10 s)."""
+        metric and its `exceptions`' history (Flink refreshes both lazily, the metric every
+        ~10 s)."""
         try:
             metrics = self._request("GET", f"/jobs/{job_id}/metrics", expect=list,
                                     params={"get": "numRestarts"})
-            exceptions = self._request("GET", f"/jobs/{job_id}/exceptions")
         except FlinkRequestError:
-            return 0
+            metrics = []
         counted = [int(float(m["value"])) for m in metrics
                    if m.get("id") == "numRestarts" and m.get("value") is not None]
-        history = (exceptions.get("exceptionHistory") or {}).get("entries") or []
-        return max(counted + [len(history)])
-
-    def failures(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's failures Flink keeps (`web.exception-history-size`, 16 by default), newest
-        first, each with its `timestamp` (ms) and `stacktrace`."""
-        data = self._request("GET", f"/jobs/{job_id}/exceptions")
-        return list((data.get("exceptionHistory") or {}).get("entries") or [])
+        return max(counted + [len(failures(exceptions))])
 
     def checkpointing(self, job_id: str) -> tuple[bool, int | None]:
         """Whether the job checkpoints, and when its newest completed checkpoint was (ms)."""
@@ -195,12 +193,9 @@ class FlinkClient:
     def root_exception(self, job_id: str) -> str:
         """The job's root exception as Flink reports it ('' when there is none)."""
         try:
-            data = self._request("GET", f"/jobs/{job_id}/exceptions")
+            return root_exception_of(self.exceptions(job_id))
         except FlinkRequestError:
             return ""
-        history = data.get("exceptionHistory", {}).get("entries") or []
-        text = data.get("root-exception") or (history[0].get("stacktrace") if history else "")
-        return text or ""
 
     def configuration(self) -> dict[str, str]:
         """The cluster's Flink options (`GET /jobmanager/config`)."""
@@ -414,6 +409,20 @@ def flink_error_text(content: bytes) -> str:
     if not errors or not isinstance(errors, list):
         return content.decode("utf-8", errors="replace").strip()[:2000]
     return "\n".join(condense_trace(str(e)) for e in errors)[:MAX_MESSAGE_CHARS]
+
+
+def failures(exceptions: dict[str, Any]) -> list[dict[str, Any]]:
+    """The failures of a job's `exceptions` answer that Flink keeps
+    (`web.exception-history-size`, 16 by default), newest first, each with its `timestamp` (ms)
+    and `stacktrace`."""
+    return list((exceptions.get("exceptionHistory") or {}).get("entries") or [])
+
+
+def root_exception_of(exceptions: dict[str, Any]) -> str:
+    """The root exception of a job's `exceptions` answer ('' when there is none)."""
+    history = failures(exceptions)
+    return exceptions.get("root-exception") or (history[0].get("stacktrace") if history
+                                                 else "") or ""
 
 
 def condense_trace(trace: str, limit: int = 4000) -> str:

@@ -39,12 +39,23 @@ class ObservedJob:
 
 @dataclass(frozen=True)
 class JobHealth:
-    """A running job's health as Flink reports it, read for deployments with a health policy."""
+    """A running job's health as Flink reports it, read for deployments with a health policy
+    and for upgrades in their stability window."""
 
     restart_times: tuple[int, ...] = ()    # ms since the epoch, of the failures Flink keeps
     last_exception: str | None = None      # the first lines of the newest one
     checkpointing: bool = False            # the job checkpoints at all
     last_checkpoint: int | None = None     # ms since the epoch of the newest completed one
+    restarts: int | None = None            # Flink's count of the job's restarts
+
+
+@dataclass(frozen=True)
+class Settling:
+    """Where an upgrade in its stability window stands this cycle: stable (it ran the window and
+    checkpointed), unstable (why: the deployment is rolled back), or neither (still watched)."""
+
+    stable: bool = False
+    unstable: str | None = None
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,23 @@ class JobInputs(StatusModel):
         return identity if self.secrets is None else f"{identity or ''}|secrets:{self.secrets}"
 
 
+class StabilityWatch(StatusModel):
+    """An upgrade whose new job is in its upgradeStabilityWindow: each cycle looks at the job
+    until it has run `until` and, when it checkpoints, completed a checkpoint (by `give_up_at`),
+    or rolls the deployment back to its applied spec from `restore`, the state the job got.
+    The applied spec stays the one before the upgrade until then."""
+
+    job_id: str
+    action: ActionKind
+    spec_hash: str          # the digest of the job it watches (the desired one)
+    commit: str             # the spec commit whose upgrade it is (its commit status)
+    window: str             # upgradeStabilityWindow, as the spec wrote it
+    started_at: str
+    until: str              # started_at + window
+    give_up_at: str         # until + window: a job that checkpoints has completed none by then
+    restore: str | None = None
+
+
 class Status(StatusModel):
     state: DeploymentState
     sync: SyncStatus
@@ -174,6 +191,7 @@ class Status(StatusModel):
     savepoint_trigger_nonce: int | str | None = None   # the last one a savepoint was taken for
     savepoint_redeploy_nonce: int | str | None = None  # the last one the job was restored for
     health_restarted_at: str | None = None  # the last restart its health policy made
+    stability: StabilityWatch | None = None  # an upgrade still in its stability window
     history: History = Field(default_factory=History)
 
     def savepoint_named(self, name: str) -> Savepoint | None:

@@ -9,16 +9,19 @@ document equal to the previous one and no commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from agent.assessment import Assessment
 from agent.diff import spec_document
 from agent.model.job_states import FlinkJobStatus, JobState
-from agent.model.observation import Observation
+from agent.model.observation import JobHealth, Observation
 from agent.model.outcome import Outcome
-from agent.model.spec import DesiredState
+from agent.clock import iso, parse
+from agent.model.spec import DesiredState, duration_seconds
 from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
-                                History, Job, JobInputs, Problem, ProblemKind, Savepoint, Status,
-                                StatusMetadata, SyncStatus, bounded, savepoint_history)
+                                History, Job, JobInputs, Problem, ProblemKind, Savepoint,
+                                StabilityWatch, Status, StatusMetadata, SyncStatus, bounded,
+                                savepoint_history)
 from agent.plan import StepKind
 
 
@@ -85,7 +88,7 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
         status.spec_file = item.spec_file
     events = list(facts.events)
 
-    _observe_job(status, item.observation)
+    _observe_job(status, item.observation, item.health)
     if item.unhealthy is not None and facts.outcome is None:
         status.errors.append(Problem(kind=ProblemKind.UNHEALTHY,
                                      message=f"health policy: {item.unhealthy}"))
@@ -93,7 +96,7 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
         _record_outcome(status, facts, events)
     elif (item.desired is not None and not item.problems and item.observation.reachable
           and item.plan.action is None and not item.plan.pending and not item.plan.blocked
-          and not _failed(status, facts)):
+          and not _failed(status, facts) and status.stability is None):
         _mark_applied(status, facts)  # nothing needed doing: e.g. a label or strategy change
     if facts.outcome is None and _failed(status, facts) and status.last_action is not None:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION,
@@ -111,8 +114,9 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
     return item.previous if document == item.previous else document
 
 
-def _observe_job(status: Status, observation: Observation) -> None:
-    """Refreshes the recorded job from the cluster (UNKNOWN when it did not answer)."""
+def _observe_job(status: Status, observation: Observation, health: JobHealth | None) -> None:
+    """Refreshes the recorded job from the cluster (UNKNOWN when it did not answer), and its
+    restarts from its `health` when that was read."""
     if status.job is None:
         return
     if not observation.reachable:
@@ -121,8 +125,11 @@ def _observe_job(status: Status, observation: Observation) -> None:
     seen = {j.id: j for j in observation.jobs}.get(status.job.id)
     if seen is not None:
         status.job.flink_status = seen.flink_status
-        if seen.restarts is not None:
-            status.job.restarts = seen.restarts
+        read = health is not None and observation.active is not None \
+            and observation.active.id == seen.id   # (health is of the newest active job)
+        restarts = health.restarts if read else seen.restarts
+        if restarts is not None:
+            status.job.restarts = restarts
         if seen.flink_status == FlinkJobStatus.UNKNOWN:
             status.errors.append(Problem(
                 kind=ProblemKind.CLUSTER,
@@ -172,13 +179,26 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.history.jobs = bounded(status.history.jobs + [status.job])
     elif status.job is not None and status.job.id in outcome.ended:
         status.job = _job_in_history(status, status.job.id)
+    status.stability = _watch(facts) if outcome.result == ActionResult.IN_PROGRESS else None
     if outcome.result == ActionResult.SUCCESS:
         _mark_applied(status, facts)
         status.failed_attempt = None
-    else:
+    elif outcome.result == ActionResult.FAILED:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
         if outcome.permanent and facts.item.desired is not None and not plan.upkeep:
             status.failed_attempt = facts.item.desired.attempt_key(facts.item.desired_hash)
+
+
+def _watch(facts: CycleFacts) -> StabilityWatch:
+    """The stability window the upgrade's new job begins (the applied spec stays the old one
+    until later cycles find it stable)."""
+    started, window = facts.outcome.started, facts.item.plan.stability_window
+    seconds = timedelta(seconds=duration_seconds(window))
+    until = parse(started.started_at) + seconds
+    return StabilityWatch(job_id=started.id, action=facts.item.plan.action,
+                          spec_hash=facts.item.desired_hash, commit=facts.commit, window=window,
+                          started_at=started.started_at, until=iso(until),
+                          give_up_at=iso(until + seconds), restore=started.restored_from)
 
 
 def _mark_disposed(status: Status, disposed: dict[str, str], now: str) -> None:
@@ -235,7 +255,8 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
     job = status.job
     if job is not None and job.state.active:
         running = FlinkJobStatus.parse(job.flink_status).running
-        return DeploymentState.RUNNING if running else DeploymentState.TRANSITIONING
+        return DeploymentState.RUNNING if running and status.stability is None \
+            else DeploymentState.TRANSITIONING
     if facts.item.deleted:
         return DeploymentState.SUSPENDED
     desired = status.desired_state
