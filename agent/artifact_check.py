@@ -1,4 +1,5 @@
-"""Each deployment's artifact, checked before anything runs (pure, given a lookup of files).
+"""Each deployment's artifact and additionalDependencies, checked before anything runs (pure,
+given a lookup of files).
 
 A jar or SQL script kept in the spec repository must be there and be a file, not a symbolic
 link; a `file://` jar must lie under a directory the agent allows (`--file-jar-dir`, and its
@@ -19,9 +20,9 @@ from urllib.parse import unquote, urlparse
 
 
 from agent.errors import RepoFileRefused
-from agent.load import LoadResult, Located, SpecProblem
+from agent.load import LoadResult, SpecProblem
 from agent.model.maven import CoordinateInvalid, is_maven, parse_coordinate
-from agent.model.spec import ArtifactKind
+from agent.model.spec import repo_path
 
 ARTIFACT = ("spec", "template", "spec", "artifact")
 Exists = Callable[[str], bool]   # repo path -> is a file; RepoFileRefused for a link
@@ -40,9 +41,18 @@ def add_artifact_check(loaded: LoadResult, exists: Exists,
     `file_roots` None: `file://` jars are not checked (`validate` does not know the agent's)."""
     roots = None if file_roots is None else [Path(root).resolve() for root in file_roots]
     for located in loaded.deployments.values():
-        problem = _problem(located, exists, roots)
-        if problem is not None:
-            loaded.problems.append(problem)
+        artifact = located.spec.spec.template.spec.artifact
+        checked = [(artifact.file_field, artifact.file_uri, artifact.repo_file())] + [
+            (f"additionalDependencies[{index}]", uri, repo_path(uri))
+            for index, uri in enumerate(artifact.dependencies)]
+        for field, value, path in checked:
+            if value is None:
+                continue
+            why = _why(field, value, path, exists, roots)
+            if why is not None:
+                line = located.line_of(*ARTIFACT, *field_path(field))
+                loaded.problems.append(SpecProblem(located.file, line, f"{field} {value}: {why}",
+                                                   "Deployment", located.spec.name))
     return loaded
 
 
@@ -84,26 +94,25 @@ def _coordinate_problem(jar_uri: str) -> str | None:
     return None
 
 
-def _problem(located: Located, exists: Exists, roots: list[Path] | None) -> SpecProblem | None:
-    artifact = located.spec.spec.template.spec.artifact
-    field = "sqlScriptFile" if artifact.kind == ArtifactKind.SQLSCRIPT else "jarUri"
-    value = artifact.sql_script_file if artifact.kind == ArtifactKind.SQLSCRIPT \
-        else artifact.jar_uri
-    path = artifact.repo_file()
+def field_path(field: str) -> tuple[str | int, ...]:
+    """An artifact field as messages name it -> its path: `additionalDependencies[2]` ->
+    ("additionalDependencies", 2); `jarUri` -> ("jarUri",)."""
+    name, _, index = field.partition("[")
+    return (name, int(index.rstrip("]"))) if index.rstrip("]").isdigit() else (name,)
+
+
+def _why(field: str, value: str, path: str | None, exists: Exists,
+         roots: list[Path] | None) -> str | None:
+    """Why the artifact file `field` names as `value` (in the spec repo at `path`) cannot be
+    had, or None."""
     if path is not None:
         try:
-            if exists(path):
-                return None
-            why = f"no file {path} in the spec repository"
+            return None if exists(path) else f"no file {path} in the spec repository"
         except RepoFileRefused as refused:
-            why = str(refused)
-    elif roots is not None and field == "jarUri" and value.startswith("file:") \
-            and file_jar_allowed(value, roots) is None:
-        why = ("file:// jars are read only under the agent's --file-jar-dir directories "
-               f"({', '.join(str(r) for r in roots)})")
-    elif field == "jarUri" and (unreadable := scheme_problem(value)) is not None:
-        why = unreadable
-    else:
+            return str(refused)
+    if field in ("sqlScriptFile", "pythonScript"):   # (a script's URI: the cluster reads it)
         return None
-    return SpecProblem(located.file, located.line_of(*ARTIFACT, field), f"{field} {value}: {why}",
-                       "Deployment", located.spec.name)
+    if roots is not None and value.startswith("file:") and file_jar_allowed(value, roots) is None:
+        return ("file:// jars are read only under the agent's --file-jar-dir directories "
+                f"({', '.join(str(r) for r in roots)})")
+    return scheme_problem(value)

@@ -1,7 +1,7 @@
 """`flink-gitops demo`: the whole story on this machine (I/O: git, processes, Flink).
 
 Makes a spec repository from `spec-examples/` (with the counter job built from its Java source,
-and two SQL deployments), starts the local Flink, syncs (the jobs start), commits a parallelism
+two SQL deployments, and the PyFlink job when a Python with PyFlink is here), starts the local Flink, syncs (the jobs start), commits a parallelism
 change of the counter, syncs again (a stateful upgrade: savepoint, restore), and prints the
 dashboard of the status branch.
 """
@@ -22,6 +22,7 @@ from agent.config import DEFAULT_STATUS_BRANCH, Settings
 from agent.errors import ConfigError, SourceError
 from agent.flink import local
 from agent.flink.build import build_jar
+from agent.flink.python import local_python, pyflink_installed
 from agent.reconcile import SyncResult, sync
 from agent.terminal import print_sync, say
 
@@ -80,6 +81,8 @@ def _make_spec_repo(remote: Path, checkout: Path, port: int, workdir: Path) -> N
     _git(remote.parent, "clone", "--quiet", str(remote), str(checkout))
     for item in ("targets", "deployments", "sql"):
         shutil.copytree(EXAMPLES / item, checkout / item)
+    if pyflink_installed(local_python()):   # the Python job too, where it can run
+        shutil.copytree(EXAMPLES / "python", checkout / "python")
     jar = build_jar(EXAMPLES / "jobs" / "counter" / "src", workdir / "build", name="counter")
     (checkout / "jobs").mkdir()
     shutil.copy(jar, checkout / "jobs" / "counter.jar")

@@ -72,7 +72,8 @@ def spec_document(deployment: Deployment) -> dict[str, Any]:
     a secret is replaced by '***' (DESIGN §5.6), unless it is a secret reference: values of
     Flink options named like one (`…password`, `sasl.jaas.config`, `fs.azure.account.key.*`,
     `s3.access.key`), such options of an inline SQL script's WITH clause, values of such
-    program arguments (`--password x`, `--db-token=x`) and credentials in the jar's URL. Shared:
+    program arguments (`--password x`, `--db-token=x`) and credentials in the jar's and the
+    dependencies' URLs. Shared:
     not to be changed."""
     return deployment.derived("spec_document", lambda: _spec_document(deployment))
 
@@ -90,6 +91,9 @@ def _spec_document(deployment: Deployment) -> dict[str, Any]:
     artifact = template["artifact"]
     if "jarUri" in artifact:
         artifact["jarUri"] = _URL_CREDENTIALS.sub("***@", artifact["jarUri"])
+    if "additionalDependencies" in artifact:
+        artifact["additionalDependencies"] = [_URL_CREDENTIALS.sub("***@", uri)
+                                              for uri in artifact["additionalDependencies"]]
     if "sqlScript" in artifact:   # 'password' = '…' of a WITH clause
         artifact["sqlScript"] = _SECRET_SQL_OPTION.sub(
             lambda m: m.group(0) if references(m["value"]) else f"{m['option']}***'",

@@ -202,10 +202,11 @@ class Execution:
         restored_from = self._restore_path(step.restore, outcome)
         desired = release.deployment
         template = desired.spec.template.spec
-        configuration = {key: expand(value) for key, value in template.flink_configuration.items()}
+        program, jar_id = self._uploaded(release)
+        configuration = program.configuration | {
+            key: expand(value) for key, value in template.flink_configuration.items()}
         if desired.spec.restore_strategy.kind == RestoreStrategyKind.LATEST_STATE:
             configuration.setdefault(CHECKPOINT_RETENTION, "RETAIN_ON_CANCELLATION")
-        program, jar_id = self._uploaded(release)
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):
             job = with_generation(step.job_id, generation + attempt)

@@ -18,19 +18,22 @@ costs its round trip, and a thousand of them in a row would cost a thousand.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.errors import ArtifactError, ArtifactUnavailable, SecretMissing
-from agent.flink.artifacts import store_identity
+from agent.flink.artifacts import dependency_error, store_identity
 from agent.load import Located, SpecProblem
 from agent.memo import Memo
-from agent.model.spec import RESTART_ON_SECRET_CHANGE_ANNOTATION, ArtifactStores
+from agent.model.spec import RESTART_ON_SECRET_CHANGE_ANNOTATION, ArtifactStores, Deployment
 from agent.model.status import JobInputs
 from agent.secret_check import ReadFile, job_values
 from agent.secrets import digest_key, keyed_digest
 
 ARTIFACT = ("spec", "template", "spec", "artifact", "jarUri")
+DEPENDENCIES = ("spec", "template", "spec", "artifact", "additionalDependencies")
 READERS = 16                    # deployments whose inputs are read at once
 ARTIFACT_MEMO_SIZE = 10_000     # identities that do not change: Maven releases, http jars by
 ARTIFACT_MEMO_TTL_S = 3600.0    # validator; each kept at most an hour
@@ -64,14 +67,22 @@ def job_inputs(located: Located, stores: ArtifactStores, read: ReadFile, workdir
     are raised."""
     deployment, warnings = located.spec, []
     recorded = recorded or JobInputs()
-    try:
-        artifact = store_identity(deployment.spec.template.spec.artifact.jar_uri, stores, known)
-    except (ArtifactError, ArtifactUnavailable) as error:
-        if not offline:
-            raise
-        artifact = recorded.artifact
-        warnings.append(_warning(located, ARTIFACT, f"{error} (here; the plan takes the jar "
+    def identity(read_now: Callable[[], str | None], applied: str | None, path: tuple,
+                 what: str) -> str | None:
+        """Read now; in a review that cannot read it here, the one recorded, with a warning."""
+        try:
+            return read_now()
+        except (ArtifactError, ArtifactUnavailable) as error:
+            if not offline:
+                raise
+            warnings.append(_warning(located, path, f"{error} (here; the plan takes {what} "
                                                     "applied last as unchanged)"))
+            return applied
+    artifact = identity(lambda: store_identity(deployment.spec.template.spec.artifact.jar_uri,
+                                               stores, known), recorded.artifact, ARTIFACT,
+                        "the jar")
+    dependencies = identity(lambda: _dependencies(deployment, stores, known),
+                            recorded.dependencies, DEPENDENCIES, "the dependencies")
     secrets = None
     if deployment.restarts_on_secret_change:
         texts = [text for _, _, text in job_values(located, read)]
@@ -83,7 +94,25 @@ def job_inputs(located: Located, stores: ArtifactStores, read: ReadFile, workdir
             secrets = recorded.secrets
             warnings.append(_warning(located, ANNOTATION, f"the secrets' values cannot be read "
                                      f"here ({error}); the plan takes them as unchanged"))
-    return JobInputs(artifact=artifact, secrets=secrets), warnings
+    return JobInputs(artifact=artifact, secrets=secrets, dependencies=dependencies), warnings
+
+
+def _dependencies(deployment: Deployment, stores: ArtifactStores,
+                  known: Memo | None) -> str | None:
+    """A digest of the identities of the deployment's additionalDependencies kept in stores,
+    on servers and in Maven repositories (None: it has none such; those in the spec repo are
+    told by their git blobs)."""
+    identities = []
+    for index, uri in enumerate(deployment.spec.template.spec.artifact.dependencies):
+        try:
+            identity = store_identity(uri, stores, known)
+        except (ArtifactError, ArtifactUnavailable) as error:
+            raise type(error)(dependency_error(error, index)) from None
+        if identity is not None:
+            identities.append(f"{index}:{identity}")
+    if not identities:
+        return None
+    return hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
 
 
 def _warning(located: Located, path: tuple, message: str) -> SpecProblem:

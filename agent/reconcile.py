@@ -13,10 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 from threading import Event, Lock
 from typing import Callable
 
-from agent.artifact_check import ARTIFACT, add_artifact_check
+from agent.artifact_check import ARTIFACT, add_artifact_check, field_path
 from agent.secret_check import add_secret_check
 from agent.assessment import Assessment
 from agent.caches import Caches
@@ -28,14 +29,15 @@ from agent.clock import from_millis, iso, parse, utc_now
 from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
-from agent.flink.artifacts import job_program
+from agent.flink.artifacts import dependency_jars, job_program
+from agent.flink.python import PythonSite
 from agent.flink.rest import FlinkClient
 from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
-from agent.model.spec import ArtifactStores, Deployment, DeploymentTarget
+from agent.model.spec import ArtifactKind, ArtifactStores, Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
                                      Settling, assumed_from_status)
@@ -51,6 +53,7 @@ from agent.report.links import ui_bases
 from agent.report.document import CycleFacts, in_progress, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
+from agent.python_check import add_python_check
 from agent.sql import add_sql_check
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,10 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                         caches.parsed)
     add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
     add_secret_check(loaded, lambda path: source.read(commit, path), required=not offline)
-    add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache)
+    add_python_check(loaded, lambda path: source.read(commit, path), required=not offline)
+    add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache,
+                  libraries=lambda located: _dependency_jars(settings, source, commit, loaded,
+                                                             located.spec))
     policies = compile_policies(with_built_ins(source.spec_texts(
         commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies)
     store = StatusStore(source, settings.status_branch, caches.documents)
@@ -170,7 +176,8 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
             inputs, warnings = read
         desired_hash = _job_hash(desired, source, commit, inputs) if desired else None
     except ArtifactError as error:   # the object store says the jar is not there: INVALID
-        problems = [*problems, SpecProblem(located.file, located.line_of(*ARTIFACT, "jarUri"),
+        field = field_path(str(error).split(" ", 1)[0])   # jarUri, additionalDependencies[n]
+        problems = [*problems, SpecProblem(located.file, located.line_of(*ARTIFACT, *field),
                                            str(error), "Deployment", name)]
         desired = desired_hash = None
     # (ArtifactUnavailable, the store not answering, leaves the deployment unassessed: a jar's
@@ -466,13 +473,14 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         desired, previous = previous, None
         if desired is None:
             return Outcome(ActionResult.FAILED, "the applied spec to roll back to is not in git")
+    client = cycle.clients[target.name]
     execution = Execution(
-        client=cycle.clients[target.name], savepoint_dir=target.spec.savepoint_dir,
+        client=client, savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
         fetch_program=lambda release: job_program(
             release.deployment, settings.artifact_cache,
             lambda path: source.read(release.commit, path), settings.file_roots,
-            _stores(target)))
+            _stores(target), _python_site(settings, target, client, release.deployment)))
     try:
         return execution.run(item.plan, desired, previous)
     except FlinkGitopsError as error:
@@ -545,6 +553,9 @@ def _input_changes(applied: JobInputs | None, inputs: JobInputs) -> tuple[FieldC
     if inputs.artifact and applied.artifact != inputs.artifact:
         changes.append(FieldChange("spec.template.spec.artifact.jarUri (the object)",
                                    applied.artifact or "an earlier object", inputs.artifact))
+    if inputs.dependencies and applied.dependencies != inputs.dependencies:
+        changes.append(FieldChange("spec.template.spec.artifact.additionalDependencies (the "
+                                   "objects)", "earlier objects", "changed objects"))
     if inputs.secrets and applied.secrets != inputs.secrets:
         changes.append(FieldChange("secret references (their values)", "earlier values",
                                    "rotated values"))
@@ -555,9 +566,12 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
               inputs: JobInputs) -> str:
     """The desired job's digest, including the content of a jar or SQL script kept in the spec
     repo, or the identity of one in a store, and (opted in) its secrets' keyed digest."""
-    path = desired.spec.template.spec.artifact.repo_file()
+    artifact = desired.spec.template.spec.artifact
+    path = artifact.repo_file()
     blob = (source.blob_id(commit, path) or "missing") if path else None
-    return desired.job_hash(inputs.digest_part(blob))
+    blobs = ",".join(source.blob_id(commit, dependency) or "missing"
+                     for dependency in artifact.repo_dependencies())
+    return desired.job_hash(inputs.digest_part(blob, blobs or None))
 
 
 def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, DeploymentStatus],
@@ -590,6 +604,25 @@ def _unhealthy(desired: Deployment | None, target: DeploymentTarget | None,
     started = known.started_at if known is not None and known.id == job.id \
         else from_millis(job.start_time)
     return breach(policy, health, started, now)
+
+
+def _python_site(settings: Settings, target: DeploymentTarget, client: FlinkClient,
+                 deployment: Deployment) -> PythonSite | None:
+    """Where the target runs a PYTHON deployment's job (None for other kinds)."""
+    if deployment.spec.template.spec.artifact.kind != ArtifactKind.PYTHON:
+        return None
+    local = target.spec.local is not None
+    return PythonSite(local, settings.workdir / "python",
+                      None if local else client.version())
+
+
+def _dependency_jars(settings: Settings, source: SpecRepository, commit: str,
+                     loaded: LoadResult, deployment: Deployment) -> list[Path]:
+    """The deployment's additionalDependencies as local files (for the SQL check)."""
+    target = loaded.targets.get(deployment.spec.deployment_target_name)
+    return dependency_jars(deployment, settings.artifact_cache,
+                           lambda path: source.read(commit, path), settings.file_roots,
+                           _stores(target.spec if target else None))
 
 
 def _stores(target: DeploymentTarget | None) -> ArtifactStores:

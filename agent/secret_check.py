@@ -2,7 +2,8 @@
 and files, through `secrets`).
 
 A reference (`${VAR}`, `${file:PATH}`) in a value a job is started with — a flinkConfiguration
-value, mainArgs, jarUri, a SQL script (inline or its file), initialSavepointPath — or in its
+value, mainArgs, jarUri, additionalDependencies, a SQL script (inline or its file),
+initialSavepointPath — or in its
 target's url and headers, that cannot be expanded here makes the deployment INVALID at `sync`,
 with the file and line of the field and the reference (never a value): no running job is
 touched. `plan` only warns (it may run where the agent's secrets are not); `validate` runs
@@ -57,6 +58,9 @@ def _values(located: Located) -> Iterator[tuple[tuple, str, str]]:
                          ("jarUri", artifact.jar_uri), ("sqlScript", artifact.sql_script)):
         if value:
             yield (*TEMPLATE, "artifact", field), field, value
+    for index, uri in enumerate(artifact.dependencies):
+        yield ((*TEMPLATE, "artifact", "additionalDependencies", index),
+               f"additionalDependencies[{index}]", uri)
     if located.spec.spec.initial_savepoint_path:
         yield (("spec", "initialSavepointPath"), "initialSavepointPath",
                located.spec.spec.initial_savepoint_path)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from agent.errors import SqlCheckUnavailable
+from agent.errors import FlinkGitopsError, SqlCheckUnavailable
 from agent.flink.runner import ScriptVerdict, check_scripts, missing_class
 from agent.load import LoadResult, Located, SpecProblem
 from agent.model.spec import ArtifactKind, Deployment
@@ -57,15 +57,17 @@ class SqlCheck:
 
 
 Checker = Callable[[list[str]], list[ScriptVerdict]]
+Libraries = Callable[[Located], list[Path]]   # a deployment -> its dependency jars, here
 
 
 def check_sql(loaded: LoadResult, read: ReadFile, checker: Checker | None,
-              cache_dir: Path | None = None) -> SqlCheck:
+              cache_dir: Path | None = None, libraries: Libraries | None = None) -> SqlCheck:
     """Every SQLSCRIPT deployment of `loaded`, its script read and checked with `checker` (a
-    list of scripts -> a verdict each; None: `agent.flink.runner.check_scripts` in `cache_dir`).
-    """
+    list of scripts -> a verdict each; None: `agent.flink.runner.check_scripts` in `cache_dir`,
+    with the jars `libraries` gives for the deployment on the classpath: its
+    additionalDependencies)."""
     result = SqlCheck()
-    scripts = []
+    scripts, jars = [], []
     for name, located in sorted(loaded.deployments.items()):
         if located.spec.spec.template.spec.artifact.kind != ArtifactKind.SQLSCRIPT \
                 or loaded.problems_of("Deployment", name):
@@ -73,13 +75,19 @@ def check_sql(loaded: LoadResult, read: ReadFile, checker: Checker | None,
         found = script_of(located, read)
         if isinstance(found, SpecProblem):
             result.problems.append(found)
-        else:
-            scripts.append(found)
+            continue
+        try:
+            jars.append(libraries(located) if libraries else [])
+        except FlinkGitopsError as error:   # a dependency not to be had here: not checked
+            result.warnings.append(_problem(found, found.first_line,
+                                            f"SQL script not checked: {error}"))
+            continue
+        scripts.append(found)
     if not scripts:
         return result
     try:
         texts = [script.text for script in scripts]
-        verdicts = checker(texts) if checker else check_scripts(texts, cache_dir)
+        verdicts = checker(texts) if checker else check_scripts(texts, cache_dir, jars)
     except SqlCheckUnavailable as error:
         for script in scripts:
             result.warnings.append(_problem(script, script.first_line,
@@ -168,10 +176,11 @@ def _problem(script: SqlScript, line: int, message: str) -> SpecProblem:
 
 
 def add_sql_check(loaded: LoadResult, read: ReadFile, cache_dir: Path,
-                  checker: Checker | None = None) -> LoadResult:
+                  checker: Checker | None = None,
+                  libraries: Libraries | None = None) -> LoadResult:
     """`loaded` (the same object) with the problems and warnings of its SQL scripts added: a
     refused script makes its deployment invalid, so its running job is left as it is."""
-    checked = check_sql(loaded, read, checker, cache_dir)
+    checked = check_sql(loaded, read, checker, cache_dir, libraries)
     loaded.problems.extend(checked.problems)
     loaded.warnings.extend(checked.warnings)
     return loaded

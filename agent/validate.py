@@ -17,10 +17,12 @@ from pathlib import Path
 from agent.artifact_check import add_artifact_check
 from agent.config import default_workdir
 from agent.errors import RepoFileRefused
+from agent.flink.artifacts import dependency_jars
 from agent.load import SpecProblem, load, target_problems
-from agent.model.spec import SPEC_SUFFIXES
+from agent.model.spec import SPEC_SUFFIXES, ArtifactStores
 from agent.policy import (compile_policies, evaluate, policy_input, policy_sets,
                           with_built_ins)
+from agent.python_check import add_python_check
 from agent.sql import Checker, add_sql_check
 
 NO_PLAN = {"action": None, "state": "UNCHANGED", "steps": [], "reason": "validate"}
@@ -44,8 +46,14 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
     root = Path(root).resolve()
     files = {path: (root / path).read_bytes() for path in _checkout_files(root, SPEC_SUFFIXES)}
     loaded = add_artifact_check(load(files), lambda path: _file(root, path) is not None)
-    loaded = add_sql_check(loaded, lambda path: _read(root, path),
-                           cache_dir or default_workdir() / "artifacts", checker)
+    cache = cache_dir or default_workdir() / "artifacts"
+
+    def libraries(located):   # a SQL deployment's additionalDependencies, for its check
+        target = loaded.targets.get(located.spec.spec.deployment_target_name)
+        return dependency_jars(located.spec, cache, lambda path: _read(root, path),
+                               stores=target.spec.spec.artifact_stores if target else ArtifactStores())
+    loaded = add_sql_check(loaded, lambda path: _read(root, path), cache, checker, libraries)
+    loaded = add_python_check(loaded, lambda path: _read(root, path), required=False)
     problems = list(loaded.problems)
     for located in loaded.deployments.values():
         problems += target_problems(located, loaded)

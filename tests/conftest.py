@@ -173,6 +173,19 @@ def settings(spec_repo, tmp_path) -> Settings:
     return Settings(str(spec_repo.remote), workdir=tmp_path / "agent")
 
 
+def artifact_deployment(name: str, artifact: str, target: str = "test", extra: str = "",
+                        parallelism: int = 1) -> str:
+    """The YAML of a STATEFUL Deployment checkpointing every second, whose artifact is
+    `artifact` (its YAML lines; `extra`: one more line under `spec`)."""
+    return (f"apiVersion: v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n"
+            + (f"  {extra}\n" if extra else "")
+            + f"  deploymentTargetName: {target}\n  upgradeStrategy: {{kind: STATEFUL}}\n"
+            "  restoreStrategy: {kind: LATEST_SAVEPOINT}\n  template:\n    spec:\n"
+            f"      parallelism: {parallelism}\n      flinkConfiguration:\n"
+            "        execution.checkpointing.interval: 1s\n      artifact:\n"
+            + textwrap.indent(artifact, " " * 8))
+
+
 def counter_deployment(name: str, parallelism: int = 1, state: str = "RUNNING",
                        upgrade: str = "STATEFUL", restore: str = "LATEST_SAVEPOINT",
                        labels: str = "{team: test}", extra: str = "", target: str = "test",

@@ -11,6 +11,7 @@ import pytest
 
 from agent.reconcile import sync
 from agent.validate import validate
+from conftest import artifact_deployment
 
 TWO_SINKS = """\
 SET 'execution.checkpointing.interval' = '2s';
@@ -38,26 +39,10 @@ def sql_deployment(name: str, script: str | None = None, script_file: str | None
                    parallelism: int = 1) -> str:
     """The YAML of a STATEFUL SQL Deployment, its script inline (a literal block) or in a file."""
     if script is not None:
-        artifact = "sqlScript: |\n" + textwrap.indent(script, " " * 10)
+        artifact = "sqlScript: |\n" + textwrap.indent(script, " " * 2)
     else:
         artifact = f"sqlScriptFile: {script_file}\n"
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Deployment
-        metadata:
-          name: {name}
-        spec:
-          deploymentTargetName: test
-          upgradeStrategy: {{kind: STATEFUL}}
-          restoreStrategy: {{kind: LATEST_SAVEPOINT}}
-          template:
-            spec:
-              parallelism: {parallelism}
-              flinkConfiguration:
-                execution.checkpointing.interval: 1s
-              artifact:
-                kind: SQLSCRIPT
-        """) + " " * 8 + artifact
+    return artifact_deployment(name, "kind: SQLSCRIPT\n" + artifact, parallelism=parallelism)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import os
 import posixpath
 import time
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
@@ -38,12 +38,16 @@ from agent.artifact_check import OBJECT_STORES, file_jar_allowed, scheme_problem
 from agent.errors import ArtifactError, ArtifactUnavailable
 from agent.flink import maven
 from agent.flink.http import DeadlinePassed, deadline, session
-from agent.flink.jars import jar_problem
+from agent.flink.jars import jar_problem, with_libraries
+from agent.flink.local import flink_home
+from agent.flink.python import (DRIVER_CLASS, NO_PYFLINK, REPO_SCRIPT_LOCAL_ONLY, PythonSite,
+                                driver_args, driver_jar_uri, local_python, pyflink_installed,
+                                staged_script)
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
 from agent.logs import register_secret
 from agent.memo import Memo
 from agent.model.maven import MAX_CHECKSUM_BYTES, checksum_in, is_maven
-from agent.model.spec import ArtifactKind, ArtifactStores, Deployment
+from agent.model.spec import ArtifactKind, ArtifactStores, Deployment, repo_path
 from agent.secrets import expand
 
 ReadFromRepo = Callable[[str], bytes | None]
@@ -63,19 +67,81 @@ AZURE_HOSTS = (".dfs.core.windows.net", ".blob.core.windows.net")  # ACCOUNT + t
 
 @dataclass(frozen=True)
 class JobProgram:
-    """What a job is submitted as: an uploadable jar, its entry class and program arguments."""
+    """What a job is submitted as: an uploadable jar, its entry class and program arguments,
+    and Flink options it needs (the deployment's flinkConfiguration wins over them)."""
 
     jar: Path
     entry_class: str | None
     args: list[str]
+    configuration: dict[str, str] = field(default_factory=dict)
 
 
 def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
                 file_roots: Iterable[Path] = (),
-                stores: ArtifactStores = ArtifactStores()) -> JobProgram:
-    """The program of `deployment`'s job: its jar, or the SQL runner with its script; secret
-    references in its arguments, script and jar URL expanded (held in memory only); `stores`:
-    its target's settings for object stores and Maven repositories."""
+                stores: ArtifactStores = ArtifactStores(),
+                python: PythonSite | None = None) -> JobProgram:
+    """The program of `deployment`'s job: its jar, the SQL runner with its script, or Flink's
+    Python driver with its script (run where `python` says), with its additionalDependencies
+    nested in it (`jars.with_libraries`); secret references in its arguments, script and jar URL
+    expanded (held in memory only); `stores`: its target's settings for object stores and Maven
+    repositories."""
+    artifact = deployment.spec.template.spec.artifact
+    if artifact.kind == ArtifactKind.PYTHON:
+        program = _python_program(deployment, cache_dir, read_from_repo, stores, python)
+    else:
+        program = _main_program(deployment, cache_dir, read_from_repo, file_roots, stores)
+    libraries = dependency_jars(deployment, cache_dir, read_from_repo, file_roots, stores)
+    return replace(program, jar=with_libraries(program.jar, libraries, cache_dir))
+
+
+def dependency_jars(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
+                    file_roots: Iterable[Path] = (),
+                    stores: ArtifactStores = ArtifactStores()) -> list[Path]:
+    """Local files holding `deployment`'s additionalDependencies, in order (errors name the
+    dependency by its place in the list)."""
+    jars = []
+    for index, uri in enumerate(deployment.spec.template.spec.artifact.dependencies):
+        try:
+            jars.append(fetch_jar(uri, cache_dir, read_from_repo, file_roots, stores))
+        except (ArtifactError, ArtifactUnavailable) as error:
+            raise type(error)(dependency_error(error, index)) from None
+    return jars
+
+
+def dependency_error(error: Exception, index: int) -> str:
+    """An artifact error about a jarUri, told of additionalDependencies[index] instead."""
+    return str(error).replace("jarUri ", f"additionalDependencies[{index}] ", 1)
+
+
+def _python_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
+                    stores: ArtifactStores, site: PythonSite | None) -> JobProgram:
+    artifact = deployment.spec.template.spec.artifact
+    written = artifact.python_script
+    if site is None:
+        raise ArtifactError(f"pythonScript {written}: the target runs no Python jobs")
+    if site.local and not pyflink_installed(local_python()):
+        raise ArtifactError(f"pythonScript {written}: {NO_PYFLINK}")
+    path = artifact.repo_file()
+    if path is not None:
+        if not site.local:
+            raise ArtifactError(f"pythonScript {written}: {REPO_SCRIPT_LOCAL_ONLY}")
+        content = read_from_repo(path)
+        if content is None:
+            raise ArtifactError(f"pythonScript {written}: no file {path} in the spec repository")
+        script = str(staged_script(expand(content.decode("utf-8")).encode(), path,
+                                   site.staging))
+    else:
+        script = expand(written)
+    args, options = driver_args(script, path is not None, site.local,
+                                [expand(a) for a in artifact.program_args()])
+    home = flink_home() if site.local else None
+    driver = fetch_jar(driver_jar_uri(site, home), cache_dir, read_from_repo,
+                       [home / "opt"] if home else (), stores)
+    return JobProgram(driver, DRIVER_CLASS, args, options)
+
+
+def _main_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFromRepo,
+                  file_roots: Iterable[Path], stores: ArtifactStores) -> JobProgram:
     artifact = deployment.spec.template.spec.artifact
     if artifact.kind == ArtifactKind.SQLSCRIPT:
         script = artifact.sql_script
@@ -93,13 +159,6 @@ def job_program(deployment: Deployment, cache_dir: Path, read_from_repo: ReadFro
     if problem is not None:
         raise ArtifactError(f"jarUri {artifact.jar_uri}: {problem}")
     return JobProgram(jar, artifact.entry_class, [expand(a) for a in artifact.program_args()])
-
-
-def repo_path(jar_uri: str) -> str | None:
-    """The spec-repo path of a relative `jarUri`, or None for a URL."""
-    if "://" in jar_uri:
-        return None
-    return posixpath.normpath(jar_uri.lstrip("/"))
 
 
 def fetch_jar(jar_uri: str, cache_dir: Path, read_from_repo: ReadFromRepo,
@@ -435,8 +494,8 @@ def _azure_options(url: str) -> dict:
     env = os.environ
     connection = env.get("AZURE_STORAGE_CONNECTION_STRING")
     if connection:
-        for field, value in _connection_fields(connection).items():
-            if field in ("accountkey", "sharedaccesssignature"):
+        for name, value in _connection_fields(connection).items():
+            if name in ("accountkey", "sharedaccesssignature"):
                 register_secret(value)
         return {"connection_string": connection}
     options: dict = {}

@@ -58,10 +58,12 @@ def runner_args(name: str, script: str) -> list[str]:
     return ["--name", name, "--script", script]
 
 
-def check_scripts(scripts: list[str], cache_dir: Path) -> list[ScriptVerdict]:
-    """Flink's verdict on each script, in order; scripts not seen before are planned together in
-    one JVM. Raises SqlCheckUnavailable when the check cannot run here (no Java, no Flink jars,
-    a JVM that fails), saying why."""
+def check_scripts(scripts: list[str], cache_dir: Path,
+                  libraries: list[list[Path]] | None = None) -> list[ScriptVerdict]:
+    """Flink's verdict on each script, in order, each with its `libraries` (its deployment's
+    additionalDependencies) on the classpath; scripts not seen before are planned together in
+    one JVM per set of libraries. Raises SqlCheckUnavailable when the check cannot run here (no
+    Java, no Flink jars, a JVM that fails), saying why."""
     try:
         jar = runner_jar(cache_dir)
         java = java_executable("java")
@@ -69,14 +71,18 @@ def check_scripts(scripts: list[str], cache_dir: Path) -> list[ScriptVerdict]:
     except FlinkGitopsError as error:
         raise SqlCheckUnavailable(str(error)) from None
     extra = [p for p in os.environ.get(EXTRA_CLASSPATH_ENV, "").split(os.pathsep) if p]
-    context = "\0".join([jar.name, *extra])
-    keys = [hashlib.sha256(f"{context}\0{script}".encode()).hexdigest()[:24] for script in scripts]
+    libraries = [[str(path) for path in own] for own in libraries or [[] for _ in scripts]]
+    keys = [hashlib.sha256("\0".join([jar.name, *extra, *own, script]).encode())
+            .hexdigest()[:24] for own, script in zip(libraries, scripts, strict=True)]
     verdicts_dir = Path(cache_dir) / "sql-checks"
     known = {key: _cached(verdicts_dir / f"{key}.json") for key in set(keys)}
-    todo = sorted({key: script for key, script in zip(keys, scripts, strict=True)
-                   if known[key] is None}.items())
-    if todo:
-        fresh = _run_check(java, classpath + extra, [script for _, script in todo])
+    groups: dict[tuple[str, ...], dict[str, str]] = {}
+    for key, own, script in zip(keys, libraries, scripts, strict=True):
+        if known[key] is None:
+            groups.setdefault(tuple(own), {})[key] = script
+    for own, group in sorted(groups.items()):
+        todo = sorted(group.items())
+        fresh = _run_check(java, classpath + extra + list(own), [script for _, script in todo])
         verdicts_dir.mkdir(parents=True, exist_ok=True)
         for (key, _), verdict in zip(todo, fresh, strict=True):
             known[key] = verdict

@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Annotated, Any, Callable, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
-                      StrictFloat, StrictInt, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
+                      StrictBool, StrictFloat, StrictInt, field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
 SPEC_SUFFIXES = (".yaml", ".yml")   # the files of the spec repository that hold specs
@@ -30,6 +30,7 @@ MAX_PARALLELISM = 32768          # Flink's largest maxParallelism
 MAX_ATTEMPTS = 100
 DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a read of a Flink REST answer; a whole call: 3 times this
 MAX_MAIN_ARGS_CHARS = 64 * 1024  # mainArgs, as written (shell-splitting grows with its square)
+MAX_DEPENDENCIES = 50            # additionalDependencies of one artifact
 
 
 class DesiredState(StrEnum):
@@ -53,6 +54,7 @@ class RestoreStrategyKind(StrEnum):
 class ArtifactKind(StrEnum):
     JAR = "JAR"
     SQLSCRIPT = "SQLSCRIPT"
+    PYTHON = "PYTHON"
 
 
 class SavepointFormat(StrEnum):
@@ -90,6 +92,17 @@ def _savepoint_interval(text: Any) -> str:
 
 Duration = Annotated[str, BeforeValidator(_duration)]
 SavepointInterval = Annotated[str, BeforeValidator(_savepoint_interval)]
+
+
+def _dependency(uri: str) -> str:
+    where = repo_path(uri) if uri.strip() else ""
+    if where is not None and (not where.strip("/. ") or where == ".." or where.startswith("../")):
+        raise ValueError(f"{uri!r} is not a jar: a path in the spec repository (e.g. "
+                         "jobs/udf.jar) or a URI")
+    return uri
+
+
+Dependency = Annotated[str, AfterValidator(_dependency)]
 
 
 def _flink_options(value: Any) -> Any:
@@ -138,6 +151,10 @@ class Artifact(SpecModel):
     main_args: str | list[str] | None = None
     sql_script: str | None = None          # SQLSCRIPT: the script itself (as Ververica)
     sql_script_file: str | None = None     # SQLSCRIPT: or a path of a .sql file in the spec repo
+    python_script: str | None = None       # PYTHON: a .py in the spec repo, or a URI
+    # jars the job needs beyond its main artifact (UDFs, connectors): any jarUri form
+    additional_dependencies: tuple[Dependency, ...] | None = Field(
+        default=None, max_length=MAX_DEPENDENCIES)   # (None, not (): no trace in digests)
     # accepted for Ververica compatibility, no effect on a session cluster
     flink_version: str | None = None
     flink_image_registry: str | None = None
@@ -149,19 +166,31 @@ class Artifact(SpecModel):
         jar_fields = [f for f in ("jar_uri", "entry_class", "main_args")
                       if getattr(self, f) is not None]
         sql_fields = [f for f in ("sql_script", "sql_script_file") if getattr(self, f) is not None]
+        python_fields = ["python_script"] if self.python_script is not None else []
         if self.kind == ArtifactKind.JAR:
             if not self.jar_uri:
                 raise ValueError("artifact of kind JAR needs jarUri")
-            if sql_fields:
-                raise ValueError(f"artifact of kind JAR takes no {to_camel(sql_fields[0])} "
-                                 "(set kind: SQLSCRIPT for a SQL deployment)")
+            if sql_fields or python_fields:
+                other = (sql_fields or python_fields)[0]
+                raise ValueError(f"artifact of kind JAR takes no {to_camel(other)} (set kind: "
+                                 f"{'SQLSCRIPT' if sql_fields else 'PYTHON'})")
+        if self.kind == ArtifactKind.PYTHON:
+            if not (self.python_script or "").strip():
+                raise ValueError("artifact of kind PYTHON needs pythonScript (a .py file in the "
+                                 "spec repo, or a URI)")
+            if sql_fields or self.jar_uri or self.entry_class:
+                other = (sql_fields or [f for f in ("jar_uri", "entry_class")
+                                        if getattr(self, f)])[0]
+                raise ValueError(f"artifact of kind PYTHON takes no {to_camel(other)} (the "
+                                 "agent runs the script with Flink's Python driver)")
         if self.kind == ArtifactKind.SQLSCRIPT:
             if len(sql_fields) != 1:
                 raise ValueError("artifact of kind SQLSCRIPT needs exactly one of sqlScript "
                                  "(the script) and sqlScriptFile (a .sql file in the spec repo)")
-            if jar_fields:
-                raise ValueError(f"artifact of kind SQLSCRIPT takes no {to_camel(jar_fields[0])} "
-                                 "(the agent runs the script with its own SQL runner)")
+            if jar_fields or python_fields:
+                raise ValueError(f"artifact of kind SQLSCRIPT takes no "
+                                 f"{to_camel((jar_fields or python_fields)[0])} (the agent runs "
+                                 "the script with its own SQL runner)")
             if self.sql_script is not None and not self.sql_script.strip():
                 raise ValueError("sqlScript is empty")
             if self.sql_script_file is not None and ("://" in self.sql_script_file
@@ -170,9 +199,8 @@ class Artifact(SpecModel):
                                  "sql/orders.sql")
         path = self.repo_file()
         if path is not None and (path == ".." or path.startswith("../")):
-            field = "sqlScriptFile" if self.kind == ArtifactKind.SQLSCRIPT else "jarUri"
-            raise ValueError(f"{field} {path} leaves the spec repository (a path in it, e.g. "
-                             "jobs/orders.jar)")
+            raise ValueError(f"{self.file_field} {path} leaves the spec repository (a path in it, "
+                             "e.g. jobs/orders.jar)")
         written = self.main_args if isinstance(self.main_args, str) else \
             "".join(self.main_args or ())
         if len(written) > MAX_MAIN_ARGS_CHARS:
@@ -186,13 +214,31 @@ class Artifact(SpecModel):
                                  "it differently, or give a list)") from None
         return self
 
+    @property
+    def file_field(self) -> str:
+        """The field naming the file the job is made of: jarUri, sqlScriptFile, pythonScript."""
+        return {ArtifactKind.SQLSCRIPT: "sqlScriptFile",
+                ArtifactKind.PYTHON: "pythonScript"}.get(self.kind, "jarUri")
+
+    @property
+    def file_uri(self) -> str | None:
+        """The value of `file_field`, as written."""
+        return {ArtifactKind.SQLSCRIPT: self.sql_script_file,
+                ArtifactKind.PYTHON: self.python_script}.get(self.kind, self.jar_uri)
+
     def repo_file(self) -> str | None:
-        """The spec-repo file the job is made of (a jar or a SQL script kept in the repo, as a
-        normalised repo-relative path), or None: its content is part of the job."""
-        path = self.sql_script_file if self.kind == ArtifactKind.SQLSCRIPT else self.jar_uri
-        if path is None or "://" in path:
-            return None
-        return posixpath.normpath(path.lstrip("/"))
+        """The spec-repo file the job is made of (a jar, SQL or Python script kept in the repo,
+        as a normalised repo-relative path), or None: its content is part of the job."""
+        return repo_path(self.file_uri) if self.file_uri is not None else None
+
+    def repo_dependencies(self) -> list[str]:
+        """The additionalDependencies kept in the spec repo, as repo-relative paths."""
+        return [path for path in map(repo_path, self.dependencies) if path]
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """additionalDependencies, () when there are none."""
+        return self.additional_dependencies or ()
 
     def program_args(self) -> list[str]:
         """`mainArgs` as an argument list: a string is shell-split, as Ververica does."""
@@ -201,6 +247,13 @@ class Artifact(SpecModel):
         if isinstance(self.main_args, str):
             return shlex.split(self.main_args)
         return list(self.main_args)
+
+
+def repo_path(uri: str) -> str | None:
+    """The normalised spec-repo path a jarUri-like value names, or None for a URI."""
+    if "://" in uri:
+        return None
+    return posixpath.normpath(uri.lstrip("/"))
 
 
 class TemplateSpec(SpecModel):

@@ -146,11 +146,17 @@ class JobInputs(StatusModel):
 
     artifact: str | None = None
     secrets: str | None = None
+    dependencies: str | None = None    # a digest of its additionalDependencies' identities
 
-    def digest_part(self, artifact: str | None = None) -> str | None:
+    def digest_part(self, artifact: str | None = None,
+                    repo_dependencies: str | None = None) -> str | None:
         """What goes into the job's digest (`artifact`: the identity of a jar in the spec repo,
-        which wins). Without secrets, the artifact's identity alone, as before they existed."""
+        which wins; `repo_dependencies`: those of the dependencies kept there). Without secrets
+        and dependencies, the artifact's identity alone, as before they existed."""
         identity = artifact or self.artifact
+        dependencies = "|".join(filter(None, (self.dependencies, repo_dependencies)))
+        if dependencies:
+            identity = f"{identity or ''}|dependencies:{dependencies}"
         return identity if self.secrets is None else f"{identity or ''}|secrets:{self.secrets}"
 
 

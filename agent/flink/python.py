@@ -1,0 +1,130 @@
+"""Python (PyFlink) jobs as Flink runs them from its REST API (I/O: files).
+
+A PYTHON deployment's job is Flink's own Python driver (`PythonDriver`, in the `flink-python`
+jar of the cluster's Flink version) run through `POST /jars/:id/run`: on the JobManager it
+starts the Python interpreter named by `python.client.executable` on the script, which builds
+the job; the TaskManagers run the job's Python functions with `python.executable`. So the
+cluster's machines need Python with PyFlink of the cluster's version (`apache-flink`), and the
+JobManager must read the script:
+
+- on the `local` target the cluster runs on the agent's machine: a script kept in the spec repo
+  is written to `<workdir>/python/<digest>/<name>.py` and run with `-py`, and both executables
+  are `local_python()`: FLINK_GITOPS_PYTHON, else the agent's own Python (which has PyFlink with
+  the `python` extra);
+- elsewhere `pythonScript` is a URI the JobManager reads through its Flink filesystems (`s3://`,
+  `hdfs://`, `file://` on a shared volume): it is shipped as `python.files` and run as a module
+  (`-pym`); the executables are the cluster's, or set in `flinkConfiguration`.
+
+Job ids, savepoints and restores are those of any job: the driver honours the run request's
+`jobId` and `savepointPath`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import posixpath
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DRIVER_CLASS = "org.apache.flink.client.python.PythonDriver"
+CLIENT_EXECUTABLE = "python.client.executable"
+WORKER_EXECUTABLE = "python.executable"
+PYTHON_FILES = "python.files"
+PYTHON_ENV = "FLINK_GITOPS_PYTHON"   # the local target's Python interpreter (with PyFlink)
+PROBE_TIMEOUT_S = 30                 # an interpreter asked which modules it has
+NO_PYFLINK = ("Python jobs on the local target need PyFlink: pip install "
+              "'flink-gitops[local,python]', or name a Python that has it in "
+              f"{PYTHON_ENV}")
+REPO_SCRIPT_LOCAL_ONLY = ("a script kept in the spec repository runs on the local target only; "
+                          "for this target name a URI its JobManager reads (s3://…, hdfs://…, "
+                          "file:// on a shared volume)")
+
+
+@dataclass(frozen=True)
+class PythonSite:
+    """Where a target runs Python jobs: on this machine (the local target: its scripts are
+    written to `staging`, its interpreter is the agent's), or on a cluster of `flink_version`
+    elsewhere (its driver jar from Maven)."""
+
+    local: bool
+    staging: Path
+    flink_version: str | None = None
+
+
+def local_python() -> str:
+    """The Python interpreter the local target runs Python jobs with (it needs PyFlink)."""
+    return os.environ.get(PYTHON_ENV) or sys.executable
+
+
+def pyflink_installed(python: str) -> bool:
+    """Whether `python` has PyFlink's Python API (`apache-flink`, the `python` extra), not
+    only Flink's jars (`apache-flink-libraries`)."""
+    return not missing_modules(python, ("pyflink.datastream",))
+
+
+@functools.lru_cache(maxsize=256)
+def missing_modules(python: str, modules: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `modules` that `python` cannot import (found by their finders, no module code
+    run but a dotted name's parents'); asked once per interpreter and set of names."""
+    if python == sys.executable:
+        return tuple(m for m in modules if not _findable(m))
+    probe = ("import importlib.util, sys\n"
+             "def found(m):\n"
+             "    try:\n"
+             "        return importlib.util.find_spec(m) is not None\n"
+             "    except (ImportError, ValueError):\n"
+             "        return False\n"
+             "print('\\n'.join(m for m in sys.argv[1:] if not found(m)))\n")
+    try:
+        done = subprocess.run([python, "-c", probe, *modules], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return modules
+    return modules if done.returncode else tuple(done.stdout.split())
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def driver_jar_uri(site: PythonSite, local_home: Path | None) -> str:
+    """Where the `flink-python` jar of the site's Flink comes from: the local distribution's
+    `opt/` on this machine, else Maven (`maven://org.apache.flink:flink-python:VERSION`)."""
+    if site.local and local_home is not None:
+        found = sorted((local_home / "opt").glob("flink-python*.jar"))
+        if found:
+            return found[-1].as_uri()
+    return f"maven://org.apache.flink:flink-python:{site.flink_version}"
+
+
+def staged_script(content: bytes, name: str, staging: Path) -> Path:
+    """The script written under `staging`, in a folder named by its digest (written once)."""
+    folder = staging / hashlib.sha256(content).hexdigest()[:16]
+    script = folder / posixpath.basename(name)
+    if not script.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{script.name}.tmp"
+        partial.write_bytes(content)
+        partial.replace(script)
+    return script
+
+
+def driver_args(script: str, staged: bool, local: bool,
+                args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The driver's program arguments for `script` (a path on this machine when `staged`, else a
+    URI the JobManager reads), and the Flink options they need (on a `local` target, the agent's
+    own Python as the interpreter)."""
+    python = local_python()
+    options = {CLIENT_EXECUTABLE: python, WORKER_EXECUTABLE: python} if local else {}
+    if staged:
+        return ["-py", script, *args], options
+    module = posixpath.basename(script).removesuffix(".py")
+    return ["-pyfs", script, "-pym", module, *args], options | {PYTHON_FILES: script}
