@@ -20,7 +20,7 @@ import pytest
 from agent.flink import local
 from agent.flink.build import build_jar
 from agent.reconcile import sync
-from conftest import EXAMPLES, Flink, counter_deployment, free_port
+from conftest import EXAMPLES, Flink, artifact_deployment, counter_deployment, free_port
 from faults import kill, recovered, restart
 
 FLINK_1_20 = "1.20.5"
@@ -169,3 +169,25 @@ def test_a_job_lost_with_a_flink_1_20_jobmanager_comes_back_from_its_retained_ch
     assert rest_1_20.running() == [status["job"]["id"]]
     assert rest_1_20.restored_from(status["job"]["id"]) == \
         status["lastSavepoint"]["location"].replace("file:///", "file:/")
+
+
+def test_a_dependency_nested_in_the_job_jar_is_on_the_job_classpath_on_flink_1_20(
+        spec_repo, settings, flink_1_20, rest_1_20, tmp_path):
+    """additionalDependencies on 1.20: the counter refuses to start (--needs) unless the
+    dependency's class is on its classpath."""
+    from test_dependencies import UDF_SOURCE, counter_artifact, with_dependencies
+    spec_repo.write_target("test", flink_1_20.url)
+    spec_repo.add_file("jobs/counter.jar", flink_1_20.counter_jar)
+    spec_repo.add_file("jobs/udf.jar", build_jar(UDF_SOURCE, tmp_path, name="udf"))
+    needing = counter_artifact() + " --needs com.example.udf.Shout"
+    spec_repo.write("deployments/needing.yaml", with_dependencies("needing", needing,
+                                                                  ["jobs/udf.jar"]))
+    spec_repo.write("deployments/lacking.yaml", artifact_deployment(
+        "lacking", needing, extra="maxJobCreationAttempts: 1"))   # the same, without it
+    spec_repo.push()
+    assert sync(settings).exit_code == 1
+    assert spec_repo.status_of("needing")["state"] == "RUNNING"
+    assert rest_1_20.jobs()[rest_1_20.job("needing", 1)] == "RUNNING"
+    lacking = spec_repo.status_of("lacking")
+    assert lacking["state"] == "FAILED" and "com.example.udf.Shout" in \
+        lacking["lastAction"]["message"]

@@ -37,6 +37,8 @@ import java.util.Map;
  *       another uid leaves the counts of a savepoint unmatched (see allowNonRestoredState)</li>
  *   <li>{@code --fail-after N}: every counting subtask throws after N events since it
  *       (re)started, so the job keeps restarting (for trying out unhealthy jobs)</li>
+ *   <li>{@code --needs CLASS}: refuse to start unless the job's classpath has CLASS (for
+ *       trying out additionalDependencies)</li>
  * </ul>
  *
  * <p>The arguments are parsed here rather than with Flink's {@code ParameterTool}, which moved
@@ -59,6 +61,9 @@ public final class Counter {
         String countUid = params.getOrDefault("count-uid", "count-per-key");
         if (rate <= 0 || keys <= 0) {
             throw new IllegalArgumentException("--rate and --keys must be positive");
+        }
+        if (params.containsKey("needs")) {   // throws ClassNotFoundException when it is not there
+            Class.forName(params.get("needs"), false, Counter.class.getClassLoader());
         }
 
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
