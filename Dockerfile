@@ -20,6 +20,10 @@ ENV FLINK_GITOPS_WORKDIR=/home/flink-gitops/work
 # at the first SQL deployment; it lands in the work dir's artifact cache, where the agent looks.
 RUN python -c "from agent.config import default_workdir; from agent.flink.runner import runner_jar; \
 print(runner_jar(default_workdir() / 'artifacts'))"
+# The state inspector (agent/flink/state/StateInspector.java), likewise.
+RUN python -c "from agent.config import default_workdir; from agent.flink.build import build_jar; \
+from agent.flink.compatibility import INSPECTOR_NAME, INSPECTOR_SOURCE; \
+print(build_jar(INSPECTOR_SOURCE, default_workdir() / 'artifacts', name=INSPECTOR_NAME))"
 
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s \

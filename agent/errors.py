@@ -118,6 +118,11 @@ class JobDidNotEnd(FlinkError, TransientError):
     """A job told to stop or cancel is still not terminal; the next cycle looks again."""
 
 
+class StateUnchecked(PermanentError):
+    """Whether a job can restore its state could not be found out here (its graph not built,
+    the savepoint's metadata not read): the message says why; nothing is concluded."""
+
+
 class SqlCheckUnavailable(PermanentError):
     """Flink's SQL parser and planner cannot run on this machine (no Java, no Flink jars, a JVM
     that failed): SQL scripts go unchecked, and the message says why."""
