@@ -18,6 +18,8 @@ from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkGitopsError, FlinkRequestError, FlinkUnavailable, JobDidNotEnd,
                           JobStartFailed, PermanentError, RestoreUnavailable, SavepointFailed)
 from agent.flink.artifacts import JobProgram
+from agent.flink.python import DriverOutput
+from agent.logs import redact
 from agent.flink.storage import state_absent
 from agent.flink.rest import FlinkClient, SavepointResult, poll_delays
 from agent.model.job_states import FlinkJobStatus
@@ -43,6 +45,7 @@ class Execution:
     backoff_s: float = 1.0
     longest_backoff_s: float = 60.0      # attempts wait 1 s, 2 s, 4 s … at most this
     start_timeout_s: float = 120.0
+    driver_output: DriverOutput | None = None   # the local JobManager's, for Python failures
     _uploads: dict[str, tuple[JobProgram, str]] = field(default_factory=dict, init=False)
 
     def run(self, plan: Plan, desired: Release | None,
@@ -210,6 +213,8 @@ class Execution:
         attempts = desired.spec.max_job_creation_attempts
         for attempt in range(attempts):
             job = with_generation(step.job_id, generation + attempt)
+            if self.driver_output is not None:
+                self.driver_output.mark()
             try:
                 try:
                     self.client.run_jar(
@@ -228,6 +233,9 @@ class Execution:
                     raise JobStartFailed(f"job {job} ended {running.state}: "
                                          f"{self.client.root_exception(job) or 'no exception'}")
             except (JobStartFailed, FlinkRequestError) as error:
+                said = self.driver_output.failure() if self.driver_output else None
+                if said:   # (Flink's answer names no line of the script)
+                    error = JobStartFailed(f"{error}; the Python script: {redact(said)}")
                 log.warning("job %s: start attempt %d failed: %s", job, attempt + 1, error)
                 self._discard(job)
                 if attempt + 1 == attempts:

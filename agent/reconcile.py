@@ -30,7 +30,8 @@ from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import dependency_jars, job_program
-from agent.flink.python import PythonSite
+from agent.flink import local
+from agent.flink.python import DriverOutput, PythonSite
 from agent.flink.rest import FlinkClient
 from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
@@ -474,9 +475,12 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         if desired is None:
             return Outcome(ActionResult.FAILED, "the applied spec to roll back to is not in git")
     client = cycle.clients[target.name]
+    python = _python_site(settings, target, client, item.desired) if item.desired else None
     execution = Execution(
         client=client, savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
+        driver_output=DriverOutput(local.home(settings.workdir, target.spec.local.port) / "log"
+                                   / "jobmanager.out") if python and python.local else None,
         fetch_program=lambda release: job_program(
             release.deployment, settings.artifact_cache,
             lambda path: source.read(release.commit, path), settings.file_roots,

@@ -105,15 +105,17 @@ def test_a_script_that_fails_at_its_start_is_rolled_back_to_the_running_spec(pyf
     good = spec_repo.push()
     assert sync(settings).exit_code == 0
     rest.wait_checkpoint(rest.job("py-rollback", 1))
-    broken = COUNTS.read_text().replace("    main()", "    raise SystemExit('no job today')")
+    broken = COUNTS.read_text().replace("    main()", "    raise RuntimeError('no job today')")
     spec_repo.write("python/counts.py", broken)
     spec_repo.write("deployments/py-rollback.yaml", python_deployment(
         "py-rollback", "python/counts.py", extra="maxJobCreationAttempts: 1"))
     spec_repo.push("a script that exits before it builds a job")
     assert sync(settings).exit_code == 1
     status = spec_repo.status_of("py-rollback")
-    assert status["lastAction"]["result"] == "FAILED" and "rolled back" in \
-        status["lastAction"]["message"]
+    message = status["lastAction"]["message"]
+    assert status["lastAction"]["result"] == "FAILED" and "rolled back" in message
+    assert 'the Python script: File "' in message and "counts.py\", line " in message
+    assert "RuntimeError: no job today" in message   # (Flink's answer says only "exits")
     assert status["job"]["specCommit"] == good
     assert rest.running() == [status["job"]["id"]]
     assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
@@ -152,3 +154,18 @@ def test_plan_and_validate_warn_of_a_module_the_reviewers_python_lacks(monkeypat
     assert (warning.file, warning.line) == ("python/job.py", 2)
     assert warning.message.endswith("no module named 'nope_nothing' (here; the cluster's Python "
                                     "must have it)")
+
+
+def test_only_a_traceback_written_after_the_run_request_is_quoted(tmp_path):
+    from agent.flink.python import DriverOutput
+    out = tmp_path / "jobmanager.out"
+    out.write_text('Traceback (most recent call last):\n  File "/old.py", line 1, in <module>\n'
+                   "    boom()\nNameError: name 'boom' is not defined\n")
+    driver = DriverOutput(out)
+    driver.mark()
+    assert driver.failure() is None   # an earlier failure is not this one's
+    with out.open("a") as more:
+        more.write('Traceback (most recent call last):\n  File "/a/job.py", line 7, in main\n'
+                   "    raise ValueError('bad')\nValueError: bad\nsome later JVM line\n")
+    assert driver.failure() == 'File "/a/job.py", line 7, in main | ValueError: bad'
+    assert DriverOutput(tmp_path / "missing.out").failure() is None

@@ -233,7 +233,7 @@ def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90,
     """
     if slots < 1:
         raise LocalClusterError(f"a local cluster needs at least 1 task slot, not {slots}")
-    cluster = LocalCluster(home=_home(workdir, port), port=port, slots=slots)
+    cluster = LocalCluster(home=home(workdir, port), port=port, slots=slots)
     cluster.home.mkdir(parents=True, exist_ok=True)
     with _locked(cluster.home):
         pids = _live_pids(cluster)
@@ -260,7 +260,7 @@ def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90,
 
 def stop(workdir: Path, port: int = 8081, timeout: float = 30) -> bool:
     """Stop the local cluster on `port` (SIGTERM, then SIGKILL after `timeout`); True if one ran."""
-    cluster = LocalCluster(home=_home(workdir, port), port=port, slots=0)
+    cluster = LocalCluster(home=home(workdir, port), port=port, slots=0)
     if not cluster.home.is_dir():
         return False
     with _locked(cluster.home):
@@ -269,7 +269,7 @@ def stop(workdir: Path, port: int = 8081, timeout: float = 30) -> bool:
 
 def status(workdir: Path, port: int = 8081) -> LocalClusterStatus:
     """The state of the local cluster on `port`: live processes and what its REST API reports."""
-    cluster = LocalCluster(home=_home(workdir, port), port=port, slots=0)
+    cluster = LocalCluster(home=home(workdir, port), port=port, slots=0)
     pids = _live_pids(cluster) if cluster.home.is_dir() else {}
     overview = (_overview(cluster.url) if JOBMANAGER in pids else None) or {}
     version, total, available = (
@@ -291,7 +291,8 @@ def status(workdir: Path, port: int = 8081) -> LocalClusterStatus:
 # --- configuration ------------------------------------------------------------------------------
 
 
-def _home(workdir: Path, port: int) -> Path:
+def home(workdir: Path, port: int) -> Path:
+    """Where the local cluster of `workdir` on `port` lives (`<workdir>/local/<port>`)."""
     return Path(workdir).resolve() / "local" / str(port)
 
 

@@ -16,7 +16,9 @@ JobManager must read the script:
   (`-pym`); the executables are the cluster's, or set in `flinkConfiguration`.
 
 Job ids, savepoints and restores are those of any job: the driver honours the run request's
-`jobId` and `savepointPath`.
+`jobId` and `savepointPath`. A script that fails makes Flink answer only "Python process exits
+with code: 1"; its traceback goes to the JobManager's output, which on the local target the agent
+reads (`DriverOutput`) to say where the script failed.
 """
 
 from __future__ import annotations
@@ -128,3 +130,39 @@ def driver_args(script: str, staged: bool, local: bool,
         return ["-py", script, *args], options
     module = posixpath.basename(script).removesuffix(".py")
     return ["-pyfs", script, "-pym", module, *args], options | {PYTHON_FILES: script}
+
+
+TRACEBACK = "Traceback (most recent call last):"
+MAX_OUTPUT_READ = 64 * 1024   # of the JobManager's output, after a failed run request
+
+
+@dataclass
+class DriverOutput:
+    """The local JobManager's output file (`jobmanager.out`), where the Python driver's
+    traceback lands: `mark` before a run request, `failure` after it failed."""
+
+    path: Path
+    offset: int = 0
+
+    def mark(self) -> None:
+        try:
+            self.offset = self.path.stat().st_size
+        except OSError:
+            self.offset = 0
+
+    def failure(self) -> str | None:
+        """The script's failure written since `mark`: the last frame and the exception, e.g.
+        'File "/…/counts.py", line 3, in <module> | RuntimeError: no job today', or None."""
+        try:
+            with self.path.open("rb") as output:
+                output.seek(max(self.offset, self.path.stat().st_size - MAX_OUTPUT_READ))
+                text = output.read(MAX_OUTPUT_READ).decode("utf-8", errors="replace")
+        except OSError:
+            return None
+        at = text.rfind(TRACEBACK)
+        if at < 0:
+            return None
+        lines = [line for line in text[at:].splitlines()[1:] if line.strip()]
+        frames = [line.strip() for line in lines if line.startswith("  File ")]
+        ending = next((line.strip() for line in lines if not line.startswith(" ")), None)
+        return " | ".join(filter(None, (frames[-1] if frames else None, ending))) or None
