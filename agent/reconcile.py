@@ -568,8 +568,9 @@ def _input_changes(applied: JobInputs | None, inputs: JobInputs) -> tuple[FieldC
 
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
               inputs: JobInputs) -> str:
-    """The desired job's digest, including the content of a jar or SQL script kept in the spec
-    repo, or the identity of one in a store, and (opted in) its secrets' keyed digest."""
+    """The desired job's digest, including the content of a jar or script kept in the spec repo,
+    or the identity of one in a store, those of its additionalDependencies, and (opted in) its
+    secrets' keyed digest."""
     artifact = desired.spec.template.spec.artifact
     path = artifact.repo_file()
     blob = (source.blob_id(commit, path) or "missing") if path else None

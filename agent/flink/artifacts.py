@@ -128,8 +128,7 @@ def _python_program(deployment: Deployment, cache_dir: Path, read_from_repo: Rea
         content = read_from_repo(path)
         if content is None:
             raise ArtifactError(f"pythonScript {written}: no file {path} in the spec repository")
-        script = str(staged_script(expand(content.decode("utf-8")).encode(), path,
-                                   site.staging))
+        script = str(staged_script(content, path, site.staging))   # (as written: code)
     else:
         script = expand(written)
     args, options = driver_args(script, path is not None, site.local,
