@@ -4,6 +4,7 @@ savepoint, each verdict checked against what Flink does when the job is started 
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -128,9 +129,9 @@ def test_a_sql_job_keeps_its_state_across_a_parallelism_change_but_not_a_new_fil
     assert starts(flink, running, location, False, parallelism=2)
     filtered = program(AGGREGATION.replace("FROM clicks", "FROM clicks WHERE page <> 'x'"))
     changed = check_state(filtered, 1, {}, location, False, cache)
-    assert changed.summary == (
-        "not restorable (1 operator's state would be dropped: GroupAggregate[3]; "
-        "allowNonRestoredState: true would drop it)")
+    assert re.fullmatch(r"not restorable \(1 operator's state would be dropped: "
+                        r"GroupAggregate\[\d+\]; allowNonRestoredState: true would drop it\)",
+                        changed.summary), changed.summary   # ([n]: the planner's count)
     assert starts(flink, filtered, location, False) == changed.restorable
 
 
