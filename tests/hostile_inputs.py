@@ -107,6 +107,12 @@ CASES = [
                                       "com.example.Counter\n        mainArgs: --rate 20 --keys 4",
                                       "kind: SQLSCRIPT\n        sqlScriptFile: ../secrets.sql"),
          "leaves the spec repository"),
+    Case("dependency-scheme-unknown", sub("mainArgs: --rate 20 --keys 4", "mainArgs: --rate 20 "
+                                          "--keys 4\n        additionalDependencies: "
+                                          "[ftp://h/u.jar]"), "scheme 'ftp' is not supported"),
+    Case("dependency-missing", sub("mainArgs: --rate 20 --keys 4", "mainArgs: --rate 20 --keys 4"
+                                   "\n        additionalDependencies: [jobs/udf.jar]"),
+         "additionalDependencies[0] jobs/udf.jar: no file jobs/udf.jar in the spec repository"),
     Case("tab-indentation", sub("  name: {name}", "\tname: {name}"), "YAML syntax error",
          held=True),
     Case("unclosed-quote", sub("labels: {{team: test}}", 'labels: {{team: "test}}'),
@@ -185,6 +191,9 @@ WRONG_VALUES: dict[tuple[str, ...], list[Any]] = {
     ARTIFACT + ("entryClass",): [5, ["a"], {"a": 1}],
     ARTIFACT + ("mainArgs",): [5, {"a": 1}, "x" * 70_000, [1, 2]],
     ARTIFACT + ("sqlScript",): ["SELECT 1", 5],
+    ARTIFACT + ("pythonScript",): ["job.py", 5, ["job.py"]],
+    ARTIFACT + ("additionalDependencies",): ["jobs/udf.jar", [5], ["../udf.jar"], [""],
+                                            ["jobs/udf.jar"] * 51, {"a": 1}],
     ARTIFACT + ("flinkVersion",): [1.18, ["1.18"]],
     ("spec", "template", "spec", "parallelism"): [0, -1, 32_769, "2", 2.5, True, [2]],
     ("spec", "template", "spec", "flinkConfiguration"): ["text", ["a"], {"a": {"b": 1}}],
