@@ -275,7 +275,8 @@ class Execution:
             return None
         completed = latest.get("completed") or {}
         location = completed.get("external_path")
-        if not location or completed.get("discarded") or location.startswith("<"):
+        if not location or completed.get("discarded") or location.startswith("<") \
+                or state_absent(location):   # (Flink names it even once it deleted it)
             return None
         return location, int(completed.get("latest_ack_timestamp", 0))
 

@@ -287,16 +287,22 @@ def _settle(diff, previous, observation, watch: StabilityWatch, settling: Settli
 
 def _health_restart(diff, desired, previous, active, generation, unhealthy: str) -> Plan:
     """A job its health policy finds unhealthy, cancelled (a failing job may not complete a
-    savepoint) and started again from its newest state: its retained checkpoint when it left
-    one, else the newest savepoint (upgradeStrategy NONE: reported only)."""
+    savepoint) and started again from its newest state: with LATEST_STATE its retained
+    checkpoint when it left one (only such jobs retain them when cancelled), else the newest
+    savepoint (upgradeStrategy NONE: reported only)."""
     if desired.spec.upgrade_strategy.kind == UpgradeStrategyKind.NONE:
         return Plan(diff.name, None, reason=f"health policy: {unhealthy} (upgradeStrategy NONE: "
                                             "not restarted)")
-    if desired.spec.restore_strategy.kind == RestoreStrategyKind.NONE:
+    strategy = desired.spec.restore_strategy.kind
+    latest_state = strategy == RestoreStrategyKind.LATEST_STATE
+    saved = previous.status.newest_state(checkpoints=latest_state) if previous else None
+    if strategy == RestoreStrategyKind.NONE:
         restore = Restore(RestoreKind.EMPTY)
-    else:
-        saved = previous.status.newest_state(checkpoints=True) if previous else None
+    elif latest_state:
         restore = Restore(RestoreKind.LATEST_STATE, saved.location if saved else None, active.id)
+    else:
+        restore = Restore(RestoreKind.SAVEPOINT, saved.location) if saved \
+            else Restore(RestoreKind.EMPTY)
     start = _start_step(desired, diff.desired_hash, generation, restore)
     return Plan(diff.name, ActionKind.RESTART, (Step(StepKind.CANCEL_JOB, active.id), start),
                 f"health policy: {unhealthy}; started again {restore.describe()}",

@@ -66,8 +66,16 @@ def test_a_health_policy_that_says_nothing_or_cannot_be_read_is_refused(fields):
         policy(**fields)
 
 
-def test_a_health_restart_cancels_and_starts_from_the_newest_state_it_names():
-    spec = deployment()
+@pytest.mark.parametrize("strategy, kind, said", [
+    ("LATEST_STATE", RestoreKind.LATEST_STATE, "restored from the latest retained checkpoint of "
+                                               "job"),
+    ("LATEST_SAVEPOINT", RestoreKind.SAVEPOINT, "restored from savepoint file:///sp/1"),
+])
+def test_a_health_restart_cancels_and_starts_from_the_newest_state_it_names(strategy, kind,
+                                                                            said):
+    """Only a LATEST_STATE job retains its checkpoints when cancelled: the others start from
+    their newest savepoint (a checkpoint Flink names may be gone by then)."""
+    spec = deployment(restore=strategy)
     status = applied(spec)
     status.status.last_savepoint = Savepoint(location="file:///sp/1", created_at=NOW,
                                              origin=SavepointOrigin.UPGRADE)
@@ -77,9 +85,8 @@ def test_a_health_restart_cancels_and_starts_from_the_newest_state_it_names():
     cancel, start = decided.steps
     assert decided.action.value == "RESTART" and decided.health
     assert cancel.kind == StepKind.CANCEL_JOB
-    assert start.restore.kind == RestoreKind.LATEST_STATE and start.restore.path == "file:///sp/1"
-    assert decided.reason.startswith("health policy: 3 restarts within 10m; started again "
-                                     "restored from the latest retained checkpoint of job")
+    assert start.restore.kind == kind and start.restore.path == "file:///sp/1"
+    assert decided.reason.startswith(f"health policy: 3 restarts within 10m; started again {said}")
 
 
 RESTARTING = ("restart-strategy.type: fixed-delay; restart-strategy.fixed-delay.attempts: 1000; "
