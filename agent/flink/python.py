@@ -23,7 +23,6 @@ reads (`DriverOutput`) to say where the script failed.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
@@ -69,10 +68,23 @@ def pyflink_installed(python: str) -> bool:
     return not missing_modules(python, ("pyflink.datastream",))
 
 
-@functools.lru_cache(maxsize=256)
+_FOUND: dict[str, set[str]] = {}   # interpreter -> modules it was found to have
+
+
 def missing_modules(python: str, modules: tuple[str, ...]) -> tuple[str, ...]:
     """Those of `modules` that `python` cannot import (found by their finders, no module code
-    run but a dotted name's parents'); asked once per interpreter and set of names."""
+    run but a dotted name's parents'). A module found is remembered; one missing is asked for
+    again next time (it may have been installed since)."""
+    found = _FOUND.setdefault(python, set())
+    unknown = tuple(module for module in modules if module not in found)
+    if not unknown:
+        return ()
+    absent = _absent(python, unknown)
+    found.update(module for module in unknown if module not in absent)
+    return absent
+
+
+def _absent(python: str, modules: tuple[str, ...]) -> tuple[str, ...]:
     if python == sys.executable:
         return tuple(m for m in modules if not _findable(m))
     probe = ("import importlib.util, sys\n"
