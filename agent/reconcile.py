@@ -475,12 +475,13 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         if desired is None:
             return Outcome(ActionResult.FAILED, "the applied spec to roll back to is not in git")
     client = cycle.clients[target.name]
-    python = _python_site(settings, target, client, item.desired) if item.desired else None
+    local_python = target.spec.local is not None and item.desired is not None \
+        and item.desired.spec.template.spec.artifact.kind == ArtifactKind.PYTHON
     execution = Execution(
         client=client, savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
         driver_output=DriverOutput(local.home(settings.workdir, target.spec.local.port) / "log"
-                                   / "jobmanager.out") if python and python.local else None,
+                                   / "jobmanager.out") if local_python else None,
         fetch_program=lambda release: job_program(
             release.deployment, settings.artifact_cache,
             lambda path: source.read(release.commit, path), settings.file_roots,
