@@ -384,13 +384,15 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     store = StatusStore(source, status_branch, caches.documents)
     status_commit = store.write_or_keep(files, message) if acted else store.write(files, message)
-    due = [item.next_savepoint_at for item in cycle.assessments if item.next_savepoint_at]
-    if any(d.status.stability is not None for d in documents):
-        due.append(iso(parse(now) + timedelta(seconds=STABILITY_POLL_S)))
     checkpoints = {item.name: item.health.last_checkpoint / 1000 for item in cycle.assessments
                    if item.health is not None and item.health.last_checkpoint}
-    return SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,
-                      min(due, default=None), checkpoints)
+    result = SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,
+                        checkpoints=checkpoints)
+    due = [item.next_savepoint_at for item in cycle.assessments if item.next_savepoint_at]
+    if result.settling:
+        due.append(iso(parse(now) + timedelta(seconds=STABILITY_POLL_S)))
+    result.wake_at = min(due, default=None)
+    return result
 
 
 class Progress:
