@@ -2,7 +2,8 @@
 
 `sync` makes one for its cycle unless it is given one; the daemon makes one and passes it to
 every cycle, so that unchanged spec files are not parsed again, unchanged status documents not
-read or rendered again, policies not compiled again and Flink versions not asked again. Tests
+read or rendered again, policies not compiled again, Flink versions not asked again and no state
+checked twice. Tests
 and a long-running daemon see and reset them here. (The memo of redacted contents goes with the
 process's registry of secrets, in `agent.logs`.)
 """
@@ -18,6 +19,7 @@ from agent.job_inputs import ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S
 from agent.load import ParsedFiles
 from agent.memo import Memo
 from agent.policy import policy_sets
+from agent.state_check import state_checks
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Caches:
     versions: Memo = field(default_factory=flink_versions)     # per cluster URL, 10 minutes
     artifacts: Memo = field(default_factory=lambda: Memo(   # identities that do not change
         "artifact identities", ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S))   # (`job_inputs`)
+    state_checks: Memo = field(default_factory=state_checks)   # (job digest, state location)
 
     @classmethod
     @contextmanager

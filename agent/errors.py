@@ -123,6 +123,15 @@ class StateUnchecked(PermanentError):
     the savepoint's metadata not read): the message says why; nothing is concluded."""
 
 
+class StateGone(StateUnchecked):
+    """The savepoint or checkpoint to read is not there (a checkpoint subsumed meanwhile)."""
+
+
+class StateNotRestorable(PermanentError):
+    """The new job cannot take the state its plan gives it (Flink would refuse it, or it would
+    lose state it may not): its plan is not carried out, the running job is left as it is."""
+
+
 class SqlCheckUnavailable(PermanentError):
     """Flink's SQL parser and planner cannot run on this machine (no Java, no Flink jars, a JVM
     that failed): SQL scripts go unchecked, and the message says why."""

@@ -16,11 +16,12 @@ from typing import Callable
 from agent import testpoints
 from agent.clock import from_millis, utc_now
 from agent.errors import (FlinkGitopsError, FlinkRequestError, FlinkUnavailable, JobDidNotEnd,
-                          JobStartFailed, PermanentError, RestoreUnavailable, SavepointFailed)
+                          JobStartFailed, PermanentError, RestoreUnavailable, SavepointFailed,
+                          StateNotRestorable)
 from agent.flink.artifacts import JobProgram
 from agent.flink.python import DriverOutput
 from agent.logs import redact
-from agent.flink.storage import state_absent
+from agent.flink.storage import newest_state, state_absent
 from agent.flink.rest import FlinkClient, SavepointResult, poll_delays
 from agent.model.job_states import FlinkJobStatus
 from agent.job_ids import job_id, with_generation
@@ -56,15 +57,16 @@ class Execution:
         the applied spec, and is FAILED; an upgrade with a stability window is IN_PROGRESS once
         its job runs (later cycles settle it).
 
-        The new job's artifact is fetched and uploaded before any step: an artifact that cannot
-        be had stops nothing, and no download or upload stands between a job's savepoint and
-        its successor (downtime)."""
+        The new job's state check is heeded and its artifact fetched and uploaded before any
+        step: a job that cannot restore its state or an artifact that cannot be had stops
+        nothing, and no download or upload stands between a job's savepoint and its successor
+        (downtime)."""
         outcome = Outcome(action=plan.action)
         spec = desired.deployment if desired else previous.deployment if previous else None
         if desired is not None and any(s.kind == StepKind.START_JOB for s in plan.steps):
             try:
-                self._uploaded(desired)
                 _restorable(plan)
+                self._uploaded(desired)
             except FlinkGitopsError as error:
                 outcome.result = ActionResult.FAILED
                 outcome.permanent = isinstance(error, PermanentError)
@@ -259,26 +261,13 @@ class Execution:
             case RestoreKind.STOP_SAVEPOINT:
                 return outcome.savepoints[-1].location
             case RestoreKind.LATEST_STATE:
-                checkpoint = self._retained_checkpoint(restore.job_id)
+                checkpoint = newest_state(self.client, restore.job_id, savepoints=False)
                 if checkpoint is None:
                     return restore.path
                 outcome.savepoints.append(Savepoint(
                     location=checkpoint[0], origin=SavepointOrigin.RETAINED_CHECKPOINT,
                     created_at=from_millis(checkpoint[1]), job_id=restore.job_id))
                 return checkpoint[0]
-
-    def _retained_checkpoint(self, job: str) -> tuple[str, int] | None:
-        """The job's newest completed checkpoint, if Flink kept it after the job ended."""
-        try:
-            latest = self.client.checkpoints(job).get("latest") or {}
-        except FlinkRequestError:
-            return None
-        completed = latest.get("completed") or {}
-        location = completed.get("external_path")
-        if not location or completed.get("discarded") or location.startswith("<") \
-                or state_absent(location):   # (Flink names it even once it deleted it)
-            return None
-        return location, int(completed.get("latest_ack_timestamp", 0))
 
     def _final_savepoint(self, job: str) -> SavepointResult | None:
         """The savepoint an ended job was stopped with, as Flink recorded it."""
@@ -317,8 +306,12 @@ def _format(spec: Deployment | None) -> str:
 
 
 def _restorable(plan: Plan) -> None:
-    """RestoreUnavailable when the savepoint or checkpoint a START_JOB step restores is certainly
-    not there: found before any job is stopped for it."""
+    """StateNotRestorable when the plan's new job certainly cannot take the state it is given
+    (its state check), RestoreUnavailable when the savepoint or checkpoint a START_JOB step
+    restores is certainly not there: found before any job is stopped for it."""
+    if plan.refused:
+        raise StateNotRestorable(f"the new job cannot restore its state: "
+                                 f"{plan.state_check.summary}")
     for step in plan.steps:
         restore = step.restore
         if step.kind == StepKind.START_JOB and restore.path and restore.kind in (

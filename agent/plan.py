@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from agent.diff import Difference
 from agent.job_ids import job_id
+from agent.model.compatibility import StateCheck
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
 from agent.model.status import (ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin,
                                 StabilityWatch, Status)
@@ -106,6 +107,13 @@ class Plan:
     stability_window: str | None = None  # the new job is then watched this long (WATCHED)
     settles: StabilityWatch | None = None   # the watch this plan ends: stable (no steps), or
                                             # unstable (the applied spec started again)
+    state_check: StateCheck | None = None   # whether its new job can restore its state
+                                            # (`agent.state_check`; None: nothing to check)
+
+    @property
+    def refused(self) -> bool:
+        """Its new job certainly cannot restore the state it is given: nothing is done."""
+        return self.state_check is not None and self.state_check.refuses
 
     @property
     def rolls_back(self) -> bool:
@@ -126,6 +134,7 @@ class Plan:
         return {"action": self.action_name, "state": self.state, "reason": self.reason,
                 "rollback": self.rollback,
                 **({"stabilityWindow": self.stability_window} if self.stability_window else {}),
+                **({"stateCheck": self.state_check.document()} if self.state_check else {}),
                 "steps": [{"kind": s.kind.value, "jobId": s.job_id, "description": s.describe(),
                            **({"restore": s.restore.kind.value} if s.restore else {}),
                            **({"restorePath": s.restore.path} if s.restore and s.restore.path
@@ -166,6 +175,8 @@ class Plan:
             return "upgrade pending (upgradeStrategy NONE): the running job is left untouched"
         if self.action is None:
             return "nothing to do"
+        if self.refused:
+            return f"{self.action.value} refused, nothing changes: state {self.state_check.summary}"
         fallback = ("; if the new job cannot start, the previous spec is started again from "
                     "the same state" if self.rollback else "")
         watched = (f"; the new job is then watched for upgradeStabilityWindow "

@@ -36,6 +36,7 @@ from agent.flink.rest import FlinkClient
 from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
 from agent.lease import Lease
+from agent.memo import Memo
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
 from agent.model.spec import ArtifactKind, ArtifactStores, Deployment, DeploymentTarget
@@ -56,6 +57,7 @@ from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 from agent.python_check import add_python_check
 from agent.sql import add_sql_check
+from agent.state_check import state_check
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
             assessment = _assess_one(settings, source, commit, name, desired, problems, target,
                                      loaded, previous.get(name), view, clients.get(target_name),
                                      policies, gone, offline, inputs.get(name),
-                                     health.get(name))
+                                     health.get(name), caches.state_checks)
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -165,10 +167,12 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 target: DeploymentTarget | None, loaded: LoadResult,
                 previous: DeploymentStatus | None, view: ClusterView,
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
-                offline: bool, read: Read | None, health: JobHealth | None) -> Assessment:
-    """One deployment: observed, recovered, diffed, planned and judged by the policies (`read`:
-    its inputs beyond the spec's text, or why they could not be read; `health`: its running
-    job's, read when it has a health policy)."""
+                offline: bool, read: Read | None, health: JobHealth | None,
+                checks: Memo) -> Assessment:
+    """One deployment: observed, recovered, diffed, planned, its new job's state checked, and
+    judged by the policies (`read`: its inputs beyond the spec's text, or why they could not be
+    read; `health`: its running job's, read when it has a health policy; `checks`: the state
+    checks remembered)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if isinstance(read, Exception):
@@ -223,10 +227,19 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         decided = plan(diff, desired, before, observation, settings.rollback, due, restart,
                        settled)
         if desired is not None:
+            decided = replace(decided, state_check=state_check(
+                decided, desired, desired_hash, before.status if before else None,
+                client if observation.reachable and not observation.assumed else None,
+                lambda: job_program(desired, settings.artifact_cache,
+                                    lambda path: source.read(commit, path), settings.file_roots,
+                                    _stores(target)),
+                settings.artifact_cache, checks))
+            if decided.state_check is not None:
+                log.info("%s: state check: %s", name, decided.state_check.summary)
             verdict = evaluate(policies, _policy_input(desired, target, decided, before))
         if verdict.denied:
-            decided = held(name, "denied by policy; the running job is left as it is",
-                           blocked=True)
+            decided = replace(held(name, "denied by policy; the running job is left as it is",
+                                   blocked=True), state_check=decided.state_check)
     located = loaded.deployments.get(name)
     return Assessment(
         name, None if problems else desired, desired_hash, located.file if located else None,

@@ -100,6 +100,25 @@ def test_discarding_the_state_of_a_prod_deployment_needs_an_opt_in(labels, annot
             result.denials[0]
 
 
+@pytest.mark.parametrize("labels, annotations, check, denied", [
+    ({"env": "prod"}, {}, "DROPS_STATE", True),
+    ({"env": "prod"}, {}, "NOT_RESTORABLE", True),
+    ({"env": "prod"}, {"flink-gitops.io/allow-state-loss": "true"}, "DROPS_STATE", False),
+    ({"env": "prod"}, {}, "COMPATIBLE", False),
+    ({"env": "prod"}, {}, "UNCHECKED", False),
+    ({"env": "dev"}, {}, "DROPS_STATE", False),
+])
+def test_dropping_saved_operator_state_of_a_prod_deployment_needs_an_opt_in(
+        labels, annotations, check, denied):
+    summary = "1 operator's state would be dropped: counter (uid `counter`)"
+    result = verdict({"action": "STATEFUL_UPGRADE", "state": "RESTORED_FROM_SAVEPOINT",
+                      "stateCheck": {"verdict": check, "summary": summary}},
+                     labels=labels, annotations=annotations)
+    assert result.denied is denied
+    if denied:
+        assert "prod_state_drop.rego" in result.denials[0] and summary in result.denials[0]
+
+
 def test_a_policy_that_does_not_compile_denies_every_change_naming_file_and_line():
     broken = "package main\nimport rego.v1\n\ndeny contains msg if {\n  x := \n}\n"
     policies = compile_policies({"policies/broken.rego": broken})

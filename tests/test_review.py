@@ -3,8 +3,10 @@ per action kind; and its exit codes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from agent.model.compatibility import Operator, SavedState, StateCheck, compatibility
 from agent.model.observation import Observation
 from agent.plan import held
 from agent.model.verdict import Verdict
@@ -48,7 +50,19 @@ def every_action() -> ReviewSet:
                  problems=("deployments/invalid.yaml:7: Deployment spec.paralelism: unknown "
                            "field (a typo?)",)),
         reviewed("unchanged", deployment(), applied(deployment()), running(), offline=True),
+        state_checked(),
     ))
+
+
+def state_checked() -> Review:
+    """An upgrade whose new job lost the uid of a stateful operator: refused by its state check."""
+    review = reviewed("state-checked", deployment(4), applied(deployment()), running())
+    check = StateCheck(compatibility(
+        [Operator("e", None, "events", "events", -1), Operator("c", None, "counts", "counts", -1)],
+        [SavedState("e", "events", "events", 128, True),
+         SavedState("k", "count-per-key", "count per key", 128, True)],
+        "file:/savepoints/sp-2", allow_non_restored_state=False))
+    return replace(review, plan=replace(review.plan, state_check=check))
 
 
 def test_the_markdown_plan_matches_its_golden_file():

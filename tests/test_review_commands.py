@@ -58,8 +58,10 @@ def test_plan_without_the_cluster_plans_from_the_status_branch_and_says_so(
     spec_repo.push("cluster moved and a change")
     result = run("plan", "--repo", settings.repo, "--workdir", str(settings.workdir))
     assert result.returncode == 2
-    assert "| remote | STATEFUL_UPGRADE | restored from a savepoint | ✅ |" in result.stdout
+    assert "| remote | STATEFUL_UPGRADE | restored from a savepoint; state: unchecked | ✅ |" \
+        in result.stdout
     assert "Cluster not reachable for remote: planned from the status branch" in result.stdout
+    assert "State check: unchecked (the cluster did not answer: job " in result.stdout
 
 
 def test_validate_passes_the_examples_and_names_file_and_line_of_each_problem(tmp_path,

@@ -1,6 +1,7 @@
-"""State compatibility before a job runs (issue 19, first part): the new job's operators from
-its job graph (built in a JVM here, nothing submitted) against the operator states of a real
-savepoint, each verdict checked against what Flink does when the job is started from it."""
+"""State compatibility before a job runs: the new job's operators from its job graph (built in a
+JVM here, nothing submitted) against the operator states of a real savepoint, each verdict
+checked against what Flink does when the job is started from it; the verdict in `plan` (and its
+prod policy) and in `sync`, which does not start an upgrade whose state is not restorable."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import pytest
 
 from agent.errors import FlinkRequestError, StateUnchecked
 from agent.flink.artifacts import JobProgram
-from agent.flink.compatibility import check_state, saved_states
+from agent.flink.compatibility import check_state
 from agent.flink.rest import FlinkClient
-from agent.model.compatibility import Fate, Operator, SavedState, compatibility
+from agent.model.compatibility import Fate, Operator, SavedState, StateVerdict, compatibility
+from agent.reconcile import review, sync
+from agent.report.review import render_markdown
+from test_sql_real_flink import sql_deployment
 
 COUNTER = "com.example.Counter"
 ARGS = ["--rate", "20", "--keys", "4"]
+ARGS_TEXT = " ".join(ARGS)              # (the counter deployment's mainArgs)
 
 
 def operator(uid: str, max_parallelism: int = -1) -> Operator:
@@ -99,45 +104,135 @@ def test_the_verdict_agrees_with_flink_starting_the_job_from_the_savepoint(
     assert starts(flink, program, savepoint, allow, options) == verdict.restorable
 
 
-AGGREGATION = """\
-    CREATE TABLE clicks (page STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '5',
-      'fields.page.length' = '2');
-    CREATE TABLE counts (page STRING, n BIGINT) WITH ('connector' = 'blackhole');
-    INSERT INTO counts SELECT page, COUNT(*) FROM clicks GROUP BY page;
-    """
+CLICKS = """\
+CREATE TEMPORARY TABLE clicks (page INT, user_id INT) WITH ('connector' = 'datagen',
+  'rows-per-second' = '5', 'fields.page.min' = '1', 'fields.page.max' = '8',
+  'fields.user_id.min' = '1', 'fields.user_id.max' = '8');
+CREATE TEMPORARY TABLE counts (page INT, n BIGINT) WITH ('connector' = 'blackhole');
+CREATE TEMPORARY TABLE pages (page INT) WITH ('connector' = 'blackhole');
+"""
+COUNTS = "INSERT INTO counts SELECT page, COUNT(*) FROM clicks GROUP BY page;"
+COUNTS_DISTINCT = "INSERT INTO counts SELECT page, COUNT(DISTINCT user_id) FROM clicks GROUP BY page;"
 
 
-def test_a_sql_job_keeps_its_state_across_a_parallelism_change_but_not_a_new_filter(
-        flink, tmp_path):
+def sql_program(cache, query: str) -> JobProgram:
     from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar
-    client, cache = FlinkClient(flink.url), tmp_path / "cache"
+    return JobProgram(runner_jar(cache), RUNNER_CLASS, runner_args("sql", CLICKS + query))
 
-    def program(script: str) -> JobProgram:
-        return JobProgram(runner_jar(cache), RUNNER_CLASS, runner_args("aggregation", script))
-    running = program(AGGREGATION)
-    job = uuid.uuid4().hex
-    client.run_jar(client.upload_jar(running.jar), job_id=job, entry_class=RUNNER_CLASS,
+
+@pytest.mark.parametrize("query, changed, parallelism, verdict", [
+    (COUNTS, COUNTS, 2, "compatible"),
+    (COUNTS, COUNTS_DISTINCT, 1, r"not restorable \(1 operator's state would be dropped: "
+                                 r"GroupAggregate\[\d+\]; allowNonRestoredState: true would "
+                                 r"drop it\)"),    # ([n]: the planner's count)
+    ("INSERT INTO pages SELECT page FROM clicks;",   # no state yet: a new operator starts empty
+     "INSERT INTO pages SELECT DISTINCT page FROM clicks;", 1, "compatible"),
+])
+def test_a_sql_verdict_agrees_with_flink_starting_the_changed_query(
+        flink, tmp_path, query, changed, parallelism, verdict):
+    client, cache = FlinkClient(flink.url), tmp_path / "cache"
+    running, job = sql_program(cache, query), uuid.uuid4().hex
+    client.run_jar(client.upload_jar(running.jar), job_id=job, entry_class=running.entry_class,
                    args=running.args, parallelism=1, savepoint_path=None,
-                   allow_non_restored_state=False,
-                   configuration={"execution.checkpointing.interval": "1s"})
+                   allow_non_restored_state=False, configuration={})
     client.await_running(job, 60)
     location = client.await_savepoint(job, client.trigger_savepoint(
         job, target_directory=None)).location
-
-    rescaled = check_state(running, 2, {}, location, False, cache)
-    assert rescaled.summary == "compatible"
-    assert starts(flink, running, location, False, parallelism=2)
-    filtered = program(AGGREGATION.replace("FROM clicks", "FROM clicks WHERE page <> 'x'"))
-    changed = check_state(filtered, 1, {}, location, False, cache)
-    assert re.fullmatch(r"not restorable \(1 operator's state would be dropped: "
-                        r"GroupAggregate\[\d+\]; allowNonRestoredState: true would drop it\)",
-                        changed.summary), changed.summary   # ([n]: the planner's count)
-    assert starts(flink, filtered, location, False) == changed.restorable
+    client.cancel(job)
+    new = sql_program(cache, changed)
+    found = check_state(new, parallelism, {}, location, False, cache)
+    assert re.fullmatch(verdict, found.summary), found.summary
+    assert starts(flink, new, location, False, parallelism=parallelism) == found.restorable
 
 
-def test_what_cannot_be_read_here_is_unchecked_with_its_reason(counter_jar, tmp_path):
+def test_what_cannot_be_read_here_is_unchecked_with_its_reason(savepoint, counter_jar, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(StateUnchecked, match="is not there"):
+        check_state(JobProgram(counter_jar, COUNTER, ARGS), 1, {},
+                    str(tmp_path / "no-such-savepoint"), False, cache)
     with pytest.raises(StateUnchecked, match="cannot be read from the agent's machine"):
-        saved_states(str(tmp_path / "no-such-savepoint"), tmp_path / "cache")
-    with pytest.raises(StateUnchecked, match="ClassNotFoundException: com.example.Nothing"):
-        check_state(JobProgram(counter_jar, "com.example.Nothing", []), 1, {},
-                    str(tmp_path), False, tmp_path / "cache")
+        check_state(JobProgram(counter_jar, COUNTER, ARGS), 1, {}, "nosuchscheme://x/sp", False,
+                    cache)
+    with pytest.raises(StateUnchecked, match="graph could not be built here: .*"
+                                             "ClassNotFoundException: com.example.Nothing"):
+        check_state(JobProgram(counter_jar, "com.example.Nothing", []), 1, {}, savepoint, False,
+                    cache)
+
+
+# --- the verdict in `plan` and `sync` -----------------------------------------------------------
+
+def planned(settings, name: str):
+    """The reviewed plan of deployment `name`, and the whole review's exit code."""
+    reviews = review(settings)
+    return next(r for r in reviews.reviews if r.name == name), reviews
+
+
+def test_a_dropped_uid_is_named_in_the_plan_denied_in_prod_and_refused_by_sync(
+        checkpointed, deployed, spec_repo, settings, rest):
+    old = checkpointed("uid-change", labels="{env: prod}")
+    renamed = ARGS_TEXT + " --count-uid counts"
+    deployed("uid-change", args=renamed, labels="{env: prod}")
+    spec_repo.push("the counting operator gets another uid")
+    reviewed, reviews = planned(settings, "uid-change")
+    check = reviewed.plan.state_check
+    assert check.verdict == StateVerdict.NOT_RESTORABLE and check.headline == "not restorable"
+    assert check.summary.startswith("not restorable (1 operator's state would be dropped: "
+                                    "count per key (uid `count-per-key`)")
+    assert reviews.exit_code == 1 and "prod_state_drop.rego" in reviewed.verdict.denials[0]
+    markdown = render_markdown(reviews)
+    assert "| uid-change | BLOCKED | untouched; state: not restorable | ⛔ 1 denied |" in markdown
+    assert "- **dropped**: count per key (uid `count-per-key`)" in markdown
+    assert "- new (starts empty): count per key (uid `counts`)" in markdown
+
+    deployed("uid-change", args=renamed)   # not prod: no policy, the check alone
+    spec_repo.push("not prod")
+    result = sync(settings)
+    assert result.exit_code == 1
+    status = spec_repo.status_of("uid-change")
+    assert status["state"] == "FAILED" and status["lastAction"]["result"] == "FAILED"
+    assert "nothing was changed: the new job cannot restore its state: not restorable (1 " \
+        "operator's state would be dropped: count per key" in status["lastAction"]["message"]
+    assert rest.running() == [old] and status["job"]["id"] == old   # never stopped
+    assert "lastSavepoint" not in status
+
+    deployed("uid-change", args=renamed, restore="LATEST_SAVEPOINT, allowNonRestoredState: true")
+    spec_repo.push("drop the old count's state on purpose")
+    reviewed, _ = planned(settings, "uid-change")
+    assert reviewed.plan.state_check.verdict == StateVerdict.DROPS_STATE
+    assert reviewed.plan.state_check.headline == "1 operator's state would be dropped"
+    assert sync(settings).exit_code == 0   # and Flink agrees: the new job restores the rest
+    status = spec_repo.status_of("uid-change")
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE" and status["state"] == "RUNNING"
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_compatible_change_says_so_and_sync_restores_the_state(
+        checkpointed, deployed, spec_repo, settings, rest):
+    checkpointed("more-keys")
+    deployed("more-keys", args="--rate 20 --keys 8")
+    spec_repo.push("more keys")
+    reviewed, reviews = planned(settings, "more-keys")
+    assert reviewed.plan.state_check.summary == "compatible"
+    assert "restored from a savepoint; state: compatible |" in render_markdown(reviews)
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("more-keys")
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_count_distinct_added_to_a_sql_query_is_caught_in_the_plan_and_refused_by_sync(
+        spec_repo, settings, flink, rest):
+    spec_repo.write_target("test", flink.url)
+    spec_repo.write("deployments/users.yaml", sql_deployment("users", CLICKS + COUNTS))
+    spec_repo.push("clicks per page")
+    assert sync(settings).exit_code == 0
+    job = rest.job("users", 1)
+    rest.wait_checkpoint(job)
+    spec_repo.write("deployments/users.yaml",
+                    sql_deployment("users", CLICKS + COUNTS_DISTINCT))
+    spec_repo.push("distinct users per page")
+    reviewed, reviews = planned(settings, "users")
+    assert reviewed.plan.refused and "GroupAggregate" in reviewed.plan.state_check.summary
+    assert reviews.exit_code == 1   # `plan` fails the pull request
+    assert sync(settings).exit_code == 1
+    assert rest.running() == [job]
+    assert "cannot restore its state" in spec_repo.status_of("users")["lastAction"]["message"]

@@ -176,30 +176,6 @@ def test_a_changed_restart_nonce_restarts_the_job_from_a_savepoint(
     assert rest.restored_from(rest.job("restarted", 2)) == status["lastSavepoint"]["location"]
 
 
-def test_state_a_new_job_cannot_map_needs_allow_non_restored_state(deployed, spec_repo, settings,
-                                                                   rest):
-    deployed("reshaped")
-    good = spec_repo.push()
-    sync(settings)
-    rest.wait_checkpoint(rest.job("reshaped", 1))
-    deployed("reshaped", args="--rate 20 --keys 4 --count-uid count-v2",
-             extra="maxJobCreationAttempts: 1")
-    spec_repo.push("the counting operator gets a new uid")
-    assert sync(settings).exit_code == 1
-    refused = spec_repo.status_of("reshaped")
-    assert "count-v2" not in refused["job"]["id"] and refused["job"]["specCommit"] == good
-    assert "allowNonRestoredState" in refused["lastAction"]["message"]  # Flink's own advice
-    assert "rolled back" in refused["lastAction"]["message"]
-
-    deployed("reshaped", args="--rate 20 --keys 4 --count-uid count-v2",
-             restore="LATEST_SAVEPOINT, allowNonRestoredState: true")
-    spec_repo.push("allow the old counts to be dropped")
-    assert sync(settings).exit_code == 0
-    status = spec_repo.status_of("reshaped")
-    assert status["state"] == "RUNNING"
-    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
-
-
 def test_a_first_start_restores_the_initial_savepoint_path(
         checkpointed, deployed, spec_repo, settings, rest):
     checkpointed("origin", state="RUNNING")

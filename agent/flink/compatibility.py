@@ -6,7 +6,7 @@ agent's machine and its `execute()` is intercepted, so nothing is submitted — 
 savepoint's or checkpoint's `_metadata`. The metadata is copied from wherever the state lives
 (any filesystem fsspec reads: a local path, `s3://`, `gs://`, `abfs://`) to a scratch directory
 first: it holds the operator ids, their max parallelism and which hold state, and nothing else
-is read. `check_state` gives the verdict (`model.compatibility`); what cannot be found out here
+is read. One JVM does both. `check_state` gives the verdict (`model.compatibility`); what cannot be found out here
 raises StateUnchecked with the reason, never a guess.
 """
 
@@ -16,20 +16,23 @@ import json
 import os
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import fsspec
 
-from agent.errors import FlinkGitopsError, StateUnchecked
+from agent.errors import FlinkGitopsError, StateGone, StateUnchecked
 from agent.flink.artifacts import JobProgram
-from agent.flink.build import build_jar
-from agent.flink.local import JVM_MODULE_FLAGS, flink_classpath, java_executable
+from agent.flink.tool import run_tool
+from agent.logs import redact
 from agent.model.compatibility import Compatibility, Operator, SavedState, compatibility
 
 INSPECTOR_SOURCE = Path(__file__).resolve().parent / "state"
 INSPECTOR_CLASS = "org.flinkgitops.state.StateInspector"
 INSPECTOR_NAME = "flink-gitops-state-inspector"
-INSPECT_TIMEOUT_S = 120              # a program's graph built, or a _metadata read
+INSPECT_TIMEOUT_S = 120              # a program's graph built and a _metadata read
+INSPECT_HEAP = "1g"                  # the inspector JVM's heap (-Xmx)
 MAX_METADATA_BYTES = 256 * 1024 * 1024   # a _metadata above this is not copied (unchecked)
 _PREFIX = "FLINK_GITOPS_STATE "
 
@@ -38,26 +41,30 @@ def check_state(program: JobProgram, parallelism: int, options: dict[str, str],
                 location: str, allow_non_restored_state: bool,
                 cache_dir: Path) -> Compatibility:
     """Whether the job of `program` (at `parallelism`, with its Flink `options`) can restore the
-    savepoint or checkpoint at `location`, operator by operator."""
-    return compatibility(job_operators(program, parallelism, options, cache_dir),
-                         saved_states(location, cache_dir), location, allow_non_restored_state)
+    savepoint or checkpoint at `location`, operator by operator (one JVM reads both)."""
+    with _metadata_copy(location) as scratch:
+        found = _inspect(["--savepoint", scratch, *_graph(program, parallelism, options)],
+                         cache_dir, location)
+    operators = [Operator(f["id"], f.get("uidHash"), f.get("uid"), f.get("name") or f["id"],
+                          int(f.get("maxParallelism", -1)))
+                 for f in found if f["kind"] == "operator"]
+    states = [SavedState(f["id"], f.get("uid"), f.get("name"), int(f["maxParallelism"]),
+                         bool(f["hasState"])) for f in found if f["kind"] == "state"]
+    return compatibility(operators, states, location, allow_non_restored_state)
 
 
-def job_operators(program: JobProgram, parallelism: int, options: dict[str, str],
-                  cache_dir: Path) -> list[Operator]:
-    """The operators of the program's job graph."""
+def _graph(program: JobProgram, parallelism: int, options: dict[str, str]) -> list[str]:
     command = ["--graph", str(program.jar), "--parallelism", str(parallelism)]
     if program.entry_class:
         command += ["--entry", program.entry_class]
     for key, value in {**program.configuration, **options}.items():
         command += ["--option", f"{key}={value}"]
-    found = _inspect([*command, "--", *program.args], cache_dir, "its job graph")
-    return [Operator(f["id"], f.get("uidHash"), f.get("uid"), f.get("name") or f["id"],
-                     int(f.get("maxParallelism", -1))) for f in found]
+    return [*command, "--", *program.args]
 
 
-def saved_states(location: str, cache_dir: Path) -> list[SavedState]:
-    """The operator states the `_metadata` at `location` lists."""
+@contextmanager
+def _metadata_copy(location: str) -> Iterator[str]:
+    """A scratch directory holding a copy of the `_metadata` at `location`."""
     with tempfile.TemporaryDirectory(prefix="flink-gitops-metadata-") as scratch:
         try:
             fs, path = fsspec.core.url_to_fs(location)
@@ -67,32 +74,45 @@ def saved_states(location: str, cache_dir: Path) -> list[SavedState]:
                 raise StateUnchecked(f"the _metadata of {location} has {size:,} bytes, over the "
                                      f"limit of {MAX_METADATA_BYTES:,}")
             fs.get_file(metadata, str(Path(scratch) / "_metadata"))
+        except FileNotFoundError:
+            raise StateGone(f"the state at {location} is not there (no _metadata)") from None
         except (ImportError, ValueError, OSError) as error:
             raise StateUnchecked(f"the state at {location} cannot be read from the agent's "
                                  f"machine: {getattr(error, 'strerror', None) or error}") from None
-        found = _inspect(["--savepoint", scratch], cache_dir, f"the state at {location}")
-    return [SavedState(f["id"], f.get("uid"), f.get("name"), int(f["maxParallelism"]),
-                       bool(f["hasState"])) for f in found]
+        yield scratch
 
 
-def _inspect(arguments: list[str], cache_dir: Path, what: str) -> list[dict]:
-    try:
-        jar = build_jar(INSPECTOR_SOURCE, cache_dir, name=INSPECTOR_NAME)
-        java = java_executable("java")
-        classpath = os.pathsep.join([str(jar), *map(str, flink_classpath())])
-    except FlinkGitopsError as error:
-        raise StateUnchecked(f"{what} cannot be read here: {error}") from None
-    command = [java, "-XX:TieredStopAtLevel=1", *JVM_MODULE_FLAGS, "-Dlog4j2.level=OFF",
-               "-classpath", classpath, INSPECTOR_CLASS, *arguments]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=INSPECT_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise StateUnchecked(f"{what} could not be read: {error}") from None
+def _inspect(arguments: list[str], cache_dir: Path, location: str) -> list[dict]:
+    """The inspector's result lines. The program's `main` runs with nothing of the agent's
+    environment (no variable of it, a scratch home and working directory), at most
+    INSPECT_HEAP of heap and INSPECT_TIMEOUT_S; what it says is redacted."""
+    with tempfile.TemporaryDirectory(prefix="flink-gitops-inspect-") as home:
+        try:
+            done = run_tool(INSPECTOR_SOURCE, INSPECTOR_NAME, INSPECTOR_CLASS, cache_dir,
+                            arguments, flags=[f"-Xmx{INSPECT_HEAP}"], capture_output=True,
+                            text=True, cwd=home, env={"PATH": os.environ.get("PATH", ""),
+                                                      "HOME": home, "LANG": "C.UTF-8"},
+                            timeout=INSPECT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        except FlinkGitopsError as error:
+            raise StateUnchecked(f"the state inspector cannot run here: {error}") from None
+        except subprocess.TimeoutExpired:
+            raise StateUnchecked(f"the new job's graph was not built in {INSPECT_TIMEOUT_S} s "
+                                 "(its main did not call execute?)") from None
+        except OSError as error:
+            raise StateUnchecked(f"the state inspector did not run: {error}") from None
     found = [json.loads(line[len(_PREFIX):]) for line in done.stdout.splitlines()
              if line.startswith(_PREFIX)]
-    errors = [f["message"] for f in found if f.get("kind") == "error"]
+    errors = [f for f in found if f.get("kind") == "error"]
     if errors or done.returncode != 0:
-        reason = errors[0] if errors else (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise StateUnchecked(f"{what} could not be read: {reason}")
+        error = errors[0] if errors else {
+            "stage": "graph", "message": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+        what = (f"the state at {location} could not be read" if error["stage"] == "state"
+                else "the new job's graph could not be built here")
+        raise StateUnchecked(redact(f"{what}: {_first_lines(error['message'])}"))
     return found
+
+
+def _first_lines(message: str, lines: int = 3) -> str:
+    """An exception chain's first lines (the program's own error is the first)."""
+    kept = message.splitlines()
+    return "; ".join(kept[:lines]) + (" …" if len(kept) > lines else "")

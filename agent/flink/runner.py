@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agent.errors import FlinkGitopsError, SqlCheckUnavailable
 from agent.flink.build import build_jar
-from agent.flink.local import JVM_MODULE_FLAGS, flink_classpath, java_executable
+from agent.flink.tool import run_tool
 
 RUNNER_SOURCE = Path(__file__).resolve().parent / "sql"
 RUNNER_CLASS = "org.flinkgitops.sql.SqlRunner"
@@ -66,8 +66,6 @@ def check_scripts(scripts: list[str], cache_dir: Path,
     Java, no Flink jars, a JVM that fails), saying why."""
     try:
         jar = runner_jar(cache_dir)
-        java = java_executable("java")
-        classpath = [str(jar), *map(str, flink_classpath())]
     except FlinkGitopsError as error:
         raise SqlCheckUnavailable(str(error)) from None
     extra = [p for p in os.environ.get(EXTRA_CLASSPATH_ENV, "").split(os.pathsep) if p]
@@ -82,7 +80,7 @@ def check_scripts(scripts: list[str], cache_dir: Path,
             groups.setdefault(tuple(own), {})[key] = script
     for own, group in sorted(groups.items()):
         todo = sorted(group.items())
-        fresh = _run_check(java, classpath + extra + list(own), [script for _, script in todo])
+        fresh = _run_check(cache_dir, extra + list(own), [script for _, script in todo])
         verdicts_dir.mkdir(parents=True, exist_ok=True)
         for (key, _), verdict in zip(todo, fresh, strict=True):
             known[key] = verdict
@@ -107,19 +105,20 @@ def _cached(path: Path) -> ScriptVerdict | None:
         return None
 
 
-def _run_check(java: str, classpath: list[str], scripts: list[str]) -> list[ScriptVerdict]:
+def _run_check(cache_dir: Path, libraries: list[str],
+               scripts: list[str]) -> list[ScriptVerdict]:
     with tempfile.TemporaryDirectory(prefix="flink-gitops-sql-") as scratch:
         files = []
         for index, script in enumerate(scripts):
             file = Path(scratch) / f"{index}.sql"
             file.write_text(script, encoding="utf-8")
             files.append(str(file))
-        command = [java, "-XX:TieredStopAtLevel=1", *JVM_MODULE_FLAGS,
-                   "-Dlog4j2.level=OFF", "-classpath", os.pathsep.join(classpath),
-                   RUNNER_CLASS, "--check", *files]
         try:
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=CHECK_TIMEOUT_S, check=False)
+            done = run_tool(RUNNER_SOURCE, RUNNER_NAME, RUNNER_CLASS, cache_dir,
+                            ["--check", *files], extra_classpath=libraries,
+                            capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+        except FlinkGitopsError as error:
+            raise SqlCheckUnavailable(str(error)) from None
         except (OSError, subprocess.TimeoutExpired) as error:
             raise SqlCheckUnavailable(f"the SQL check's JVM did not run: {error}") from None
     found: dict[int, ScriptVerdict] = {}

@@ -3,7 +3,8 @@
 Flink writes each job's checkpoints to `<checkpoint dir>/<job id>/chk-<n>/` and marks a complete
 one by its `_metadata` file. A retained checkpoint outlives its JobManager: when a JobManager
 without high availability dies, its REST API forgets the job, but the checkpoint is still there.
-This module finds it, for the one moment the agent needs it (a job the cluster forgot).
+This module finds it, for the one moment the agent needs it (a job the cluster forgot), and the
+newest state of a job Flink knows (asked through its REST API).
 
 The checkpoint directory is a Flink option (`execution.checkpointing.dir`, or
 `state.checkpoints.dir` before Flink 2); a job's own flinkConfiguration overrides the cluster's.
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 import fsspec
 
-from agent.errors import CheckpointDirUnreadable
+from agent.errors import CheckpointDirUnreadable, FlinkRequestError
+from agent.flink.rest import FlinkClient
 
 CHECKPOINT_DIR_KEYS = ("execution.checkpointing.dir", "state.checkpoints.dir")
 _CHECKPOINT = re.compile(r"chk-(\d+)")
@@ -70,6 +72,34 @@ def _modified(fs: fsspec.AbstractFileSystem, path: str) -> float | None:
         return fs.modified(path).timestamp()
     except (NotImplementedError, OSError, AttributeError):
         return None
+
+
+def newest_state(client: FlinkClient, job_id: str,
+                 savepoints: bool) -> tuple[str, int] | None:
+    """The location and time (ms) of the job's newest completed checkpoint that is still there;
+    with `savepoints`, its newest savepoint first (checkpoints are subsumed, savepoints stay).
+    Flink's statistics lag: a checkpoint they name that is gone is looked for again in its
+    directory, for a newer one. None when there is none, or Flink does not know the job."""
+    try:
+        latest = client.checkpoints(job_id).get("latest") or {}
+    except FlinkRequestError:
+        return None
+    for kind in ("savepoint", "completed") if savepoints else ("completed",):
+        found = latest.get(kind) or {}
+        location = found.get("external_path")
+        if not location or location.startswith("<"):
+            continue
+        if not found.get("discarded") and not state_absent(location):   # (Flink may name it
+            return location, int(found.get("latest_ack_timestamp", 0))  # once it deleted it)
+        root = location.rstrip("/").rsplit(f"/{job_id}/", 1)
+        try:
+            newer = newest_checkpoint(root[0], job_id) if kind == "completed" \
+                and len(root) == 2 else None
+        except CheckpointDirUnreadable:
+            newer = None
+        if newer is not None:
+            return newer.location, int((newer.modified or 0) * 1000)
+    return None
 
 
 def state_absent(location: str) -> bool:

@@ -85,7 +85,8 @@ class Compatibility:
         """`compatible`, `N operator(s) would be dropped`, or `not restorable (why)`."""
         dropped = self.of(Fate.DROPPED)
         if self.of(Fate.NOT_RESTORABLE):
-            return f"not restorable ({self.of(Fate.NOT_RESTORABLE)[0].why})"
+            first = self.of(Fate.NOT_RESTORABLE)[0]
+            return f"not restorable ({first.operator}: {first.why})"
         if dropped and not self.allow_non_restored_state:
             return (f"not restorable ({_count(dropped)} would be dropped: "
                     f"{', '.join(v.operator for v in dropped)}; allowNonRestoredState: true "
@@ -94,6 +95,64 @@ class Compatibility:
             return f"{_count(dropped)} would be dropped: " + ", ".join(v.operator
                                                                        for v in dropped)
         return "compatible"
+
+
+class StateVerdict(StrEnum):
+    COMPATIBLE = "COMPATIBLE"            # every saved operator's state is restored
+    DROPS_STATE = "DROPS_STATE"          # allowNonRestoredState: some saved state is dropped
+    NOT_RESTORABLE = "NOT_RESTORABLE"    # Flink would refuse to start the job from it
+    UNCHECKED = "UNCHECKED"              # it could not be found out here (why: `unchecked`)
+
+
+@dataclass(frozen=True)
+class StateCheck:
+    """The state check of a plan whose new job restores state: the verdict, or why there is
+    none. A plan restoring the state of a job of its very spec needs no check (`same_job`)."""
+
+    compatibility: Compatibility | None = None
+    unchecked: str | None = None
+    same_job: bool = False
+
+    @property
+    def verdict(self) -> StateVerdict:
+        found = self.compatibility
+        if found is None:
+            return StateVerdict.COMPATIBLE if self.same_job else StateVerdict.UNCHECKED
+        if not found.restorable:
+            return StateVerdict.NOT_RESTORABLE
+        return StateVerdict.DROPS_STATE if found.of(Fate.DROPPED) else StateVerdict.COMPATIBLE
+
+    @property
+    def refuses(self) -> bool:
+        """The plan is not carried out: Flink would refuse the state, or drop state it may not."""
+        return self.verdict == StateVerdict.NOT_RESTORABLE
+
+    @property
+    def headline(self) -> str:
+        """The verdict in a few words: compatible, N operators would be dropped, not
+        restorable, unchecked."""
+        if self.verdict == StateVerdict.DROPS_STATE:
+            return f"{_count(self.compatibility.of(Fate.DROPPED))} would be dropped"
+        return self.verdict.value.lower().replace("_", " ")
+
+    @property
+    def summary(self) -> str:
+        """`compatible`, `N operator(s) would be dropped`, `not restorable (why)` or
+        `unchecked (why)`."""
+        if self.compatibility is not None:
+            return self.compatibility.summary
+        if self.same_job:
+            return "compatible (the state is of a job of this same spec)"
+        return f"unchecked ({self.unchecked})"
+
+    def document(self) -> dict:
+        """The check as data (for policies and `plan --format json`)."""
+        found = self.compatibility
+        return {"verdict": self.verdict.value, "summary": self.summary,
+                **({"source": found.source, "operators": [
+                    {"fate": v.fate.value, "operator": v.operator, **({"why": v.why} if v.why
+                                                                      else {})}
+                    for v in found.operators]} if found else {})}
 
 
 def compatibility(operators: list[Operator], states: list[SavedState], source: str,
@@ -116,7 +175,7 @@ def compatibility(operators: list[Operator], states: list[SavedState], source: s
         if operator.max_parallelism not in (-1, saved.max_parallelism):
             verdicts.append(OperatorVerdict(
                 Fate.NOT_RESTORABLE, operator.shown,
-                f"{operator.shown}: max parallelism {operator.max_parallelism}, the state's "
+                f"max parallelism {operator.max_parallelism}, the state's "
                 f"{saved.max_parallelism}"))
         elif saved.has_state:
             verdicts.append(OperatorVerdict(Fate.RESTORED, operator.shown))

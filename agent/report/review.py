@@ -1,7 +1,8 @@
 """A plan for review -> Markdown (a pull-request comment) and JSON (for tools) (pure).
 
-Summary first: one row per deployment with its action and what happens to its state; then, folded
-per deployment, the changed fields, the steps in order and the policy results.
+Summary first: one row per deployment with its action and what happens to its state (with the
+verdict of its state check); then, folded per deployment, the changed fields, the steps in order,
+each operator's state and the policy results.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from agent.diff import FieldChange
+from agent.model.compatibility import Fate, StateCheck
 from agent.plan import Plan
 from agent.model.verdict import Verdict
 
@@ -21,6 +23,9 @@ STATE_WORDS = {
     "RESTORED_FROM_SAVEPOINT": "restored from a savepoint",
     "RESTORED_FROM_CHECKPOINT": "restored from the latest retained checkpoint",
 }
+
+FATE_WORDS = {Fate.RESTORED: "restored", Fate.NEW: "new (starts empty)",
+              Fate.DROPPED: "**dropped**", Fate.NOT_RESTORABLE: "**not restorable**"}
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,10 @@ class ReviewSet:
 
     @property
     def exit_code(self) -> int:
-        """0 nothing to do, 2 changes planned, 1 an invalid spec or a policy denial."""
-        if self.problems or any(r.problems or r.verdict.denied for r in self.reviews):
+        """0 nothing to do, 2 changes planned, 1 an invalid spec, a policy denial or a change
+        whose new job cannot restore its state."""
+        if self.problems or any(r.problems or r.verdict.denied or r.plan.refused
+                                for r in self.reviews):
             return 1
         return 2 if any(r.plan.changes_anything or r.plan.pending for r in self.reviews) else 0
 
@@ -71,6 +78,7 @@ def render_json(reviews: ReviewSet) -> str:
             "changes": [{"path": c.path, "old": c.old, "new": c.new} for c in r.changes],
             "steps": r.plan.document()["steps"],
             "rollback": r.plan.rollback,
+            **({"stateCheck": r.plan.state_check.document()} if r.plan.state_check else {}),
             "policy": {"denials": list(r.verdict.denials), "warnings": list(r.verdict.warnings)},
             "problems": list(r.problems),
             "warnings": list(r.warnings),
@@ -81,7 +89,8 @@ def render_json(reviews: ReviewSet) -> str:
 def render_markdown(reviews: ReviewSet) -> str:
     span = f"`{reviews.base[:10]}` → `{reviews.head[:10]}`" if reviews.base \
         else f"`{reviews.head[:10]}`"
-    acting = [r for r in reviews.reviews if r.plan.changes_anything or r.plan.pending]
+    acting = [r for r in reviews.reviews
+              if (r.plan.changes_anything or r.plan.pending) and not r.plan.refused]
     lines = [f"### flink-gitops plan for {span}", ""]
     if reviews.problems:
         lines += ["⛔ Spec files `sync` refuses (no deployment in them can be read as it is):",
@@ -91,8 +100,7 @@ def render_markdown(reviews: ReviewSet) -> str:
     lines += [f"{len(acting)} of {len(reviews.reviews)} deployments change.", "",
               "| Deployment | Action | Job state | Policies |", "|---|---|---|---|"]
     for review in reviews.reviews:
-        lines.append(f"| {review.name} | {review.action} | "
-                     f"{STATE_WORDS.get(review.plan.state, review.plan.state)} | "
+        lines.append(f"| {review.name} | {review.action} | {_state_cell(review.plan)} | "
                      f"{_policy_cell(review)} |")
     offline = [r.name for r in reviews.reviews if r.offline]
     if offline:
@@ -124,18 +132,40 @@ def _details(review: Review) -> list[str]:
         lines += ["Changes:", ""] + [f"- `{c.path}`: {_value(c.old)} → {_value(c.new)}"
                                      for c in review.changes] + [""]
     if review.plan.steps:
-        lines += ["Steps:", ""] + [f"{i}. {s.describe()}"
-                                   for i, s in enumerate(review.plan.steps, 1)]
-        if review.plan.rollback:
+        lines += ["Steps (not carried out):" if review.plan.refused else "Steps:", ""]
+        lines += [f"{i}. {s.describe()}" for i, s in enumerate(review.plan.steps, 1)]
+        if review.plan.rollback and not review.plan.refused:
             lines.append("   (if the new job cannot start: the previous spec is started again "
                          "from the same state)")
         lines.append("")
-    lines.append(f"Job state: {STATE_WORDS.get(review.plan.state, review.plan.state)}.")
+    lines.append(f"Job state: {_state_words(review.plan)}.")
+    lines += _state_check(review.plan.state_check)
     if review.plan.reason:
         lines.append(f"Why: {review.plan.reason}.")
     verdicts = ([f"- ⛔ {denial}" for denial in review.verdict.denials]
                 + [f"- ⚠️ {warning}" for warning in review.verdict.warnings])
     return lines + ([""] + verdicts if verdicts else [])
+
+
+def _state_words(plan: Plan) -> str:
+    return STATE_WORDS["UNCHANGED"] if plan.refused else STATE_WORDS.get(plan.state, plan.state)
+
+
+def _state_cell(plan: Plan) -> str:
+    check = plan.state_check
+    return f"{_state_words(plan)}; state: {check.headline}" if check else _state_words(plan)
+
+
+def _state_check(check: StateCheck | None) -> list[str]:
+    """The state check: its verdict and each operator's fate."""
+    if check is None:
+        return []
+    lines = [f"State check: {'⛔ ' if check.refuses else ''}{check.summary}."]
+    if check.compatibility is not None:
+        lines += [f"Operators, against the state at `{check.compatibility.source}`:", ""]
+        lines += [f"- {FATE_WORDS[v.fate]}: {v.operator}" + (f" ({v.why})" if v.why else "")
+                  for v in check.compatibility.operators] + [""]
+    return lines
 
 
 def _policy_cell(review: Review) -> str:

@@ -4,16 +4,17 @@
  * The agent builds this file with javac against the Flink jars (agent/flink/compatibility.py)
  * and runs it in one JVM on the agent's machine; nothing is submitted anywhere.
  *
- * Modes (one result line each, prefixed FLINK_GITOPS_STATE and holding JSON):
- *   --graph JAR [--entry CLASS] [--parallelism N] [--option KEY=VALUE]... [-- ARG...]
+ * Arguments, either or both (one result line each, prefixed FLINK_GITOPS_STATE, holding JSON):
+ *   [--savepoint DIR] [--graph JAR [--entry CLASS] [--parallelism N] [--option KEY=VALUE]...
+ *                      [-- ARG...]]
  *       builds the job graph of the program as Flink's client does (its main runs, its
  *       execute() is intercepted) and prints each operator:
  *       {"kind":"operator","id":HEX,"uidHash":HEX|null,"uid":..,"name":..,"maxParallelism":N}
  *       (maxParallelism -1: not set, Flink takes the savepoint's)
- *   --savepoint DIR
+ *   --savepoint DIR (first)
  *       reads DIR/_metadata (a local directory) and prints each operator state:
  *       {"kind":"state","id":HEX,"uid":..,"name":..,"maxParallelism":N,"hasState":BOOL}
- * A failure prints {"kind":"error","message":..} and exits 1.
+ * A failure prints {"kind":"error","stage":"state"|"graph"|"usage","message":..} and exits 1.
  */
 package org.flinkgitops.state;
 
@@ -43,13 +44,20 @@ public final class StateInspector {
     private StateInspector() {}
 
     public static void main(String[] args) {
+        String stage = "usage";
         try {
-            if (args.length >= 2 && args[0].equals("--graph")) {
-                graph(args);
-            } else if (args.length == 2 && args[0].equals("--savepoint")) {
+            int at = 0;
+            if (args.length >= 2 && args[0].equals("--savepoint")) {
+                stage = "state";
                 savepoint(args[1]);
-            } else {
-                throw new IllegalArgumentException("usage: --graph JAR [...] | --savepoint DIR");
+                at = 2;
+            }
+            if (args.length >= at + 2 && args[at].equals("--graph")) {
+                stage = "graph";
+                graph(args, at + 1);
+            } else if (at == 0 || at < args.length) {
+                stage = "usage";
+                throw new IllegalArgumentException("usage: [--savepoint DIR] [--graph JAR ...]");
             }
         } catch (Throwable error) {
             Throwable root = error;
@@ -58,19 +66,20 @@ public final class StateInspector {
                 root = root.getCause();
                 message.append("\nCaused by: ").append(root);
             }
-            print("{\"kind\":\"error\",\"message\":" + quote(message.toString()) + "}");
+            print("{\"kind\":\"error\",\"stage\":" + quote(stage) + ",\"message\":"
+                    + quote(message.toString()) + "}");
             System.exit(1);
         }
         System.exit(0);
     }
 
-    private static void graph(String[] args) throws Exception {
-        String jar = args[1];
+    private static void graph(String[] args, int from) throws Exception {
+        String jar = args[from];
         String entry = null;
         int parallelism = 1;
         Configuration configuration = new Configuration();
         List<String> programArgs = new ArrayList<>();
-        for (int i = 2; i < args.length; i++) {
+        for (int i = from + 1; i < args.length; i++) {
             switch (args[i]) {
                 case "--entry": entry = args[++i]; break;
                 case "--parallelism": parallelism = Integer.parseInt(args[++i]); break;

@@ -1,0 +1,49 @@
+"""Runs one of the agent's own Java tools — the SQL runner's check, the state inspector — in a JVM
+on the agent's machine, against the installed Flink jars (I/O: processes, files).
+
+Such a JVM spends most of its life loading Flink's classes. After a tool's first run they are
+kept in a class-data archive (CDS: `-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`)
+beside the tool's jar, named by a digest of the Java and the classpath, which about halves each
+later start (benchmarks/RESULTS.md, State check). The archive is made by a run with nothing on
+the classpath beyond the tool and Flink (the classpath an archive was made with must begin every
+later one); an archive the JVM cannot use, it ignores; classes a tool loads from a user's jar
+are never archived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+from agent.flink.build import build_jar
+from agent.flink.local import JVM_MODULE_FLAGS, flink_classpath, java_executable
+
+
+def run_tool(source: Path, name: str, main_class: str, cache_dir: Path, arguments: list[str],
+             extra_classpath: list[str] = (), flags: list[str] = (),
+             **run: object) -> subprocess.CompletedProcess:
+    """Runs `main_class` of the tool built from `source` (into `cache_dir`) with `arguments`,
+    Flink's jars and `extra_classpath` on its classpath and `flags` for its JVM; `run` are
+    `subprocess.run`'s keywords. Raises what building it (ArtifactError, JavaMissing, a missing
+    Flink) and running it (OSError, TimeoutExpired) raise."""
+    jar = build_jar(source, cache_dir, name=name)
+    java = java_executable("java")
+    classpath = os.pathsep.join([str(jar), *map(str, flink_classpath())])
+    digest = hashlib.sha256(f"{java}\0{classpath}".encode()).hexdigest()[:12]
+    archive = jar.with_name(f"{jar.stem}-{digest}.jsa")
+    fresh = archive.with_name(f"{archive.name}.{uuid.uuid4().hex}")
+    sharing = [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() \
+        else [] if extra_classpath else [f"-XX:ArchiveClassesAtExit={fresh}"]
+    command = [java, *sharing, "-XX:TieredStopAtLevel=1", *flags, *JVM_MODULE_FLAGS,
+               "-Dlog4j2.level=OFF", "-classpath", os.pathsep.join([classpath, *extra_classpath]),
+               main_class, *arguments]
+    try:
+        done = subprocess.run(command, check=False, **run)
+        if fresh.is_file() and done.returncode in (0, 1):   # (it ran to its end)
+            os.replace(fresh, archive)
+        return done
+    finally:
+        fresh.unlink(missing_ok=True)
