@@ -232,7 +232,9 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 client if observation.reachable and not observation.assumed else None,
                 lambda: job_program(desired, settings.artifact_cache,
                                     lambda path: source.read(commit, path), settings.file_roots,
-                                    _stores(target)),
+                                    _stores(target),
+                                    _python_site(settings, target, client, desired)),
+                target is not None and target.spec.local is not None,
                 settings.artifact_cache, checks))
             if decided.state_check is not None:
                 log.info("%s: state check: %s", name, decided.state_check.summary)

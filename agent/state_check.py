@@ -3,8 +3,9 @@ Flink REST for the running job's newest state, artifact stores for the program, 
 `agent.flink.compatibility`).
 
 Checked: the START_JOB of a plan that starts a job of the desired spec from a savepoint or
-checkpoint (a start, an upgrade, a redeploy, a restart for drift). Not checked: a health restart
-or a rollback (the job's own state, or the applied spec's), a start from empty state.
+checkpoint (a start, an upgrade, a redeploy, a restart for drift); a Python job only on the local
+target (its script and interpreter are on this machine). Not checked: a health restart or a
+rollback (the job's own state, or the applied spec's), a start from empty state.
 
 The state checked is the one the plan restores: the savepoint or retained checkpoint it names;
 for a STOP_SAVEPOINT, which does not exist before the job stops, the running job's newest
@@ -42,10 +43,11 @@ def state_checks() -> Memo[tuple[str, str], Compatibility]:
 
 
 def state_check(decided: Plan, desired: Deployment, desired_hash: str, status: Status | None,
-                client: FlinkClient | None, program: Callable[[], JobProgram],
+                client: FlinkClient | None, program: Callable[[], JobProgram], local_target: bool,
                 cache_dir, memo: Memo[tuple[str, str], Compatibility]) -> StateCheck | None:
     """The check of `decided`'s new job against the state it restores, or None when the plan
-    restores none (or is not checked). `program` fetches the new job's program."""
+    restores none (or is not checked). `program` fetches the new job's program; `local_target`:
+    the job runs on the agent's machine (a Python job is checked only there)."""
     start = next((s for s in decided.steps if s.kind == StepKind.START_JOB), None)
     if decided.action not in CHECKED or decided.health or decided.settles is not None \
             or start is None or start.restore.kind == RestoreKind.EMPTY:
@@ -56,8 +58,9 @@ def state_check(decided: Plan, desired: Deployment, desired_hash: str, status: S
             location, origin = _restored_state(decided, start.restore, status, client)
             if runs_spec(origin or "", desired_hash):
                 return StateCheck(same_job=True)
-            if spec.template.spec.artifact.kind == ArtifactKind.PYTHON:
-                raise StateUnchecked("the graph of a Python job is not built here")
+            if spec.template.spec.artifact.kind == ArtifactKind.PYTHON and not local_target:
+                raise StateUnchecked("a Python job's graph is built here only for the local "
+                                     "target, whose script and interpreter are on this machine")
             return StateCheck(memo.get_or((desired_hash, location), lambda: check_state(
                 _program(program), start.parallelism or 1,
                 {k: expand(v) for k, v in spec.template.spec.flink_configuration.items()},

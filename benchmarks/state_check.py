@@ -10,6 +10,9 @@ check may run), changed (one check each), and a resume from a savepoint planned 
 same caches (a daemon's: the verdict remembered).
 
     python3 benchmarks/state_check.py --repeat 5
+
+With FLINK_GITOPS_PYTHON naming a Python with PyFlink (tests/.pyflink/2.3.0/bin/python, made by
+`python3 tests/pyflink_env.py`), the check of a PyFlink job's graph is timed too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from agent.flink import local  # noqa: E402
 from agent.flink.artifacts import JobProgram  # noqa: E402
 from agent.flink.build import build_jar  # noqa: E402
 from agent.flink.compatibility import check_state  # noqa: E402
+from agent.flink.local import flink_home  # noqa: E402
+from agent.flink.python import (DRIVER_CLASS, driver_args, local_python,  # noqa: E402
+                                pyflink_installed)
 from agent.flink.rest import FlinkClient  # noqa: E402
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar  # noqa: E402
 from agent.reconcile import review, sync  # noqa: E402
@@ -81,7 +87,22 @@ def checks(repeat: int, client: FlinkClient, work: Path) -> list[str]:
                  for _ in range(repeat)]
         rows.append(f"| {name} | {first:.2f} | {median(again):.2f} | {min(again):.2f}–"
                     f"{max(again):.2f} | {verdict.summary} |")
+    if pyflink_installed(local_python()):   # (FLINK_GITOPS_PYTHON: a Python with PyFlink)
+        args, options = driver_args(str(ROOT / "spec-examples" / "python" / "counts.py"), True,
+                                    True, [])
+        driver = sorted((flink_home() / "opt").glob("flink-python*.jar"))[-1]
+        python = JobProgram(driver, DRIVER_CLASS, args, options)
+        seconds = [timed(lambda: _graph_only(python, location, cache))[0]
+                   for _ in range(repeat)]
+        rows.append(f"| PyFlink DataStream (counts.py, 4 operators) | — | {median(seconds):.2f} "
+                    f"| {min(seconds):.2f}–{max(seconds):.2f} | (timing only: its graph "
+                    "against the SQL job's savepoint) |")
     return rows
+
+
+def _graph_only(program: JobProgram, location: str, cache: Path) -> None:
+    """A check whose verdict is not the point (another job's savepoint): its cost is."""
+    check_state(program, 1, {}, location, False, cache)
 
 
 def cycles(client_url: str, work: Path) -> list[str]:

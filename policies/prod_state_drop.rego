@@ -10,5 +10,5 @@ deny contains msg if {
 	input.metadata.labels.env == "prod"
 	input.plan.stateCheck.verdict in {"DROPS_STATE", "NOT_RESTORABLE"}
 	not input.metadata.annotations["flink-gitops.io/allow-state-loss"] == "true"
-	msg := sprintf("%s: %s: state %s, in a prod deployment; annotate flink-gitops.io/allow-state-loss: \"true\" to allow it", [input.metadata.name, input.plan.action, input.plan.stateCheck.summary])
+	msg := sprintf("%s: %s of a prod deployment, and its state check says: %s; annotate flink-gitops.io/allow-state-loss: \"true\" to allow it", [input.metadata.name, input.plan.action, input.plan.stateCheck.summary])
 }

@@ -16,7 +16,7 @@ from agent.config import Settings
 from agent.flink import local
 from agent.load import load
 from agent.python_check import add_python_check
-from agent.reconcile import sync
+from agent.reconcile import review, sync
 from conftest import EXAMPLES, Flink, artifact_deployment, free_port
 from pyflink_env import pyflink_python
 
@@ -84,6 +84,25 @@ def test_a_python_datastream_job_is_deployed_and_upgraded_with_its_keyed_state(
     assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
 
 
+def test_a_python_job_whose_state_would_be_dropped_is_caught_in_the_plan_and_left_running(
+        pyflink, spec_repo):
+    settings, rest = pyflink
+    spec_repo.add_file("python/counts.py", COUNTS)
+    spec_repo.write("deployments/py-uid.yaml", python_deployment("py-uid", "python/counts.py"))
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    job = rest.job("py-uid", 1)
+    rest.wait_checkpoint(job)
+    spec_repo.write("python/counts.py", COUNTS.read_text().replace('.uid("count")',
+                                                                     '.uid("counter")'))
+    spec_repo.push("the keyed counting operator gets another uid")
+    [reviewed] = review(settings).reviews
+    assert reviewed.plan.refused, reviewed.plan.state_check.summary
+    assert 'dropped: KEYED PROCESS, Filter (uid `count`)' in reviewed.plan.state_check.summary
+    assert sync(settings).exit_code == 1
+    assert rest.running() == [job]
+
+
 def test_a_python_table_job_with_a_python_function_runs(pyflink, spec_repo):
     settings, rest = pyflink
     spec_repo.add_file("python/page_counts.py", PAGE_COUNTS)
@@ -110,6 +129,11 @@ def test_a_script_that_fails_at_its_start_is_rolled_back_to_the_running_spec(pyf
     spec_repo.write("deployments/py-rollback.yaml", python_deployment(
         "py-rollback", "python/counts.py", extra="maxJobCreationAttempts: 1"))
     spec_repo.push("a script that exits before it builds a job")
+    [reviewed] = review(settings).reviews   # its graph cannot be built: the check cannot judge
+    assert reviewed.plan.state_check.summary.startswith("unchecked (the new job's graph could "
+                                                        "not be built here: ")
+    assert "the Python script: File " in reviewed.plan.state_check.summary
+    assert "RuntimeError: no job today" in reviewed.plan.state_check.summary
     assert sync(settings).exit_code == 1
     status = spec_repo.status_of("py-rollback")
     message = status["lastAction"]["message"]

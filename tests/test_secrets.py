@@ -131,6 +131,26 @@ def test_secret_references_reach_flink_expanded_and_no_output_as_values(
     assert "body:" in everything and "c4n4ry" not in everything
 
 
+def test_a_secret_the_new_jobs_main_quotes_in_the_state_check_reaches_no_output(
+        checkpointed, deployed, spec_repo, settings):
+    """The state check runs the new job's main with its arguments expanded; the main fails
+    quoting one (NumberFormatException: For input string: "…"): `plan` and `sync` say why the
+    state is unchecked, never the value."""
+    checkpointed("quoted")
+    deployed("quoted", args="--rate 20 --keys ${FG_KEYS}")
+    spec_repo.push("keys from a secret")
+    env, repo = {"FG_KEYS": "k3ys-c4n4ry"}, ["--repo", settings.repo,
+                                            "--workdir", str(settings.workdir)]
+    outputs = []
+    for args in (["plan"], ["plan", "--format", "json"], ["-v", "sync"]):
+        result = run(*args, *repo, env=env)
+        outputs += [result.stdout, result.stderr]
+    assert "State check: unchecked (the new job's graph could not be built here: " in outputs[0]
+    assert 'The main method caused an error: For input string: "***"' in outputs[0]
+    branch = git(spec_repo.remote, "log", "-p", "--format=%B", DEFAULT_STATUS_BRANCH)
+    assert "c4n4ry" not in "\n".join(outputs + [branch])
+
+
 def test_a_reference_that_cannot_be_expanded_makes_the_deployment_invalid_and_stops_nothing(
         deployed, spec_repo, settings, rest):
     """A variable the agent's environment lacks: INVALID at the field's line, naming the

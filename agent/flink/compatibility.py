@@ -2,12 +2,13 @@
 
 `StateInspector.java` (built like the SQL runner, against the installed Flink's jars) builds a
 program's job graph the way Flink's client does — the program's `main` runs in a JVM on the
-agent's machine and its `execute()` is intercepted, so nothing is submitted — and reads a
+agent's machine and its `execute()` is intercepted, so nothing is submitted; a Python job's
+through Flink's Python driver, which runs its script with the local interpreter — and reads a
 savepoint's or checkpoint's `_metadata`. The metadata is copied from wherever the state lives
 (any filesystem fsspec reads: a local path, `s3://`, `gs://`, `abfs://`) to a scratch directory
 first: it holds the operator ids, their max parallelism and which hold state, and nothing else
-is read. One JVM does both. `check_state` gives the verdict (`model.compatibility`); what cannot be found out here
-raises StateUnchecked with the reason, never a guess.
+is read. One JVM does both. `check_state` gives the verdict (`model.compatibility`); what cannot
+be found out here raises StateUnchecked with the reason, never a guess.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import fsspec
 
 from agent.errors import FlinkGitopsError, StateGone, StateUnchecked
 from agent.flink.artifacts import JobProgram
+from agent.flink.local import flink_home
+from agent.flink.python import last_traceback
 from agent.flink.tool import run_tool
 from agent.logs import redact
 from agent.model.compatibility import Compatibility, Operator, SavedState, compatibility
@@ -84,14 +87,16 @@ def _metadata_copy(location: str) -> Iterator[str]:
 
 def _inspect(arguments: list[str], cache_dir: Path, location: str) -> list[dict]:
     """The inspector's result lines. The program's `main` runs with nothing of the agent's
-    environment (no variable of it, a scratch home and working directory), at most
-    INSPECT_HEAP of heap and INSPECT_TIMEOUT_S; what it says is redacted."""
+    environment (no variable of it but where Flink's Python driver is, a scratch home, working
+    and temporary directory), at most INSPECT_HEAP of heap and INSPECT_TIMEOUT_S; what it says
+    is redacted."""
     with tempfile.TemporaryDirectory(prefix="flink-gitops-inspect-") as home:
         try:
+            environment = {"PATH": os.environ.get("PATH", ""), "HOME": home, "LANG": "C.UTF-8",
+                           "FLINK_OPT_DIR": str(flink_home() / "opt")}   # (PythonDriver's)
             done = run_tool(INSPECTOR_SOURCE, INSPECTOR_NAME, INSPECTOR_CLASS, cache_dir,
-                            arguments, flags=[f"-Xmx{INSPECT_HEAP}"], capture_output=True,
-                            text=True, cwd=home, env={"PATH": os.environ.get("PATH", ""),
-                                                      "HOME": home, "LANG": "C.UTF-8"},
+                            arguments, flags=[f"-Xmx{INSPECT_HEAP}", f"-Djava.io.tmpdir={home}"],
+                            capture_output=True, text=True, cwd=home, env=environment,
                             timeout=INSPECT_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except FlinkGitopsError as error:
             raise StateUnchecked(f"the state inspector cannot run here: {error}") from None
@@ -108,7 +113,9 @@ def _inspect(arguments: list[str], cache_dir: Path, location: str) -> list[dict]
             "stage": "graph", "message": (done.stderr.strip().splitlines() or ["no output"])[-1]}
         what = (f"the state at {location} could not be read" if error["stage"] == "state"
                 else "the new job's graph could not be built here")
-        raise StateUnchecked(redact(f"{what}: {_first_lines(error['message'])}"))
+        script = last_traceback(done.stdout)   # (a Python job's, which Flink does not quote)
+        raise StateUnchecked(redact(f"{what}: {_first_lines(error['message'])}"
+                                    + (f"; the Python script: {script}" if script else "")))
     return found
 
 

@@ -171,10 +171,16 @@ class DriverOutput:
                 text = output.read(MAX_OUTPUT_READ).decode("utf-8", errors="replace")
         except OSError:
             return None
-        at = text.rfind(TRACEBACK)
-        if at < 0:
-            return None
-        lines = [line for line in text[at:].splitlines()[1:] if line.strip()]
-        frames = [line.strip() for line in lines if line.startswith("  File ")]
-        ending = next((line.strip() for line in lines if not line.startswith(" ")), None)
-        return " | ".join(filter(None, (frames[-1] if frames else None, ending))) or None
+        return last_traceback(text)
+
+
+def last_traceback(text: str) -> str | None:
+    """The last Python traceback of `text` as its last frame and its exception, e.g.
+    'File "/…/counts.py", line 3, in <module> | RuntimeError: no job today', or None."""
+    at = text.rfind(TRACEBACK)
+    if at < 0:
+        return None
+    lines = [line for line in text[at:].splitlines()[1:] if line.strip()]
+    frames = [line.strip() for line in lines if line.startswith("  File ")]
+    ending = next((line.strip() for line in lines if not line.startswith(" ")), None)
+    return " | ".join(filter(None, (frames[-1] if frames else None, ending))) or None
