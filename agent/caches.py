@@ -3,9 +3,8 @@
 `sync` makes one for its cycle unless it is given one; the daemon makes one and passes it to
 every cycle, so that unchanged spec files are not parsed again, unchanged status documents not
 read or rendered again, policies not compiled again, Flink versions not asked again and no state
-checked twice. Tests
-and a long-running daemon see and reset them here. (The memo of redacted contents goes with the
-process's registry of secrets, in `agent.logs`.)
+checked twice. Tests and a long-running daemon see and reset them here. (The memo of redacted
+contents goes with the process's registry of secrets, in `agent.logs`.)
 """
 
 from __future__ import annotations

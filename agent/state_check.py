@@ -17,6 +17,7 @@ Verdicts are remembered by job digest and state location (neither changes what i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from agent.errors import FlinkGitopsError, StateGone, StateUnchecked
@@ -29,7 +30,7 @@ from agent.memo import Memo
 from agent.model.compatibility import Compatibility, StateCheck
 from agent.model.spec import ArtifactKind, Deployment
 from agent.model.status import ActionKind, Status
-from agent.plan import Plan, RestoreKind, StepKind
+from agent.plan import Plan, Restore, RestoreKind, StepKind
 from agent.secrets import expand
 
 CHECKED = {ActionKind.START, ActionKind.STATEFUL_UPGRADE, ActionKind.STATELESS_UPGRADE,
@@ -44,7 +45,7 @@ def state_checks() -> Memo[tuple[str, str], Compatibility]:
 
 def state_check(decided: Plan, desired: Deployment, desired_hash: str, status: Status | None,
                 client: FlinkClient | None, program: Callable[[], JobProgram], local_target: bool,
-                cache_dir, memo: Memo[tuple[str, str], Compatibility]) -> StateCheck | None:
+                cache_dir: Path, memo: Memo[tuple[str, str], Compatibility]) -> StateCheck | None:
     """The check of `decided`'s new job against the state it restores, or None when the plan
     restores none (or is not checked). `program` fetches the new job's program; `local_target`:
     the job runs on the agent's machine (a Python job is checked only there)."""
@@ -72,7 +73,7 @@ def state_check(decided: Plan, desired: Deployment, desired_hash: str, status: S
             return StateCheck(unchecked=str(error))
 
 
-def _restored_state(decided: Plan, restore, status: Status | None,
+def _restored_state(decided: Plan, restore: Restore, status: Status | None,
                     client: FlinkClient | None) -> tuple[str, str | None]:
     """The location of the state the plan's new job restores (or, for a STOP_SAVEPOINT, of state
     of the same operators), and the id of the job that left it, when known."""

@@ -39,6 +39,8 @@ def test_plan_shows_what_sync_then_does_and_changes_nothing(deployed, spec_repo,
     assert up_plan["state"] == "RESTORED_FROM_SAVEPOINT"
     assert [s["kind"] for s in up_plan["steps"]] == ["STOP_WITH_SAVEPOINT", "START_JOB"]
     assert up_plan["steps"][0]["jobId"] == up
+    assert up_plan["stateCheck"]["verdict"] == "COMPATIBLE"   # checked against its checkpoint
+    assert [o["fate"] for o in up_plan["stateCheck"]["operators"]] == ["RESTORED", "RESTORED"]
 
     assert sync(settings).exit_code == 0
     done = {name: spec_repo.status_of(name)["lastAction"]["kind"] for name in actions}

@@ -26,7 +26,8 @@ import fsspec
 from agent.errors import FlinkGitopsError, StateGone, StateUnchecked
 from agent.flink.artifacts import JobProgram
 from agent.flink.local import flink_home
-from agent.flink.python import last_traceback
+from agent.flink.python import DRIVER_CLASS, last_traceback
+from agent.flink.runner import RUNNER_CLASS
 from agent.flink.tool import run_tool
 from agent.logs import redact
 from agent.model.compatibility import Compatibility, Operator, SavedState, compatibility
@@ -38,6 +39,7 @@ INSPECT_TIMEOUT_S = 120              # a program's graph built and a _metadata r
 INSPECT_HEAP = "1g"                  # the inspector JVM's heap (-Xmx)
 MAX_METADATA_BYTES = 256 * 1024 * 1024   # a _metadata above this is not copied (unchecked)
 _PREFIX = "FLINK_GITOPS_STATE "
+_USES = {RUNNER_CLASS: "sql", DRIVER_CLASS: "python"}   # programs loading other classes
 
 
 def check_state(program: JobProgram, parallelism: int, options: dict[str, str],
@@ -47,7 +49,7 @@ def check_state(program: JobProgram, parallelism: int, options: dict[str, str],
     savepoint or checkpoint at `location`, operator by operator (one JVM reads both)."""
     with _metadata_copy(location) as scratch:
         found = _inspect(["--savepoint", scratch, *_graph(program, parallelism, options)],
-                         cache_dir, location)
+                         cache_dir, location, _USES.get(program.entry_class, "jar"))
     operators = [Operator(f["id"], f.get("uidHash"), f.get("uid"), f.get("name") or f["id"],
                           int(f.get("maxParallelism", -1)))
                  for f in found if f["kind"] == "operator"]
@@ -85,7 +87,7 @@ def _metadata_copy(location: str) -> Iterator[str]:
         yield scratch
 
 
-def _inspect(arguments: list[str], cache_dir: Path, location: str) -> list[dict]:
+def _inspect(arguments: list[str], cache_dir: Path, location: str, use: str) -> list[dict]:
     """The inspector's result lines. The program's `main` runs with nothing of the agent's
     environment (no variable of it but where Flink's Python driver is, a scratch home, working
     and temporary directory), at most INSPECT_HEAP of heap and INSPECT_TIMEOUT_S; what it says
@@ -96,8 +98,8 @@ def _inspect(arguments: list[str], cache_dir: Path, location: str) -> list[dict]
                            "FLINK_OPT_DIR": str(flink_home() / "opt")}   # (PythonDriver's)
             done = run_tool(INSPECTOR_SOURCE, INSPECTOR_NAME, INSPECTOR_CLASS, cache_dir,
                             arguments, flags=[f"-Xmx{INSPECT_HEAP}", f"-Djava.io.tmpdir={home}"],
-                            capture_output=True, text=True, cwd=home, env=environment,
-                            timeout=INSPECT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                            use=use, capture_output=True, text=True, cwd=home,
+                            env=environment, timeout=INSPECT_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except FlinkGitopsError as error:
             raise StateUnchecked(f"the state inspector cannot run here: {error}") from None
         except subprocess.TimeoutExpired:

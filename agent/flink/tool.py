@@ -23,17 +23,19 @@ from agent.flink.local import JVM_MODULE_FLAGS, flink_classpath, java_executable
 
 
 def run_tool(source: Path, name: str, main_class: str, cache_dir: Path, arguments: list[str],
-             extra_classpath: list[str] = (), flags: list[str] = (),
+             extra_classpath: list[str] = (), flags: list[str] = (), use: str = "",
              **run: object) -> subprocess.CompletedProcess:
     """Runs `main_class` of the tool built from `source` (into `cache_dir`) with `arguments`,
     Flink's jars and `extra_classpath` on its classpath and `flags` for its JVM; `run` are
-    `subprocess.run`'s keywords. Raises what building it (ArtifactError, JavaMissing, a missing
-    Flink) and running it (OSError, TimeoutExpired) raise."""
+    `subprocess.run`'s keywords. Runs of another `use` (which load other classes: a SQL job's
+    graph, a DataStream job's) keep an archive of their own. Raises what building it
+    (ArtifactError, JavaMissing, a missing Flink) and running it (OSError, TimeoutExpired)
+    raise."""
     jar = build_jar(source, cache_dir, name=name)
     java = java_executable("java")
     classpath = os.pathsep.join([str(jar), *map(str, flink_classpath())])
     digest = hashlib.sha256(f"{java}\0{classpath}".encode()).hexdigest()[:12]
-    archive = jar.with_name(f"{jar.stem}-{digest}.jsa")
+    archive = jar.with_name(f"{jar.stem}-{use}{'-' if use else ''}{digest}.jsa")
     fresh = archive.with_name(f"{archive.name}.{uuid.uuid4().hex}")
     sharing = [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() \
         else [] if extra_classpath else [f"-XX:ArchiveClassesAtExit={fresh}"]

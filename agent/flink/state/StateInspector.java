@@ -4,16 +4,16 @@
  * The agent builds this file with javac against the Flink jars (agent/flink/compatibility.py)
  * and runs it in one JVM on the agent's machine; nothing is submitted anywhere.
  *
- * Arguments, either or both (one result line each, prefixed FLINK_GITOPS_STATE, holding JSON):
- *   [--savepoint DIR] [--graph JAR [--entry CLASS] [--parallelism N] [--option KEY=VALUE]...
- *                      [-- ARG...]]
+ * Arguments, either part or both, in this order (one result line each, prefixed
+ * FLINK_GITOPS_STATE, holding JSON):
+ *   --savepoint DIR
+ *       reads DIR/_metadata (a local directory) and prints each operator state:
+ *       {"kind":"state","id":HEX,"uid":..,"name":..,"maxParallelism":N,"hasState":BOOL}
+ *   --graph JAR [--entry CLASS] [--parallelism N] [--option KEY=VALUE]... [-- ARG...]
  *       builds the job graph of the program as Flink's client does (its main runs, its
  *       execute() is intercepted) and prints each operator:
  *       {"kind":"operator","id":HEX,"uidHash":HEX|null,"uid":..,"name":..,"maxParallelism":N}
  *       (maxParallelism -1: not set, Flink takes the savepoint's)
- *   --savepoint DIR (first)
- *       reads DIR/_metadata (a local directory) and prints each operator state:
- *       {"kind":"state","id":HEX,"uid":..,"name":..,"maxParallelism":N,"hasState":BOOL}
  * A failure prints {"kind":"error","stage":"state"|"graph"|"usage","message":..} and exits 1.
  */
 package org.flinkgitops.state;
