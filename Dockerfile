@@ -16,14 +16,15 @@ RUN pip install --no-cache-dir -e ".[local]"
 RUN useradd --create-home --uid 10001 flink-gitops
 USER flink-gitops
 ENV FLINK_GITOPS_WORKDIR=/home/flink-gitops/work
-# The SQL runner (agent/flink/sql/SqlRunner.java), compiled against the Flink jars now rather than
-# at the first SQL deployment; it lands in the work dir's artifact cache, where the agent looks.
-RUN python -c "from agent.config import default_workdir; from agent.flink.runner import runner_jar; \
-print(runner_jar(default_workdir() / 'artifacts'))"
-# The state inspector (agent/flink/state/StateInspector.java), likewise.
-RUN python -c "from agent.config import default_workdir; from agent.flink.build import build_jar; \
-from agent.flink.compatibility import INSPECTOR_NAME, INSPECTOR_SOURCE; \
-print(build_jar(INSPECTOR_SOURCE, default_workdir() / 'artifacts', name=INSPECTOR_NAME))"
+# The SQL runner (agent/flink/sql/SqlRunner.java) and the state inspector
+# (agent/flink/state/StateInspector.java), compiled against the Flink jars now rather than at their
+# first use: the runner into the work dir's artifact cache (it is the SQL jobs' jar), both as the
+# agent's tools into the user's cache (agent/flink/tool.py), where the agent looks.
+RUN python -c "from agent.config import default_workdir; from agent.flink.runner import runner_jar, \
+RUNNER_SOURCE, RUNNER_NAME; from agent.flink.build import build_jar; from agent.flink.tool import \
+tools_dir; from agent.flink.compatibility import INSPECTOR_NAME, INSPECTOR_SOURCE; \
+print(runner_jar(default_workdir() / 'artifacts'), build_jar(RUNNER_SOURCE, tools_dir(), \
+name=RUNNER_NAME), build_jar(INSPECTOR_SOURCE, tools_dir(), name=INSPECTOR_NAME))"
 
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s \

@@ -31,7 +31,7 @@ class Caches:
     versions: Memo = field(default_factory=flink_versions)     # per cluster URL, 10 minutes
     artifacts: Memo = field(default_factory=lambda: Memo(   # identities that do not change
         "artifact identities", ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S))   # (`job_inputs`)
-    state_checks: Memo = field(default_factory=state_checks)   # (job digest, state location)
+    state_checks: Memo = field(default_factory=state_checks)   # (job digest, state, allow…)
 
     @classmethod
     @contextmanager

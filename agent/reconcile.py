@@ -234,8 +234,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                                     lambda path: source.read(commit, path), settings.file_roots,
                                     _stores(target),
                                     _python_site(settings, target, client, desired)),
-                target is not None and target.spec.local is not None,
-                settings.artifact_cache, checks))
+                target is not None and target.spec.local is not None, checks))
             if decided.state_check is not None:
                 log.info("%s: state check: %s", name, decided.state_check.summary)
             verdict = evaluate(policies, _policy_input(desired, target, decided, before))

@@ -12,12 +12,12 @@ for a STOP_SAVEPOINT, which does not exist before the job stops, the running job
 savepoint or completed checkpoint (the same job, so the same operators); for LATEST_STATE the
 checkpoint Flink retained of the job, else the savepoint it falls back to. A job id carries the
 digest of the spec its job runs, so state of a job of the very spec to start needs no check.
-Verdicts are remembered by job digest and state location (neither changes what it names).
+Verdicts are remembered by job digest, state location (neither changes what it names) and
+allowNonRestoredState.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from agent.errors import FlinkGitopsError, StateGone, StateUnchecked
@@ -35,17 +35,17 @@ from agent.secrets import expand
 
 CHECKED = {ActionKind.START, ActionKind.STATEFUL_UPGRADE, ActionKind.STATELESS_UPGRADE,
            ActionKind.REDEPLOY, ActionKind.RESTART}
-MEMO_SIZE = 256                      # verdicts remembered (job digest, state location)
+MEMO_SIZE = 256            # verdicts remembered (job digest, state location, allowNonRestored…)
 ATTEMPTS = 3                         # a running job's newest state asked for, at most
 
 
-def state_checks() -> Memo[tuple[str, str], Compatibility]:
+def state_checks() -> Memo[tuple[str, str, bool], Compatibility]:
     return Memo("state checks", MEMO_SIZE)
 
 
 def state_check(decided: Plan, desired: Deployment, desired_hash: str, status: Status | None,
                 client: FlinkClient | None, program: Callable[[], JobProgram], local_target: bool,
-                cache_dir: Path, memo: Memo[tuple[str, str], Compatibility]) -> StateCheck | None:
+                memo: Memo[tuple[str, str, bool], Compatibility]) -> StateCheck | None:
     """The check of `decided`'s new job against the state it restores, or None when the plan
     restores none (or is not checked). `program` fetches the new job's program; `local_target`:
     the job runs on the agent's machine (a Python job is checked only there)."""
@@ -62,10 +62,11 @@ def state_check(decided: Plan, desired: Deployment, desired_hash: str, status: S
             if spec.template.spec.artifact.kind == ArtifactKind.PYTHON and not local_target:
                 raise StateUnchecked("a Python job's graph is built here only for the local "
                                      "target, whose script and interpreter are on this machine")
-            return StateCheck(memo.get_or((desired_hash, location), lambda: check_state(
+            allow = spec.restore_strategy.allow_non_restored_state   # (not in the job digest)
+            return StateCheck(memo.get_or((desired_hash, location, allow), lambda: check_state(
                 _program(program), start.parallelism or 1,
                 {k: expand(v) for k, v in spec.template.spec.flink_configuration.items()},
-                location, spec.restore_strategy.allow_non_restored_state, cache_dir)))
+                location, allow)))
         except StateGone as error:   # a running job's checkpoint, subsumed since it was named
             if attempt == ATTEMPTS or start.restore.kind != RestoreKind.STOP_SAVEPOINT:
                 return StateCheck(unchecked=str(error))
@@ -91,8 +92,8 @@ def _restored_state(decided: Plan, restore: Restore, status: Status | None,
                                      "agent can see")
         case RestoreKind.RETAINED_CHECKPOINT:
             return expand(restore.path), restore.job_id
-    saved = next((s for s in (status.history.savepoints if status else ())
-                  if s.location == restore.path), None)
+    known = [*status.history.savepoints, status.last_savepoint] if status else []
+    saved = next((s for s in known if s is not None and s.location == restore.path), None)
     return expand(restore.path), saved.job_id if saved else None
 
 

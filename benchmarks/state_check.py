@@ -18,6 +18,7 @@ With FLINK_GITOPS_PYTHON naming a Python with PyFlink (tests/.pyflink/2.3.0/bin/
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ from agent.flink.python import (DRIVER_CLASS, driver_args, local_python,  # noqa
                                 pyflink_installed)
 from agent.flink.rest import FlinkClient  # noqa: E402
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar  # noqa: E402
+from agent.flink.tool import TOOLS_DIR_ENV  # noqa: E402
 from agent.reconcile import review, sync  # noqa: E402
 
 COUNTER = "com.example.Counter"
@@ -82,8 +84,8 @@ def checks(repeat: int, client: FlinkClient, work: Path) -> list[str]:
                 sql.jar, RUNNER_CLASS, runner_args("counts", SQL.replace("COUNT(*)",
                                                                            "COUNT(*) + 1"))))]:
         location = savepoint_of(client, program)
-        first, verdict = timed(lambda: check_state(changed, 1, {}, location, False, cache))
-        again = [timed(lambda: check_state(changed, 1, {}, location, False, cache))[0]
+        first, verdict = timed(lambda: check_state(changed, 1, {}, location, False))
+        again = [timed(lambda: check_state(changed, 1, {}, location, False))[0]
                  for _ in range(repeat)]
         rows.append(f"| {name} | {first:.2f} | {median(again):.2f} | {min(again):.2f}–"
                     f"{max(again):.2f} | {verdict.summary} |")
@@ -92,7 +94,7 @@ def checks(repeat: int, client: FlinkClient, work: Path) -> list[str]:
                                     True, [])
         driver = sorted((flink_home() / "opt").glob("flink-python*.jar"))[-1]
         python = JobProgram(driver, DRIVER_CLASS, args, options)
-        seconds = [timed(lambda: _graph_only(python, location, cache))[0]
+        seconds = [timed(lambda: _graph_only(python, location))[0]
                    for _ in range(repeat)]
         rows.append(f"| PyFlink DataStream (counts.py, 4 operators) | — | {median(seconds):.2f} "
                     f"| {min(seconds):.2f}–{max(seconds):.2f} | (timing only: its graph "
@@ -100,9 +102,9 @@ def checks(repeat: int, client: FlinkClient, work: Path) -> list[str]:
     return rows
 
 
-def _graph_only(program: JobProgram, location: str, cache: Path) -> None:
+def _graph_only(program: JobProgram, location: str) -> None:
     """A check whose verdict is not the point (another job's savepoint): its cost is."""
-    check_state(program, 1, {}, location, False, cache)
+    check_state(program, 1, {}, location, False)
 
 
 def cycles(client_url: str, work: Path) -> list[str]:
@@ -163,7 +165,9 @@ def main() -> None:
         cluster = local.start(work / "flink", port=free_port(), slots=8)
         try:
             client = FlinkClient(cluster.url)
+            os.environ[TOOLS_DIR_ENV] = str(work / "tools")       # (built afresh, and timed)
             check_rows = checks(arguments.repeat, client, work)
+            os.environ[TOOLS_DIR_ENV] = str(work / "agent-tools")
             cycle_rows = cycles(cluster.url, work)
         finally:
             local.stop(work / "flink", cluster.port)

@@ -207,7 +207,10 @@ def test_a_taskmanager_lost_during_the_stop_savepoint_is_outlasted_by_the_attemp
     status = spec_repo.status_of("tm-lost-mid-savepoint")
     new = status["job"]["id"]
     assert killed.is_set(), "the savepoint was never triggered"
-    assert rest.jobs()[old] == "FINISHED" and rest.running() == [new], (rest.jobs(), status)
+    # (a TaskManager that dies just after the stop savepoint completed fails the stopping job:
+    # Flink says so, the savepoint stands, and it is what the new job restores)
+    assert rest.jobs()[old] in ("FINISHED", "FAILED") and rest.running() == [new], \
+        (rest.jobs(), status)
     assert status["lastSavepoint"]["origin"] == "UPGRADE"
     assert rest.restored_from(new) == status["lastSavepoint"]["location"]
 

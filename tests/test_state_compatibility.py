@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from pathlib import Path
+
 import pytest
 
 from agent.errors import FlinkRequestError, StateUnchecked
@@ -15,8 +17,13 @@ from agent.flink.artifacts import JobProgram
 from agent.flink.compatibility import check_state
 from agent.flink.rest import FlinkClient
 from agent.model.compatibility import Fate, Operator, SavedState, StateVerdict, compatibility
+from agent.model.observation import Observation
+from agent.model.spec import Deployment
 from agent.reconcile import review, sync
 from agent.report.review import render_markdown
+from agent.state_check import state_check, state_checks
+from conftest import applied, deployment, running
+from test_plan import decide
 from test_sql_real_flink import sql_deployment
 
 COUNTER = "com.example.Counter"
@@ -55,6 +62,44 @@ def test_each_saved_operator_is_restored_dropped_or_not_restorable_and_new_ones_
                              True)
     assert not rescaled.restorable and rescaled.summary == (
         "not restorable (events (uid `events`): max parallelism 64, the state's 128)")
+
+
+def allowing(spec: Deployment, allow: bool) -> Deployment:
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["spec"]["restoreStrategy"]["allowNonRestoredState"] = allow
+    return Deployment.model_validate(data)
+
+
+def test_which_plans_are_checked_and_a_verdict_remembered_per_state_and_allowance(monkeypatch):
+    asked = []
+
+    def check(program, parallelism, options, location, allow):   # (its I/O: a JVM)
+        asked.append((location, allow))
+        return compatibility([operator("events")], [saved("events"), saved("count-per-key")],
+                             location, allow)
+    monkeypatch.setattr("agent.state_check.check_state", check)
+    memo = state_checks()
+
+    def checked(desired, previous=None, observation=Observation(True)):
+        _, decided = decide(desired, previous, observation)
+        return state_check(decided, desired, desired.job_hash(), previous and previous.status,
+                           None, lambda: JobProgram(Path("a.jar"), None, []), False, memo)
+
+    first = deployment(initial="file:/sp/1")   # a first start from a savepoint: checked
+    assert checked(first).verdict == StateVerdict.NOT_RESTORABLE
+    assert checked(allowing(first, True)).verdict == StateVerdict.DROPS_STATE
+    assert checked(first).verdict == StateVerdict.NOT_RESTORABLE
+    assert asked == [("file:/sp/1", False), ("file:/sp/1", True)]   # the third remembered
+
+    assert checked(deployment()) is None                 # a first start from empty state
+    suspended = applied(deployment(state="SUSPENDED"), savepoint="file:/sp/2")
+    suspended.status.state = "SUSPENDED"
+    same = checked(deployment(), suspended, running(flink_status="FINISHED"))
+    assert same.same_job and same.summary.startswith("compatible (the state is of a job of "
+                                                      "this same spec")
+    upgrade = checked(deployment(2), applied(deployment()), running())   # no client: unknown
+    assert upgrade.verdict == StateVerdict.UNCHECKED and "did not answer" in upgrade.summary
+    assert len(asked) == 2
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +150,7 @@ def starts(flink, program: JobProgram, location: str, allow: bool,
 def test_the_verdict_agrees_with_flink_starting_the_job_from_the_savepoint(
         savepoint, flink, counter_jar, tmp_path, args, options, allow, summary):
     program = JobProgram(counter_jar, COUNTER, args)
-    verdict = check_state(program, 1, options, savepoint, allow, tmp_path / "cache")
+    verdict = check_state(program, 1, options, savepoint, allow)
     assert verdict.summary == summary
     assert starts(flink, program, savepoint, allow, options) == verdict.restorable
 
@@ -143,23 +188,20 @@ def test_a_sql_verdict_agrees_with_flink_starting_the_changed_query(
         job, target_directory=None)).location
     client.cancel(job)
     new = sql_program(cache, changed)
-    found = check_state(new, parallelism, {}, location, False, cache)
+    found = check_state(new, parallelism, {}, location, False)
     assert re.fullmatch(verdict, found.summary), found.summary
     assert starts(flink, new, location, False, parallelism=parallelism) == found.restorable
 
 
 def test_what_cannot_be_read_here_is_unchecked_with_its_reason(savepoint, counter_jar, tmp_path):
-    cache = tmp_path / "cache"
+    counter = JobProgram(counter_jar, COUNTER, ARGS)
     with pytest.raises(StateUnchecked, match="is not there"):
-        check_state(JobProgram(counter_jar, COUNTER, ARGS), 1, {},
-                    str(tmp_path / "no-such-savepoint"), False, cache)
+        check_state(counter, 1, {}, str(tmp_path / "no-such-savepoint"), False)
     with pytest.raises(StateUnchecked, match="cannot be read from the agent's machine"):
-        check_state(JobProgram(counter_jar, COUNTER, ARGS), 1, {}, "nosuchscheme://x/sp", False,
-                    cache)
+        check_state(counter, 1, {}, "nosuchscheme://x/sp", False)
     with pytest.raises(StateUnchecked, match="graph could not be built here: .*"
                                              "ClassNotFoundException: com.example.Nothing"):
-        check_state(JobProgram(counter_jar, "com.example.Nothing", []), 1, {}, savepoint, False,
-                    cache)
+        check_state(JobProgram(counter_jar, "com.example.Nothing", []), 1, {}, savepoint, False)
 
 
 # --- the verdict in `plan` and `sync` -----------------------------------------------------------

@@ -43,13 +43,12 @@ _USES = {RUNNER_CLASS: "sql", DRIVER_CLASS: "python"}   # programs loading other
 
 
 def check_state(program: JobProgram, parallelism: int, options: dict[str, str],
-                location: str, allow_non_restored_state: bool,
-                cache_dir: Path) -> Compatibility:
+                location: str, allow_non_restored_state: bool) -> Compatibility:
     """Whether the job of `program` (at `parallelism`, with its Flink `options`) can restore the
     savepoint or checkpoint at `location`, operator by operator (one JVM reads both)."""
     with _metadata_copy(location) as scratch:
         found = _inspect(["--savepoint", scratch, *_graph(program, parallelism, options)],
-                         cache_dir, location, _USES.get(program.entry_class, "jar"))
+                         location, _USES.get(program.entry_class, "jar"))
     operators = [Operator(f["id"], f.get("uidHash"), f.get("uid"), f.get("name") or f["id"],
                           int(f.get("maxParallelism", -1)))
                  for f in found if f["kind"] == "operator"]
@@ -87,7 +86,7 @@ def _metadata_copy(location: str) -> Iterator[str]:
         yield scratch
 
 
-def _inspect(arguments: list[str], cache_dir: Path, location: str, use: str) -> list[dict]:
+def _inspect(arguments: list[str], location: str, use: str) -> list[dict]:
     """The inspector's result lines. The program's `main` runs with nothing of the agent's
     environment (no variable of it but where Flink's Python driver is, a scratch home, working
     and temporary directory), at most INSPECT_HEAP of heap and INSPECT_TIMEOUT_S; what it says
@@ -96,8 +95,7 @@ def _inspect(arguments: list[str], cache_dir: Path, location: str, use: str) -> 
         try:
             environment = {"PATH": os.environ.get("PATH", ""), "HOME": home, "LANG": "C.UTF-8",
                            "FLINK_OPT_DIR": str(flink_home() / "opt")}   # (PythonDriver's)
-            done = run_tool(INSPECTOR_SOURCE, INSPECTOR_NAME, INSPECTOR_CLASS, cache_dir,
-                            arguments, flags=[f"-Xmx{INSPECT_HEAP}", f"-Djava.io.tmpdir={home}"],
+            done = run_tool(INSPECTOR_SOURCE, INSPECTOR_NAME, INSPECTOR_CLASS, arguments, flags=[f"-Xmx{INSPECT_HEAP}", f"-Djava.io.tmpdir={home}"],
                             use=use, capture_output=True, text=True, cwd=home,
                             env=environment, timeout=INSPECT_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except FlinkGitopsError as error:

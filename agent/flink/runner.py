@@ -80,7 +80,7 @@ def check_scripts(scripts: list[str], cache_dir: Path,
             groups.setdefault(tuple(own), {})[key] = script
     for own, group in sorted(groups.items()):
         todo = sorted(group.items())
-        fresh = _run_check(cache_dir, extra + list(own), [script for _, script in todo])
+        fresh = _run_check(extra + list(own), [script for _, script in todo])
         verdicts_dir.mkdir(parents=True, exist_ok=True)
         for (key, _), verdict in zip(todo, fresh, strict=True):
             known[key] = verdict
@@ -105,8 +105,7 @@ def _cached(path: Path) -> ScriptVerdict | None:
         return None
 
 
-def _run_check(cache_dir: Path, libraries: list[str],
-               scripts: list[str]) -> list[ScriptVerdict]:
+def _run_check(libraries: list[str], scripts: list[str]) -> list[ScriptVerdict]:
     with tempfile.TemporaryDirectory(prefix="flink-gitops-sql-") as scratch:
         files = []
         for index, script in enumerate(scripts):
@@ -114,8 +113,8 @@ def _run_check(cache_dir: Path, libraries: list[str],
             file.write_text(script, encoding="utf-8")
             files.append(str(file))
         try:
-            done = run_tool(RUNNER_SOURCE, RUNNER_NAME, RUNNER_CLASS, cache_dir,
-                            ["--check", *files], extra_classpath=libraries,
+            done = run_tool(RUNNER_SOURCE, RUNNER_NAME, RUNNER_CLASS, ["--check", *files],
+                            extra_classpath=libraries,
                             capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
         except FlinkGitopsError as error:
             raise SqlCheckUnavailable(str(error)) from None

@@ -1,7 +1,9 @@
 """Runs one of the agent's own Java tools — the SQL runner's check, the state inspector — in a JVM
 on the agent's machine, against the installed Flink jars (I/O: processes, files).
 
-Such a JVM spends most of its life loading Flink's classes. After a tool's first run they are
+A tool is compiled once per machine and Flink version, into the user's cache (`tools_dir`), not
+into each work dir: its sources are the agent's own. Such a JVM spends most of its life loading
+Flink's classes. After a tool's first run they are
 kept in a class-data archive (CDS: `-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`)
 beside the tool's jar, named by a digest of the Java and the classpath, which about halves each
 later start (benchmarks/RESULTS.md, State check). The archive is made by a run with nothing on
@@ -21,17 +23,28 @@ from pathlib import Path
 from agent.flink.build import build_jar
 from agent.flink.local import JVM_MODULE_FLAGS, flink_classpath, java_executable
 
+TOOLS_DIR_ENV = "FLINK_GITOPS_TOOLS_DIR"
 
-def run_tool(source: Path, name: str, main_class: str, cache_dir: Path, arguments: list[str],
+
+def tools_dir() -> Path:
+    """Where the agent's tools and their archives are kept: FLINK_GITOPS_TOOLS_DIR, else the
+    user's cache (`$XDG_CACHE_HOME/flink-gitops/tools`, `~/.cache/…`)."""
+    if os.environ.get(TOOLS_DIR_ENV):
+        return Path(os.environ[TOOLS_DIR_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "flink-gitops" / "tools"
+
+
+def run_tool(source: Path, name: str, main_class: str, arguments: list[str],
              extra_classpath: list[str] = (), flags: list[str] = (), use: str = "",
              **run: object) -> subprocess.CompletedProcess:
-    """Runs `main_class` of the tool built from `source` (into `cache_dir`) with `arguments`,
+    """Runs `main_class` of the tool built from `source` (into `tools_dir`) with `arguments`,
     Flink's jars and `extra_classpath` on its classpath and `flags` for its JVM; `run` are
     `subprocess.run`'s keywords. Runs of another `use` (which load other classes: a SQL job's
     graph, a DataStream job's) keep an archive of their own. Raises what building it
     (ArtifactError, JavaMissing, a missing Flink) and running it (OSError, TimeoutExpired)
     raise."""
-    jar = build_jar(source, cache_dir, name=name)
+    jar = build_jar(source, tools_dir(), name=name)
     java = java_executable("java")
     classpath = os.pathsep.join([str(jar), *map(str, flink_classpath())])
     digest = hashlib.sha256(f"{java}\0{classpath}".encode()).hexdigest()[:12]
