@@ -3,13 +3,12 @@ on the agent's machine, against the installed Flink jars (I/O: processes, files)
 
 A tool is compiled once per machine and Flink version, into the user's cache (`tools_dir`), not
 into each work dir: its sources are the agent's own. Such a JVM spends most of its life loading
-Flink's classes. After a tool's first run they are
-kept in a class-data archive (CDS: `-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`)
-beside the tool's jar, named by a digest of the Java and the classpath, which about halves each
-later start (benchmarks/RESULTS.md, State check). The archive is made by a run with nothing on
-the classpath beyond the tool and Flink (the classpath an archive was made with must begin every
-later one); an archive the JVM cannot use, it ignores; classes a tool loads from a user's jar
-are never archived.
+Flink's classes. After a tool's first run they are kept in a class-data archive (CDS:
+`-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`) beside the tool's jar, named by a
+digest of the Java and the classpath, which about halves each later start (benchmarks/RESULTS.md,
+State check). The archive is made by a run with nothing on the classpath beyond the tool and
+Flink (the classpath an archive was made with must begin every later one); an archive the JVM
+cannot use, it ignores; classes a tool loads from a user's jar are never archived.
 """
 
 from __future__ import annotations
