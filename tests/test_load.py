@@ -78,6 +78,51 @@ def test_ververica_fields_without_effect_warn_but_load():
     assert any("resources has no effect" in w.message for w in result.warnings)
 
 
+VERVERICA_EXPORT = """\
+kind: Deployment
+apiVersion: v1
+metadata:
+  id: 5b8f3a2e-6c1d-4e7a-9f00-2d4c8b1a7e55
+  name: orders
+  displayName: Orders (EU)
+  namespace: default
+  resourceVersion: 7
+  createdAt: 2024-03-01T09:15:00.000Z
+  modifiedAt: 2024-03-02T10:00:00.000Z
+  labels: {team: payments}
+spec:
+  state: Running
+  deploymentTargetId: 0f3e9a11-0000-4000-8000-00000000a001
+  deploymentTargetName: local
+  jobFailureExpirationTime: 7d
+  upgradeStrategy: {kind: stateful}
+  restoreStrategy: {kind: latest_state, allowNonRestoredState: false}
+  maxSavepointCreationAttempts: 4
+  maxJobCreationAttempts: 4
+  template:
+    spec:
+      artifact:
+        kind: jar
+        jarUri: jobs/app.jar
+      parallelism: 2
+"""
+
+
+def test_a_ververica_export_loads_with_its_enums_in_any_case_and_warnings_for_its_extras():
+    result = load({"export.yaml": VERVERICA_EXPORT})
+    assert result.problems == []
+    spec = result.deployments["orders"].spec.spec
+    assert (spec.state, spec.upgrade_strategy.kind, spec.restore_strategy.kind,
+            spec.template.spec.artifact.kind) == ("RUNNING", "STATEFUL", "LATEST_STATE", "JAR")
+    warned = [w.message.split(" ", 1)[0] for w in result.warnings]
+    assert warned == ["spec.deploymentTargetId", "spec.jobFailureExpirationTime",
+                      "metadata.displayName", "metadata.namespace"]
+    assert all("ignored" in w.message and w.line == 1 for w in result.warnings)
+    typo = load({"export.yaml": VERVERICA_EXPORT.replace("kind: stateful", "kind: statefull")})
+    [problem] = typo.problems
+    assert "upgradeStrategy.kind" in problem.message and problem.line == 17
+
+
 def test_documents_of_other_kinds_are_ignored_with_a_note():
     result = load({"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"})
     assert result.problems == [] and result.deployments == {}

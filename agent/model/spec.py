@@ -115,6 +115,16 @@ def _flink_options(value: Any) -> Any:
 FlinkOptions = Annotated[dict[str, str], BeforeValidator(_flink_options)]
 
 
+def _any_case(value: Any) -> Any:
+    """Ververica exports write enum values in any case (`stateful`, `Running`)."""
+    return value.upper() if isinstance(value, str) else value
+
+
+def any_case(enum: type[StrEnum]) -> Any:
+    """`enum`, read from a value written in any case."""
+    return Annotated[enum, BeforeValidator(_any_case)]
+
+
 class SpecModel(BaseModel):
     """Base of every spec model: camelCase aliases, unknown fields refused, values frozen."""
 
@@ -128,6 +138,7 @@ class Metadata(SpecModel):
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    display_name: str | None = None   # Ververica's; the dashboard shows `name` (a warning)
     # server-side fields of a Ververica export, accepted so that exports load; ignored
     id: str | None = None
     resource_version: int | None = None
@@ -136,16 +147,16 @@ class Metadata(SpecModel):
 
 
 class UpgradeStrategy(SpecModel):
-    kind: UpgradeStrategyKind = UpgradeStrategyKind.STATEFUL
+    kind: any_case(UpgradeStrategyKind) = UpgradeStrategyKind.STATEFUL
 
 
 class RestoreStrategy(SpecModel):
-    kind: RestoreStrategyKind = RestoreStrategyKind.LATEST_SAVEPOINT
+    kind: any_case(RestoreStrategyKind) = RestoreStrategyKind.LATEST_SAVEPOINT
     allow_non_restored_state: StrictBool = False
 
 
 class Artifact(SpecModel):
-    kind: ArtifactKind = ArtifactKind.JAR
+    kind: any_case(ArtifactKind) = ArtifactKind.JAR
     jar_uri: str | None = None
     entry_class: str | None = None
     main_args: str | list[str] | None = None
@@ -302,7 +313,7 @@ class HealthPolicy(SpecModel):
     max_restarts: StrictInt | None = Field(default=None, ge=0, le=1000)
     window: Duration = "10m"
     checkpoint_progress_timeout: Duration | None = None
-    action: HealthAction = HealthAction.REPORT
+    action: any_case(HealthAction) = HealthAction.REPORT
 
     @model_validator(mode="after")
     def _says_something(self) -> HealthPolicy:
@@ -312,7 +323,7 @@ class HealthPolicy(SpecModel):
 
 
 class DeploymentSpec(SpecModel):
-    state: DesiredState = DesiredState.RUNNING
+    state: any_case(DesiredState) = DesiredState.RUNNING
     deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
     upgrade_strategy: UpgradeStrategy = UpgradeStrategy()
     restore_strategy: RestoreStrategy = RestoreStrategy()
@@ -325,9 +336,12 @@ class DeploymentSpec(SpecModel):
     savepoint_redeploy_nonce: int | str | None = None  # change it: restart from initialSavepointPath
     periodic_savepoint_interval: SavepointInterval | None = None   # else the target's
     savepoint_retention: SavepointRetention | None = None          # else the target's; none: all
-    savepoint_format: SavepointFormat = SavepointFormat.CANONICAL
+    savepoint_format: any_case(SavepointFormat) = SavepointFormat.CANONICAL
     health_policy: HealthPolicy | None = None                      # else the target's
     upgrade_stability_window: Duration | None = None   # an upgraded job must run this long
+    # accepted for Ververica compatibility, no effect here (warnings)
+    deployment_target_id: str | None = None
+    job_failure_expiration_time: str | int | None = None
     template: Template
 
     @model_validator(mode="after")
@@ -425,6 +439,18 @@ class Deployment(SpecModel):
             if getattr(template.artifact, f) is not None
         ]
         notes = [f"{path} has no effect on a session cluster; ignored" for path in found]
+        if self.spec.deployment_target_id is not None:
+            notes.append("spec.deploymentTargetId is Ververica's id of a target; the agent "
+                         "names it by spec.deploymentTargetName; ignored")
+        if self.spec.job_failure_expiration_time is not None:
+            notes.append("spec.jobFailureExpirationTime has no effect (failed jobs are kept as "
+                         "Flink keeps them); ignored")
+        if self.metadata.display_name is not None:
+            notes.append("metadata.displayName has no effect: the status branch names the "
+                         "deployment by metadata.name; ignored")
+        if self.metadata.namespace is not None:
+            notes.append("metadata.namespace has no effect: the agent's deployments are those "
+                         "of its spec repository; ignored")
         if self.status is not None:
             notes.append("status is written by the agent on the status branch; ignored here")
         return notes
