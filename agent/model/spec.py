@@ -439,18 +439,15 @@ class Deployment(SpecModel):
             if getattr(template.artifact, f) is not None
         ]
         notes = [f"{path} has no effect on a session cluster; ignored" for path in found]
-        if self.spec.deployment_target_id is not None:
-            notes.append("spec.deploymentTargetId is Ververica's id of a target; the agent "
-                         "names it by spec.deploymentTargetName; ignored")
-        if self.spec.job_failure_expiration_time is not None:
-            notes.append("spec.jobFailureExpirationTime has no effect (failed jobs are kept as "
-                         "Flink keeps them); ignored")
-        if self.metadata.display_name is not None:
-            notes.append("metadata.displayName has no effect: the status branch names the "
-                         "deployment by metadata.name; ignored")
-        if self.metadata.namespace is not None:
-            notes.append("metadata.namespace has no effect: the agent's deployments are those "
-                         "of its spec repository; ignored")
+        notes += [note for value, note in (
+            (self.spec.deployment_target_id, "spec.deploymentTargetId is Ververica's id of a "
+             "target; the agent names it by spec.deploymentTargetName; ignored"),
+            (self.spec.job_failure_expiration_time, "spec.jobFailureExpirationTime has no "
+             "effect (failed jobs are kept as Flink keeps them); ignored"),
+            (self.metadata.display_name, "metadata.displayName has no effect: the status "
+             "branch names the deployment by metadata.name; ignored"),
+            (self.metadata.namespace, "metadata.namespace has no effect: the agent's "
+             "deployments are those of its spec repository; ignored")) if value is not None]
         if self.status is not None:
             notes.append("status is written by the agent on the status branch; ignored here")
         return notes
