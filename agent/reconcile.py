@@ -29,7 +29,7 @@ from agent.clock import from_millis, iso, parse, utc_now
 from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
-from agent.flink.artifacts import dependency_jars, job_program
+from agent.flink.artifacts import JobProgram, dependency_jars, job_program
 from agent.flink import local
 from agent.flink.python import DriverOutput, PythonSite
 from agent.flink.rest import FlinkClient
@@ -230,10 +230,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
             decided = replace(decided, state_check=state_check(
                 decided, desired, desired_hash, before.status if before else None,
                 client if observation.reachable and not observation.assumed else None,
-                lambda: job_program(desired, settings.artifact_cache,
-                                    lambda path: source.read(commit, path), settings.file_roots,
-                                    _stores(target),
-                                    _python_site(settings, target, client, desired)),
+                lambda: _program(settings, source, commit, target, client, desired),
                 target is not None and target.spec.local is not None, checks))
             if decided.state_check is not None:
                 log.info("%s: state check: %s", name, decided.state_check.summary)
@@ -498,10 +495,8 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         start_timeout_s=settings.job_start_timeout_s,
         driver_output=DriverOutput(local.home(settings.workdir, target.spec.local.port) / "log"
                                    / "jobmanager.out") if local_python else None,
-        fetch_program=lambda release: job_program(
-            release.deployment, settings.artifact_cache,
-            lambda path: source.read(release.commit, path), settings.file_roots,
-            _stores(target), _python_site(settings, target, client, release.deployment)))
+        fetch_program=lambda release: _program(settings, source, release.commit, target,
+                                               client, release.deployment))
     try:
         return execution.run(item.plan, desired, previous)
     except FlinkGitopsError as error:
@@ -626,6 +621,14 @@ def _unhealthy(desired: Deployment | None, target: DeploymentTarget | None,
     started = known.started_at if known is not None and known.id == job.id \
         else from_millis(job.start_time)
     return breach(policy, health, started, now)
+
+
+def _program(settings: Settings, source: SpecRepository, commit: str, target: DeploymentTarget,
+             client: FlinkClient | None, deployment: Deployment) -> JobProgram:
+    """The program of `deployment`'s job as of spec commit `commit`, fetched for its target."""
+    return job_program(deployment, settings.artifact_cache, lambda path: source.read(commit, path),
+                       settings.file_roots, _stores(target),
+                       _python_site(settings, target, client, deployment))
 
 
 def _python_site(settings: Settings, target: DeploymentTarget, client: FlinkClient,
