@@ -20,6 +20,7 @@ from rich.console import Console
 from agent.config import DEFAULT_STATUS_BRANCH, Settings, default_workdir
 from agent.errors import ConfigError, FlinkGitopsError, LocalClusterError
 from agent.terminal import console, errors, plain, print_sync, say, table
+from agent.model.spec import SPEC_KINDS
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -224,8 +225,27 @@ def validate(path: Path, policy_package: str) -> None:
 
 
 @main.command()
-@click.option("--kind", type=click.Choice(["Deployment", "DeploymentTarget"]), default=None,
-              help="Only this kind [default: both, as oneOf].")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+def convert(paths: tuple[Path, ...]) -> None:
+    """Prints spec files (FlinkSessionJobs, Ververica exports) in the agent's own dialect, with a
+    comment for what is left out; a directory: its YAML files. Exit 1 if a document cannot be
+    read (it is not printed)."""
+    from agent.convert import converted
+    from agent.load import parse_file
+    from agent.validate import spec_files
+
+    files = spec_files(list(paths))
+    text, problems = converted({name: parse_file(name, data) for name, data in files.items()})
+    click.echo(text, nl=False)
+    for problem in problems:
+        plain(problem, errors)
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(list(SPEC_KINDS)), default=None,
+              help="Only this kind [default: all, as oneOf].")
 def schema(kind: str | None) -> None:
     """The JSON Schema of the spec kinds, for editors' YAML validation."""
     from agent.model.schema import json_schema

@@ -17,7 +17,7 @@ from deepdiff import DeepDiff
 
 from agent.model.job_states import FlinkJobStatus
 from agent.model.references import SECRET_NAME, references
-from agent.model.spec import Deployment, DesiredState
+from agent.model.spec import INERT_SPEC_FIELDS, Deployment, DesiredState
 from agent.model.status import DeploymentState, DeploymentStatus
 from agent.model.observation import Observation
 
@@ -83,6 +83,8 @@ def _spec_document(deployment: Deployment) -> dict[str, Any]:
                                      include={"metadata", "spec"})
     document["metadata"] = {k: v for k, v in document["metadata"].items()
                             if k in ("name", "labels", "annotations") and v}
+    for inert in INERT_SPEC_FIELDS:
+        document["spec"].pop(inert, None)
     template = document["spec"]["template"]["spec"]
     options = template.get("flinkConfiguration", {})
     for key, value in options.items():
@@ -180,6 +182,18 @@ def _drift(status, observation: Observation) -> str | None:
     if seen.flink_status == FlinkJobStatus.FINISHED:
         return None  # a bounded job that ended by itself is not drift
     return f"job {status.job.id} is {seen.flink_status} (not by the agent)"
+
+
+def leaf_values(document: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Every value of a spec document that is not a mapping, by dotted path (a list whole)."""
+    leaves = {}
+    for key, value in document.items():
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(value, dict) and value:
+            leaves.update(leaf_values(value, here))
+        else:
+            leaves[here] = value
+    return leaves
 
 
 def _dotted(path: str) -> str:

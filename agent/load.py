@@ -12,11 +12,18 @@ they are (see `agent.deletion`), never taken for deleted.
 
 `load_blobs` takes files named by their git blob id and parses only those it has not parsed
 before (`ParsedFiles`): git says which files changed, so a cycle re-parses only those.
+
+A Deployment is validated once every file is read (`_merge`): the DeploymentDefaults of its
+namespace are merged under it and its `sessionClusterName` resolved (`agent.defaults`), and
+the outcome is kept on its draft for as long as those stay the same. A FlinkSessionJob of the
+Flink Kubernetes Operator is read as a Deployment (`agent.dialects`). DeploymentDefaults that
+cannot be read hold every deployment they may concern: a typo in defaults never changes a job.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -25,15 +32,20 @@ from typing import Any, Callable, Iterable
 import yaml
 from pydantic import ValidationError
 
+from agent.defaults import Effective, on_cluster, with_defaults
+from agent.dialects import (OPERATOR_CLUSTER_KIND, SESSION_JOB_KIND, is_operator_document,
+                            moved_lines, session_job)
 from agent.errors import SpecLimitError
 from agent.memo import Memo
-from agent.model.spec import DNS_1123_LABEL, SPEC_KINDS, Deployment, DeploymentTarget
+from agent.model.spec import (DEFAULT_NAMESPACE, DNS_1123_LABEL, SPEC_KINDS, Deployment,
+                              DeploymentDefaults, DeploymentTarget, SessionCluster)
 
 MAX_FILE_BYTES = 1024 * 1024     # a spec file above this is not read (its deployments are held)
 MAX_FILES = 50_000               # spec files under --path; more and no file is read
 MAX_DEPTH = 64                   # nesting levels of a document
 MAX_NODES = 100_000              # values of a document, every use of an alias counted
 _DOCUMENT_SEPARATOR = re.compile(r"^---(\s.*)?$")
+_DEFAULTS_KIND = re.compile(r"^kind:\s*DeploymentDefaults\b", re.MULTILINE)
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
 _CORE = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _MERGE = _CORE + "str", _CORE + "int", _CORE + "float", _CORE + "merge"
@@ -66,26 +78,62 @@ class SpecProblem:
 
 @dataclass(frozen=True)
 class Located:
-    """A valid spec and where it was written."""
+    """A valid spec and where it was written; a Deployment's `origins` say which of its values
+    it does not write itself (dotted path -> "DeploymentDefaults prod", see `agent.defaults`)."""
 
-    spec: Deployment | DeploymentTarget
+    spec: Deployment | DeploymentTarget | SessionCluster | DeploymentDefaults
     file: str
     line: int
     lines: dict[tuple, int] = field(default_factory=dict, compare=False, repr=False)
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def line_of(self, *path: str) -> int:
         """The line of a field of this document (the document's own line if not written)."""
         return _line_of(self.lines, path) if self.lines else self.line
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A Deployment document read but not validated yet: that needs the DeploymentDefaults and
+    SessionClusters of every file. Its outcome is kept per context (`outcome`), so an unchanged
+    file's deployment is the same object from cycle to cycle."""
+
+    file: str
+    line: int
+    name: str
+    data: dict[str, Any]
+    lines: dict[tuple, int] = field(compare=False, repr=False)
+    warnings: tuple[SpecProblem, ...] = ()   # of its dialect (a FlinkSessionJob's fields)
+    dialect: str = "Deployment"              # the kind it was written as
+    _outcomes: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def namespace(self) -> str:
+        metadata = self.data.get("metadata")
+        written = metadata.get("namespace") if isinstance(metadata, dict) else None
+        return written if isinstance(written, str) and written else DEFAULT_NAMESPACE
+
+    def outcome(self, context: tuple, validate: Callable[[], ParsedFile]) -> ParsedFile:
+        """The validation's outcome in `context` (the last two contexts are kept)."""
+        if context not in self._outcomes:
+            while len(self._outcomes) >= 2:
+                self._outcomes.pop(next(iter(self._outcomes)))
+            self._outcomes[context] = validate()
+        return self._outcomes[context]
+
+
 @dataclass
 class LoadResult:
     deployments: dict[str, Located] = field(default_factory=dict)
     targets: dict[str, Located] = field(default_factory=dict)
+    session_clusters: dict[str, Located] = field(default_factory=dict)
+    defaults: dict[str, Located] = field(default_factory=dict)   # by the namespace they serve
     problems: list[SpecProblem] = field(default_factory=list)
     warnings: list[SpecProblem] = field(default_factory=list)
     notes: list[SpecProblem] = field(default_factory=list)
     files: dict[str, ParsedFile] = field(default_factory=dict)   # every spec file, by path
+    # DeploymentDefaults that cannot be read: (their namespace, None if unknown, and why)
+    unread_defaults: list[tuple[str | None, SpecProblem]] = field(default_factory=list)
 
     def unreadable(self) -> dict[str, ParsedFile]:
         """The files that cannot say which deployments they hold."""
@@ -110,6 +158,8 @@ class ParsedFile:
     notes: tuple[SpecProblem, ...] = ()
     unreadable: tuple[SpecProblem, ...] = ()   # why some document has no readable kind and name
     text: str = ""                             # an unreadable file's text: names it may hold
+    drafts: tuple[Draft, ...] = ()             # its Deployments, validated by `_merge`
+    unread_defaults: tuple[tuple[str | None, SpecProblem], ...] = ()
 
     def may_hold(self, name: str) -> bool:
         """Whether an unreadable file may hold the deployment `name` (its text names it)."""
@@ -190,40 +240,179 @@ def parse_file(path: str, data: str | bytes) -> ParsedFile:
         problem = SpecProblem(path, 1, refused)
         return ParsedFile(problems=(problem,), unreadable=(problem,), text=text)
     result = LoadResult()
-    specs, unreadable = [], []
+    specs, drafts, unreadable = [], [], []
     for first_line, chunk in _documents(text):
         document = _Document(path, first_line, result)
         spec = document.load(chunk)
-        if spec is not None:
+        if isinstance(spec, Draft):
+            drafts.append(spec)
+        elif spec is not None:
             specs.append(spec)
         unreadable += document.unreadable
     return ParsedFile(tuple(specs), tuple(result.problems), tuple(result.warnings),
-                      tuple(result.notes), tuple(unreadable), text if unreadable else "")
+                      tuple(result.notes), tuple(unreadable), text if unreadable else "",
+                      tuple(drafts), tuple(result.unread_defaults))
 
 
 def _merge(files: dict[str, ParsedFile]) -> LoadResult:
     result = LoadResult(files=files)
-    seen: dict[tuple[str, str], list[Located]] = {}
+    seen: dict[tuple[str, str], list[Located | Draft]] = {}
     for path in sorted(files):
         parsed = files[path]
         result.problems += parsed.problems
         result.warnings += parsed.warnings
         result.notes += parsed.notes
+        result.unread_defaults += parsed.unread_defaults
         for located in parsed.specs:
-            kind = located.spec.kind
-            seen.setdefault((kind, located.spec.name), []).append(located)
+            seen.setdefault((located.spec.kind, located.spec.name), []).append(located)
+        for draft in parsed.drafts:
+            seen.setdefault(("Deployment", draft.name), []).append(draft)
+    drafts = []
     for (kind, name), copies in sorted(seen.items()):
         if len(copies) == 1:
-            bucket = result.deployments if kind == "Deployment" else result.targets
-            bucket[name] = copies[0]
+            if kind == "Deployment":
+                drafts.append(copies[0])
+            else:
+                _bucket(result, kind)[name] = copies[0]
             continue
         places = ", ".join(f"{c.file}:{c.line}" for c in copies)
         for copy in copies:
             result.problems.append(SpecProblem(
                 copy.file, copy.line, f"duplicate {kind} name {name!r} (defined at {places})",
                 kind, name))
+    scopes = _scopes(result)
+    clusters = tuple(sorted((name, located.spec.spec.deployment_target_name)
+                            for name, located in result.session_clusters.items()))
+    for draft in drafts:
+        scope = scopes.get(draft.namespace) or scopes.get(None)
+        outcome = draft.outcome((scope, clusters), lambda: _resolved(draft, scope, result))
+        result.problems += outcome.problems
+        result.warnings += draft.warnings + outcome.warnings
+        for located in outcome.specs:
+            result.deployments[draft.name] = located
+    served = {draft.namespace for draft in drafts}
+    for namespace, located in sorted(result.defaults.items()):
+        if namespace not in served:
+            result.warnings.append(SpecProblem(
+                located.file, located.line, f"DeploymentDefaults {located.spec.name!r} serve "
+                f"namespace {namespace!r}, which no Deployment is in: they change nothing",
+                "DeploymentDefaults", located.spec.name))
     return result
 
+
+def _bucket(result: LoadResult, kind: str) -> dict[str, Located]:
+    return {"DeploymentTarget": result.targets, "SessionCluster": result.session_clusters,
+            "DeploymentDefaults": {}}.get(kind, {})
+
+
+def _scopes(result: LoadResult) -> dict[str | None, tuple]:
+    """What each namespace's deployments get from DeploymentDefaults: ("defaults", the
+    document's place, its origin name, its spec as JSON), or ("held", why) when the defaults of
+    the namespace cannot be read or are written twice. Fills `result.defaults`. The key None:
+    defaults that cannot be read and whose namespace is unknown (they hold every deployment)."""
+    scopes: dict[str | None, tuple] = {}
+    for namespace, problem in result.unread_defaults:
+        scopes.setdefault(namespace, ("held", f"the DeploymentDefaults at {problem.file}:"
+                                              f"{problem.line} are refused ({problem.message})"))
+    by_namespace: dict[str, list[Located]] = {}
+    for path in sorted(result.files):
+        for located in result.files[path].specs:
+            if isinstance(located.spec, DeploymentDefaults):
+                by_namespace.setdefault(located.spec.namespace, []).append(located)
+    for namespace, copies in by_namespace.items():
+        if len(copies) > 1:
+            places = ", ".join(f"{c.file}:{c.line}" for c in copies)
+            for copy in copies:
+                result.problems.append(SpecProblem(
+                    copy.file, copy.line, f"DeploymentDefaults for namespace {namespace!r} are "
+                    f"written twice ({places}): write them in one document",
+                    "DeploymentDefaults", copy.spec.name))
+            scopes.setdefault(namespace, ("held", f"the DeploymentDefaults of namespace "
+                                                  f"{namespace!r} are written twice ({places})"))
+        elif reasons := result.problems_of("DeploymentDefaults", copies[0].spec.name):
+            scopes.setdefault(namespace, ("held", f"the DeploymentDefaults at {reasons[0].file}:"
+                                                  f"{reasons[0].line} are refused "
+                                                  f"({reasons[0].message})"))
+        elif namespace not in scopes:
+            [located] = copies
+            result.defaults[namespace] = located
+            scopes[namespace] = ("defaults", f"{located.file}:{located.line}",
+                                 f"DeploymentDefaults {located.spec.name}",
+                                 json.dumps(located.spec.spec, sort_keys=True, default=str))
+    return scopes
+
+
+def _resolved(draft: Draft, scope: tuple | None, loaded: LoadResult) -> ParsedFile:
+    """The draft validated with its namespace's defaults and its session cluster: a ParsedFile
+    of its one Located, or of its problems."""
+    def problem(line: int, message: str) -> ParsedFile:
+        return ParsedFile(problems=(SpecProblem(draft.file, line, message, "Deployment",
+                                                draft.name),))
+
+    effective = Effective(draft.data)
+    if scope is not None and scope[0] == "held":
+        return problem(draft.line, f"{scope[1]}: this deployment is held as it runs until they "
+                                   "can")
+    if scope is not None:
+        _, place, origin, spec = scope
+        effective = with_defaults(draft.data, json.loads(spec), origin)
+    spec = effective.data.get("spec")
+    session = spec.get("sessionClusterName") if isinstance(spec, dict) else None
+    if isinstance(session, str):
+        line = _line_of(draft.lines, ("spec", "sessionClusterName"))
+        if "deploymentTargetName" in spec:
+            return problem(line, "spec names both deploymentTargetName and sessionClusterName: "
+                                 "write one of them")
+        cluster = loaded.session_clusters.get(session)
+        if cluster is None:
+            reasons = loaded.problems_of("SessionCluster", session)
+            why = (f"SessionCluster {session!r} is invalid ({reasons[0]})" if reasons
+                   else f"no SessionCluster {session!r} in the spec repo")
+            return problem(line, f"sessionClusterName {session!r}: {why}")
+        effective = on_cluster(effective, session, cluster.spec.spec.deployment_target_name)
+    sink = LoadResult()
+    deployment = _checked(Deployment, effective.data, draft.lines, draft.file, draft.name, sink,
+                          effective)
+    located = () if deployment is None else (Located(
+        deployment, draft.file, draft.line, draft.lines, effective.origins),)
+    return ParsedFile(located, tuple(sink.problems), tuple(sink.warnings))
+
+
+def _checked(model: type, data: dict[str, Any], lines: dict, file: str, name: str | None,
+             sink: LoadResult, effective: Effective | None = None):
+    """`data` validated as `model`: the spec, or None with its problems in `sink` (a value that
+    came from defaults says so); its compatibility warnings go to `sink` too."""
+    kind = data.get("kind")
+    try:
+        spec = model.model_validate(data)
+    except ValidationError as error:
+        for problem in error.errors():
+            loc = tuple(problem["loc"])
+            where = ".".join(str(p) for p in loc) or "document"
+            origin = effective.origin(where) if effective is not None else None
+            sink.problems.append(SpecProblem(
+                file, _line_of(lines, loc), f"{kind} {where}: {_pydantic_reason(problem)}"
+                + (f" (the value of {origin})" if origin else ""), kind, name))
+        return None
+    for warning in getattr(spec, "compat_warnings", lambda: [])():
+        sink.warnings.append(SpecProblem(file, lines[()], warning, kind, name))
+    return spec
+
+
+def _defaults_problems(defaults: DeploymentDefaults) -> list[tuple[tuple, str]]:
+    """What DeploymentDefaults write that no Deployment could take (a typo, a wrong type),
+    found even when they serve no deployment: (path, reason) of each of their own values."""
+    skeleton = {"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "defaults"},
+                "spec": {"deploymentTargetName": "defaults",
+                         "template": {"spec": {"artifact": {"kind": "JAR",
+                                                            "jarUri": "defaults.jar"}}}}}
+    effective = with_defaults(skeleton, defaults.spec, "defaults")
+    try:
+        Deployment.model_validate(effective.data)
+    except ValidationError as error:
+        return [(tuple(p["loc"]), _pydantic_reason(p)) for p in error.errors()
+                if effective.origin(".".join(str(x) for x in p["loc"])) is not None]
+    return []
 
 
 def _decode(data: str | bytes) -> tuple[str, str | None]:
@@ -256,19 +445,25 @@ class _Document:
         self.path, self.first_line, self.result = path, first_line, result
         self.kind: str | None = None
         self.name: str | None = None
+        self.namespace: str | None = None
         self.unreadable: list[SpecProblem] = []
 
-    def load(self, chunk: str) -> Located | None:
+    def load(self, chunk: str) -> Located | Draft | None:
         try:
             node = _compose(chunk)
         except yaml.YAMLError as error:
+            if _DEFAULTS_KIND.search(chunk):
+                self.kind = "DeploymentDefaults"
             return self._problem(_error_line(error, self.first_line),
                                  f"YAML syntax error: {_yaml_reason(error)}")
         except RecursionError:
             return self._problem(self.first_line, "YAML nested too deeply to read")
         if node is None:
             return None
-        self.kind, self.name = _identity(node)
+        self.kind, self.name, namespace = _identity(node)
+        self.namespace = namespace or DEFAULT_NAMESPACE
+        if self.kind == SESSION_JOB_KIND:
+            self.kind = "Deployment"   # what it is read as: its problems hold the deployment
         lines: dict[tuple, int] = {}
         trouble = _walk(node, self.first_line, lines)
         if trouble is not None:
@@ -279,14 +474,24 @@ class _Document:
             line = _error_line(error, self.first_line) if isinstance(error, yaml.YAMLError) \
                 else lines[()]
             return self._problem(line, f"YAML value cannot be read: {_yaml_reason(error)}")
-        spec = self._validate(data, lines)
-        return Located(spec, self.path, lines[()], lines) if spec is not None else None
+        return self._validate(data, lines)
 
-    def _validate(self, data: Any, lines: dict):
+    def _validate(self, data: Any, lines: dict) -> Located | Draft | None:
         doc_line = lines[()]
         if not isinstance(data, dict):
             return self._note(doc_line, "not a mapping; ignored")
         kind = data.get("kind")
+        if is_operator_document(data) and kind in (SESSION_JOB_KIND, OPERATOR_CLUSTER_KIND):
+            if kind == OPERATOR_CLUSTER_KIND:
+                return self._note(doc_line, f"kind {kind!r} is a cluster of the Flink Kubernetes "
+                                  "Operator, which the agent does not run: its FlinkSessionJobs "
+                                  "name it by spec.deploymentName, so write a DeploymentTarget "
+                                  "of that name (spec.flink.url); ignored", readable=True)
+            translated = session_job(data)
+            return self._draft(translated.data, moved_lines(lines, translated.moves),
+                               tuple(SpecProblem(self.path, _line_of(lines, path), message,
+                                                 "Deployment", self.name)
+                                     for path, message in translated.warnings), kind)
         if not isinstance(kind, str) or kind not in SPEC_KINDS:
             meant = _meant_kind(kind)
             if meant is not None:
@@ -297,19 +502,33 @@ class _Document:
                 return self._note(doc_line, "no kind: not a spec; ignored")
             return self._note(doc_line, f"kind {kind!r} is not a spec kind; ignored",
                               readable=True)
-        try:
-            spec = SPEC_KINDS[kind].model_validate(data)
-        except ValidationError as error:
-            for problem in error.errors():
-                loc = tuple(problem["loc"])
-                where = ".".join(str(p) for p in loc) or "document"
-                self._problem(_line_of(lines, loc),
-                              f"{kind} {where}: {_pydantic_reason(problem)}")
+        if kind == "Deployment":
+            return self._draft(data, lines)
+        sink = LoadResult()
+        spec = _checked(SPEC_KINDS[kind], data, lines, self.path, self.name, sink)
+        if isinstance(spec, DeploymentDefaults):
+            for loc, reason in _defaults_problems(spec):
+                where = ".".join(str(p) for p in loc)
+                sink.problems.append(SpecProblem(self.path, _line_of(lines, loc),
+                                                 f"{kind} {where}: {reason}", kind, self.name))
+            spec = None if sink.problems else spec
+        for problem in sink.problems:
+            self._problem(problem.line, problem.message)
+        self.result.warnings += sink.warnings
+        return Located(spec, self.path, doc_line, lines) if spec is not None else None
+
+    def _draft(self, data: dict, lines: dict, warnings: tuple = (),
+               dialect: str = "Deployment") -> Located | Draft | None:
+        """A Deployment, validated once every file is read (one whose name cannot be read is
+        refused now: that is all it can be)."""
+        if self.name is None:
+            sink = LoadResult()
+            _checked(Deployment, data, lines, self.path, None, sink)
+            for problem in sink.problems or [SpecProblem(self.path, lines[()], "Deployment "
+                                                         "metadata.name: cannot be read")]:
+                self._problem(problem.line, problem.message)
             return None
-        for warning in getattr(spec, "compat_warnings", lambda: [])():
-            self.result.warnings.append(SpecProblem(self.path, doc_line, warning, kind,
-                                                    self.name))
-        return spec
+        return Draft(self.path, lines[()], self.name, data, lines, warnings, dialect)
 
     def _problem(self, line: int, message: str) -> None:
         named = self.kind in SPEC_KINDS and self.name is not None
@@ -318,6 +537,8 @@ class _Document:
         self.result.problems.append(problem)
         if not named or self.kind != "Deployment":   # a target's problem: what did it hold?
             self.unreadable.append(problem)
+        if self.kind == "DeploymentDefaults":   # (namespace None: not even it could be read)
+            self.result.unread_defaults.append((self.namespace, problem))
 
     def _note(self, line: int, message: str, readable: bool = False) -> None:
         note = SpecProblem(self.path, line, message)
@@ -326,22 +547,24 @@ class _Document:
             self.unreadable.append(note)
 
 
-def _identity(node: yaml.Node) -> tuple[str | None, str | None]:
-    """A document's `kind` and `metadata.name`, read from its nodes before anything is built:
-    a name is readable only as a plain DNS-1123 label, so a bad value later in the document
-    still names the deployment it concerns."""
+def _identity(node: yaml.Node) -> tuple[str | None, str | None, str | None]:
+    """A document's `kind`, `metadata.name` and `metadata.namespace`, read from its nodes before
+    anything is built: a name is readable only as a plain DNS-1123 label, so a bad value later
+    in the document still names the deployment it concerns."""
     def scalar(mapping: yaml.Node, key: str) -> yaml.Node | None:
         if not isinstance(mapping, yaml.MappingNode):
             return None
         found = [v for k, v in mapping.value if isinstance(k, yaml.ScalarNode) and k.value == key]
         return found[0] if len(found) == 1 else None    # a duplicated key names nothing
 
-    kind = scalar(node, "kind")
-    name = scalar(scalar(node, "metadata"), "name")
-    kind_text = kind.value if isinstance(kind, yaml.ScalarNode) and kind.tag == _STR else None
-    name_text = name.value if isinstance(name, yaml.ScalarNode) and name.tag == _STR \
-        and re.match(DNS_1123_LABEL, name.value) else None
-    return kind_text, name_text
+    def text(value: yaml.Node | None) -> str | None:
+        return value.value if isinstance(value, yaml.ScalarNode) and value.tag == _STR else None
+
+    metadata = scalar(node, "metadata")
+    name = text(scalar(metadata, "name"))
+    return (text(scalar(node, "kind")),
+            name if name is not None and re.match(DNS_1123_LABEL, name) else None,
+            text(scalar(metadata, "namespace")))
 
 
 def _walk(node: yaml.Node, first_line: int, lines: dict[tuple, int]) -> tuple[int, str] | None:

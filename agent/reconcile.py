@@ -22,7 +22,8 @@ from agent.secret_check import add_secret_check
 from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
-from agent.diff import Difference, FieldChange, difference, field_changes, spec_document
+from agent.diff import (Difference, FieldChange, difference, field_changes, leaf_values,
+                        spec_document)
 from agent.errors import ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected
 from agent import testpoints
 from agent.clock import from_millis, iso, parse, utc_now
@@ -38,7 +39,7 @@ from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.memo import Memo
 from agent.deletion import Deletions, deletions
-from agent.load import LoadResult, SpecProblem, load, load_blobs, target_problems
+from agent.load import LoadResult, Located, SpecProblem, load, load_blobs, target_problems
 from agent.model.spec import ArtifactKind, ArtifactStores, Deployment, DeploymentTarget
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
@@ -282,9 +283,20 @@ def review(settings: Settings, base: str | None = None, head: str | None = None,
                 continue  # not touched by this change, and nothing to do
         reviews.append(Review(item.name, item.plan, changes, item.verdict,
                               tuple(str(p) for p in item.problems), item.observation.assumed,
-                              tuple(str(w) for w in item.warnings)))
+                              tuple(str(w) for w in item.warnings),
+                              _inherited(cycle.loaded.deployments.get(item.name))))
     return ReviewSet(cycle.commit, base_commit, tuple(reviews),
                      tuple(str(p) for p in cycle.loaded.unattributed()))
+
+
+def _inherited(located: Located | None) -> tuple[tuple[str, object, str], ...]:
+    """A deployment's values from its DeploymentDefaults and SessionCluster, as the status would
+    keep them (secrets masked): (path, value, the document it is of)."""
+    if located is None or not located.origins:
+        return ()
+    values = leaf_values(spec_document(located.spec))
+    return tuple((path, values[path], origin) for path, origin in sorted(located.origins.items())
+                 if path in values)
 
 
 def spec_head(settings: Settings, caches: Caches) -> str:

@@ -72,6 +72,18 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
     return Validation(tuple(problems), tuple(denials), tuple(warnings))
 
 
+def spec_files(paths: list[Path]) -> dict[str, bytes]:
+    """The spec files `paths` name (a file, or a directory's YAML files), by the path given."""
+    files = {}
+    for path in paths:
+        if path.is_dir():
+            files |= {(path / name).as_posix(): (path / name).read_bytes()
+                      for name in _checkout_files(path.resolve(), SPEC_SUFFIXES)}
+        else:
+            files[path.as_posix()] = path.read_bytes()
+    return files
+
+
 def _checkout_files(root: Path, suffixes: tuple[str, ...], under: str = ".") -> list[str]:
     """The repo-relative paths of the checkout's regular files (no links, nothing under a link
     or under .git) ending with one of `suffixes`, below `under`."""

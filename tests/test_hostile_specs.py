@@ -69,14 +69,14 @@ def test_more_deletions_than_the_limit_are_guarded():
 
 
 def test_a_yaml_directive_before_the_document_is_accepted():
-    result = parse_file(FILE, "%YAML 1.2\n---\n" + counter_deployment("orders"))
-    assert result.problems == () and result.specs[0].spec.name == "orders"
+    result = load({FILE: "%YAML 1.2\n---\n" + counter_deployment("orders")})
+    assert result.problems == [] and list(result.deployments) == ["orders"]
 
 
 def test_timestamps_stay_the_text_they_were_written_as():
     text = counter_deployment("orders").replace(
         "  labels:", "  createdAt: 2024-01-01T00:00:00Z\n  labels:")
-    [located] = parse_file(FILE, text).specs
+    [located] = load({FILE: text}).deployments.values()
     assert located.spec.metadata.created_at == "2024-01-01T00:00:00Z"
 
 

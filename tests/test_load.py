@@ -116,7 +116,7 @@ def test_a_ververica_export_loads_with_its_enums_in_any_case_and_warnings_for_it
             spec.template.spec.artifact.kind) == ("RUNNING", "STATEFUL", "LATEST_STATE", "JAR")
     warned = [w.message.split(" ", 1)[0] for w in result.warnings]
     assert warned == ["spec.deploymentTargetId", "spec.jobFailureExpirationTime",
-                      "metadata.displayName", "metadata.namespace"]
+                      "metadata.displayName"]   # (namespace selects DeploymentDefaults)
     assert all("ignored" in w.message and w.line == 1 for w in result.warnings)
     typo = load({"export.yaml": VERVERICA_EXPORT.replace("kind: stateful", "kind: statefull")})
     [problem] = typo.problems

@@ -33,7 +33,8 @@ def every_action() -> ReviewSet:
     suspended.status.state = "SUSPENDED"
     return ReviewSet("a" * 40, "b" * 40, (
         reviewed("start", deployment(), None, Observation(True)),
-        reviewed("stateful-upgrade", deployment(4), applied(deployment()), running()),
+        reviewed("stateful-upgrade", deployment(4), applied(deployment()), running(),
+                 inherited=(("spec.template.spec.parallelism", 4, "DeploymentDefaults prod"),)),
         reviewed("stateless-upgrade", deployment(2, upgrade="STATELESS", restore="NONE"),
                  applied(deployment(upgrade="STATELESS", restore="NONE")), running()),
         reviewed("suspend", deployment(state="SUSPENDED"), applied(deployment()), running()),

@@ -92,9 +92,9 @@ def test_validate_passes_the_examples_and_names_file_and_line_of_each_problem(tm
         in result.stderr
 
 
-def test_schema_describes_both_spec_kinds_for_editors():
+def test_schema_describes_every_spec_kind_for_editors():
     schema = json.loads(run("schema").stdout)
-    assert len(schema["oneOf"]) == 2
+    assert len(schema["oneOf"]) == 4   # Deployment, DeploymentTarget, SessionCluster, defaults
     deployment = schema["$defs"]["Deployment"]
     assert deployment["additionalProperties"] is False
     assert set(deployment["properties"]) >= {"apiVersion", "kind", "metadata", "spec"}

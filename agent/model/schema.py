@@ -6,13 +6,11 @@ import json
 
 from pydantic.json_schema import models_json_schema
 
-from agent.model.spec import Deployment, DeploymentTarget
-
-KINDS = {"Deployment": Deployment, "DeploymentTarget": DeploymentTarget}
+from agent.model.spec import SPEC_KINDS as KINDS
 
 
 def json_schema(kind: str | None = None) -> str:
-    """One kind's schema, or both as `oneOf` (a file may hold either)."""
+    """One kind's schema, or all as `oneOf` (a file may hold any of them)."""
     if kind is not None:
         schema = KINDS[kind].model_json_schema(by_alias=True)
     else:

@@ -1,8 +1,11 @@
-"""The spec kinds users write in git: `Deployment` and `DeploymentTarget` (pure data).
+"""The spec kinds users write in git (pure data): `Deployment` and `DeploymentTarget`, and
+Ververica's `SessionCluster` and `DeploymentDefaults`.
 
 Field names follow Ververica Platform's `Deployment` resource (camelCase in YAML, snake_case in
 Python). Unknown fields are errors, because they are usually typos; the fields Ververica accepts
 that have no effect on a session cluster are accepted with a warning (`compat_warnings`).
+A `SessionCluster` names the DeploymentTarget its deployments run on, and `DeploymentDefaults`
+are merged under the deployments of their namespace before validation (`agent.defaults`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ MAX_ATTEMPTS = 100
 DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a read of a Flink REST answer; a whole call: 3 times this
 MAX_MAIN_ARGS_CHARS = 64 * 1024  # mainArgs, as written (shell-splitting grows with its square)
 MAX_DEPENDENCIES = 50            # additionalDependencies of one artifact
+# Ververica's spec fields that change nothing here (a warning each; not part of what is applied)
+INERT_SPEC_FIELDS = ("deploymentTargetId", "jobFailureExpirationTime")
 
 
 class DesiredState(StrEnum):
@@ -131,6 +136,22 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
+
+
+DEFAULT_NAMESPACE = "default"   # a spec without metadata.namespace is in it, as in Ververica
+
+
+class Resource(SpecModel):
+    """A document of a spec kind: its `metadata` name it."""
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        """Ververica's namespace: DeploymentDefaults serve the deployments of theirs."""
+        return self.metadata.namespace or DEFAULT_NAMESPACE
 
 
 class Metadata(SpecModel):
@@ -324,7 +345,8 @@ class HealthPolicy(SpecModel):
 
 class DeploymentSpec(SpecModel):
     state: any_case(DesiredState) = DesiredState.RUNNING
-    deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
+    deployment_target_name: str = Field(pattern=DNS_1123_LABEL)   # (or by its session cluster:)
+    session_cluster_name: str | None = Field(default=None, pattern=DNS_1123_LABEL)
     upgrade_strategy: UpgradeStrategy = UpgradeStrategy()
     restore_strategy: RestoreStrategy = RestoreStrategy()
     max_savepoint_creation_attempts: StrictInt = Field(default=4, ge=1, le=MAX_ATTEMPTS)
@@ -363,17 +385,13 @@ class DeploymentSpec(SpecModel):
         return self
 
 
-class Deployment(SpecModel):
+class Deployment(Resource):
     api_version: Literal["v1"] = "v1"
     kind: Literal["Deployment"] = "Deployment"
     metadata: Metadata
     spec: DeploymentSpec
     status: dict[str, Any] | None = None  # in a Ververica export; the agent keeps its own
     _derived: dict[Any, Any] = PrivateAttr(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
     def derived(self, key: Any, compute: Callable[[], Any]) -> Any:
         """A value derived from this spec, computed once: a spec is never changed after it is
@@ -446,8 +464,7 @@ class Deployment(SpecModel):
              "effect (failed jobs are kept as Flink keeps them); ignored"),
             (self.metadata.display_name, "metadata.displayName has no effect: the status "
              "branch names the deployment by metadata.name; ignored"),
-            (self.metadata.namespace, "metadata.namespace has no effect: the agent's "
-             "deployments are those of its spec repository; ignored")) if value is not None]
+            ) if value is not None]
         if self.status is not None:
             notes.append("status is written by the agent on the status branch; ignored here")
         return notes
@@ -545,15 +562,11 @@ class DeploymentTargetSpec(SpecModel):
         return self
 
 
-class DeploymentTarget(SpecModel):
+class DeploymentTarget(Resource):
     api_version: Literal["v1"] = "v1"
     kind: Literal["DeploymentTarget"] = "DeploymentTarget"
     metadata: Metadata
     spec: DeploymentTargetSpec
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 def _flink_option_text(value: Any) -> Any:
@@ -566,7 +579,57 @@ def _flink_option_text(value: Any) -> Any:
     return value
 
 
+class SessionClusterSpec(SpecModel):
+    """Ververica's session cluster: here, a name for the DeploymentTarget whose cluster it is
+    (the agent starts no cluster for it; its cluster settings are accepted with a warning)."""
+
+    deployment_target_name: str = Field(pattern=DNS_1123_LABEL)
+    state: any_case(DesiredState) = DesiredState.RUNNING
+    flink_version: str | None = None
+    flink_image_registry: str | None = None
+    flink_image_repository: str | None = None
+    flink_image_tag: str | None = None
+    number_of_task_managers: StrictInt | None = None
+    resources: dict[str, Any] | None = None
+    flink_configuration: FlinkOptions | None = None
+    logging: dict[str, Any] | None = None
+    kubernetes: dict[str, Any] | None = None
+
+
+class SessionCluster(Resource):
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["SessionCluster"] = "SessionCluster"
+    metadata: Metadata
+    spec: SessionClusterSpec
+    status: dict[str, Any] | None = None
+
+    def compat_warnings(self) -> list[str]:
+        """Its cluster settings: the cluster is the one of its DeploymentTarget, as it runs."""
+        ignored = [to_camel(f) for f in SessionClusterSpec.model_fields
+                   if f not in ("deployment_target_name", "state")
+                   and getattr(self.spec, f) is not None]
+        notes = [f"spec.{f} has no effect: the agent starts no session cluster (its deployments "
+                 f"run on DeploymentTarget {self.spec.deployment_target_name!r}); ignored"
+                 for f in ignored]
+        if self.spec.state != DesiredState.RUNNING:
+            notes.append(f"spec.state {self.spec.state} has no effect: the agent does not stop "
+                         "session clusters; ignored")
+        return notes
+
+
+class DeploymentDefaults(Resource):
+    """Ververica's defaults for the `spec` of every Deployment of a namespace: what a
+    deployment writes itself wins (mappings merged key by key, lists replaced whole)."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["DeploymentDefaults"] = "DeploymentDefaults"
+    metadata: Metadata
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
 SPEC_KINDS: dict[str, type[SpecModel]] = {
     "Deployment": Deployment,
     "DeploymentTarget": DeploymentTarget,
+    "SessionCluster": SessionCluster,
+    "DeploymentDefaults": DeploymentDefaults,
 }

@@ -2,7 +2,8 @@
 
 Summary first: one row per deployment with its action and what happens to its state (with the
 verdict of its state check); then, folded per deployment, the changed fields, the steps in order,
-each operator's state and the policy results.
+each operator's state and the policy results. A value the deployment does not write itself
+(from its DeploymentDefaults or SessionCluster) says where it came from.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class Review:
     problems: tuple[str, ...] = ()       # "file:line: message"
     offline: bool = False                # its cluster did not answer: planned from the status
     warnings: tuple[str, ...] = ()       # "file:line: message" (e.g. a SQL check not made)
+    inherited: tuple[tuple[str, object, str], ...] = ()   # (path, value, the document it is of)
+
+    def origin(self, path: str) -> str | None:
+        """The document a changed field's new value is of, when not the deployment's own."""
+        return {p: origin for p, _, origin in self.inherited}.get(path.split("[", 1)[0])
 
     @property
     def action(self) -> str:
@@ -75,7 +81,11 @@ def render_json(reviews: ReviewSet) -> str:
             "state": r.plan.state,
             "reason": r.plan.reason,
             "offline": r.offline,
-            "changes": [{"path": c.path, "old": c.old, "new": c.new} for c in r.changes],
+            "changes": [{"path": c.path, "old": c.old, "new": c.new,
+                         **({"from": r.origin(c.path)} if r.origin(c.path) else {})}
+                        for c in r.changes],
+            "inherited": [{"path": path, "value": value, "from": origin}
+                          for path, value, origin in r.inherited],
             "steps": r.plan.document()["steps"],
             "rollback": r.plan.rollback,
             **({"stateCheck": r.plan.state_check.document()} if r.plan.state_check else {}),
@@ -130,7 +140,13 @@ def _details(review: Review) -> list[str]:
         lines += ["Warnings:", ""] + [f"- ⚠️ {w}" for w in review.warnings] + [""]
     if review.changes:
         lines += ["Changes:", ""] + [f"- `{c.path}`: {_value(c.old)} → {_value(c.new)}"
+                                     + (f" (from {review.origin(c.path)})"
+                                        if review.origin(c.path) and c.new is not None else "")
                                      for c in review.changes] + [""]
+    if review.inherited:
+        lines += ["Values it does not write itself:", ""] + [
+            f"- `{path}` = {_value(value)} from {origin}"
+            for path, value, origin in review.inherited] + [""]
     if review.plan.steps:
         lines += ["Steps (not carried out):" if review.plan.refused else "Steps:", ""]
         lines += [f"{i}. {s.describe()}" for i, s in enumerate(review.plan.steps, 1)]
