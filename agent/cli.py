@@ -243,6 +243,43 @@ def convert(paths: tuple[Path, ...]) -> None:
     sys.exit(1 if problems else 0)
 
 
+@main.command("import")
+@click.option("--repo", required=True, help="Spec repository: a path or a git URL.")
+@click.option("--branch", default="main", show_default=True)
+@click.option("--path", default=".", show_default=True, help="Folder of the specs in the repo.")
+@click.option("--target", required=True, help="The DeploymentTarget whose jobs are imported.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one NAME.yaml per job into this folder (an existing file is not "
+                   "overwritten) [default: print them].")
+@workdir_option
+def import_(repo: str, branch: str, path: str, target: str, out: Path | None,
+            workdir: Path | None) -> None:
+    """A starting Deployment for each running job of a target's cluster that no deployment
+    runs yet, with the annotation that adopts it as it runs: complete, review, commit."""
+    from agent.adoption import import_jobs
+    from agent.source import SpecRepository
+
+    try:
+        specs = import_jobs(SpecRepository(repo, workdir or default_workdir()), branch, path,
+                            target, workdir or default_workdir())
+    except FlinkGitopsError as error:
+        say("import failed", "red", error)
+        sys.exit(1)
+    if not specs:
+        plain(f"no running job of target {target!r} is left to import", errors)
+    for name, text in specs:
+        if out is None:
+            click.echo(f"---\n{text}", nl=False)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        file = out / f"{name}.yaml"
+        if file.exists():
+            plain(f"{file} exists: not overwritten", errors)
+            continue
+        file.write_text(text)
+        plain(f"wrote {file}", errors)
+
+
 @main.command()
 @click.option("--kind", type=click.Choice(list(SPEC_KINDS)), default=None,
               help="Only this kind [default: all, as oneOf].")

@@ -15,10 +15,11 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
+from agent.job_ids import deployment_key
 from agent.model.job_states import FlinkJobStatus
 from agent.model.references import SECRET_NAME, references
 from agent.model.spec import INERT_SPEC_FIELDS, Deployment, DesiredState
-from agent.model.status import DeploymentState, DeploymentStatus
+from agent.model.status import DeploymentState, DeploymentStatus, Status
 from agent.model.observation import Observation
 
 
@@ -46,6 +47,7 @@ class Difference:
     desired_hash: str | None = None         # digest of the desired job (see Deployment.job_hash)
     savepoint_requested: bool = False       # savepointTriggerNonce changed since the last one
     redeploy_requested: bool = False        # savepointRedeployNonce changed since the last one
+    adopt: str | None = None                # a running job to take as the deployment's own
 
     @property
     def restart_only(self) -> bool:
@@ -157,7 +159,25 @@ def difference(name: str, desired: Deployment | None, desired_hash: str | None,
     return Difference(name, desired.spec.state, applied, job_changed, fields,
                       _drift(status, observation), desired_hash, requested,
                       applied and redeploy is not None
-                      and redeploy != status.savepoint_redeploy_nonce)
+                      and redeploy != status.savepoint_redeploy_nonce, to_adopt(desired, status))
+
+
+def to_adopt(desired: Deployment | None, status: Status | None) -> str | None:
+    """The job the deployment's adopt annotation names, while the deployment has not adopted it
+    (once taken, the annotation is satisfied for good: a job is never taken twice)."""
+    wanted = desired.adopt_job_id if desired is not None else None
+    adopted = status.adopted_job_id if status is not None else None
+    return None if wanted is None or wanted == adopted else wanted
+
+
+def adopted_jobs(name: str, desired: Deployment | None, status: Status | None) -> tuple[str, ...]:
+    """The ids of jobs outside deployment `name`'s own ids that are, or are to be, its jobs,
+    observed with its own: the adopted job while it is the deployment's job, and the one its
+    annotation names."""
+    current = status.job.id if status is not None and status.job is not None else None
+    taken = (current,) if current and not current.startswith(deployment_key(name)) else ()
+    wanted = to_adopt(desired, status)
+    return taken + ((wanted,) if wanted and wanted not in taken else ())
 
 
 def _drift(status, observation: Observation) -> str | None:

@@ -105,7 +105,7 @@ class Execution:
             outcome.message = (f"{plan.reason}; rolled back to the spec of commit "
                                f"{desired.commit[:10]}: job {outcome.started.id} runs it, "
                                f"{start.restore.describe()}")
-        elif plan.settles is not None:
+        elif plan.settles is not None or plan.adopts is not None:
             outcome.message = plan.reason
         elif plan.stability_window and outcome.started is not None:
             outcome.result = ActionResult.IN_PROGRESS

@@ -361,14 +361,14 @@ def _resolved(draft: Draft, scope: tuple | None, loaded: LoadResult) -> ParsedFi
     if isinstance(session, str):
         line = _line_of(draft.lines, ("spec", "sessionClusterName"))
         if "deploymentTargetName" in spec:
-            return problem(line, "spec names both deploymentTargetName and sessionClusterName: "
-                                 "write one of them")
+            return problem(line, "spec.sessionClusterName: the spec names its cluster by "
+                                 "deploymentTargetName too: write one of them")
         cluster = loaded.session_clusters.get(session)
         if cluster is None:
             reasons = loaded.problems_of("SessionCluster", session)
             why = (f"SessionCluster {session!r} is invalid ({reasons[0]})" if reasons
                    else f"no SessionCluster {session!r} in the spec repo")
-            return problem(line, f"sessionClusterName {session!r}: {why}")
+            return problem(line, f"spec.sessionClusterName {session!r}: {why}")
         effective = on_cluster(effective, session, cluster.spec.spec.deployment_target_name)
     sink = LoadResult()
     deployment = _checked(Deployment, effective.data, draft.lines, draft.file, draft.name, sink,

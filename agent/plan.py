@@ -109,6 +109,7 @@ class Plan:
                                             # unstable (the applied spec started again)
     state_check: StateCheck | None = None   # whether its new job can restore its state
                                             # (`agent.state_check`; None: nothing to check)
+    adopts: str | None = None            # ADOPT: the running job taken as the deployment's
 
     @property
     def refused(self) -> bool:
@@ -181,7 +182,7 @@ class Plan:
                     "the same state" if self.rollback else "")
         watched = (f"; the new job is then watched for upgradeStabilityWindow "
                    f"{self.stability_window}" if self.stability_window else "")
-        if self.settles is not None:
+        if self.settles is not None or self.adopts is not None:
             return f"{self.action.value}: {self.reason}" + (
                 f"; {self.steps_text()}" if self.steps else "")
         return f"{self.action.value}: {self.steps_text()}{fallback}{watched}"
@@ -227,6 +228,10 @@ def _plan(diff: Difference, desired: Deployment | None, previous: DeploymentStat
     if failed and not diff.drift:
         return Plan(name, None, extra, reason="the last attempt to apply this spec failed; push "
                                               "a fix, or change restartNonce to try again")
+    if diff.adopt is not None:
+        return Plan(name, ActionKind.ADOPT, reason=f"job {diff.adopt}, started outside the "
+                    "agent, becomes this deployment's job as it runs (no Flink call); later "
+                    "changes upgrade it like any other", adopts=diff.adopt)
     state = desired.spec.state
     if state == DesiredState.SUSPENDED:
         return _stop_or_nothing(name, active, extra, ActionKind.SUSPEND,

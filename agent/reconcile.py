@@ -22,8 +22,9 @@ from agent.secret_check import add_secret_check
 from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
-from agent.diff import (Difference, FieldChange, difference, field_changes, leaf_values,
-                        spec_document)
+from agent.adoption import adoption_problem
+from agent.diff import (Difference, FieldChange, adopted_jobs, difference, field_changes,
+                        leaf_values, spec_document, to_adopt)
 from agent.errors import ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected
 from agent import testpoints
 from agent.clock import from_millis, iso, parse, utc_now
@@ -40,7 +41,8 @@ from agent.lease import Lease
 from agent.memo import Memo
 from agent.deletion import Deletions, deletions
 from agent.load import LoadResult, Located, SpecProblem, load, load_blobs, target_problems
-from agent.model.spec import ArtifactKind, ArtifactStores, Deployment, DeploymentTarget
+from agent.model.spec import (ADOPT_JOB_ANNOTATION, ArtifactKind, ArtifactStores, Deployment,
+                              DeploymentTarget)
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
                                      Settling, assumed_from_status)
@@ -188,7 +190,8 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         desired = desired_hash = None
     # (ArtifactUnavailable, the store not answering, leaves the deployment unassessed: a jar's
     # identity unknown never restarts a job)
-    observation = view.of(name)
+    observation = view.of(name, adopted_jobs(name, desired,
+                                             previous.status if previous else None))
     if offline and not observation.reachable:
         observation = assumed_from_status(previous.status.job if previous else None,
                                           observation.error)
@@ -202,6 +205,11 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
             desired, before.status if before else None)) is not None:
         problems = [*problems, SpecProblem(located.file, located.line_of(
             "spec", "initialSavepointPath"), unnamed, "Deployment", name)]
+    adopting = to_adopt(desired, before.status if before else None)
+    if adopting is not None and (refused := adoption_problem(
+            adopting, desired, observation, client)) is not None:
+        problems = [*problems, SpecProblem(located.file, located.line_of(
+            "metadata", "annotations", ADOPT_JOB_ANNOTATION), refused, "Deployment", name)]
     diff = difference(name, desired, desired_hash, before, observation)
     if diff.job_changed and not diff.fields:   # only what the spec's text does not show
         diff = replace(diff, fields=_input_changes(
@@ -615,7 +623,8 @@ def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, Deployme
         if desired is None or target not in clients or located is None \
                 or (policy_of(desired, located.spec) is None and not watched):
             continue
-        job = views[target].of(name).active
+        job = views[target].of(name, adopted_jobs(
+            name, desired, previous[name].status if name in previous else None)).active
         if job is not None:
             reads[name] = (clients[target], job)
     return reads

@@ -48,7 +48,8 @@ def recover(name: str, previous: DeploymentStatus | None, observation: Observati
         return Recovery(previous)
     known = _known_jobs(previous)
     ended_unrecorded = _ended_unrecorded(previous, observation)
-    unknown_active = [j for j in observation.active_jobs if j.id not in known]
+    adopting = desired.adopt_job_id if desired is not None else None   # (planned: ADOPT)
+    unknown_active = [j for j in observation.active_jobs if j.id not in known | {adopting}]
     lost = _lost(previous, observation)
     if ended_unrecorded is None and not unknown_active and not lost:
         return Recovery(previous)

@@ -169,10 +169,12 @@ def _set(path: tuple[str, ...], value: Any) -> Callable[[str, str], str]:
 ARTIFACT = ("spec", "template", "spec", "artifact")
 WRONG_VALUES: dict[tuple[str, ...], list[Any]] = {
     ("metadata", "labels"): ["text", ["a"], {"a": ["b"]}, {"a": {"b": 1}}],
-    ("metadata", "annotations"): ["text", ["a"], {"a": [1]}],
+    ("metadata", "annotations"): ["text", ["a"], {"a": [1]},
+                                  {"flink-gitops.io/adopt-job-id": "my-job"}],
     ("metadata", "namespace"): [["a"], {"a": 1}],
     ("spec", "state"): ["RUNING", "running-ish", 1, ["RUNNING"], {"a": 1}],
     ("spec", "deploymentTargetName"): ["Not_A_Label", 5, ["test"], ""],
+    ("spec", "sessionClusterName"): ["shared", 5, "Not_A_Label"],
     ("spec", "upgradeStrategy"): ["STATEFUL", {"kind": "STATEFULL"}, {"kind": 1},
                                   {"kind": "STATEFUL", "extra": 1}],
     ("spec", "restoreStrategy"): ["LATEST", {"kind": "LATEST"}, {"allowNonRestoredState": "yes"},

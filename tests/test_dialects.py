@@ -4,6 +4,7 @@ Kubernetes Operator's FlinkSessionJob, read as the agent's own Deployments (pure
 from __future__ import annotations
 
 from agent.load import load, target_problems
+from agent.reconcile import review, sync
 from test_load import TARGET, VERVERICA_EXPORT
 
 # a Ververica namespace's defaults, as its API returns them (our own test data)
@@ -262,3 +263,109 @@ def test_convert_round_trips_every_dialect_to_the_same_deployments():
         assert spec_document(again.spec) == spec_document(located.spec)
         assert again.spec.job_hash() == located.spec.job_hash()
         assert again.origins == located.origins
+
+
+# ---- on real Flink -----------------------------------------------------------------------------
+
+def test_a_ververica_export_with_its_defaults_and_session_cluster_deploys_and_upgrades_with_state(
+        spec_repo, settings, flink, counter_jar, rest):
+    spec_repo.write_target("test", flink.url)
+    spec_repo.add_file("jobs/counter.jar", counter_jar)
+    spec_repo.write("vvp/cluster.yaml", SESSION_CLUSTER.replace(
+        "deploymentTargetName: local", "deploymentTargetName: test").replace("prod", "analytics"))
+    defaults = """\
+        kind: DeploymentDefaults
+        apiVersion: v1
+        metadata: {name: analytics, namespace: analytics}
+        spec:
+          sessionClusterName: shared
+          upgradeStrategy: {kind: stateful}
+          restoreStrategy: {kind: latest_savepoint}
+          template:
+            spec:
+              parallelism: 1
+              flinkConfiguration: {execution.checkpointing.interval: 1s}
+        """
+    spec_repo.write("vvp/defaults.yaml", defaults)
+    spec_repo.write("vvp/vvp-counter.yaml", """\
+        kind: Deployment
+        apiVersion: v1
+        metadata:
+          id: 8c1e2f3a-0000-4000-8000-000000000042
+          name: vvp-counter
+          displayName: Counter (analytics)
+          namespace: analytics
+          resourceVersion: 3
+          createdAt: 2025-06-01T08:00:00.000Z
+        spec:
+          state: running
+          jobFailureExpirationTime: 7d
+          template:
+            spec:
+              artifact:
+                kind: jar
+                jarUri: jobs/counter.jar
+                entryClass: com.example.Counter
+                mainArgs: --rate 20 --keys 4
+        status:
+          state: RUNNING
+        """)
+    first = deployed_with_state(spec_repo, settings, rest, "vvp-counter")
+
+    spec_repo.write("vvp/defaults.yaml", defaults.replace("parallelism: 1", "parallelism: 2"))
+    spec_repo.push("the namespace's defaults: parallelism 2")
+    [planned] = review(settings).reviews
+    assert planned.action == "STATEFUL_UPGRADE"
+    assert [(c.path, c.new, planned.origin(c.path)) for c in planned.changes] == [
+        ("spec.template.spec.parallelism", 2, "DeploymentDefaults analytics")]
+    assert rest.parallelism(upgraded_with_state(spec_repo, settings, rest, "vvp-counter",
+                                                first)) == 2
+
+
+def test_a_flink_session_job_manifest_deploys_and_upgrades_with_state(
+        spec_repo, settings, flink, counter_jar, rest):
+    spec_repo.write_target("session-cluster", flink.url)
+    spec_repo.add_file("jobs/counter.jar", counter_jar)
+    manifest = """\
+        apiVersion: flink.apache.org/v1beta1
+        kind: FlinkSessionJob
+        metadata:
+          name: operator-counter
+        spec:
+          deploymentName: session-cluster
+          flinkConfiguration:
+            execution.checkpointing.interval: 1s
+          job:
+            jarURI: jobs/counter.jar
+            entryClass: com.example.Counter
+            args: ["--rate", "20", "--keys", "4"]
+            parallelism: 1
+            upgradeMode: savepoint
+            state: running
+        """
+    spec_repo.write("operator/counter.yaml", manifest)
+    first = deployed_with_state(spec_repo, settings, rest, "operator-counter")
+    spec_repo.write("operator/counter.yaml", manifest.replace('"4"]', '"8"]'))
+    spec_repo.push("args changed")
+    upgraded_with_state(spec_repo, settings, rest, "operator-counter", first)
+
+
+def deployed_with_state(spec_repo, settings, rest, name: str) -> str:
+    """The spec repo as written, pushed and synced: the first job of `name`, checkpointed."""
+    spec_repo.push(f"{name} as it is")
+    assert sync(settings).exit_code == 0
+    first = rest.job(name, 1)
+    rest.wait_checkpoint(first)
+    return first
+
+
+def upgraded_with_state(spec_repo, settings, rest, name: str, first: str) -> str:
+    """Synced once more: the job after `first`, restored from the savepoint `first` stopped
+    with (a STATEFUL upgrade)."""
+    assert sync(settings).exit_code == 0
+    upgraded = rest.job(name, 2)
+    status = spec_repo.status_of(name)
+    assert status["lastAction"]["kind"] == "STATEFUL_UPGRADE"
+    assert rest.restored_from(upgraded) == status["lastSavepoint"]["location"]
+    assert status["lastSavepoint"]["jobId"] == first
+    return upgraded

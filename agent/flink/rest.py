@@ -137,6 +137,28 @@ class FlinkClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}")
 
+    def parallelism(self, job_id: str) -> int:
+        """The job's parallelism: as it was submitted (`GET /jobs/:id/config`), else its widest
+        operator's."""
+        config = self._request("GET", f"/jobs/{job_id}/config").get("execution-config") or {}
+        submitted = config.get("job-parallelism") if isinstance(config, dict) else None
+        if isinstance(submitted, int) and submitted > 0:
+            return submitted
+        widths = [v.get("parallelism") for v in self.job(job_id).get("vertices") or []
+                  if isinstance(v, dict)]
+        widths = [w for w in widths if isinstance(w, int) and w > 0]
+        if not widths:
+            raise FlinkAnswerInvalid(f"Flink at {self.url} tells no parallelism of job {job_id}")
+        return max(widths)
+
+    def checkpoint_interval(self, job_id: str) -> int | None:
+        """The job's checkpoint interval (ms), None when it does not checkpoint."""
+        try:
+            interval = self._request("GET", f"/jobs/{job_id}/checkpoints/config").get("interval")
+        except FlinkRequestError:   # Flink: "Checkpointing is not enabled for this job"
+            return None
+        return interval if isinstance(interval, int) and 0 < interval < 2**62 else None
+
     def job_state(self, job_id: str) -> FlinkJobStatus | None:
         """The job's current Flink status, or None when the cluster does not know the job."""
         job = self.job_overview(job_id)
@@ -183,9 +205,7 @@ class FlinkClient:
 
     def checkpointing(self, job_id: str) -> tuple[bool, int | None]:
         """Whether the job checkpoints, and when its newest completed checkpoint was (ms)."""
-        try:
-            self._request("GET", f"/jobs/{job_id}/checkpoints/config")
-        except FlinkRequestError:   # Flink: "Checkpointing is not enabled for this job"
+        if self.checkpoint_interval(job_id) is None:
             return False, None
         latest = (self.checkpoints(job_id).get("latest") or {}).get("completed") or {}
         return True, latest.get("latest_ack_timestamp")

@@ -6,7 +6,7 @@ Jobs are attributed to deployments by their id (see `job_ids`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.job_ids import deployment_key, spec_digest_of
 from agent.model.job_states import FlinkJobStatus
@@ -94,10 +94,16 @@ class ClusterView:
     error: str | None = None
     jobs: dict[str, list[ObservedJob]] = field(default_factory=dict)
 
-    def of(self, name: str) -> Observation:
+    def of(self, name: str, adopted: tuple[str, ...] = ()) -> Observation:
+        """Deployment `name`'s jobs, and the `adopted` ones (jobs started outside the agent that
+        it takes, or took, as the deployment's: generation 0, oldest)."""
         if not self.reachable:
             return Observation(False, error=self.error)
-        return Observation(True, tuple(self.jobs.get(deployment_key(name), ())))
+        own = tuple(self.jobs.get(deployment_key(name), ()))
+        taken = tuple(replace(job, generation=0) for job_id in dict.fromkeys(adopted)
+                      for job in self.jobs.get(job_id[:16], ()) if job.id == job_id
+                      and job_id[:16] != deployment_key(name))
+        return Observation(True, taken + own)
 
 
 def assumed_from_status(job: Job | None, error: str | None) -> Observation:

@@ -28,6 +28,9 @@ DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 STOP_WITH_DRAIN_ANNOTATION = "com.dataartisans.appmanager.controller.deployment.stop-with-drain"
 # "true": a change of a secret reference's value restarts the job (per its upgrade strategy)
 RESTART_ON_SECRET_CHANGE_ANNOTATION = "flink-gitops.io/restart-on-secret-change"
+# a Flink job id: that running job, started outside the agent, becomes the deployment's job
+ADOPT_JOB_ANNOTATION = "flink-gitops.io/adopt-job-id"
+FLINK_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 CHECKPOINT_RETENTION = "execution.checkpointing.externalized-checkpoint-retention"
 MAX_PARALLELISM = 32768          # Flink's largest maxParallelism
 MAX_ATTEMPTS = 100
@@ -165,6 +168,15 @@ class Metadata(SpecModel):
     resource_version: int | None = None
     created_at: str | None = None
     modified_at: str | None = None
+
+    @field_validator("annotations")
+    @classmethod
+    def _adopts_a_job_id(cls, annotations: dict[str, str]) -> dict[str, str]:
+        written = annotations.get(ADOPT_JOB_ANNOTATION)
+        if written is not None and not FLINK_JOB_ID.match(written.strip().lower()):
+            raise ValueError(f"{ADOPT_JOB_ANNOTATION} is {written!r}, not a Flink job id (32 "
+                             "hex digits, as `flink list` and the web UI show it)")
+        return annotations
 
 
 class UpgradeStrategy(SpecModel):
@@ -407,6 +419,12 @@ class Deployment(Resource):
         """`stopWithDrain`, or Ververica's stop-with-drain annotation set to true."""
         annotation = self.metadata.annotations.get(STOP_WITH_DRAIN_ANNOTATION, "false")
         return self.spec.stop_with_drain or annotation.strip().lower() == "true"
+
+    @property
+    def adopt_job_id(self) -> str | None:
+        """The running job this deployment takes as its own (its annotation), if any."""
+        written = self.metadata.annotations.get(ADOPT_JOB_ANNOTATION)
+        return written.strip().lower() if written is not None else None
 
     @property
     def restarts_on_secret_change(self) -> bool:

@@ -55,6 +55,7 @@ class ActionKind(StrEnum):
     DELETE = "DELETE"
     REDEPLOY = "REDEPLOY"                    # restarted from the savepoint a spec chose
     DISPOSE_SAVEPOINTS = "DISPOSE_SAVEPOINTS"   # savepoints beyond savepointRetention
+    ADOPT = "ADOPT"                          # a job started outside the agent taken as it runs
 
 
 class ActionResult(StrEnum):
@@ -198,6 +199,7 @@ class Status(StatusModel):
     savepoint_redeploy_nonce: int | str | None = None  # the last one the job was restored for
     health_restarted_at: str | None = None  # the last restart its health policy made
     stability: StabilityWatch | None = None  # an upgrade still in its stability window
+    adopted_job_id: str | None = None        # the job started outside the agent it took over
     history: History = Field(default_factory=History)
 
     def savepoint_named(self, name: str) -> Savepoint | None:

@@ -16,7 +16,7 @@ from agent.diff import spec_document
 from agent.model.job_states import FlinkJobStatus, JobState
 from agent.model.observation import JobHealth, Observation
 from agent.model.outcome import Outcome
-from agent.clock import iso, parse
+from agent.clock import from_millis, iso, parse
 from agent.model.spec import DesiredState, duration_seconds
 from agent.model.status import (Action, ActionResult, DeploymentState, DeploymentStatus, Event,
                                 History, Job, JobInputs, Problem, ProblemKind, Savepoint,
@@ -169,6 +169,8 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
                        or flink_status == FlinkJobStatus.CANCELED
                        else FlinkJobStatus.parse(flink_status).job_state(ended.state))
         ended.ended_at = facts.now
+    if plan.adopts is not None and outcome.result == ActionResult.SUCCESS:
+        _record_adopted(status, facts)
     if outcome.started is not None:
         started = outcome.started
         status.job = Job(id=started.id, generation=started.generation, state=JobState.STARTED,
@@ -187,6 +189,19 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         status.errors.append(Problem(kind=ProblemKind.EXECUTION, message=outcome.message))
         if outcome.permanent and facts.item.desired is not None and not plan.upkeep:
             status.failed_attempt = facts.item.desired.attempt_key(facts.item.desired_hash)
+
+
+def _record_adopted(status: Status, facts: CycleFacts) -> None:
+    """The job the plan adopts, as observed, becomes the deployment's job (generation 0: the
+    agent's own jobs count from 1)."""
+    seen = next(j for j in facts.item.observation.jobs if j.id == facts.item.plan.adopts)
+    status.job = Job(id=seen.id, generation=0, state=JobState.STARTED,
+                     flink_status=seen.flink_status,
+                     parallelism=facts.item.desired.spec.template.spec.parallelism,
+                     tasks=seen.tasks, started_at=from_millis(seen.start_time),
+                     spec_commit=facts.commit)
+    status.history.jobs = bounded(status.history.jobs + [status.job])
+    status.adopted_job_id = seen.id
 
 
 def _watch(facts: CycleFacts) -> StabilityWatch:
