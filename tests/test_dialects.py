@@ -347,7 +347,17 @@ def test_a_flink_session_job_manifest_deploys_and_upgrades_with_state(
     first = deployed_with_state(spec_repo, settings, rest, "operator-counter")
     spec_repo.write("operator/counter.yaml", manifest.replace('"4"]', '"8"]'))
     spec_repo.push("args changed")
-    upgraded_with_state(spec_repo, settings, rest, "operator-counter", first)
+    upgraded = upgraded_with_state(spec_repo, settings, rest, "operator-counter", first)
+
+    spec_repo.write("operator/counter.yaml", manifest.replace(
+        "deploymentName: session-cluster", "deploymentName: session-clutser"))
+    spec_repo.push("a typo in deploymentName")
+    assert sync(settings).exit_code == 1
+    status = spec_repo.status_of("operator-counter")
+    [error] = status["errors"]
+    assert (status["sync"], error["file"], error["line"]) == ("INVALID", "operator/counter.yaml", 6)
+    assert "no DeploymentTarget 'session-clutser' in the spec repo" in error["message"]
+    assert rest.running() == [upgraded]                  # left running as it is
 
 
 def deployed_with_state(spec_repo, settings, rest, name: str) -> str:
