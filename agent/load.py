@@ -284,7 +284,7 @@ def _merge(files: dict[str, ParsedFile]) -> LoadResult:
     clusters = tuple(sorted((name, located.spec.spec.deployment_target_name)
                             for name, located in result.session_clusters.items()))
     for draft in drafts:
-        scope = scopes.get(draft.namespace) or scopes.get(None)
+        scope = scopes.get(None) or scopes.get(draft.namespace)
         outcome = draft.outcome((scope, clusters), lambda: _resolved(draft, scope, result))
         result.problems += outcome.problems
         result.warnings += draft.warnings + outcome.warnings
@@ -301,13 +301,14 @@ def _merge(files: dict[str, ParsedFile]) -> LoadResult:
 
 
 def _bucket(result: LoadResult, kind: str) -> dict[str, Located]:
-    return {"DeploymentTarget": result.targets, "SessionCluster": result.session_clusters,
-            "DeploymentDefaults": {}}.get(kind, {})
+    """Where a kind's documents are kept by name (DeploymentDefaults: by namespace, `_scopes`)."""
+    return {"DeploymentTarget": result.targets,
+            "SessionCluster": result.session_clusters}.get(kind, {})
 
 
 def _scopes(result: LoadResult) -> dict[str | None, tuple]:
-    """What each namespace's deployments get from DeploymentDefaults: ("defaults", the
-    document's place, its origin name, its spec as JSON), or ("held", why) when the defaults of
+    """What each namespace's deployments get from DeploymentDefaults: ("defaults", their name
+    as an origin, their spec as JSON), or ("held", why) when the defaults of
     the namespace cannot be read or are written twice. Fills `result.defaults`. The key None:
     defaults that cannot be read and whose namespace is unknown (they hold every deployment)."""
     scopes: dict[str | None, tuple] = {}
@@ -336,8 +337,7 @@ def _scopes(result: LoadResult) -> dict[str | None, tuple]:
         elif namespace not in scopes:
             [located] = copies
             result.defaults[namespace] = located
-            scopes[namespace] = ("defaults", f"{located.file}:{located.line}",
-                                 f"DeploymentDefaults {located.spec.name}",
+            scopes[namespace] = ("defaults", f"DeploymentDefaults {located.spec.name}",
                                  json.dumps(located.spec.spec, sort_keys=True, default=str))
     return scopes
 
@@ -354,7 +354,7 @@ def _resolved(draft: Draft, scope: tuple | None, loaded: LoadResult) -> ParsedFi
         return problem(draft.line, f"{scope[1]}: this deployment is held as it runs until they "
                                    "can")
     if scope is not None:
-        _, place, origin, spec = scope
+        _, origin, spec = scope
         effective = with_defaults(draft.data, json.loads(spec), origin)
     spec = effective.data.get("spec")
     session = spec.get("sessionClusterName") if isinstance(spec, dict) else None

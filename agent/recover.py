@@ -63,7 +63,7 @@ def recover(name: str, previous: DeploymentStatus | None, observation: Observati
         if ended_unrecorded is not None:
             _record_end(status, ended_unrecorded, client, desired, events)
         if unknown_active:
-            _adopt(status, unknown_active[-1], client, desired, desired_hash, events)
+            _record_submitted(status, unknown_active[-1], client, desired, desired_hash, events)
     except FlinkError as error:
         events.append(f"could not read Flink's records to recover: {error}")
         return Recovery(previous, events)
@@ -146,8 +146,9 @@ def _record_end(status: Status, ended: ObservedJob, client: FlinkClient,
     status.history.jobs = [job if j.id == job.id else j for j in status.history.jobs]
 
 
-def _adopt(status: Status, found: ObservedJob, client: FlinkClient, desired: Deployment | None,
-           desired_hash: str | None, events: list[str]) -> None:
+def _record_submitted(status: Status, found: ObservedJob, client: FlinkClient,
+                      desired: Deployment | None, desired_hash: str | None,
+                      events: list[str]) -> None:
     """A running job of this deployment that the status does not know: the agent submitted it
     before it was interrupted. It becomes the deployment's job, with the spec its id names."""
     latest = client.checkpoints(found.id).get("latest") or {}
@@ -167,7 +168,7 @@ def _adopt(status: Status, found: ObservedJob, client: FlinkClient, desired: Dep
         spec = f"spec digest {found.spec_digest}"
     restored_text = f"restored from {restored}" if restored else "started with empty state"
     events.append(f"recovered: found job {found.id} ({spec}, {restored_text}) submitted by an "
-                  "interrupted action; adopted it instead of submitting again")
+                  "interrupted action; recorded it instead of submitting again")
 
 
 def _origin(desired: Deployment | None) -> SavepointOrigin:

@@ -61,7 +61,7 @@ def test_a_job_submitted_by_an_interrupted_action_is_adopted_not_submitted_again
     status = recovery.previous.status
     assert status.job.id == new and status.job.restored_from == "file:/sp/7"
     assert status.applied_spec_hash == spec.job_hash()
-    assert "adopted it instead of submitting again" in recovery.events[0]
+    assert "recorded it instead of submitting again" in recovery.events[0]
 
 
 def test_an_adopted_job_of_another_spec_is_not_taken_for_the_desired_one():

@@ -481,8 +481,7 @@ class Deployment(Resource):
             (self.spec.job_failure_expiration_time, "spec.jobFailureExpirationTime has no "
              "effect (failed jobs are kept as Flink keeps them); ignored"),
             (self.metadata.display_name, "metadata.displayName has no effect: the status "
-             "branch names the deployment by metadata.name; ignored"),
-            ) if value is not None]
+             "branch names the deployment by metadata.name; ignored")) if value is not None]
         if self.status is not None:
             notes.append("status is written by the agent on the status branch; ignored here")
         return notes
