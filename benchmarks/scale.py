@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +47,9 @@ def build_repo(root: Path, size: int, clusters: int, fake_url: str) -> SpecRepo:
         repo.write(f"deployments/d{d:05d}.yaml",
                    counter_deployment(f"d{d:05d}", target=f"c{d % clusters:02d}"))
     (repo.checkout / "jobs").mkdir()
-    (repo.checkout / "jobs" / "counter.jar").write_bytes(random.Random(1).randbytes(4096))
+    with zipfile.ZipFile(repo.checkout / "jobs" / "counter.jar", "w") as jar:   # (the fake
+        jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")      # runs nothing)
+        jar.writestr("com/example/Counter.class", random.Random(1).randbytes(4096))
     repo.push("specs")
     return repo
 
