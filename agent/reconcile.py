@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from threading import Event, Lock
+from threading import Event, Lock, Timer
 from typing import Callable
 
 from agent.artifact_check import ARTIFACT, add_artifact_check, field_path
@@ -426,32 +426,73 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     return result
 
 
+PROGRESS_INTERVAL_S = 2.0   # progress commits of one cycle: at most one per this (the first
+                            # at once), each carrying every action under way so far
+
+
 class Progress:
-    """The status branch told as each action starts: one commit in which its deployment is
-    TRANSITIONING, its action IN_PROGRESS with the steps under way, so readers see an upgrade
-    while its savepoint is taken. Lanes commit one at a time, each commit carrying every action
-    under way so far; the cycle's own status replaces them. Best effort: a commit that cannot be
-    pushed is a log line, and the action goes on."""
+    """The status branch told as actions start: a commit in which each deployment whose action
+    is under way is TRANSITIONING, its action IN_PROGRESS with the steps under way, so readers
+    see an upgrade while its savepoint is taken. The first action is told at once; actions that
+    start within `interval` of the last commit are told together, by one commit at the end of
+    it (a first deploy of thousands costs a commit every `interval`, not one per action). The
+    cycle's own status replaces them (`close`: nothing is told after it). Best effort: a commit
+    that cannot be pushed is a log line, and the action goes on."""
 
     def __init__(self, source: SpecRepository, status_branch: str, cycle: Cycle,
-                 caches: Caches):
+                 caches: Caches, interval: float | None = None):
         self.source, self.status_branch, self.cycle, self.caches = (source, status_branch,
                                                                     cycle, caches)
+        self.interval = PROGRESS_INTERVAL_S if interval is None else interval
         self.under_way: dict[str, DeploymentStatus] = {}
+        self.untold: list[Assessment] = []       # started since the last commit
+        self.told_at: float | None = None        # monotonic time of the last commit
+        self.timer: Timer | None = None
+        self.closed = False
         self.lock = Lock()
 
     def started(self, item: Assessment) -> None:
         with self.lock:
             self.under_way[item.name] = in_progress(item, utc_now())
-            documents = [self.under_way.get(i.name) or i.previous for i in self.cycle.assessments
-                         if i.name in self.under_way or i.previous is not None]
-            files = status_files(documents, self.cycle.commit, self.cycle.loaded.unattributed(),
-                                 self.caches.rendered, _ui_bases(self.cycle))
-            try:
-                StatusStore(self.source, self.status_branch, self.caches.documents).write(
-                    files, f"{item.name}: {item.plan.action.value} in progress")
-            except FlinkGitopsError as error:
-                log.warning("%s: its progress could not be written: %s", item.name, error)
+            self.untold.append(item)
+            wait = 0.0 if self.told_at is None else \
+                self.told_at + self.interval - time.monotonic()
+            if wait <= 0:
+                self._tell()
+            elif self.timer is None:
+                self.timer = Timer(wait, self._tell_later)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def close(self) -> None:
+        """Every action ended: the cycle's own status follows, no progress after it."""
+        with self.lock:
+            self.closed = True
+            if self.timer is not None:
+                self.timer.cancel()
+
+    def _tell_later(self) -> None:
+        with self.lock:
+            self.timer = None
+            if not self.closed and self.untold:
+                self._tell()
+
+    def _tell(self) -> None:
+        """One commit of every action under way (called holding the lock)."""
+        items, self.untold, self.told_at = self.untold, [], time.monotonic()
+        documents = [self.under_way.get(i.name) or i.previous for i in self.cycle.assessments
+                     if i.name in self.under_way or i.previous is not None]
+        files = status_files(documents, self.cycle.commit, self.cycle.loaded.unattributed(),
+                             self.caches.rendered, _ui_bases(self.cycle))
+        message = (f"{items[0].name}: {items[0].plan.action.value} in progress" if len(items) == 1
+                   else f"{len(items)} more actions in progress ({items[-1].name}: "
+                        f"{items[-1].plan.action.value}, …)")
+        try:
+            StatusStore(self.source, self.status_branch, self.caches.documents).write(
+                files, message)
+        except FlinkGitopsError as error:
+            log.warning("%s: progress could not be written: %s",
+                        ", ".join(i.name for i in items[:3]), error)
 
 
 def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
@@ -489,10 +530,14 @@ def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
             log.info("%s: %s %s", item.name, outcome.result.value, outcome.message,
                      extra=where | {"outcome": outcome.result.value})
 
-    if lanes:
-        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
-            for done in [pool.submit(run_lane, items) for items in lanes.values()]:
-                done.result()
+    try:
+        if lanes:
+            with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+                for done in [pool.submit(run_lane, items) for items in lanes.values()]:
+                    done.result()
+    finally:
+        if progress is not None:
+            progress.close()
     return outcomes
 
 

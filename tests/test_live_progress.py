@@ -55,3 +55,18 @@ def test_an_agent_killed_mid_action_leaves_in_progress_only_until_the_next_cycle
     status = spec_repo.status_of("interrupted")
     assert status["state"] == "RUNNING" and status["lastAction"]["result"] == "SUCCESS"
     assert rest.running() == [status["job"]["id"]]
+
+
+def test_actions_starting_together_are_told_in_one_progress_commit_per_interval(
+        deployed, spec_repo, settings, rest, monkeypatch):
+    from agent import reconcile
+
+    monkeypatch.setattr(reconcile, "PROGRESS_INTERVAL_S", 3600.0)   # none ends in this cycle
+    for name in ("together-a", "together-b", "together-c"):
+        deployed(name)
+    spec_repo.push("three at once")
+    assert sync(settings).exit_code == 0
+    progress, done = reversed(spec_repo.status_commits())
+    assert git(spec_repo.remote, "log", "-1", "--format=%s", progress) == \
+        "together-a: START in progress"       # the first action told at once, the rest not
+    assert status_at(spec_repo, done, "together-c")["state"] == "RUNNING"
