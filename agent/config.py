@@ -55,3 +55,8 @@ class Settings:
     @property
     def artifact_cache(self) -> Path:
         return self.workdir / "artifacts"
+
+    @property
+    def snapshots(self) -> Path:
+        """Where memos are kept for a fresh process (`agent.snapshots`)."""
+        return self.workdir / "cache"

@@ -65,6 +65,11 @@ class Memo(Generic[K, V]):
     def clear(self) -> None:
         self.retain(())
 
+    def items(self) -> list[tuple[K, V]]:
+        """Every entry, least recently used first (a snapshot)."""
+        with self._lock:
+            return [(key, value) for key, (value, _) in self._entries.items()]
+
     def __len__(self) -> int:
         return len(self._entries)
 

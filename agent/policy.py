@@ -16,7 +16,10 @@ applied spec, or null).
 
 Rego is deterministic, so a policy set's answer to an input is remembered: policy sets are kept
 per file content and remember their verdicts per input, and a cycle in which a deployment's
-spec, plan and applied spec are unchanged asks the worker nothing.
+spec, plan and applied spec are unchanged asks the worker nothing. A set given a snapshot
+directory also keeps its verdicts there (`save`), so a fresh process (cron's `sync`, a daemon
+restarted, `plan` in CI) asks the worker only for inputs no process has asked before; a set one
+of whose files broke a limit keeps nothing there.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from agent.memo import Memo
 from agent.model.spec import Deployment
 from agent.model.verdict import Verdict
 from agent.rego_sandbox import Sandbox
+from agent.snapshots import load_snapshot, prune_snapshots, save_snapshot
 
 log = logging.getLogger(__name__)
 BUILT_IN = Path(__file__).resolve().parent.parent / "policies"
@@ -42,21 +46,43 @@ _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _ANSWERS_KEPT = 50_000
 MAX_MESSAGE_CHARS = 1000     # a deny or warn message longer than this is cut
 _SETS_KEPT = 8
+SNAPSHOT_KIND, SNAPSHOT_VERSION = "policy verdicts", 1
 
 
 @dataclass
 class PolicySet:
-    """Compiled policy files of one package, in their sandbox, with the verdicts given so far."""
+    """Compiled policy files of one package, in their sandbox, with the verdicts given so far
+    (and those of earlier processes, from its `snapshot` file)."""
 
     sandbox: Sandbox
     warnings: tuple[str, ...] = ()        # files of other packages: not evaluated
+    snapshot: Path | None = None          # where its verdicts are kept between processes
+    asked: int = 0                        # inputs the worker evaluated (tests, benchmarks)
     _answers: Memo[bytes, Verdict] = field(
         repr=False, default_factory=lambda: Memo("policy verdicts", _ANSWERS_KEPT))
+    _unsaved: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.snapshot is not None:
+            for key, (denials, warnings) in load_snapshot(self.snapshot, SNAPSHOT_KIND,
+                                                          SNAPSHOT_VERSION).items():
+                self._answers.put(bytes.fromhex(key), Verdict(tuple(denials), tuple(warnings)))
 
     def verdict(self, document: dict[str, Any]) -> Verdict:
         return self._answers.get_or(input_digest(document), lambda: self._ask(document))
 
+    def save(self) -> None:
+        """Keeps the verdicts in the snapshot file, if any are new since the last save."""
+        if self.snapshot is None or not self._unsaved or self.sandbox.broken:
+            return
+        save_snapshot(self.snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION, {
+            key.hex(): [list(v.denials), list(v.warnings)] for key, v in self._answers.items()})
+        prune_snapshots(self.snapshot.parent, "policy-verdicts-*.json", _SETS_KEPT)
+        self._unsaved = False
+
     def _ask(self, document: dict[str, Any]) -> Verdict:
+        self.asked += 1
+        self._unsaved = True
         answers = self.sandbox.evaluate(document)
         denials, warnings = list(self.sandbox.broken.values()), []
         for path, answer in answers.items():
@@ -75,10 +101,12 @@ def policy_sets() -> Memo[tuple, PolicySet]:
 
 
 def compile_policies(files: dict[str, str], package: str = "main",
-                     sets: Memo[tuple, PolicySet] | None = None) -> PolicySet:
+                     sets: Memo[tuple, PolicySet] | None = None,
+                     snapshots: Path | None = None) -> PolicySet:
     """Compiles every policy file (path -> Rego text) of `package`; a file that does not compile
     denies every change, saying its line and why. With `sets` (see `policy_sets`), the same
-    files compile to the same remembered policy set."""
+    files compile to the same remembered policy set; with `snapshots` (a directory), the set
+    starts from the verdicts an earlier process kept there for the same files."""
     key = (package, tuple(sorted(files.items())))
     found = sets.get(key) if sets is not None else None
     if found is not None:
@@ -89,9 +117,11 @@ def compile_policies(files: dict[str, str], package: str = "main",
                           f"package (they declare {sorted(set(declared.values()) - {None})})")
     ours = {path: text for path, text in sorted(files.items())
             if declared[path] in (package, None)}
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     compiled = PolicySet(Sandbox(ours, package), tuple(
         f"{path}: package {found} is not --policy-package {package}: its rules are not "
-        "evaluated" for path, found in sorted(declared.items()) if found not in (package, None)))
+        "evaluated" for path, found in sorted(declared.items()) if found not in (package, None)),
+        snapshots / f"policy-verdicts-{digest}.json" if snapshots is not None else None)
     for warning in compiled.warnings:
         log.warning("%s", warning)
     return sets.put(key, compiled) if sets is not None else compiled

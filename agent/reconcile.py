@@ -121,7 +121,8 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                   libraries=lambda located: _dependency_jars(settings, source, commit, loaded,
                                                              located.spec))
     policies = compile_policies(with_built_ins(source.spec_texts(
-        commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies)
+        commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies,
+        settings.snapshots)
     store = StatusStore(source, settings.status_branch, caches.documents)
     status_head = store.head()
     previous, unreadable_status = store.read()
@@ -162,6 +163,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
         if name in unreadable_status:
             assessment.events += (unreadable_status[name],)
         assessments.append(assessment)
+    policies.save()
     return Cycle(commit, loaded, assessments, clients, status_head)
 
 

@@ -1,0 +1,60 @@
+"""Memos kept in the work dir for a fresh process (`agent.snapshots`): a process starts from the
+policy verdicts an earlier one kept, and a snapshot that cannot be trusted whole is rebuilt (the
+next process is only slower, and right)."""
+
+from __future__ import annotations
+
+import json
+
+from agent.policy import built_in_policies, compile_policies, policy_input
+from agent.snapshots import load_snapshot, save_snapshot
+from conftest import deployment
+
+
+def test_a_snapshot_is_read_back_only_when_all_of_it_checks(tmp_path):
+    path = tmp_path / "cache" / "memo.json"
+    save_snapshot(path, "answers", 1, {"a": [1, 2], "b": "x"})
+    assert load_snapshot(path, "answers", 1) == {"a": [1, 2], "b": "x"}
+    assert load_snapshot(path, "answers", 2) == {}            # another format version
+    assert load_snapshot(path, "other", 1) == {}
+    text = path.read_text()
+    path.write_text(text.replace('"x"', '"y"'))              # edited: the checksum says so
+    assert load_snapshot(path, "answers", 1) == {}
+    path.write_text(text[:len(text) // 2])                     # truncated
+    assert load_snapshot(path, "answers", 1) == {}
+    path.write_bytes(b"\x00\xff" * 10)                         # not even text
+    assert load_snapshot(path, "answers", 1) == {}
+    assert load_snapshot(tmp_path / "missing.json", "answers", 1) == {}
+    assert [p.name for p in path.parent.iterdir()] == ["memo.json"]   # no scratch file left
+
+
+def inputs() -> list[dict]:
+    return [policy_input(deployment(parallelism=p, restore=r), "local", "local",
+                         {"action": "STATEFUL_UPGRADE", "state": "DISCARDED"}, None)
+            for p in (1, 2, 3) for r in ("NONE", "LATEST_SAVEPOINT")]
+
+
+def test_a_fresh_policy_set_asks_nothing_already_asked_and_a_corrupt_snapshot_is_rebuilt(
+        tmp_path):
+    first = compile_policies(built_in_policies(), snapshots=tmp_path)
+    verdicts = [first.verdict(document) for document in inputs()]
+    assert first.asked == 6
+    first.save()
+    [snapshot] = tmp_path.glob("policy-verdicts-*.json")
+
+    again = compile_policies(built_in_policies(), snapshots=tmp_path)   # as a fresh process
+    assert [again.verdict(document) for document in inputs()] == verdicts
+    assert again.asked == 0
+    other = compile_policies({**built_in_policies(), "policies/x.rego": "package main\n"},
+                             snapshots=tmp_path)                  # other files: other verdicts
+    other.verdict(inputs()[0])
+    assert other.asked == 1
+
+    document = json.loads(snapshot.read_text())
+    document["entries"][next(iter(document["entries"]))][0] = ["forged denial"]
+    snapshot.write_text(json.dumps(document))
+    rebuilt = compile_policies(built_in_policies(), snapshots=tmp_path)
+    assert [rebuilt.verdict(document) for document in inputs()] == verdicts
+    assert rebuilt.asked == 6
+    for each in (first, again, other, rebuilt):
+        each.sandbox.close()
