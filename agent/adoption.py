@@ -133,5 +133,6 @@ def _name(job_name: str, taken: set[str]) -> str:
 def _jar_list(jars: list[dict]) -> str:
     if not jars:
         return "none"
-    return "; ".join(f"{j.get('name')} ({', '.join(e.get('name', '?') for e in j.get('entry') or [])})"
-                     for j in jars)
+    def entries(jar: dict) -> str:
+        return ", ".join(e.get("name", "?") for e in jar.get("entry") or [])
+    return "; ".join(f"{jar.get('name')} ({entries(jar)})" for jar in jars)

@@ -60,17 +60,23 @@ def _merged(under: dict[str, Any], over: dict[str, Any], path: str, origin: str,
         here = f"{path}.{key}"
         if key not in over:
             merged[key] = value
-            for leaf in _leaves(value, here):
+            for leaf in leaf_values({key: value}, path):
                 origins[leaf] = origin
         elif isinstance(value, dict) and isinstance(over[key], dict):
             merged[key] = _merged(value, over[key], here, origin, origins)
     return merged
 
 
-def _leaves(value: Any, path: str) -> list[str]:
-    if isinstance(value, dict) and value:
-        return [leaf for key, item in value.items() for leaf in _leaves(item, f"{path}.{key}")]
-    return [path]
+def leaf_values(document: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Every value of a document that is not a mapping, by dotted path (a list whole)."""
+    leaves = {}
+    for key, value in document.items():
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(value, dict) and value:
+            leaves.update(leaf_values(value, here))
+        else:
+            leaves[here] = value
+    return leaves
 
 
 def _artifact_kind(spec: dict[str, Any]) -> str:

@@ -204,18 +204,6 @@ def _drift(status, observation: Observation) -> str | None:
     return f"job {status.job.id} is {seen.flink_status} (not by the agent)"
 
 
-def leaf_values(document: dict[str, Any], path: str = "") -> dict[str, Any]:
-    """Every value of a spec document that is not a mapping, by dotted path (a list whole)."""
-    leaves = {}
-    for key, value in document.items():
-        here = f"{path}.{key}" if path else str(key)
-        if isinstance(value, dict) and value:
-            leaves.update(leaf_values(value, here))
-        else:
-            leaves[here] = value
-    return leaves
-
-
 def _dotted(path: str) -> str:
     """deepdiff's root['spec']['template'][0] -> spec.template[0]."""
     text = path.removeprefix("root")

@@ -23,8 +23,9 @@ from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
 from agent.adoption import adoption_problem
+from agent.defaults import leaf_values
 from agent.diff import (Difference, FieldChange, adopted_jobs, difference, field_changes,
-                        leaf_values, spec_document, to_adopt)
+                        spec_document, to_adopt)
 from agent.errors import ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected
 from agent import testpoints
 from agent.clock import from_millis, iso, parse, utc_now

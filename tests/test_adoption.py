@@ -36,7 +36,8 @@ def started_by_hand(url: str, jar: Path, parallelism: int = 1) -> str:
 
 def adopting(name: str, job: str, **fields) -> str:
     return counter_deployment(name, **fields).replace(
-        "  labels: {team: test}", f"  labels: {{team: test}}\n  annotations: {{{ANNOTATION}: '{job}'}}")
+        "  labels: {team: test}",
+        f"  labels: {{team: test}}\n  annotations: {{{ANNOTATION}: '{job}'}}")
 
 
 HAND = "cd680f4e993e0a2b19d9b1bb153edf38"
