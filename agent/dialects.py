@@ -44,6 +44,7 @@ UPGRADE_MODES = {
     "stateless": ("STATELESS", "NONE"),
 }
 DEFAULT_UPGRADE_MODE = "stateless"
+_UPGRADE_MODE = ("spec", "job", "upgradeMode")
 # `local://` names a file in the operator's Flink image; the agent reads jars itself
 _IMAGE_FILE = "local://"
 
@@ -68,13 +69,13 @@ def session_job(manifest: dict[str, Any]) -> Translated:
     data: dict[str, Any] = {"apiVersion": "v1", "kind": "Deployment"}
     moves, warnings = [], []
     for source, value in _leaves_of(manifest, SESSION_JOB_FIELDS):
+        if source == _UPGRADE_MODE:
+            continue   # both strategies are set from it below (it has a default)
         if source in SESSION_JOB_FIELDS:
             target = SESSION_JOB_FIELDS[source]
             value, warning = _value(source, value)
             if warning:
                 warnings.append((source, warning))
-            if source[-1] == "upgradeMode":
-                continue   # both strategies are set from it below
             _put(data, target, value)
             moves.append((target, source))
         elif source == ("status",):
@@ -83,12 +84,16 @@ def session_job(manifest: dict[str, Any]) -> Translated:
             warnings.append((source, f"{'.'.join(source)} is not honoured by the agent "
                                      "(no mapping for a FlinkSessionJob field); ignored"))
     mode = _job(manifest).get("upgradeMode", DEFAULT_UPGRADE_MODE)
-    upgrade, restore = UPGRADE_MODES.get(str(mode).lower(), (mode, None))
-    _put(data, ("spec", "upgradeStrategy", "kind"), upgrade)
-    moves.append((("spec", "upgradeStrategy", "kind"), ("spec", "job", "upgradeMode")))
+    upgrade, restore = UPGRADE_MODES.get(str(mode).lower(), (mode, None))   # (an unknown mode:
+    _put(data, ("spec", "upgradeStrategy", "kind"), upgrade)   # the strategy's validation says)
+    moves.append((("spec", "upgradeStrategy", "kind"), _UPGRADE_MODE))
     if restore is not None:
         _put(data, ("spec", "restoreStrategy", "kind"), restore)
-        moves.append((("spec", "restoreStrategy", "kind"), ("spec", "job", "upgradeMode")))
+        moves.append((("spec", "restoreStrategy", "kind"), _UPGRADE_MODE))
+    if str(mode).lower() == "last-state":
+        warnings.append((_UPGRADE_MODE, "upgradeMode last-state is read as STATEFUL with "
+                                        "restoreStrategy LATEST_STATE: the agent also takes a "
+                                        "savepoint when it stops the job"))
     _put(data, ("spec", "template", "spec", "artifact", "kind"), "JAR")
     return Translated(data, tuple(moves), tuple(warnings))
 
@@ -105,11 +110,6 @@ def moved_lines(lines: dict[tuple, int], moves: tuple[tuple[tuple, tuple], ...])
 
 def _value(source: tuple, value: Any) -> tuple[Any, str | None]:
     """A manifest's value as the Deployment takes it, and a warning when it is read otherwise."""
-    if source[-1] == "upgradeMode" and str(value).lower() not in UPGRADE_MODES:
-        return value, None   # the strategy's own validation says which values there are
-    if source[-1] == "upgradeMode" and str(value).lower() == "last-state":
-        return value, ("upgradeMode last-state is read as STATEFUL with restoreStrategy "
-                       "LATEST_STATE: the agent also takes a savepoint when it stops the job")
     if source[-1] == "jarURI" and isinstance(value, str) and value.startswith(_IMAGE_FILE):
         return "file://" + value[len(_IMAGE_FILE):], (
             f"jarURI {value} names a file of the operator's Flink image: the agent reads it as "

@@ -201,6 +201,10 @@ def test_the_operators_upgrade_modes_map_to_strategies():
         spec = load({"targets.yaml": TARGET, "clicks.yaml": text}).deployments["clicks"].spec.spec
         return spec.upgrade_strategy.kind, spec.restore_strategy.kind
     assert strategies("upgradeMode: last-state") == ("STATEFUL", "LATEST_STATE")
+    last_state = load({"targets.yaml": TARGET, "clicks.yaml": SESSION_JOB.replace(
+        "upgradeMode: savepoint", "upgradeMode: last-state")})
+    assert any(w.line == 17 and "also takes a savepoint" in w.message
+               for w in last_state.warnings)
     assert strategies("upgradeMode: stateless") == ("STATELESS", "NONE")
     assert strategies("") == ("STATELESS", "NONE")           # the operator's default
     wrong = load({"clicks.yaml": SESSION_JOB.replace("upgradeMode: savepoint",
