@@ -11,6 +11,7 @@ the output gives the same deployments as loading the input.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -59,7 +60,7 @@ def converted(parsed: dict[str, ParsedFile]) -> tuple[str, list[str]]:
 
 def _deployment(draft: Draft) -> str:
     """One Deployment document (its dialect's warnings and what is dropped as comments)."""
-    data = _copy(draft.data)
+    data = copy.deepcopy(draft.data)
     comments = [f"# {draft.file}:{draft.line}"
                 + (f" (a {draft.dialect})" if draft.dialect != "Deployment" else "")]
     comments += [f"# note: {w.message}" for w in draft.warnings]
@@ -115,14 +116,6 @@ def _yaml(data: dict[str, Any]) -> str:
 def _inline(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix(
         "\n...").replace("\n", " ")
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def _get(data: Any, path: tuple[str, ...]) -> Any:
