@@ -37,6 +37,7 @@ class Assessment:
     deleted: bool = False            # its spec is gone, on positive evidence (agent.deletion)
     inputs: JobInputs = field(default_factory=JobInputs)   # its job beyond the spec's text
     next_savepoint_at: str | None = None   # when its next periodic savepoint falls due
+    next_disposal_at: str | None = None    # when its next savepoint grows beyond maxAge
     unhealthy: str | None = None           # how its running job breaks its health policy
     health: JobHealth | None = None        # its running job's, when it was read (health.py)
 

@@ -2,8 +2,8 @@
 
 `sync` makes one for its cycle unless it is given one; the daemon makes one and passes it to
 every cycle, so that unchanged spec files are not parsed again, unchanged status documents not
-read or rendered again, policies not compiled again, Flink versions not asked again and no state
-checked twice. Tests and a long-running daemon see and reset them here. (The memo of redacted
+read or rendered again, policies not compiled again, Flink versions not asked again, no state
+checked twice, and a cycle that would repeat a quiet one ends once it has looked. Tests and a long-running daemon see and reset them here. (The memo of redacted
 contents goes with the process's registry of secrets, in `agent.logs`.)
 """
 
@@ -18,6 +18,7 @@ from agent.job_inputs import ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S
 from agent.load import ParsedFiles
 from agent.memo import Memo
 from agent.policy import policy_sets
+from agent.quiet import QuietCycle
 from agent.state_check import state_checks
 
 
@@ -32,6 +33,7 @@ class Caches:
     artifacts: Memo = field(default_factory=lambda: Memo(   # identities that do not change
         "artifact identities", ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S))   # (`job_inputs`)
     state_checks: Memo = field(default_factory=state_checks)   # (job digest, state, allow…)
+    quiet: QuietCycle | None = None    # the last cycle, when it changed nothing (`agent.quiet`)
 
     @classmethod
     @contextmanager
@@ -51,3 +53,4 @@ class Caches:
             if isinstance(value, Memo):
                 value.clear()
         self.parsed = ParsedFiles()
+        self.quiet = None

@@ -134,6 +134,8 @@ class LoadResult:
     files: dict[str, ParsedFile] = field(default_factory=dict)   # every spec file, by path
     # DeploymentDefaults that cannot be read: (their namespace, None if unknown, and why)
     unread_defaults: list[tuple[str | None, SpecProblem]] = field(default_factory=list)
+    # the deployments whose values name secrets of the agent's machine (`secret_check`)
+    secret_readers: set[str] = field(default_factory=set)
 
     def unreadable(self) -> dict[str, ParsedFile]:
         """The files that cannot say which deployments they hold."""

@@ -60,6 +60,7 @@ from agent.report.document import CycleFacts, in_progress, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 from agent.python_check import add_python_check
+from agent.quiet import Sighting, quiet_cycle
 from agent.sql import add_sql_check
 from agent.state_check import state_check
 
@@ -77,6 +78,11 @@ class Cycle:
     assessments: list[Assessment]
     clients: dict[str, FlinkClient] = field(default_factory=dict)
     status_head: str | None = None    # the status branch commit the assessment started from
+    views: dict[str, ClusterView] = field(default_factory=dict)   # each target's jobs
+
+    @property
+    def sighting(self) -> Sighting:
+        return Sighting(self.commit, self.status_head, self.views)
 
 
 @dataclass
@@ -104,14 +110,17 @@ class SyncResult:
 
 
 def assess(settings: Settings, source: SpecRepository, caches: Caches,
-           start_local: bool = True, head: str | None = None, offline: bool = False) -> Cycle:
+           start_local: bool = True, head: str | None = None, offline: bool = False,
+           looked: Looked | None = None) -> Cycle:
     """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink.
 
     `head` plans another revision than the branch's; with `offline`, a deployment whose cluster
     does not answer is planned from what its status last recorded, and secret references that
-    cannot be expanded here are warnings (for `plan`, never `sync`).
+    cannot be expanded here are warnings (for `plan`, never `sync`). `looked`: the repository
+    was just fetched, and these targets observed (by `_repeated`).
     """
-    source.fetch()
+    if looked is None:
+        source.fetch()
     commit = source.resolve(head or settings.branch)
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
                         caches.parsed)
@@ -133,7 +142,9 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
 
     wanted = {name: _wanted(name, loaded, previous.get(name), gone.held.get(name, ()))
               for name in names}
-    clients, views = _observe(settings, loaded, wanted.values(), start_local, caches)
+    used = sorted({target for _, _, target in wanted.values() if target})
+    clients, views = looked if looked is not None and sorted(looked[1]) == used else \
+        _observe(settings, loaded.targets, used, start_local, caches)
     inputs = read_all({name: (loaded.deployments[name], _stores(loaded.targets.get(target)
                                                                  and loaded.targets[target].spec),
                               previous[name].status.applied_inputs if name in previous else None)
@@ -165,7 +176,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
             assessment.events += (unreadable_status[name],)
         assessments.append(assessment)
     policies.save()
-    return Cycle(commit, loaded, assessments, clients, status_head)
+    return Cycle(commit, loaded, assessments, clients, status_head, views)
 
 
 def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: str,
@@ -258,6 +269,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         + tuple(warnings),
         tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
         inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
+        next_disposal_at=due.next_disposal_at if not problems else None,
         unhealthy=unhealthy, health=health)
 
 
@@ -347,7 +359,10 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
         settings.lease_ttl_s)
     attempt = 1
     while True:
-        cycle = assess(settings, source, caches)
+        repeated, looked = _repeated(settings, source, caches)
+        if repeated is not None:
+            return repeated
+        cycle = assess(settings, source, caches, looked=looked)
         if any(item.plan.changes_anything for item in cycle.assessments):
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
                 if lease.took_over or lease.status_head != cycle.status_head:
@@ -365,6 +380,9 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
         try:
             result = record(source, settings.status_branch, cycle, next_statuses(cycle, {}), {},
                             caches, acted=False)
+            if result.status_commit is None:
+                caches.quiet = quiet_cycle(cycle.sighting, cycle.loaded, cycle.assessments,
+                                           result.documents, result.wake_at)
             break
         except StatusPushRejected:
             if attempt == attempts:
@@ -373,6 +391,26 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
             log.info("the status branch moved during the cycle: assessing again on top of it")
     notifier.announce(cycle.commit, cycle.assessments, result.documents, result.outcomes)
     return result
+
+
+def _repeated(settings: Settings, source: SpecRepository,
+              caches: Caches) -> tuple[SyncResult | None, Looked | None]:
+    """The kept quiet cycle's result again, when the spec branch, the status branch and every
+    target's jobs show what it saw and its time has not come (`agent.quiet`): the cycle ends
+    there. Else None, with the repository fetched and, when the kept cycle's targets were looked
+    at, what they showed."""
+    kept, caches.quiet = caches.quiet, None
+    source.fetch()
+    if kept is None or source.resolve(settings.branch) != kept.seen.commit \
+            or StatusStore(source, settings.status_branch).head() != kept.seen.status_head:
+        return None, ({}, {})
+    looked = _observe(settings, kept.loaded.targets, sorted(kept.seen.views), True, caches)
+    if not kept.holds(replace(kept.seen, views=looked[1]), utc_now()):
+        return None, looked
+    caches.quiet = kept
+    log.debug("git, the status branch and every target's jobs are as the last cycle saw them")
+    return SyncResult(kept.seen.commit, list(kept.documents), {}, None,
+                      kept.loaded.unattributed(), kept.wake_at), None
 
 
 def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = lambda _: None,
@@ -588,13 +626,16 @@ def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None,
     return desired, problems, target_name
 
 
-def _observe(settings: Settings, loaded: LoadResult, wanted, start_local: bool,
-             caches: Caches):
-    """Every target in use, connected and observed at once: a slow cluster delays no other."""
-    names = sorted({t for _, _, t in wanted if t})
+Looked = tuple[dict[str, FlinkClient], dict[str, ClusterView]]   # targets' clients and jobs
+
+
+def _observe(settings: Settings, in_repo: dict[str, Located], names: list[str],
+             start_local: bool, caches: Caches) -> Looked:
+    """The targets `names` (of `in_repo`, the spec repo's), connected and observed at once: a
+    slow cluster delays no other."""
 
     def one(target_name: str) -> tuple[FlinkClient | None, ClusterView]:
-        located = loaded.targets.get(target_name)
+        located = in_repo.get(target_name)
         if located is None:
             return None, ClusterView(False, error=f"DeploymentTarget {target_name!r} is not "
                                                   "in the spec repo")

@@ -45,6 +45,7 @@ class Upkeep:
     savepoint_due: str | None = None
     disposals: tuple[Disposal, ...] = ()
     next_savepoint_at: str | None = None   # when the next periodic savepoint falls due
+    next_disposal_at: str | None = None    # when the next savepoint kept grows beyond maxAge
 
 
 def upkeep(desired: Deployment, target: DeploymentTarget | None, status: Status | None,
@@ -55,8 +56,10 @@ def upkeep(desired: Deployment, target: DeploymentTarget | None, status: Status 
         return Upkeep()
     due = _savepoint_due_at(desired, target, status) if running else None
     late = due is not None and parse(now) >= parse(due[0])
-    return Upkeep(due[1] if late else None, tuple(_disposals(desired, target, status, now)),
-                  None if due is None or late else due[0])
+    disposals = _disposals(desired, target, status, now)
+    return Upkeep(due[1] if late else None, tuple(d for d, _ in disposals if d is not None),
+                  None if due is None or late else due[0],
+                  min((at for _, at in disposals if at is not None), key=parse, default=None))
 
 
 def _savepoint_due_at(desired: Deployment, target: DeploymentTarget | None,
@@ -76,16 +79,18 @@ def _savepoint_due_at(desired: Deployment, target: DeploymentTarget | None,
 
 
 def _disposals(desired: Deployment, target: DeploymentTarget | None, status: Status,
-               now: str) -> list[Disposal]:
+               now: str) -> list[tuple[Disposal | None, str | None]]:
+    """Each savepoint retention may dispose: (its disposal now, or None and when it grows
+    beyond maxAge, if it has one)."""
     retention = desired.spec.savepoint_retention or (
         target.spec.savepoint_retention if target else None)
     if retention is None:
         return []
     protected = _protected(desired, status)
     kept = [s for s in status.history.savepoints if s.kept and s.origin in TAKEN_BY_THE_AGENT]
-    return [Disposal(saved, why) for rank, saved in enumerate(newest_first(kept))
-            if saved.location not in protected
-            and (why := _beyond(retention, rank, saved, now)) is not None]
+    return [(Disposal(saved, why), None) if (why := _beyond(retention, rank, saved, now))
+            else (None, _aged_at(retention, saved))
+            for rank, saved in enumerate(newest_first(kept)) if saved.location not in protected]
 
 
 def _beyond(retention: SavepointRetention, rank: int, saved: Savepoint,
@@ -97,6 +102,13 @@ def _beyond(retention: SavepointRetention, rank: int, saved: Savepoint,
             > duration_seconds(retention.max_age):
         return f"older than savepointRetention maxAge {retention.max_age}"
     return None
+
+
+def _aged_at(retention: SavepointRetention, saved: Savepoint) -> str | None:
+    """When `saved` grows older than `retention`'s maxAge (None: it has none)."""
+    if retention.max_age is None:
+        return None
+    return iso(parse(saved.created_at) + timedelta(seconds=duration_seconds(retention.max_age)))
 
 
 def _protected(desired: Deployment, status: Status) -> set[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from agent.load import LoadResult, Located, SpecProblem
+from agent.model.references import references
 from agent.secrets import unresolved
 
 TEMPLATE = ("spec", "template", "spec")
@@ -29,6 +30,8 @@ def add_secret_check(loaded: LoadResult, read: ReadFile, required: bool = True) 
     for located in loaded.deployments.values():
         target = loaded.targets.get(located.spec.spec.deployment_target_name)
         values = [*job_values(located, read), *_target_values(target)]
+        if any(references(text) for _, _, text in values):
+            loaded.secret_readers.add(located.spec.name)
         for path, label, text in values:
             found = [SpecProblem(located.file, located.line_of(*path), f"{label}: {why}"
                                  + ("" if required else " (here; the agent's machine must "

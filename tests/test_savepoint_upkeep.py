@@ -70,6 +70,17 @@ def test_retention_is_off_unless_set_and_the_target_gives_a_default():
     assert [d.savepoint.location for d in defaulted.disposals] == ["file:///sp/savepoint-1"]
 
 
+def test_the_next_savepoint_to_grow_beyond_max_age_is_known_before_it_does():
+    spec = with_fields(deployment(), savepointRetention={"maxAge": "2h"})
+    status = with_savepoints(spec, saved(1), saved(2), saved(3))   # (3, the newest, is kept)
+    before = upkeep(spec, None, status.status, True, "2026-11-29T02:30:00Z")
+    after = upkeep(spec, None, status.status, True, "2026-11-29T03:30:00Z")
+    assert (before.disposals, before.next_disposal_at) == ((), "2026-11-29T03:00:00Z")
+    assert [d.savepoint.location for d in after.disposals] == ["file:///sp/savepoint-1"]
+    assert after.next_disposal_at == "2026-11-29T04:00:00Z"
+    assert upkeep(deployment(), None, status.status, True, NOW).next_disposal_at is None
+
+
 def test_a_disposed_savepoint_is_never_disposed_again_nor_restored():
     spec = with_fields(deployment(), savepointRetention={"maxCount": 1})
     gone = saved(1).model_copy(update={"disposed_at": NOW, "disposed_why": "x"})

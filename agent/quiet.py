@@ -1,0 +1,77 @@
+"""A cycle that changed nothing, kept so that the next one can end as soon as it has looked
+(pure).
+
+A cycle decides from the spec commit, the status branch's head, each target's jobs overview and
+the time, and for some deployments from more: a jar's object in a store or on a server, secrets
+in the agent's environment and files, a `file://` jar, a running job's health, an upgrade's
+stability window. A cycle that acted on nothing and wrote nothing, run again on the same commit,
+status head and overviews before any time it depends on comes, decides the same again, unless one
+of its deployments reads more (`quiet_cycle` then gives None). So `sync` keeps such a cycle
+(`Caches.quiet`), and the next one fetches git, reads each cluster's jobs overview once and, when
+it sees what the kept one saw (`QuietCycle.holds`), ends there: no deployment is looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agent.assessment import Assessment
+from agent.clock import parse
+from agent.load import LoadResult
+from agent.model.observation import ClusterView
+from agent.model.spec import Deployment
+from agent.model.status import DeploymentStatus, JobInputs
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """What a cycle's decisions rest on besides the time."""
+
+    commit: str
+    status_head: str | None
+    views: Mapping[str, ClusterView]    # target name -> its jobs overview
+
+
+@dataclass(frozen=True)
+class QuietCycle:
+    """A cycle that acted on nothing and wrote nothing, what it saw, and what it found."""
+
+    seen: Sighting
+    loaded: LoadResult                  # its targets are connected to again to look
+    documents: tuple[DeploymentStatus, ...]
+    until: str | None                   # when time alone changes a decision (None: never)
+    wake_at: str | None                 # when the daemon is to run a cycle anyway
+
+    def holds(self, seen: Sighting, now: str) -> bool:
+        """The cycle would decide the same again: it sees the same, and its time has not come."""
+        return seen == self.seen and (self.until is None or parse(now) < parse(self.until))
+
+
+def quiet_cycle(seen: Sighting, loaded: LoadResult, assessments: list[Assessment],
+                documents: list[DeploymentStatus], wake_at: str | None) -> QuietCycle | None:
+    """The cycle to keep, or None when it cannot be repeated from what it saw: a target it could
+    not reach, or a deployment that reads more than git and the overviews (see the module)."""
+    if not all(view.reachable for view in seen.views.values()) or any(
+            _reads_more(item, loaded) for item in assessments):
+        return None
+    times = [t for item in assessments for t in (item.next_savepoint_at, item.next_disposal_at)
+             if t is not None]
+    until = min(times, key=parse, default=None)
+    return QuietCycle(seen, loaded, tuple(documents), until, wake_at)
+
+
+def _reads_more(item: Assessment, loaded: LoadResult) -> bool:
+    located = loaded.deployments.get(item.name)
+    return (item.plan.changes_anything or item.observation.assumed
+            or not item.observation.reachable or item.health is not None
+            or item.inputs != JobInputs() or item.name in loaded.secret_readers
+            or (located is not None and _file_jars(located.spec))
+            or (item.previous is not None and item.previous.status.stability is not None))
+
+
+def _file_jars(deployment: Deployment) -> bool:
+    """The deployment's jar or a dependency is a file of the agent's machine."""
+    artifact = deployment.spec.template.spec.artifact
+    return any(uri.lower().startswith("file:")
+               for uri in (artifact.file_uri, *artifact.dependencies) if uri)
