@@ -22,11 +22,14 @@ import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlparse
 
+from agent.artifact_check import OBJECT_STORES
 from agent.errors import ArtifactError, ArtifactUnavailable, SecretMissing
 from agent.flink.artifacts import dependency_error, store_identity
 from agent.load import Located, SpecProblem
 from agent.memo import Memo
+from agent.model.maven import is_maven
 from agent.model.spec import RESTART_ON_SECRET_CHANGE_ANNOTATION, ArtifactStores, Deployment
 from agent.model.status import JobInputs
 from agent.secret_check import ReadFile, job_values
@@ -45,17 +48,30 @@ def read_all(deployments: dict[str, tuple[Located, ArtifactStores, JobInputs | N
              read: ReadFile, workdir: Path, offline: bool, known: Memo) -> dict[str, Read]:
     """The inputs of each deployment (its spec, its target's stores, the inputs recorded with
     its applied spec), READERS at a time; what failed is kept as its exception, to be raised
-    where that deployment is assessed."""
+    where that deployment is assessed. A deployment whose job is made only of the spec repo's
+    files has nothing to read."""
     def one(name: str) -> Read:
         located, stores, recorded = deployments[name]
         try:
             return job_inputs(located, stores, read, workdir, recorded, offline, known)
         except Exception as error:  # noqa: BLE001 - one deployment's, raised at its assessment
             return error
-    if len(deployments) <= 1:
-        return {name: one(name) for name in deployments}
-    with ThreadPoolExecutor(max_workers=min(READERS, len(deployments))) as pool:
-        return dict(zip(deployments, pool.map(one, deployments), strict=True))
+    reading = [name for name, (located, _, _) in deployments.items()
+               if _reads_anything(located.spec)]
+    found: dict[str, Read] = {name: (JobInputs(), []) for name in deployments}
+    if len(reading) <= 1:
+        return found | {name: one(name) for name in reading}
+    with ThreadPoolExecutor(max_workers=min(READERS, len(reading))) as pool:
+        return found | dict(zip(reading, pool.map(one, reading), strict=True))
+
+
+def _reads_anything(deployment: Deployment) -> bool:
+    """The deployment's job has an input beyond the spec repo: a jar or dependency in a store,
+    on a server or in a Maven repository, or secrets it restarts on."""
+    artifact = deployment.spec.template.spec.artifact
+    return deployment.restarts_on_secret_change or any(
+        is_maven(uri) or urlparse(uri).scheme.lower() in ("http", "https", *OBJECT_STORES)
+        for uri in (artifact.jar_uri, *artifact.dependencies) if uri)
 
 
 def job_inputs(located: Located, stores: ArtifactStores, read: ReadFile, workdir: Path,
