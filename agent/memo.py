@@ -55,6 +55,11 @@ class Memo(Generic[K, V]):
         found = self.get(key)
         return found if found is not None else self.put(key, compute())
 
+    def forget(self, key: K) -> None:
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+
     def retain(self, keys: Iterable[K]) -> None:
         """Keeps only the entries of `keys`."""
         kept = set(keys)

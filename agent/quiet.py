@@ -9,6 +9,13 @@ status head and overviews before any time it depends on comes, decides the same 
 of its deployments reads more (`quiet_cycle` then gives None). So `sync` keeps such a cycle
 (`Caches.quiet`), and the next one fetches git, reads each cluster's jobs overview once and, when
 it sees what the kept one saw (`QuietCycle.holds`), ends there: no deployment is looked at.
+
+The same holds of one deployment: one that needed nothing and whose status stayed as it was is
+kept with what its assessment rested on (`QuietDeployment`: its spec, problems, target, status
+document, what its cluster shows of it, its inputs, the blobs of its files, the policies). A cycle
+that must look again, because one file changed, takes the kept assessment of every deployment
+whose grounds are the same, and its status is its previous document: the cycle's work is that of
+what changed.
 """
 
 from __future__ import annotations
@@ -55,10 +62,36 @@ def quiet_cycle(seen: Sighting, loaded: LoadResult, assessments: list[Assessment
     if not all(view.reachable for view in seen.views.values()) or any(
             _reads_more(item, loaded) for item in assessments):
         return None
+    return QuietCycle(seen, loaded, tuple(documents), _until(assessments), wake_at)
+
+
+@dataclass(frozen=True)
+class QuietDeployment:
+    """A deployment that needed nothing and whose status stayed as it was: its assessment, and
+    what that rested on (reconcile's grounds, compared whole)."""
+
+    grounds: tuple
+    assessment: Assessment
+    until: str | None
+
+    def holds(self, grounds: tuple, now: str) -> bool:
+        return grounds == self.grounds and (self.until is None or parse(now) < parse(self.until))
+
+
+def quiet_deployment(grounds: tuple | None, item: Assessment, document: DeploymentStatus,
+                     loaded: LoadResult) -> QuietDeployment | None:
+    """`item` to keep, or None: it acted, told something, changed its status, or reads more."""
+    if grounds is None or document is not item.previous or item.events \
+            or _reads_more(item, loaded):
+        return None
+    return QuietDeployment(grounds, item, _until([item]))
+
+
+def _until(assessments: list[Assessment]) -> str | None:
+    """When time alone changes one of their decisions (None: never)."""
     times = [t for item in assessments for t in (item.next_savepoint_at, item.next_disposal_at)
              if t is not None]
-    until = min(times, key=parse, default=None)
-    return QuietCycle(seen, loaded, tuple(documents), until, wake_at)
+    return min(times, key=parse, default=None)
 
 
 def _reads_more(item: Assessment, loaded: LoadResult) -> bool:

@@ -60,7 +60,7 @@ from agent.report.document import CycleFacts, in_progress, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 from agent.python_check import add_python_check
-from agent.quiet import Sighting, quiet_cycle
+from agent.quiet import Sighting, quiet_cycle, quiet_deployment
 from agent.sql import add_sql_check
 from agent.state_check import state_check
 
@@ -79,6 +79,7 @@ class Cycle:
     clients: dict[str, FlinkClient] = field(default_factory=dict)
     status_head: str | None = None    # the status branch commit the assessment started from
     views: dict[str, ClusterView] = field(default_factory=dict)   # each target's jobs
+    grounds: dict[str, tuple] = field(default_factory=dict)   # what each assessment rests on
 
     @property
     def sighting(self) -> Sighting:
@@ -153,19 +154,33 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                       caches.artifacts)
     health = {} if offline else read_health(_health_reads(loaded, wanted, previous, clients,
                                                           views))
-    assessments = []
+    warned = _by_name(w for w in loaded.warnings if w.kind == "Deployment")
+    now, assessments, grounds = utc_now(), [], {}
     for name in names:
         desired, problems, target_name = wanted[name]
         # a deployment never applied whose spec is refused has no target to look at
         view = views.get(target_name) or ClusterView(
             target_name is None, error=None if target_name is None else
             f"no target {target_name!r}")
-        target = loaded.targets[target_name].spec if target_name in loaded.targets else None
+        target = loaded.targets.get(target_name)
+        observation = view.of(name, adopted_jobs(name, desired,
+                                                 previous[name].status if name in previous
+                                                 else None))
+        grounds[name] = (settings, offline, loaded.deployments.get(name), tuple(problems),
+                         target, previous.get(name), observation, inputs.get(name),
+                         _repo_blobs(source, commit, desired), warned.get(name, ()), policies,
+                         name in gone.deleted, gone.guarded)
+        kept = caches.deployments.get(name)
+        if kept is not None and name not in unreadable_status and kept.holds(grounds[name], now):
+            assessments.append(kept.assessment)
+            continue
+        target = target.spec if target is not None else None
         try:
             assessment = _assess_one(settings, source, commit, name, desired, problems, target,
-                                     loaded, previous.get(name), view, clients.get(target_name),
-                                     policies, gone, offline, inputs.get(name),
-                                     health.get(name), caches.state_checks)
+                                     loaded, previous.get(name), observation,
+                                     clients.get(target_name), policies, gone, offline,
+                                     inputs.get(name), health.get(name), caches.state_checks,
+                                     warned.get(name, ()))
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -176,20 +191,20 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
             assessment.events += (unreadable_status[name],)
         assessments.append(assessment)
     policies.save()
-    return Cycle(commit, loaded, assessments, clients, status_head, views)
+    return Cycle(commit, loaded, assessments, clients, status_head, views, grounds)
 
 
 def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: str,
                 desired: Deployment | None, problems: list[SpecProblem],
                 target: DeploymentTarget | None, loaded: LoadResult,
-                previous: DeploymentStatus | None, view: ClusterView,
+                previous: DeploymentStatus | None, observation: Observation,
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool, read: Read | None, health: JobHealth | None,
-                checks: Memo) -> Assessment:
-    """One deployment: observed, recovered, diffed, planned, its new job's state checked, and
-    judged by the policies (`read`: its inputs beyond the spec's text, or why they could not be
-    read; `health`: its running job's, read when it has a health policy; `checks`: the state
-    checks remembered)."""
+                checks: Memo, warned: tuple[SpecProblem, ...]) -> Assessment:
+    """One deployment: recovered, diffed, planned, its new job's state checked, and judged by
+    the policies (`observation`: what its target shows of it; `read`: its inputs beyond the
+    spec's text, or why they could not be read; `health`: its running job's, read when it has a
+    health policy; `checks`: the state checks remembered; `warned`: its spec's warnings)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if isinstance(read, Exception):
@@ -204,8 +219,6 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         desired = desired_hash = None
     # (ArtifactUnavailable, the store not answering, leaves the deployment unassessed: a jar's
     # identity unknown never restarts a job)
-    observation = view.of(name, adopted_jobs(name, desired,
-                                             previous.status if previous else None))
     if offline and not observation.reachable:
         observation = assumed_from_status(previous.status.job if previous else None,
                                           observation.error)
@@ -264,9 +277,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     located = loaded.deployments.get(name)
     return Assessment(
         name, None if problems else desired, desired_hash, located.file if located else None,
-        target, before, observation, diff, decided, tuple(problems),
-        tuple(w for w in loaded.warnings if w.name == name and w.kind == "Deployment")
-        + tuple(warnings),
+        target, before, observation, diff, decided, tuple(problems), warned + tuple(warnings),
         tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
         inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
         next_disposal_at=due.next_disposal_at if not problems else None,
@@ -369,7 +380,7 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                     cycle = assess(settings, source, caches)   # another agent may have acted
                 outcomes = act(settings, source, cycle, lease, stopping or Event(),
                                Progress(source, settings.status_branch, cycle, caches))
-                documents = next_statuses(cycle, outcomes)
+                documents = next_statuses(cycle, outcomes, caches.deployments)
                 try:
                     result = record(source, settings.status_branch, cycle, documents, outcomes,
                                     caches, acted=True)
@@ -378,8 +389,8 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                     raise
             break
         try:
-            result = record(source, settings.status_branch, cycle, next_statuses(cycle, {}), {},
-                            caches, acted=False)
+            result = record(source, settings.status_branch, cycle,
+                            next_statuses(cycle, {}, caches.deployments), {}, caches, acted=False)
             if result.status_commit is None:
                 caches.quiet = quiet_cycle(cycle.sighting, cycle.loaded, cycle.assessments,
                                            result.documents, result.wake_at)
@@ -434,11 +445,26 @@ def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = 
         return result
 
 
-def next_statuses(cycle: Cycle, outcomes: dict[str, Outcome]) -> list[DeploymentStatus]:
-    """Each deployment's next status, from its assessment and what its action did."""
-    now = utc_now()
-    return [next_status(CycleFacts(item, outcomes.get(item.name), cycle.commit, now))
-            for item in cycle.assessments]
+def next_statuses(cycle: Cycle, outcomes: dict[str, Outcome],
+                  quiet: Memo | None = None) -> list[DeploymentStatus]:
+    """Each deployment's next status, from its assessment and what its action did. `quiet`
+    keeps the deployments that needed nothing and whose status stays as it was, for the next
+    cycle (`agent.quiet`): an assessment kept there has its previous status again."""
+    now, documents = utc_now(), []
+    for item in cycle.assessments:
+        outcome = outcomes.get(item.name)
+        kept = quiet.get(item.name) if quiet is not None and outcome is None else None
+        if kept is not None and kept.assessment is item:
+            documents.append(item.previous)
+            continue
+        documents.append(next_status(CycleFacts(item, outcome, cycle.commit, now)))
+        if quiet is not None:
+            still = quiet_deployment(cycle.grounds.get(item.name), item, documents[-1],
+                                     cycle.loaded) if outcome is None else None
+            quiet.put(item.name, still) if still is not None else quiet.forget(item.name)
+    if quiet is not None:
+        quiet.retain(item.name for item in cycle.assessments)
+    return documents
 
 
 def record(source: SpecRepository, status_branch: str, cycle: Cycle,
@@ -468,7 +494,8 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
 
 
 PROGRESS_INTERVAL_S = 2.0   # progress commits of one cycle: at most one per this (the first
-                            # at once), each carrying every action under way so far
+                            # at once), each carrying every action under way so far,
+PROGRESS_SHARE = 0.2        # and at most this share of the cycle's time spent writing them
 
 
 class Progress:
@@ -477,8 +504,10 @@ class Progress:
     see an upgrade while its savepoint is taken. The first action is told at once; actions that
     start within `interval` of the last commit are told together, by one commit at the end of
     it (a first deploy of thousands costs a commit every `interval`, not one per action). The
-    cycle's own status replaces them (`close`: nothing is told after it). Best effort: a commit
-    that cannot be pushed is a log line, and the action goes on."""
+    interval grows with what a commit costs (a status of thousands of deployments takes seconds
+    to render and push), so that progress takes at most PROGRESS_SHARE of the time. The cycle's
+    own status replaces them (`close`: nothing is told after it). Best effort: a commit that
+    cannot be pushed is a log line, and the action goes on."""
 
     def __init__(self, source: SpecRepository, status_branch: str, cycle: Cycle,
                  caches: Caches, interval: float | None = None):
@@ -488,52 +517,65 @@ class Progress:
         self.under_way: dict[str, DeploymentStatus] = {}
         self.untold: list[Assessment] = []       # started since the last commit
         self.told_at: float | None = None        # monotonic time of the last commit
+        self.wait = self.interval                # before the next: grows with a commit's cost
         self.timer: Timer | None = None
         self.closed = False
-        self.lock = Lock()
+        self.lock = Lock()         # the fields above
+        self.writing = Lock()      # one commit at a time, none after `close`
 
     def started(self, item: Assessment) -> None:
+        """Tells `item`'s action: at once when the last commit is `wait` ago, else with the
+        others at the end of it. The commit is made outside the lock: no action waits for it
+        but the one that makes it."""
         with self.lock:
             self.under_way[item.name] = in_progress(item, utc_now())
             self.untold.append(item)
             wait = 0.0 if self.told_at is None else \
-                self.told_at + self.interval - time.monotonic()
+                self.told_at + self.wait - time.monotonic()
             if wait <= 0:
-                self._tell()
+                self.told_at = time.monotonic()
             elif self.timer is None:
-                self.timer = Timer(wait, self._tell_later)
+                self.timer = Timer(wait, self._tell)
                 self.timer.daemon = True
                 self.timer.start()
+        if wait <= 0:
+            self._tell()
 
     def close(self) -> None:
-        """Every action ended: the cycle's own status follows, no progress after it."""
+        """Every action ended: the cycle's own status follows, no progress after it (a commit
+        under way ends first)."""
         with self.lock:
             self.closed = True
             if self.timer is not None:
                 self.timer.cancel()
-
-    def _tell_later(self) -> None:
-        with self.lock:
-            self.timer = None
-            if not self.closed and self.untold:
-                self._tell()
+        with self.writing:
+            pass
 
     def _tell(self) -> None:
-        """One commit of every action under way (called holding the lock)."""
-        items, self.untold, self.told_at = self.untold, [], time.monotonic()
-        documents = [self.under_way.get(i.name) or i.previous for i in self.cycle.assessments
-                     if i.name in self.under_way or i.previous is not None]
-        files = status_files(documents, self.cycle.commit, self.cycle.loaded.unattributed(),
-                             self.caches.rendered, _ui_bases(self.cycle))
-        message = (f"{items[0].name}: {items[0].plan.action.value} in progress" if len(items) == 1
-                   else f"{len(items)} more actions in progress ({items[-1].name}: "
-                        f"{items[-1].plan.action.value}, …)")
-        try:
-            StatusStore(self.source, self.status_branch, self.caches.documents).write(
-                files, message)
-        except FlinkGitopsError as error:
-            log.warning("%s: progress could not be written: %s",
-                        ", ".join(i.name for i in items[:3]), error)
+        """One commit of every action under way that is not told yet."""
+        with self.writing:
+            with self.lock:
+                self.timer = None
+                if self.closed or not self.untold:
+                    return
+                items, self.untold, self.told_at = self.untold, [], time.monotonic()
+                documents = [self.under_way.get(i.name) or i.previous
+                             for i in self.cycle.assessments
+                             if i.name in self.under_way or i.previous is not None]
+            files = status_files(documents, self.cycle.commit, self.cycle.loaded.unattributed(),
+                                 self.caches.rendered, _ui_bases(self.cycle))
+            message = (f"{items[0].name}: {items[0].plan.action.value} in progress"
+                       if len(items) == 1 else f"{len(items)} more actions in progress "
+                       f"({items[-1].name}: {items[-1].plan.action.value}, …)")
+            try:
+                StatusStore(self.source, self.status_branch, self.caches.documents).write(
+                    files, message)
+            except FlinkGitopsError as error:
+                log.warning("%s: progress could not be written: %s",
+                            ", ".join(i.name for i in items[:3]), error)
+            with self.lock:
+                cost = time.monotonic() - self.told_at
+                self.wait = max(self.interval, cost * (1 - PROGRESS_SHARE) / PROGRESS_SHARE)
 
 
 def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
@@ -698,6 +740,24 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
     blobs = ",".join(source.blob_id(commit, dependency) or "missing"
                      for dependency in artifact.repo_dependencies())
     return desired.job_hash(inputs.digest_part(blob, blobs or None))
+
+
+def _repo_blobs(source: SpecRepository, commit: str,
+                desired: Deployment | None) -> tuple[str | None, ...]:
+    """The git blobs of the files of the spec repo that `desired`'s job is made of."""
+    if desired is None:
+        return ()
+    artifact = desired.spec.template.spec.artifact
+    paths = [artifact.repo_file(), *artifact.repo_dependencies()]
+    return tuple(source.blob_id(commit, path) for path in paths if path)
+
+
+def _by_name(problems) -> dict[str, tuple[SpecProblem, ...]]:
+    """Spec problems (or warnings) grouped by the name of the document they concern."""
+    grouped: dict[str, list[SpecProblem]] = {}
+    for problem in problems:
+        grouped.setdefault(problem.name, []).append(problem)
+    return {name: tuple(found) for name, found in grouped.items()}
 
 
 def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, DeploymentStatus],

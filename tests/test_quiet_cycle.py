@@ -59,6 +59,30 @@ def test_a_cycle_that_sees_what_the_quiet_one_saw_ends_there(
     assert caches.quiet is not None
 
 
+def test_a_push_that_changes_one_deployment_assesses_that_one_alone(
+        deployed, spec_repo, settings, rest, monkeypatch):
+    for name in ("alone-a", "alone-b", "alone-c"):
+        deployed(name)
+    spec_repo.push()
+    caches = Caches()
+    settled(settings, caches)
+    assessed = []
+    original = reconcile._assess_one
+    monkeypatch.setattr(reconcile, "_assess_one", lambda *args: assessed.append(args[3])
+                        or original(*args))
+    deployed("alone-b", parallelism=2)
+    spec_repo.push("alone-b parallelism 2")
+
+    changed = sync(settings, caches=caches)
+    after = sync(settings, caches=caches)   # the status branch moved: every grounds compared
+
+    assert assessed == ["alone-b", "alone-b"]
+    assert changed.outcomes["alone-b"].result.value == "SUCCESS" and after.exit_code == 0
+    assert rest.parallelism(spec_repo.status_of("alone-b")["job"]["id"]) == 2
+    assert [d.status.job.id for d in after.documents] == [
+        rest.job("alone-a", 1), rest.job("alone-b", 2), rest.job("alone-c", 1)]
+
+
 def test_a_job_cancelled_outside_the_agent_ends_the_quiet_and_is_restarted(
         deployed, spec_repo, settings, rest, monkeypatch):
     deployed("quiet-drift")
