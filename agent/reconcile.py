@@ -482,6 +482,8 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
     store = StatusStore(source, status_branch, caches.documents)
     status_commit = store.write_or_keep(files, message) if acted else store.write(files, message)
+    if status_commit is not None:
+        store.remember(files, documents)
     checkpoints = {item.name: item.health.last_checkpoint / 1000 for item in cycle.assessments
                    if item.health is not None and item.health.last_checkpoint}
     result = SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,

@@ -33,6 +33,7 @@ from agent.errors import SourceError, StatusKept, StatusPushRejected
 from agent.logs import redact, redact_bytes
 from agent.memo import Memo
 from agent.model.status import DeploymentStatus
+from agent.report.dashboard import document_path
 from agent.report.freshness import Freshness, Heartbeat, freshness, heartbeat_of
 from agent.source import PENDING_STATUS_REF, REMOTE, SpecRepository
 
@@ -72,6 +73,14 @@ class StatusStore:
         if made is not None:
             push(self.source, self.branch, made)
         return made
+
+    def remember(self, files: dict[str, bytes], documents: list[DeploymentStatus]) -> None:
+        """`documents`, just written as `files`, are what the next read of the branch finds:
+        kept by blob id, they are not parsed again (one the redaction changed is read back)."""
+        for document in documents:
+            content = files[document_path(document.name)]
+            if redact_bytes(content) == content:
+                self.documents.put(object_id(b"blob", content), document)
 
     def write_or_keep(self, files: dict[str, bytes], message: str) -> str | None:
         """`write` for a cycle that acted: its documents are the truth. A push that lost a race

@@ -11,7 +11,8 @@ commits. A "cold" no-op cycle is also measured: a fresh process, as `flink-gitop
 Prints a Markdown table (medians over the repetitions).
 
     python3 benchmarks/scale.py                       # 100, 1000, 10000; 5 repetitions
-    python3 benchmarks/scale.py --sizes 1000 --repeat 3 --profile /tmp/cycle.prof
+    python3 benchmarks/scale.py --sizes 1000 --repeat 3 --profile /tmp/cycle   # cProfile stats:
+        # /tmp/cycle.1000.noop, .change (extra cycles) and .cold (an extra fresh process)
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def worker(args) -> None:
         print(json.dumps({"kind": kind, **figures}), flush=True)
 
     if args.cold:
+        if args.profile:   # (an extra fresh process, under cProfile, not measured)
+            return _profiled(sync, settings, args.profile)()
         emit("noop-cold", instruments.measure(lambda: sync(settings), repo))
         return
     emit("deploy", instruments.measure(lambda: sync(settings), repo))
@@ -172,14 +175,15 @@ def run_size(size: int, clusters: int, repeat: int, cold_repeat: int, fake_url: 
         command = [sys.executable, __file__, "--worker", "--remote", str(repo.remote),
                    "--checkout", str(repo.checkout), "--workdir", str(root / "agent"),
                    "--fake-url", fake_url, "--repeat", str(repeat), "--clusters", str(clusters)]
-        if profile:
-            command += ["--profile", f"{profile}.{size}.change"]
-            command += ["--profile-noop", f"{profile}.{size}.noop"]
-        for line in _lines(command):
+        profiles = ["--profile", f"{profile}.{size}.change", "--profile-noop",
+                    f"{profile}.{size}.noop"] if profile else []
+        for line in _lines(command + profiles):
             results.append({"size": size, "clusters": clusters, **line})
         for _ in range(cold_repeat):
             for line in _lines(command + ["--cold"]):
                 results.append({"size": size, "clusters": clusters, **line})
+        if profile:
+            _lines(command + ["--cold", "--profile", f"{profile}.{size}.cold"])
     return results
 
 
@@ -222,8 +226,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cold-repeat", type=int, default=2,
                         help="no-op cycles measured in a fresh process each")
-    parser.add_argument("--profile", help="write cProfile stats of the last change cycle and "
-                                          "of a no-op cycle to <this>.<size>.{change,noop}")
+    parser.add_argument("--profile", help="write cProfile stats of a change cycle, a no-op cycle "
+                                          "and a fresh process's no-op cycle (each an extra "
+                                          "one) to <this>.<size>.{change,noop,cold}")
     parser.add_argument("--json", help="also write every measurement to this file")
     # the agent's process
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -107,6 +107,36 @@ def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
     assert second["a"] is first["a"]   # the same blob is not parsed twice
 
 
+def test_documents_just_written_are_read_back_without_parsing_unless_redacted(
+        spec_repo, tmp_path, monkeypatch):
+    from agent import status_store
+    from agent.logs import register_secret
+    from agent.model.status import DeploymentStatus
+    from agent.report.dashboard import status_files
+
+    spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    register_secret("written-canary-7d1f")
+    documents = [DeploymentStatus.model_validate(
+        {"metadata": {"name": name}, "status": {"state": "RUNNING", "sync": "SYNCED",
+                                                "warnings": [warning]}})
+        for name, warning in (("a", "fine"), ("b", "has written-canary-7d1f in it"))]
+    store = StatusStore(source, "flink-gitops/status", Caches().documents)
+    files = status_files(documents, "c" * 40)
+    store.write(files, "status")
+    store.remember(files, documents)
+    parsed = []
+    original = status_store._parse
+    monkeypatch.setattr(status_store, "_parse", lambda content: parsed.append(content)
+                        or original(content))
+
+    read, _ = store.read()
+
+    assert read["a"] is documents[0] and len(parsed) == 1
+    assert read["b"].status.warnings == ["has *** in it"]
+
+
 def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     spec_repo.push()
     source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")

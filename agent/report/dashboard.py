@@ -39,7 +39,7 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
     for document in documents:
         files_of = _rendered(document, memo, ui_urls.get(document.status.target or ""))
         files[f"deployments/{document.name}.md"] = files_of.page
-        files[f"deployments/{document.name}.yaml"] = files_of.yaml
+        files[document_path(document.name)] = files_of.yaml
     memo.retain(id(document) for document in documents)   # this report's documents only
     timeline = render_timeline(ordered(documents), as_of)
     if timeline is not None:
@@ -48,6 +48,11 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
     files["README.md"] = render_dashboard(documents, spec_commit, unattributed,
                                           timeline is not None, ui_urls).encode()
     return files
+
+
+def document_path(name: str) -> str:
+    """Where deployment `name`'s status document lies on the status branch."""
+    return f"deployments/{name}.yaml"
 
 
 def report_time(documents: list[DeploymentStatus]) -> str | None:
