@@ -17,8 +17,10 @@ import threading
 
 from agent.memo import Memo
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")  # user:password@ or token@
+_URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")  # user:password@ or token@
 _BEARER = re.compile(r"(?i)(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}")
+_BEARER_WORDS = ("bearer", "basic", "token")  # (a text without them is not searched: megabytes
+                                               # of dashboard take 0.1 s of the pattern)
 _secrets: set[str] = set()
 _lock = threading.Lock()
 # content -> redacted, while the secrets stay the same: it goes with the registry of secrets,
@@ -46,7 +48,10 @@ def redact(text: str) -> str:
         known = sorted(_secrets, key=len, reverse=True)
     for secret in known:
         text = text.replace(secret, "***")
-    text = _URL_CREDENTIALS.sub("***@", text)
+    text = _URL_CREDENTIALS.sub("://***@", text)
+    folded = text.casefold()   # (as the pattern's (?i) folds: ſ is s, K is k)
+    if not any(word in folded for word in _BEARER_WORDS):
+        return text
     return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
 
 

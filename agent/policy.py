@@ -38,7 +38,7 @@ from agent.memo import Memo
 from agent.model.spec import Deployment
 from agent.model.verdict import Verdict
 from agent.rego_sandbox import Sandbox
-from agent.snapshots import load_snapshot, prune_snapshots, save_snapshot
+from agent.snapshots import append_snapshot, load_snapshot, prune_snapshots, save_snapshot
 
 log = logging.getLogger(__name__)
 BUILT_IN = Path(__file__).resolve().parent.parent / "policies"
@@ -46,7 +46,7 @@ _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _ANSWERS_KEPT = 50_000
 MAX_MESSAGE_CHARS = 1000     # a deny or warn message longer than this is cut
 _SETS_KEPT = 8
-SNAPSHOT_KIND, SNAPSHOT_VERSION = "policy verdicts", 1
+SNAPSHOT_KIND, SNAPSHOT_VERSION = "policy verdicts", 2
 
 
 @dataclass
@@ -60,7 +60,7 @@ class PolicySet:
     asked: int = 0                        # inputs the worker evaluated (tests, benchmarks)
     _answers: Memo[bytes, Verdict] = field(
         repr=False, default_factory=lambda: Memo("policy verdicts", _ANSWERS_KEPT))
-    _unsaved: bool = field(default=False, repr=False)
+    _unsaved: dict[str, list] = field(default_factory=dict, repr=False)   # since `save`
 
     def __post_init__(self) -> None:
         if self.snapshot is not None:
@@ -69,20 +69,27 @@ class PolicySet:
                 self._answers.put(bytes.fromhex(key), Verdict(tuple(denials), tuple(warnings)))
 
     def verdict(self, document: dict[str, Any]) -> Verdict:
-        return self._answers.get_or(input_digest(document), lambda: self._ask(document))
+        key = input_digest(document)
+        return self._answers.get_or(key, lambda: self._ask(key, document))
 
     def save(self) -> None:
-        """Keeps the verdicts in the snapshot file, if any are new since the last save."""
+        """Adds the verdicts given since the last save to the snapshot file (the file is written
+        whole only when it cannot take them)."""
         if self.snapshot is None or not self._unsaved or self.sandbox.broken:
             return
-        save_snapshot(self.snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION, {
-            key.hex(): [list(v.denials), list(v.warnings)] for key, v in self._answers.items()})
-        prune_snapshots(self.snapshot.parent, "policy-verdicts-*.json", _SETS_KEPT)
-        self._unsaved = False
+        if not append_snapshot(self.snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION, self._unsaved):
+            save_snapshot(self.snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION, {
+                key.hex(): _entry(v) for key, v in self._answers.items()})
+            prune_snapshots(self.snapshot.parent, "policy-verdicts-*.jsonl", _SETS_KEPT)
+        self._unsaved = {}
 
-    def _ask(self, document: dict[str, Any]) -> Verdict:
+    def _ask(self, key: bytes, document: dict[str, Any]) -> Verdict:
+        verdict = self._evaluate(document)
+        self._unsaved[key.hex()] = _entry(verdict)
+        return verdict
+
+    def _evaluate(self, document: dict[str, Any]) -> Verdict:
         self.asked += 1
-        self._unsaved = True
         answers = self.sandbox.evaluate(document)
         denials, warnings = list(self.sandbox.broken.values()), []
         for path, answer in answers.items():
@@ -93,6 +100,10 @@ class PolicySet:
             denials += [_message(path, m) for m in answer["deny"]]
             warnings += [_message(path, m) for m in answer["warn"]]
         return Verdict(tuple(denials), tuple(warnings))
+
+
+def _entry(verdict: Verdict) -> list:
+    return [list(verdict.denials), list(verdict.warnings)]
 
 
 def policy_sets() -> Memo[tuple, PolicySet]:
@@ -121,7 +132,7 @@ def compile_policies(files: dict[str, str], package: str = "main",
     compiled = PolicySet(Sandbox(ours, package), tuple(
         f"{path}: package {found} is not --policy-package {package}: its rules are not "
         "evaluated" for path, found in sorted(declared.items()) if found not in (package, None)),
-        snapshots / f"policy-verdicts-{digest}.json" if snapshots is not None else None)
+        snapshots / f"policy-verdicts-{digest}.jsonl" if snapshots is not None else None)
     for warning in compiled.warnings:
         log.warning("%s", warning)
     return sets.put(key, compiled) if sets is not None else compiled

@@ -527,21 +527,17 @@ class Progress:
 
     def started(self, item: Assessment) -> None:
         """Tells `item`'s action: at once when the last commit is `wait` ago, else with the
-        others at the end of it. The commit is made outside the lock: no action waits for it
-        but the one that makes it."""
+        others at the end of it; the commit is made by a thread of its own, so that no action
+        waits for it."""
         with self.lock:
             self.under_way[item.name] = in_progress(item, utc_now())
             self.untold.append(item)
-            wait = 0.0 if self.told_at is None else \
-                self.told_at + self.wait - time.monotonic()
-            if wait <= 0:
-                self.told_at = time.monotonic()
-            elif self.timer is None:
-                self.timer = Timer(wait, self._tell)
+            if self.timer is None:
+                wait = 0.0 if self.told_at is None else \
+                    self.told_at + self.wait - time.monotonic()
+                self.timer = Timer(max(0.0, wait), self._tell)
                 self.timer.daemon = True
                 self.timer.start()
-        if wait <= 0:
-            self._tell()
 
     def close(self) -> None:
         """Every action ended: the cycle's own status follows, no progress after it (a commit

@@ -1,12 +1,16 @@
 """Memos saved in the work dir, for a fresh process (cron's `sync`, a daemon restarted) to start
 from what the last one knew (I/O: files under `<workdir>/cache`).
 
-A snapshot is one JSON file: its kind, a format version, the entries and a checksum of them. It
-is written whole or not at all (a temporary file renamed over it), and read only when all of it
-checks: a file that is missing, of another version, truncated, corrupt or edited is taken as
-empty, and the memo it would have filled is rebuilt the slow way. A snapshot is never the source
-of truth: its entries are answers that only depend on their key (a policy set's verdict on an
-input), so a stale one cannot exist; git and Flink stay the truth for everything else.
+A snapshot is a journal of JSON lines: a header naming its kind and format version, then
+batches of entries, each with a checksum of its own. A batch is appended with one write
+(`append_snapshot`: a cycle that learnt one verdict writes one line, not all it knows), and the
+whole file is written again only when it is missing, of another version, or over its size
+(`save_snapshot`: to a temporary file renamed over it). A reader takes every batch that checks
+and skips the others: a torn last line, a corrupt or edited batch is left out, and what it held
+is rebuilt the slow way; a file of another kind or version is not read at all. A snapshot is
+never the source of truth: its entries are answers that only depend on their key (a policy
+set's verdict on an input), so a stale one cannot exist; git and Flink stay the truth for
+everything else.
 """
 
 from __future__ import annotations
@@ -19,32 +23,41 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024   # a larger file is not read (and not written)
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024   # a larger file is not read, and is written again whole
 
 
 def load_snapshot(path: Path, kind: str, version: int) -> dict[str, Any]:
-    """The entries of the snapshot at `path`, or {} when it cannot be trusted whole."""
+    """The entries of every batch of the snapshot at `path` that checks (later batches win),
+    or {} when it is missing, too large, or of another kind or version."""
     try:
         if path.stat().st_size > MAX_SNAPSHOT_BYTES:
             raise ValueError(f"over {MAX_SNAPSHOT_BYTES:,} bytes")
-        document = json.loads(path.read_bytes())
-        entries = document["entries"]
-        if (document.get("kind"), document.get("version")) != (kind, version) \
-                or document.get("checksum") != _checksum(entries):
-            raise ValueError("another kind or version, or a checksum that does not match")
+        header, *batches = path.read_bytes().split(b"\n")
+        if json.loads(header) != _header(kind, version):
+            raise ValueError("another kind or format version")
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         log.info("snapshot %s is not used (it is rebuilt): %s", path, error)
         return {}
-    return entries if isinstance(entries, dict) else {}
+    entries, skipped = {}, 0
+    for line in filter(None, batches):
+        try:
+            batch = json.loads(line)
+            if batch["checksum"] != _checksum(batch["entries"]):
+                raise ValueError
+            entries.update(batch["entries"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            skipped += 1
+    if skipped:
+        log.info("snapshot %s: %d batch(es) that do not check are left out", path, skipped)
+    return entries
 
 
 def save_snapshot(path: Path, kind: str, version: int, entries: dict[str, Any]) -> None:
-    """Writes the snapshot whole (best effort: a work dir that cannot take it is a log line)."""
-    document = {"kind": kind, "version": version, "checksum": _checksum(entries),
-                "entries": entries}
-    text = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    """Writes the snapshot whole, `entries` its one batch (best effort: a work dir that cannot
+    take it is a log line)."""
+    text = _line(_header(kind, version)) + _batch(entries)
     if len(text) > MAX_SNAPSHOT_BYTES:
         return
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -55,6 +68,36 @@ def save_snapshot(path: Path, kind: str, version: int, entries: dict[str, Any]) 
     except OSError as error:
         log.warning("snapshot %s could not be written: %s", path, error)
         scratch.unlink(missing_ok=True)
+
+
+def append_snapshot(path: Path, kind: str, version: int, entries: dict[str, Any]) -> bool:
+    """Appends `entries` as one batch to the snapshot at `path`; False when it must be written
+    whole instead (missing, of another kind or version, or it would grow over its size)."""
+    batch = _batch(entries)
+    try:
+        if path.stat().st_size + len(batch) > MAX_SNAPSHOT_BYTES:
+            return False
+        with path.open("rb") as existing:
+            if json.loads(existing.readline()) != _header(kind, version):
+                return False
+        with path.open("ab") as journal:
+            journal.write(batch)   # one write: a concurrent append does not interleave
+    except (OSError, ValueError) as error:
+        log.info("snapshot %s is written whole: %s", path, error)
+        return False
+    return True
+
+
+def _header(kind: str, version: int) -> dict[str, Any]:
+    return {"kind": kind, "version": version}
+
+
+def _batch(entries: dict[str, Any]) -> bytes:
+    return _line({"checksum": _checksum(entries), "entries": entries})
+
+
+def _line(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 def _checksum(entries: Any) -> str:

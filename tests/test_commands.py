@@ -110,6 +110,7 @@ def test_redaction_covers_registered_secrets_url_credentials_and_bearer_tokens()
     assert redact("x s3cr3t-value y") == "x *** y"
     assert redact("https://user:pw@host/repo.git") == "https://***@host/repo.git"
     assert redact("Authorization: Bearer abcdef123456") == "Authorization: Bearer ***"
+    assert redact("Authorization: Baſic abcdef123456") == "Authorization: Baſic ***"   # (?i)
 
 
 @pytest.mark.parametrize("flags", [

@@ -7,25 +7,29 @@ from __future__ import annotations
 import json
 
 from agent.policy import built_in_policies, compile_policies, policy_input
-from agent.snapshots import load_snapshot, save_snapshot
+from agent.snapshots import append_snapshot, load_snapshot, save_snapshot
 from conftest import deployment
 
 
-def test_a_snapshot_is_read_back_only_when_all_of_it_checks(tmp_path):
-    path = tmp_path / "cache" / "memo.json"
+def test_a_snapshot_keeps_every_batch_that_checks_and_skips_the_others(tmp_path):
+    path = tmp_path / "cache" / "memo.jsonl"
+    assert not append_snapshot(path, "answers", 1, {"a": 1})   # no file yet: written whole
     save_snapshot(path, "answers", 1, {"a": [1, 2], "b": "x"})
-    assert load_snapshot(path, "answers", 1) == {"a": [1, 2], "b": "x"}
+    assert append_snapshot(path, "answers", 1, {"c": 3})
+    assert append_snapshot(path, "answers", 1, {"b": "y"})
+    assert load_snapshot(path, "answers", 1) == {"a": [1, 2], "b": "y", "c": 3}
     assert load_snapshot(path, "answers", 2) == {}            # another format version
     assert load_snapshot(path, "other", 1) == {}
+    assert not append_snapshot(path, "answers", 2, {"d": 4})  # (written whole by the caller)
     text = path.read_text()
-    path.write_text(text.replace('"x"', '"y"'))              # edited: the checksum says so
-    assert load_snapshot(path, "answers", 1) == {}
-    path.write_text(text[:len(text) // 2])                     # truncated
-    assert load_snapshot(path, "answers", 1) == {}
+    path.write_text(text.replace('"c":3', '"c":4'))           # edited: its batch is left out
+    assert load_snapshot(path, "answers", 1) == {"a": [1, 2], "b": "y"}
+    path.write_text(text[:-5])                                 # a torn last batch
+    assert load_snapshot(path, "answers", 1) == {"a": [1, 2], "b": "x", "c": 3}
     path.write_bytes(b"\x00\xff" * 10)                         # not even text
     assert load_snapshot(path, "answers", 1) == {}
-    assert load_snapshot(tmp_path / "missing.json", "answers", 1) == {}
-    assert [p.name for p in path.parent.iterdir()] == ["memo.json"]   # no scratch file left
+    assert load_snapshot(tmp_path / "missing.jsonl", "answers", 1) == {}
+    assert [p.name for p in path.parent.iterdir()] == ["memo.jsonl"]   # no scratch file left
 
 
 def inputs() -> list[dict]:
@@ -40,7 +44,8 @@ def test_a_fresh_policy_set_asks_nothing_already_asked_and_a_corrupt_snapshot_is
     verdicts = [first.verdict(document) for document in inputs()]
     assert first.asked == 6
     first.save()
-    [snapshot] = tmp_path.glob("policy-verdicts-*.json")
+    [snapshot] = tmp_path.glob("policy-verdicts-*.jsonl")
+    assert len(snapshot.read_text().splitlines()) == 2   # the header, one batch
 
     again = compile_policies(built_in_policies(), snapshots=tmp_path)   # as a fresh process
     assert [again.verdict(document) for document in inputs()] == verdicts
@@ -50,11 +55,14 @@ def test_a_fresh_policy_set_asks_nothing_already_asked_and_a_corrupt_snapshot_is
     other.verdict(inputs()[0])
     assert other.asked == 1
 
-    document = json.loads(snapshot.read_text())
+    header, batch = snapshot.read_text().splitlines()
+    document = json.loads(batch)
     document["entries"][next(iter(document["entries"]))][0] = ["forged denial"]
-    snapshot.write_text(json.dumps(document))
+    snapshot.write_text(header + "\n" + json.dumps(document) + "\n")
     rebuilt = compile_policies(built_in_policies(), snapshots=tmp_path)
     assert [rebuilt.verdict(document) for document in inputs()] == verdicts
     assert rebuilt.asked == 6
+    rebuilt.save()   # one more batch, not the file again
+    assert len(snapshot.read_text().splitlines()) == 3
     for each in (first, again, other, rebuilt):
         each.sandbox.close()

@@ -18,7 +18,7 @@ import yaml
 from agent.load import SpecProblem
 from agent.memo import Memo
 from agent.model.status import DeploymentStatus
-from agent.report.cells import cell, job_cell, row_cells
+from agent.report.cells import cell, job_cell, row_cells, savepoint_cell
 from agent.report.history import render_history
 from agent.report.savepoints import savepoint_entries, savepoint_entry
 from agent.report.timeline import render_timeline
@@ -46,7 +46,7 @@ def status_files(documents: list[DeploymentStatus], spec_commit: str,
         files["timeline.svg"] = timeline.encode()
     files["status.json"] = status_json(documents, spec_commit, unattributed, memo)
     files["README.md"] = render_dashboard(documents, spec_commit, unattributed,
-                                          timeline is not None, ui_urls).encode()
+                                          timeline is not None, ui_urls, memo).encode()
     return files
 
 
@@ -105,9 +105,12 @@ def ordered(documents: list[DeploymentStatus]) -> list[DeploymentStatus]:
 
 def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
                      unattributed: list[SpecProblem] = (), timeline: bool = False,
-                     ui_urls: Mapping[str, str] | None = None) -> str:
-    """README.md; `ui_urls` (target name -> its web UI) links each job to its page there."""
+                     ui_urls: Mapping[str, str] | None = None,
+                     rendered: Memo | None = None) -> str:
+    """README.md; `ui_urls` (target name -> its web UI) links each job to its page there;
+    `rendered`: each document's rendering (see `status_files`)."""
     ui_urls = ui_urls or {}
+    memo = rendered if rendered is not None else Memo("rendered documents", 1_000_000)
     counts = Counter(d.status.state.value for d in documents)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
     problems = [d for d in documents if not d.in_desired_state]
@@ -123,7 +126,8 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
         "| Last action | Spec commit |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(d, as_of, ui_urls.get(d.status.target or "")) for d in ordered(documents)]
+    lines += [_row(d, as_of, _rendered(d, memo, ui_urls.get(d.status.target or "")))
+              for d in ordered(documents)]
     if problems or unattributed:
         lines += ["", "## Problems", ""]
         lines += [f"- `{p.file}:{p.line}`: {cell(p.message)}" for p in unattributed]
@@ -147,13 +151,20 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
     return "\n".join(lines)
 
 
-def _row(document: DeploymentStatus, as_of: str | None, ui_base: str | None) -> str:
-    status, cells = document.status, row_cells(document, as_of)
+def _row(document: DeploymentStatus, as_of: str | None, rendered: Rendered) -> str:
+    """The document's dashboard row: its rendered cells around its savepoint's, whose age
+    counts to the report's time `as_of`."""
+    head, tail = rendered.row
+    return head + savepoint_cell(document.status.last_savepoint, as_of) + tail
+
+
+def _row_around_savepoint(document: DeploymentStatus, ui_base: str | None) -> tuple[str, str]:
+    status, cells = document.status, row_cells(document, None)
     name = f"[{document.name}](deployments/{document.name}.md)" + (
         " (deleted)" if status.deleted else "")
     return (f"| {cells['mark']} | {name} | {cells['state']} | {cells['sync']} | "
-            f"{job_cell(status.job, ui_base)} | {cells['parallelism']} | {cells['restarts']} | "
-            f"{cells['savepoint']} | {cells['action']} | `{(status.spec_commit or '—')[:10]}` |")
+            f"{job_cell(status.job, ui_base)} | {cells['parallelism']} | {cells['restarts']} | ",
+            f" | {cells['action']} | `{(status.spec_commit or '—')[:10]}` |")
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,7 @@ class Rendered:
     page: bytes         # deployments/<name>.md
     yaml: bytes         # deployments/<name>.yaml
     index_entry: str    # its entry in status.json (JSON on one line)
+    row: tuple[str, str]   # its dashboard row, before and after its savepoint's cell
 
 
 def _index_line(document: DeploymentStatus, memo: Memo) -> str:
@@ -189,7 +201,8 @@ def _rendered(document: DeploymentStatus, memo: Memo, ui_base: str | None) -> Re
         # libyaml's emitter (when PyYAML has it) writes the same bytes five times faster
         yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
                   width=100).encode(),
-        json.dumps(_index_entry(document), sort_keys=True, ensure_ascii=False))
+        json.dumps(_index_entry(document), sort_keys=True, ensure_ascii=False),
+        _row_around_savepoint(document, ui_base))
     memo.put(id(document), (document, ui_base, rendered))
     return rendered
 
