@@ -33,6 +33,8 @@ class Caches:
     artifacts: Memo = field(default_factory=lambda: Memo(   # identities that do not change
         "artifact identities", ARTIFACT_MEMO_SIZE, ARTIFACT_MEMO_TTL_S))   # (`job_inputs`)
     state_checks: Memo = field(default_factory=state_checks)   # (job digest, state, allow…)
+    checks: Memo = field(default_factory=lambda: Memo(   # name -> grounds, problems found
+        "deployment checks", 1_000_000))
     quiet: QuietCycle | None = None    # the last cycle, when it changed nothing (`agent.quiet`)
     deployments: Memo = field(default_factory=lambda: Memo(   # name -> QuietDeployment
         "quiet deployments", 1_000_000))

@@ -22,14 +22,12 @@ import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 from agent.artifact_check import OBJECT_STORES
 from agent.errors import ArtifactError, ArtifactUnavailable, SecretMissing
 from agent.flink.artifacts import dependency_error, store_identity
 from agent.load import Located, SpecProblem
 from agent.memo import Memo
-from agent.model.maven import is_maven
 from agent.model.spec import RESTART_ON_SECRET_CHANGE_ANNOTATION, ArtifactStores, Deployment
 from agent.model.status import JobInputs
 from agent.secret_check import ReadFile, job_values
@@ -42,6 +40,7 @@ ARTIFACT_MEMO_SIZE = 10_000     # identities that do not change: Maven releases,
 ARTIFACT_MEMO_TTL_S = 3600.0    # validator; each kept at most an hour
 Read = tuple[JobInputs, list[SpecProblem]] | Exception   # a deployment's inputs, or why not
 ANNOTATION = ("metadata", "annotations", RESTART_ON_SECRET_CHANGE_ANNOTATION)
+READ_SCHEMES = {"http", "https", "maven", *OBJECT_STORES}   # jars whose identity is read
 
 
 def read_all(deployments: dict[str, tuple[Located, ArtifactStores, JobInputs | None]],
@@ -70,7 +69,7 @@ def _reads_anything(deployment: Deployment) -> bool:
     on a server or in a Maven repository, or secrets it restarts on."""
     artifact = deployment.spec.template.spec.artifact
     return deployment.restarts_on_secret_change or any(
-        is_maven(uri) or urlparse(uri).scheme.lower() in ("http", "https", *OBJECT_STORES)
+        uri.partition("://")[0].lower() in READ_SCHEMES
         for uri in (artifact.jar_uri, *artifact.dependencies) if uri)
 
 

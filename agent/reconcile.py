@@ -17,8 +17,8 @@ from pathlib import Path
 from threading import Event, Lock, Timer
 from typing import Callable
 
-from agent.artifact_check import ARTIFACT, add_artifact_check, field_path
-from agent.secret_check import add_secret_check
+from agent.artifact_check import ARTIFACT, field_path
+from agent.checks import check_all
 from agent.assessment import Assessment
 from agent.caches import Caches
 from agent.config import Settings
@@ -59,9 +59,7 @@ from agent.report.links import ui_bases
 from agent.report.document import CycleFacts, in_progress, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
-from agent.python_check import add_python_check
 from agent.quiet import Sighting, quiet_cycle, quiet_deployment
-from agent.sql import add_sql_check
 from agent.state_check import state_check
 
 log = logging.getLogger(__name__)
@@ -125,12 +123,16 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     commit = source.resolve(head or settings.branch)
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
                         caches.parsed)
-    add_artifact_check(loaded, lambda path: source.has_file(commit, path), settings.file_roots)
-    add_secret_check(loaded, lambda path: source.read(commit, path), required=not offline)
-    add_python_check(loaded, lambda path: source.read(commit, path), required=not offline)
-    add_sql_check(loaded, lambda path: source.read(commit, path), settings.artifact_cache,
-                  libraries=lambda located: _dependency_jars(settings, source, commit, loaded,
-                                                             located.spec))
+    blobs: dict[str, tuple[str | None, ...]] = {}   # each deployment's files in the repo
+
+    def blobs_of(located: Located) -> tuple[str | None, ...]:
+        if located.spec.name not in blobs:
+            blobs[located.spec.name] = _repo_blobs(source, commit, located.spec)
+        return blobs[located.spec.name]
+    check_all(loaded, lambda path: source.read(commit, path),
+              lambda path: source.has_file(commit, path), blobs_of, settings.file_roots,
+              settings.artifact_cache, lambda located: _dependency_jars(
+                  settings, source, commit, loaded, located.spec), offline, caches.checks)
     policies = compile_policies(with_built_ins(source.spec_texts(
         commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies,
         settings.snapshots)
@@ -168,7 +170,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                                  else None))
         grounds[name] = (settings, offline, loaded.deployments.get(name), tuple(problems),
                          target, previous.get(name), observation, inputs.get(name),
-                         _repo_blobs(source, commit, desired), warned.get(name, ()), policies,
+                         blobs.get(name) if desired else (), warned.get(name, ()), policies,
                          name in gone.deleted, gone.guarded)
         kept = caches.deployments.get(name)
         if kept is not None and name not in unreadable_status and kept.holds(grounds[name], now):
@@ -741,10 +743,8 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
 
 
 def _repo_blobs(source: SpecRepository, commit: str,
-                desired: Deployment | None) -> tuple[str | None, ...]:
+                desired: Deployment) -> tuple[str | None, ...]:
     """The git blobs of the files of the spec repo that `desired`'s job is made of."""
-    if desired is None:
-        return ()
     artifact = desired.spec.template.spec.artifact
     paths = [artifact.repo_file(), *artifact.repo_dependencies()]
     return tuple(source.blob_id(commit, path) for path in paths if path)

@@ -137,6 +137,34 @@ def test_documents_just_written_are_read_back_without_parsing_unless_redacted(
     assert read["b"].status.warnings == ["has *** in it"]
 
 
+def test_a_deployment_is_checked_again_only_when_it_or_its_files_changed(tmp_path):
+    from agent.checks import check_all
+    from agent.memo import Memo
+
+    files = {"a.yaml": counter_deployment("a"), "b.yaml": counter_deployment("b"),
+             "s.yaml": counter_deployment("s", options="x: ${FG_CHECKS_UNSET}")}
+    repo, asked, kept = {"jobs/counter.jar"}, [], Memo("checks", 100)
+
+    def checked(loaded, blob="1"):
+        def exists(path):
+            asked.append(path)
+            return path in repo
+        check_all(loaded, lambda path: None, exists, lambda located: (blob,), None, tmp_path,
+                  lambda located: [], False, kept)
+        return sorted((p.name, p.message) for p in loaded.problems)
+    parsed = ParsedFiles()
+    first = checked(load_blobs(files, lambda blobs: {b: b.encode() for b in blobs}, parsed))
+    asked.clear()
+    again = checked(load_blobs(files, lambda blobs: {b: b.encode() for b in blobs}, parsed))
+    assert again == first and [name for name, _ in first] == ["s"]   # (its unset secret)
+    assert asked == ["jobs/counter.jar"]   # s's alone: it names a secret, checked each cycle
+    repo.clear()                  # the jar gone from the repo: its blob changes
+    asked.clear()
+    gone = checked(load_blobs(files, lambda blobs: {b: b.encode() for b in blobs}, parsed),
+                   blob=None)
+    assert [name for name, _ in gone] == ["a", "b", "s", "s"] and len(asked) == 3
+
+
 def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     spec_repo.push()
     source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
