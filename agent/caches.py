@@ -36,6 +36,8 @@ class Caches:
     checks: Memo = field(default_factory=lambda: Memo(   # name -> grounds, problems found
         "deployment checks", 1_000_000))
     quiet: QuietCycle | None = None    # the last cycle, when it changed nothing (`agent.quiet`)
+    quiet_on_disk: QuietCycle | bool | None = None   # the one in the work dir (False: none
+                                                     # usable; None: not looked for yet)
     deployments: Memo = field(default_factory=lambda: Memo(   # name -> QuietDeployment
         "quiet deployments", 1_000_000))
 
@@ -57,4 +59,4 @@ class Caches:
             if isinstance(value, Memo):
                 value.clear()
         self.parsed = ParsedFiles()
-        self.quiet = None
+        self.quiet = self.quiet_on_disk = None

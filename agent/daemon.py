@@ -44,7 +44,7 @@ from agent.config import Settings
 from agent.errors import ConfigError, FlinkError, FlinkGitopsError, SourceError
 from agent.model.outcome import Outcome
 from agent.model.status import DeploymentStatus, SavepointOrigin
-from agent.reconcile import SyncResult, spec_head, sync
+from agent.reconcile import SyncResult, keep_quiet, spec_head, sync
 from agent.report.freshness import DEFAULT_HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.source import SpecRepository
 from agent.status_store import beat
@@ -383,6 +383,7 @@ class Daemon:
                 self._cycle()
         self.scheduler.shutdown(wait=False)
         self.server.shutdown()
+        keep_quiet(self.settings, self.caches)   # the next start ends its first cycle early
         log.info("stopped after %d cycle(s)", self._cycles)
         return 0
 

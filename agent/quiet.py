@@ -16,18 +16,24 @@ document, what its cluster shows of it, its inputs, the blobs of its files, the 
 that must look again, because one file changed, takes the kept assessment of every deployment
 whose grounds are the same, and its status is its previous document: the cycle's work is that of
 what changed.
+
+A quiet cycle is also kept in the work dir (`to_snapshot`, `from_snapshot`: what it saw, its
+targets, unattributed problems and status documents, as JSON), so that a fresh process — cron's
+`sync`, a daemon restarted — that sees the same ends as soon as it has looked, without reading a
+spec or status file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from agent.assessment import Assessment
 from agent.clock import parse
-from agent.load import LoadResult
-from agent.model.observation import ClusterView
-from agent.model.spec import Deployment
+from agent.load import LoadResult, Located, SpecProblem
+from agent.model.observation import ClusterView, ObservedJob
+from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import DeploymentStatus, JobInputs
 
 
@@ -53,6 +59,37 @@ class QuietCycle:
     def holds(self, seen: Sighting, now: str) -> bool:
         """The cycle would decide the same again: it sees the same, and its time has not come."""
         return seen == self.seen and (self.until is None or parse(now) < parse(self.until))
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """The cycle as JSON values, for a fresh process (`from_snapshot`)."""
+        return {
+            "commit": self.seen.commit, "statusHead": self.seen.status_head,
+            "views": {name: {"reachable": view.reachable, "error": view.error,
+                             "jobs": {key: [asdict(job) for job in jobs]
+                                      for key, jobs in view.jobs.items()}}
+                      for name, view in self.seen.views.items()},
+            "targets": {name: {"file": located.file, "line": located.line,
+                               "spec": located.spec.model_dump(mode="json", by_alias=True)}
+                        for name, located in self.loaded.targets.items()},
+            "unattributed": [asdict(problem) for problem in self.loaded.unattributed()],
+            "documents": [document.document() for document in self.documents],
+            "until": self.until, "wakeAt": self.wake_at}
+
+    @classmethod
+    def from_snapshot(cls, kept: dict[str, Any]) -> QuietCycle:
+        """The cycle `to_snapshot` gave; ValueError (pydantic's included), KeyError or
+        TypeError when `kept` is not one."""
+        views = {name: ClusterView(view["reachable"], view["error"], {
+            key: [ObservedJob(**job) for job in jobs] for key, jobs in view["jobs"].items()})
+            for name, view in kept["views"].items()}
+        loaded = LoadResult(
+            targets={name: Located(DeploymentTarget.model_validate(target["spec"]),
+                                   target["file"], target["line"])
+                     for name, target in kept["targets"].items()},
+            problems=[SpecProblem(**problem) for problem in kept["unattributed"]])
+        return cls(Sighting(kept["commit"], kept["statusHead"], views), loaded,
+                   tuple(DeploymentStatus.model_validate(d) for d in kept["documents"]),
+                   kept["until"], kept["wakeAt"])
 
 
 def quiet_cycle(seen: Sighting, loaded: LoadResult, assessments: list[Assessment],

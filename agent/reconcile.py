@@ -8,6 +8,7 @@ a reviewer approves is what runs), `act` (the plans carried out, under the lease
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,8 @@ from agent.report.links import ui_bases
 from agent.report.document import CycleFacts, in_progress, next_status
 from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
-from agent.quiet import Sighting, quiet_cycle, quiet_deployment
+from agent.quiet import QuietCycle, Sighting, quiet_cycle, quiet_deployment
+from agent.snapshots import load_snapshot, save_snapshot
 from agent.state_check import state_check
 
 log = logging.getLogger(__name__)
@@ -361,7 +363,9 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     """
     if caches is None:
         with Caches.for_one_cycle() as caches:
-            return sync(settings, attempts, stopping, caches)
+            result = sync(settings, attempts, stopping, caches)
+            keep_quiet(settings, caches)
+            return result
     from agent.commit_status import CommitStatuses
     from agent.notify import Notifier
 
@@ -412,7 +416,7 @@ def _repeated(settings: Settings, source: SpecRepository,
     target's jobs show what it saw and its time has not come (`agent.quiet`): the cycle ends
     there. Else None, with the repository fetched and, when the kept cycle's targets were looked
     at, what they showed."""
-    kept, caches.quiet = caches.quiet, None
+    kept, caches.quiet = caches.quiet or _quiet_kept_on_disk(settings, caches), None
     source.fetch()
     if kept is None or source.resolve(settings.branch) != kept.seen.commit \
             or StatusStore(source, settings.status_branch).head() != kept.seen.status_head:
@@ -424,6 +428,37 @@ def _repeated(settings: Settings, source: SpecRepository,
     log.debug("git, the status branch and every target's jobs are as the last cycle saw them")
     return SyncResult(kept.seen.commit, list(kept.documents), {}, None,
                       kept.loaded.unattributed(), kept.wake_at), None
+
+
+QUIET_SNAPSHOT = ("quiet cycle", 1)   # its kind and format version
+
+
+def _quiet_file(settings: Settings) -> Path:
+    """Where the quiet cycle of these settings is kept between processes."""
+    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+    return settings.snapshots / f"quiet-cycle-{digest}.json"
+
+
+def _quiet_kept_on_disk(settings: Settings, caches: Caches) -> QuietCycle | None:
+    """The quiet cycle an earlier process kept (`keep_quiet`), looked for once per `caches`."""
+    if caches.quiet_on_disk is not None:
+        return None
+    kept = load_snapshot(_quiet_file(settings), *QUIET_SNAPSHOT).get("cycle")
+    try:
+        caches.quiet_on_disk = QuietCycle.from_snapshot(kept) if kept else False
+    except (ValueError, KeyError, TypeError) as error:
+        log.info("the quiet cycle kept in the work dir is not used: %s", error)
+        caches.quiet_on_disk = False
+    return caches.quiet_on_disk or None
+
+
+def keep_quiet(settings: Settings, caches: Caches) -> None:
+    """Keeps the last cycle in the work dir when it was quiet and is not kept there already,
+    for the next process (a `sync` as it ends, a daemon as it stops)."""
+    if caches.quiet is not None and caches.quiet is not caches.quiet_on_disk:
+        save_snapshot(_quiet_file(settings), *QUIET_SNAPSHOT,
+                      {"cycle": caches.quiet.to_snapshot()})
+        caches.quiet_on_disk = caches.quiet
 
 
 def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = lambda _: None,
@@ -444,6 +479,7 @@ def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = 
             told(result)
             sleep(STABILITY_POLL_S)
             result = sync(settings, caches=caches)
+        keep_quiet(settings, caches)
         return result
 
 

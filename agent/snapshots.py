@@ -1,8 +1,8 @@
 """Memos saved in the work dir, for a fresh process (cron's `sync`, a daemon restarted) to start
 from what the last one knew (I/O: files under `<workdir>/cache`).
 
-A snapshot is a journal of JSON lines: a header naming its kind and format version, then
-batches of entries, each with a checksum of its own. A batch is appended with one write
+A snapshot is a journal of lines: a JSON header naming its kind and format version, then
+batches of entries, each the SHA-256 of its JSON text and that text. A batch is appended with one write
 (`append_snapshot`: a cycle that learnt one verdict writes one line, not all it knows), and the
 whole file is written again only when it is missing, of another version, or over its size
 (`save_snapshot`: to a temporary file renamed over it). A reader takes every batch that checks
@@ -42,12 +42,12 @@ def load_snapshot(path: Path, kind: str, version: int) -> dict[str, Any]:
         return {}
     entries, skipped = {}, 0
     for line in filter(None, batches):
+        checksum, _, text = line.partition(b" ")
         try:
-            batch = json.loads(line)
-            if batch["checksum"] != _checksum(batch["entries"]):
-                raise ValueError
-            entries.update(batch["entries"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+            if checksum.decode() != hashlib.sha256(text).hexdigest():
+                raise ValueError("checksum")
+            entries.update(json.loads(text))
+        except (ValueError, TypeError):
             skipped += 1
     if skipped:
         log.info("snapshot %s: %d batch(es) that do not check are left out", path, skipped)
@@ -93,16 +93,12 @@ def _header(kind: str, version: int) -> dict[str, Any]:
 
 
 def _batch(entries: dict[str, Any]) -> bytes:
-    return _line({"checksum": _checksum(entries), "entries": entries})
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    return hashlib.sha256(text).hexdigest().encode() + b" " + text + b"\n"
 
 
 def _line(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-
-
-def _checksum(entries: Any) -> str:
-    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical).hexdigest()
 
 
 def prune_snapshots(directory: Path, pattern: str, keep: int) -> None:

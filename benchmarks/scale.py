@@ -108,7 +108,7 @@ def worker(args) -> None:
 
     from agent.caches import Caches
     from agent.config import Settings
-    from agent.reconcile import sync as one_cycle
+    from agent.reconcile import keep_quiet, sync as one_cycle
 
     sync = partial(one_cycle, caches=Caches())   # as the daemon runs cycles: one owner of memos
     repo = SpecRepo.__new__(SpecRepo)
@@ -145,6 +145,8 @@ def worker(args) -> None:
             break
         emit("change", instruments.measure(change, repo))
         emit("noop-after-change", instruments.measure(lambda: sync(settings), repo))
+    sync(settings)   # (quiet again after the profiled change)
+    keep_quiet(settings, sync.keywords["caches"])   # as a daemon does when it stops
 
 
 def _profiled(cycle, settings, profile_to: str | None):

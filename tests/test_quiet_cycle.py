@@ -59,6 +59,29 @@ def test_a_cycle_that_sees_what_the_quiet_one_saw_ends_there(
     assert caches.quiet is not None
 
 
+def test_a_fresh_process_that_sees_what_the_last_one_kept_ends_there(
+        deployed, spec_repo, settings, rest, monkeypatch):
+    deployed("kept-a")
+    spec_repo.push()
+    for _ in range(4):   # each a process of its own, as cron runs `sync`
+        if sync(settings).status_commit is None:
+            break
+    [kept] = settings.snapshots.glob("quiet-cycle-*.json")
+    assessed = assessing(monkeypatch)
+
+    again = sync(settings)
+    assert assessed == [] and again.exit_code == 0
+    assert [(d.name, d.status.job.id) for d in again.documents] == [
+        ("kept-a", rest.job("kept-a", 1))]
+
+    kept.write_bytes(kept.read_bytes().replace(b"kept-a", b"kept-b"))   # corrupt: not used
+    assert sync(settings).exit_code == 0 and len(assessed) == 1
+    deployed("kept-a", parallelism=2)
+    pushed = spec_repo.push("kept-a parallelism 2")   # another commit: looked at
+    assert sync(settings).outcomes["kept-a"].result.value == "SUCCESS"
+    assert assessed[1:] == [pushed]
+
+
 def test_a_push_that_changes_one_deployment_assesses_that_one_alone(
         deployed, spec_repo, settings, rest, monkeypatch):
     for name in ("alone-a", "alone-b", "alone-c"):

@@ -56,9 +56,10 @@ def test_a_fresh_policy_set_asks_nothing_already_asked_and_a_corrupt_snapshot_is
     assert other.asked == 1
 
     header, batch = snapshot.read_text().splitlines()
-    document = json.loads(batch)
-    document["entries"][next(iter(document["entries"]))][0] = ["forged denial"]
-    snapshot.write_text(header + "\n" + json.dumps(document) + "\n")
+    checksum, _, text = batch.partition(" ")
+    entries = json.loads(text)
+    entries[next(iter(entries))][0] = ["forged denial"]
+    snapshot.write_text(f"{header}\n{checksum} {json.dumps(entries)}\n")
     rebuilt = compile_policies(built_in_policies(), snapshots=tmp_path)
     assert [rebuilt.verdict(document) for document in inputs()] == verdicts
     assert rebuilt.asked == 6
