@@ -112,15 +112,15 @@ class SyncResult:
 
 def assess(settings: Settings, source: SpecRepository, caches: Caches,
            start_local: bool = True, head: str | None = None, offline: bool = False,
-           looked: Looked | None = None) -> Cycle:
+           fetched: bool = False, looked: Looked | None = None) -> Cycle:
     """Fetches, loads, observes, diffs and plans every deployment; changes nothing in Flink.
 
     `head` plans another revision than the branch's; with `offline`, a deployment whose cluster
     does not answer is planned from what its status last recorded, and secret references that
-    cannot be expanded here are warnings (for `plan`, never `sync`). `looked`: the repository
-    was just fetched, and these targets observed (by `_repeated`).
+    cannot be expanded here are warnings (for `plan`, never `sync`). `fetched`: the repository
+    was just fetched; `looked`: the targets were just observed (both by `_repeated`).
     """
-    if looked is None:
+    if not fetched:
         source.fetch()
     commit = source.resolve(head or settings.branch)
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
@@ -379,7 +379,7 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
         repeated, looked = _repeated(settings, source, caches)
         if repeated is not None:
             return repeated
-        cycle = assess(settings, source, caches, looked=looked)
+        cycle = assess(settings, source, caches, fetched=True, looked=looked)
         if any(item.plan.changes_anything for item in cycle.assessments):
             with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
                 if lease.took_over or lease.status_head != cycle.status_head:
@@ -414,13 +414,13 @@ def _repeated(settings: Settings, source: SpecRepository,
               caches: Caches) -> tuple[SyncResult | None, Looked | None]:
     """The kept quiet cycle's result again, when the spec branch, the status branch and every
     target's jobs show what it saw and its time has not come (`agent.quiet`): the cycle ends
-    there. Else None, with the repository fetched and, when the kept cycle's targets were looked
-    at, what they showed."""
+    there. Else None (the repository is fetched either way), with what the targets showed when
+    they were looked at."""
     kept, caches.quiet = caches.quiet or _quiet_kept_on_disk(settings, caches), None
     source.fetch()
     if kept is None or source.resolve(settings.branch) != kept.seen.commit \
             or StatusStore(source, settings.status_branch).head() != kept.seen.status_head:
-        return None, ({}, {})
+        return None, None
     looked = _observe(settings, kept.loaded.targets, sorted(kept.seen.views), True, caches)
     if not kept.holds(replace(kept.seen, views=looked[1]), utc_now()):
         return None, looked
