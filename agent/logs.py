@@ -61,9 +61,11 @@ def redact_bytes(data: bytes) -> bytes:
     the same from cycle to cycle."""
     def scrubbed() -> bytes:
         try:
-            return redact(data.decode("utf-8")).encode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
             return data
+        redacted = redact(text)
+        return data if redacted == text else redacted.encode("utf-8")   # (no second copy)
     return _scrubbed.get_or(data, scrubbed)
 
 

@@ -110,6 +110,9 @@ def worker(args) -> None:
     from agent.config import Settings
     from agent.reconcile import keep_quiet, sync as one_cycle
 
+    if args.allocations:   # (every figure of this run is slowed by it)
+        import tracemalloc
+        tracemalloc.start()
     sync = partial(one_cycle, caches=Caches())   # as the daemon runs cycles: one owner of memos
     repo = SpecRepo.__new__(SpecRepo)
     repo.remote, repo.checkout = Path(args.remote), Path(args.checkout)
@@ -147,6 +150,20 @@ def worker(args) -> None:
         emit("noop-after-change", instruments.measure(lambda: sync(settings), repo))
     sync(settings)   # (quiet again after the profiled change)
     keep_quiet(settings, sync.keywords["caches"])   # as a daemon does when it stops
+    if args.allocations:
+        _write_allocations(args.allocations)
+
+
+def _write_allocations(path: str) -> None:
+    """What the agent's process holds after its cycles, by the line that allocated it: the
+    top 30 of tracemalloc, and the total."""
+    import tracemalloc
+
+    top = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("lineno")
+    lines = [f"{sum(s.size for s in top) / 2**20:.1f} MiB held in {len(top)} places; the top 30:"]
+    lines += [f"{s.size / 2**20:8.1f} MiB {s.count:9,} blocks  {s.traceback[0]}" for s in top[:30]]
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def _profiled(cycle, settings, profile_to: str | None):
@@ -166,7 +183,7 @@ def _profiled(cycle, settings, profile_to: str | None):
 # --- the benchmark -----------------------------------------------------------------------------
 
 def run_size(size: int, clusters: int, repeat: int, cold_repeat: int, fake_url: str,
-             profile: str | None) -> list[dict]:
+             profile: str | None, allocations: str | None = None) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix=f"scale-{size}-") as tmp:
         root = Path(tmp)
@@ -179,6 +196,7 @@ def run_size(size: int, clusters: int, repeat: int, cold_repeat: int, fake_url: 
                    "--fake-url", fake_url, "--repeat", str(repeat), "--clusters", str(clusters)]
         profiles = ["--profile", f"{profile}.{size}.change", "--profile-noop",
                     f"{profile}.{size}.noop"] if profile else []
+        profiles += ["--allocations", f"{allocations}.{size}"] if allocations else []
         for line in _lines(command + profiles):
             results.append({"size": size, "clusters": clusters, **line})
         for _ in range(cold_repeat):
@@ -232,6 +250,9 @@ def main() -> None:
                                           "and a fresh process's no-op cycle (each an extra "
                                           "one) to <this>.<size>.{change,noop,cold}")
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--allocations", help="run the agent's process under tracemalloc (its "
+                                              "figures are then slower than they are) and write "
+                                              "what it holds after its cycles to <this>.<size>")
     # the agent's process
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
@@ -252,7 +273,7 @@ def main() -> None:
         for size in [int(s) for s in args.sizes.split(",")]:
             clusters = CLUSTERS.get(size, max(10, min(50, size // 200)))
             results += run_size(size, clusters, args.repeat, args.cold_repeat, fake_url,
-                                args.profile)
+                                args.profile, args.allocations)
     finally:
         fake.terminate()
         fake.wait(timeout=10)
