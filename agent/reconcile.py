@@ -126,10 +126,11 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
                         caches.parsed)
     blobs: dict[str, tuple[str | None, ...]] = {}   # each deployment's files in the repo
+    files = source.files(commit)
 
     def blobs_of(located: Located) -> tuple[str | None, ...]:
         if located.spec.name not in blobs:
-            blobs[located.spec.name] = _repo_blobs(source, commit, located.spec)
+            blobs[located.spec.name] = _repo_blobs(files, located.spec)
         return blobs[located.spec.name]
     check_all(loaded, lambda path: source.read(commit, path),
               lambda path: source.has_file(commit, path), blobs_of, settings.file_roots,
@@ -778,12 +779,12 @@ def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
     return desired.job_hash(inputs.digest_part(blob, blobs or None))
 
 
-def _repo_blobs(source: SpecRepository, commit: str,
-                desired: Deployment) -> tuple[str | None, ...]:
-    """The git blobs of the files of the spec repo that `desired`'s job is made of."""
+def _repo_blobs(files: dict[str, str], desired: Deployment) -> tuple[str | None, ...]:
+    """The git blobs of the files of the spec repo (`files`: path -> blob) that `desired`'s job
+    is made of."""
     artifact = desired.spec.template.spec.artifact
     paths = [artifact.repo_file(), *artifact.repo_dependencies()]
-    return tuple(source.blob_id(commit, path) for path in paths if path)
+    return tuple(files.get(path) for path in paths if path)
 
 
 def _by_name(problems) -> dict[str, tuple[SpecProblem, ...]]:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 REMOTE = "origin"
 FETCH_TIMEOUT_S = 120
 PENDING_STATUS_REF = "refs/flink-gitops/pending-status"   # a status commit not pushed yet
+SMALL_BLOBS_KEPT, SMALL_BLOB_BYTES = 32, 512 * 1024   # files read by path, kept for a cycle
 # what git says of a mirror it finds broken (a line of the remote's own, `remote: `, is not)
 BROKEN = re.compile(r"^(?!remote:).*(not a git repository|bad object|\) is corrupt|corrupt loose "
                     r"object|object corrupt|corrupt packed object|object file \S+ is empty|"
@@ -67,6 +68,9 @@ class SpecRepository:
         remembered across cycles when the caller keeps it (a commit never changes)."""
         self.url = normalise_url(url)
         self._trees = trees if trees is not None else Memo("git trees", 8)
+        # small files read by path, by blob id, for this object's life (a cycle): a first
+        # deploy of thousands sharing a jar or script reads it once, not once per action
+        self._small = Memo("small git blobs", SMALL_BLOBS_KEPT)
         key = hashlib.sha256(self.url.encode()).hexdigest()[:12]
         self.path = Path(workdir) / "repos" / key
         self._repo: git.Repo | None = None
@@ -286,7 +290,14 @@ class SpecRepository:
         """One file (a normalised repo-relative path) at `commit`, or None when it is not there;
         RepoFileRefused for a symbolic link."""
         blob = self.blob_id(commit, path) if self.has_file(commit, path) else None
-        return self._cat([blob])[blob] if blob else None
+        if blob is None:
+            return None
+        content = self._small.get(blob)
+        if content is None:
+            content = self._cat([blob])[blob]
+            if len(content) <= SMALL_BLOB_BYTES:
+                self._small.put(blob, content)
+        return content
 
     def has_file(self, commit: str, path: str) -> bool:
         """Whether `path` is a file at `commit`; RepoFileRefused for a symbolic link."""

@@ -165,6 +165,22 @@ def test_a_deployment_is_checked_again_only_when_it_or_its_files_changed(tmp_pat
     assert [name for name, _ in gone] == ["a", "b", "s", "s"] and len(asked) == 3
 
 
+def test_a_small_file_read_by_many_actions_of_a_cycle_is_read_from_git_once(
+        spec_repo, tmp_path, monkeypatch):
+    spec_repo.write("jobs/shared.sql", "SELECT 1;\n")
+    commit = spec_repo.push()
+    source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
+    source.fetch()
+    asked = []
+    original = source._cat
+    monkeypatch.setattr(source, "_cat", lambda blobs: asked.append(blobs) or original(blobs))
+
+    contents = {source.read(commit, "jobs/shared.sql") for _ in range(100)}
+
+    assert contents == {b"SELECT 1;\n"} and len(asked) == 1
+    assert source.read(commit, "jobs/missing.sql") is None
+
+
 def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     spec_repo.push()
     source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
