@@ -9,6 +9,7 @@ contents goes with the process's registry of secrets, in `agent.logs`.)
 
 from __future__ import annotations
 
+import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Iterator
@@ -20,6 +21,9 @@ from agent.memo import Memo
 from agent.policy import policy_sets
 from agent.quiet import QuietCycle
 from agent.state_check import state_checks
+
+
+FULL_COLLECTION_EVERY = 100   # cycles of a long-running process between full collections
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Caches:
                                                      # usable; None: not looked for yet)
     deployments: Memo = field(default_factory=lambda: Memo(   # name -> QuietDeployment
         "quiet deployments", 1_000_000))
+    settled: int = 0                   # cycles after which `settle` ran
 
     @classmethod
     @contextmanager
@@ -51,6 +56,21 @@ class Caches:
             yield caches
         finally:
             caches.clear()
+
+    def settle(self) -> None:
+        """After a cycle of a long-running process (the daemon): what is alive now, the memos
+        above all, is kept for long, so Python's cyclic garbage collector is told to leave it
+        alone (`gc.freeze`, after collecting the cycle's young garbage). Otherwise every full
+        collection, which a cycle's allocations trigger now and then, walks millions of kept
+        objects: about a second at 10,000 deployments. Every FULL_COLLECTION_EVERY cycles,
+        everything is collected once."""
+        self.settled += 1
+        if self.settled % FULL_COLLECTION_EVERY == 0:
+            gc.unfreeze()
+            gc.collect()
+        else:
+            gc.collect(1)
+        gc.freeze()
 
     def clear(self) -> None:
         """Forgets everything (a policy set's worker process is closed)."""

@@ -411,6 +411,7 @@ class Daemon:
         try:
             self._run_cycle()
         finally:
+            self.caches.settle()
             self._beat()
 
     def _run_cycle(self) -> None:

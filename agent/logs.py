@@ -26,6 +26,7 @@ _lock = threading.Lock()
 # content -> redacted, while the secrets stay the same: it goes with the registry of secrets,
 # which is the process's (every expanded value is registered where it is read)
 _scrubbed: Memo[bytes, bytes] = Memo("redacted contents", 50_000)
+REMEMBERED_BYTES = 64 * 1024   # a larger content is redacted each time it is written
 
 FIELDS = ("deployment", "target", "step", "outcome")
 
@@ -56,9 +57,11 @@ def redact(text: str) -> str:
 
 
 def redact_bytes(data: bytes) -> bytes:
-    """`redact` of UTF-8 content (what is not UTF-8 is left as it is), each distinct content
-    redacted once while the known secrets stay the same: the status branch's files are mostly
-    the same from cycle to cycle."""
+    """`redact` of UTF-8 content (what is not UTF-8 is left as it is), each distinct content up
+    to REMEMBERED_BYTES redacted once while the known secrets stay the same: the status
+    branch's files are mostly the same from cycle to cycle. (Larger ones — a dashboard of
+    thousands of rows — change with every commit, and each kept would stay until 50,000
+    others.)"""
     def scrubbed() -> bytes:
         try:
             text = data.decode("utf-8")
@@ -66,7 +69,7 @@ def redact_bytes(data: bytes) -> bytes:
             return data
         redacted = redact(text)
         return data if redacted == text else redacted.encode("utf-8")   # (no second copy)
-    return _scrubbed.get_or(data, scrubbed)
+    return _scrubbed.get_or(data, scrubbed) if len(data) <= REMEMBERED_BYTES else scrubbed()
 
 
 class _Redacting(logging.Formatter):

@@ -104,7 +104,6 @@ class Instruments:
 
 def worker(args) -> None:
     """Runs in the agent's process: deploy, then A/B cycles; one JSON line per measurement."""
-    from functools import partial
 
     from agent.caches import Caches
     from agent.config import Settings
@@ -113,7 +112,12 @@ def worker(args) -> None:
     if args.allocations:   # (every figure of this run is slowed by it)
         import tracemalloc
         tracemalloc.start()
-    sync = partial(one_cycle, caches=Caches())   # as the daemon runs cycles: one owner of memos
+    caches = Caches()   # as the daemon runs cycles: one owner of memos, settled after each
+
+    def sync(settings: Settings):
+        result = one_cycle(settings, caches=caches)
+        caches.settle()
+        return result
     repo = SpecRepo.__new__(SpecRepo)
     repo.remote, repo.checkout = Path(args.remote), Path(args.checkout)
     settings = Settings(str(repo.remote), workdir=Path(args.workdir))
@@ -149,7 +153,7 @@ def worker(args) -> None:
         emit("change", instruments.measure(change, repo))
         emit("noop-after-change", instruments.measure(lambda: sync(settings), repo))
     sync(settings)   # (quiet again after the profiled change)
-    keep_quiet(settings, sync.keywords["caches"])   # as a daemon does when it stops
+    keep_quiet(settings, caches)   # as a daemon does when it stops
     if args.allocations:
         _write_allocations(args.allocations)
 

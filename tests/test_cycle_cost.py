@@ -181,6 +181,34 @@ def test_a_small_file_read_by_many_actions_of_a_cycle_is_read_from_git_once(
     assert source.read(commit, "jobs/missing.sql") is None
 
 
+def test_a_long_running_process_leaves_its_kept_objects_to_the_collector_once_a_while(
+        monkeypatch):
+    import gc
+    import weakref
+
+    from agent import caches as module
+
+    class Node:
+        pass
+
+    monkeypatch.setattr(module, "FULL_COLLECTION_EVERY", 3)
+    kept = Caches()
+    try:
+        kept.settle()
+        assert gc.get_freeze_count() > 0           # the cycle's survivors: left alone
+        lost = Node()
+        lost.me = lost                             # cyclic garbage made old, then dropped
+        gone = weakref.ref(lost)
+        kept.settle()
+        del lost
+        gc.collect()
+        assert gone() is not None                  # frozen: not collected ...
+        kept.settle()
+        assert gone() is None                      # ... until the periodic full collection
+    finally:
+        gc.unfreeze()
+
+
 def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     spec_repo.push()
     source = SpecRepository(str(spec_repo.remote), tmp_path / "agent")
