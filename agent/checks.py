@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from agent.artifact_check import add_artifact_check
-from agent.load import LoadResult, Located, SpecProblem
+from agent.load import LoadResult, Located, by_name
 from agent.memo import Memo
 from agent.model.spec import ArtifactKind, repo_path
 from agent.python_check import add_python_check
@@ -47,9 +47,9 @@ def check_all(loaded: LoadResult, read: ReadFile, exists: Callable[[str], bool],
     add_secret_check(fresh, read, required=not offline)
     add_python_check(fresh, read, required=not offline)
     add_sql_check(fresh, read, cache_dir, libraries=libraries)
-    problems, warnings = _by_name(fresh.problems[already:]), _by_name(fresh.warnings)
+    problems, warnings = by_name(fresh.problems[already:]), by_name(fresh.warnings)
     for name in fresh.deployments:
-        found[name] = (problems.get(name, []), warnings.get(name, []))
+        found[name] = (problems.get(name, ()), warnings.get(name, ()))
         if name in fresh.secret_readers or _reads_the_machine(fresh.deployments[name]):
             kept.forget(name)
         else:
@@ -60,13 +60,6 @@ def check_all(loaded: LoadResult, read: ReadFile, exists: Callable[[str], bool],
         loaded.warnings.extend(warnings)
     loaded.secret_readers |= fresh.secret_readers
     return loaded
-
-
-def _by_name(problems: list[SpecProblem]) -> dict[str | None, list[SpecProblem]]:
-    grouped: dict[str | None, list[SpecProblem]] = {}
-    for problem in problems:
-        grouped.setdefault(problem.name, []).append(problem)
-    return grouped
 
 
 def _reads_the_machine(located: Located) -> bool:

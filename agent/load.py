@@ -150,6 +150,14 @@ class LoadResult:
         return [p for p in self.problems if p.kind == kind and p.name == name]
 
 
+def by_name(problems: Iterable[SpecProblem]) -> dict[str | None, tuple[SpecProblem, ...]]:
+    """Problems (or warnings) grouped by the name of the document they concern, in order."""
+    grouped: dict[str | None, list[SpecProblem]] = {}
+    for problem in problems:
+        grouped.setdefault(problem.name, []).append(problem)
+    return {name: tuple(found) for name, found in grouped.items()}
+
+
 @dataclass(frozen=True)
 class ParsedFile:
     """What one spec file yields on its own: its valid specs and its documents' problems."""

@@ -42,7 +42,8 @@ from agent.job_inputs import Read, read_all
 from agent.lease import Lease
 from agent.memo import Memo
 from agent.deletion import Deletions, deletions
-from agent.load import LoadResult, Located, SpecProblem, load, load_blobs, target_problems
+from agent.load import (LoadResult, Located, SpecProblem, by_name, load, load_blobs,
+                        target_problems)
 from agent.model.spec import (ADOPT_JOB_ANNOTATION, ArtifactKind, ArtifactStores, Deployment,
                               DeploymentTarget)
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
@@ -146,8 +147,9 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
     names = sorted(set(loaded.deployments) | problem_names | set(gone.held) | set(gone.deleted))
 
-    wanted = {name: _wanted(name, loaded, previous.get(name), gone.held.get(name, ()))
-              for name in names}
+    refused = by_name(p for p in loaded.problems if p.kind == "Deployment")
+    wanted = {name: _wanted(name, loaded, refused.get(name, ()), previous.get(name),
+                            gone.held.get(name, ())) for name in names}
     used = sorted({target for _, _, target in wanted.values() if target})
     clients, views = looked if looked is not None and sorted(looked[1]) == used else \
         _observe(settings, loaded.targets, used, start_local, caches)
@@ -159,7 +161,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                       caches.artifacts)
     health = {} if offline else read_health(_health_reads(loaded, wanted, previous, clients,
                                                           views))
-    warned = _by_name(w for w in loaded.warnings if w.kind == "Deployment")
+    warned = by_name(w for w in loaded.warnings if w.kind == "Deployment")
     now, assessments, grounds = utc_now(), [], {}
     for name in names:
         desired, problems, target_name = wanted[name]
@@ -692,12 +694,13 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
                                             f"{type(error).__name__}; the next cycle looks again")
 
 
-def _wanted(name: str, loaded: LoadResult, previous: DeploymentStatus | None,
-            held_by: tuple[SpecProblem, ...]):
-    """(desired spec, its problems, target name) of one deployment; `held_by`: the problems of
-    unreadable files that may hold it (see `agent.deletion`)."""
+def _wanted(name: str, loaded: LoadResult, refused: tuple[SpecProblem, ...],
+            previous: DeploymentStatus | None, held_by: tuple[SpecProblem, ...]):
+    """(desired spec, its problems, target name) of one deployment; `refused`: its spec's
+    problems; `held_by`: the problems of unreadable files that may hold it (see
+    `agent.deletion`)."""
     located = loaded.deployments.get(name)
-    problems = loaded.problems_of("Deployment", name) + list(held_by) + (
+    problems = list(refused) + list(held_by) + (
         target_problems(located, loaded) if located else [])
     desired = located.spec if located and not problems else None
     target_name = (desired.spec.deployment_target_name if desired
@@ -785,14 +788,6 @@ def _repo_blobs(files: dict[str, str], desired: Deployment) -> tuple[str | None,
     artifact = desired.spec.template.spec.artifact
     paths = [artifact.repo_file(), *artifact.repo_dependencies()]
     return tuple(files.get(path) for path in paths if path)
-
-
-def _by_name(problems) -> dict[str, tuple[SpecProblem, ...]]:
-    """Spec problems (or warnings) grouped by the name of the document they concern."""
-    grouped: dict[str, list[SpecProblem]] = {}
-    for problem in problems:
-        grouped.setdefault(problem.name, []).append(problem)
-    return {name: tuple(found) for name, found in grouped.items()}
 
 
 def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, DeploymentStatus],

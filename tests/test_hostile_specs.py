@@ -137,8 +137,9 @@ def test_the_planner_stops_or_deletes_only_on_what_a_file_validly_says(edits):
     loaded = load({FILE: text, "targets/test.yaml": TARGET})
     add_artifact_check(loaded, lambda path: path == "jobs/counter.jar")
     gone = deletions(loaded, previous)
-    desired, problems, _ = _wanted("orders", loaded, previous["orders"],
-                                   gone.held.get("orders", ()))
+    desired, problems, _ = _wanted("orders", loaded, tuple(loaded.problems_of("Deployment",
+                                                                         "orders")),
+                                   previous["orders"], gone.held.get("orders", ()))
     if problems:
         return   # held: the planner is not asked (the running job is left as it is)
     digest = desired.job_hash("blob") if desired else None
