@@ -1,10 +1,13 @@
-"""Every memo the agent keeps across cycles, owned by one object (pure data).
+"""Every memo the agent keeps across cycles, owned by one object (pure data, and `settle`
+tells Python's garbage collector about it).
 
 `sync` makes one for its cycle unless it is given one; the daemon makes one and passes it to
 every cycle, so that unchanged spec files are not parsed again, unchanged status documents not
 read or rendered again, policies not compiled again, Flink versions not asked again, no state
-checked twice, and a cycle that would repeat a quiet one ends once it has looked. Tests and a long-running daemon see and reset them here. (The memo of redacted
-contents goes with the process's registry of secrets, in `agent.logs`.)
+checked twice, unchanged deployments not checked or assessed again, and a cycle that would
+repeat a quiet one ends once it has looked. Tests and a long-running daemon see and reset them
+here. (The memo of redacted contents goes with the process's registry of secrets, in
+`agent.logs`.)
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ def check_all(loaded: LoadResult, read: ReadFile, exists: Callable[[str], bool],
             found[name] = known[1]
         else:
             fresh.deployments[name] = located
-    fresh.problems = [p for p in loaded.problems if p.name in fresh.deployments]
+    fresh.problems = [p for p in loaded.problems   # (their own, which some checks look at)
+                      if p.kind == "Deployment" and p.name in fresh.deployments]
     already = len(fresh.problems)
     add_artifact_check(fresh, exists, file_roots)
     add_secret_check(fresh, read, required=not offline)

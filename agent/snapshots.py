@@ -2,15 +2,16 @@
 from what the last one knew (I/O: files under `<workdir>/cache`).
 
 A snapshot is a journal of lines: a JSON header naming its kind and format version, then
-batches of entries, each the SHA-256 of its JSON text and that text. A batch is appended with one write
-(`append_snapshot`: a cycle that learnt one verdict writes one line, not all it knows), and the
-whole file is written again only when it is missing, of another version, or over its size
-(`save_snapshot`: to a temporary file renamed over it). A reader takes every batch that checks
-and skips the others: a torn last line, a corrupt or edited batch is left out, and what it held
-is rebuilt the slow way; a file of another kind or version is not read at all. A snapshot is
-never the source of truth: its entries are answers that only depend on their key (a policy
-set's verdict on an input), so a stale one cannot exist; git and Flink stay the truth for
-everything else.
+batches of entries, each the SHA-256 of its JSON text and that text. A batch is appended with
+one write (`append_snapshot`: a cycle that learnt one verdict writes one line, not all it
+knows), and the whole file is written again only when it is missing, of another version, or
+over its size (`save_snapshot`: to a temporary file renamed over it). A reader takes every batch
+that checks and skips the others: a torn last line, a corrupt or edited batch is left out, and
+what it held is rebuilt the slow way; a file of another kind or version is not read at all. A
+snapshot is never the source of truth: its entries are answers that only depend on their key (a
+policy set's verdict on an input), so a stale one cannot exist, or records used only once what
+they saw is seen again (a quiet cycle: the spec commit, the status head, each jobs overview);
+git and Flink stay the truth.
 """
 
 from __future__ import annotations
