@@ -98,8 +98,8 @@ def _beyond(retention: SavepointRetention, rank: int, saved: Savepoint,
     """Why `saved`, the `rank`-th newest, is beyond `retention`, or None."""
     if retention.max_count is not None and rank >= retention.max_count:
         return f"beyond savepointRetention maxCount {retention.max_count}"
-    if retention.max_age is not None and (parse(now) - parse(saved.created_at)).total_seconds() \
-            > duration_seconds(retention.max_age):
+    aged_at = _aged_at(retention, saved)
+    if aged_at is not None and parse(now) > parse(aged_at):
         return f"older than savepointRetention maxAge {retention.max_age}"
     return None
 
