@@ -48,6 +48,9 @@ class Caches:
     deployments: Memo = field(default_factory=lambda: Memo(   # name -> QuietDeployment
         "quiet deployments", 1_000_000))
     settled: int = 0                   # cycles after which `settle` ran
+    # the status branch's head as this process last wrote (or found) it, and the report it
+    # holds: (spec commit, unattributed problems, web UIs, documents)
+    written: tuple | None = None
 
     @classmethod
     @contextmanager
@@ -82,4 +85,4 @@ class Caches:
             if isinstance(value, Memo):
                 value.clear()
         self.parsed = ParsedFiles()
-        self.quiet = self.quiet_on_disk = None
+        self.quiet = self.quiet_on_disk = self.written = None

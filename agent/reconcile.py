@@ -516,15 +516,21 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     truth, written again on top of the new head, and kept in the work dir for the next cycle
     when the remote cannot take them (StatusKept)."""
     now = utc_now()
-    unattributed = cycle.loaded.unattributed()
-    files = status_files(documents, cycle.commit, unattributed, caches.rendered,
-                         _ui_bases(cycle))
-    message = _commit_message(cycle.commit, outcomes)
-    testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
+    unattributed, ui = cycle.loaded.unattributed(), _ui_bases(cycle)
     store = StatusStore(source, status_branch, caches.documents)
-    status_commit = store.write_or_keep(files, message) if acted else store.write(files, message)
-    if status_commit is not None:
-        store.remember(files, documents)
+    report = (cycle.commit, unattributed, ui, documents)
+    if caches.written is not None and caches.written[0] == cycle.status_head \
+            and _same_report(caches.written[1], report):
+        status_commit = None   # the branch holds these very documents: nothing to render
+    else:
+        files = status_files(documents, cycle.commit, unattributed, caches.rendered, ui)
+        message = _commit_message(cycle.commit, outcomes)
+        testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
+        status_commit = store.write_or_keep(files, message) if acted \
+            else store.write(files, message)
+        if status_commit is not None:
+            store.remember(files, documents)
+        caches.written = (status_commit or store.head(), report)
     checkpoints = {item.name: item.health.last_checkpoint / 1000 for item in cycle.assessments
                    if item.health is not None and item.health.last_checkpoint}
     result = SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,
@@ -534,6 +540,12 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
         due.append(iso(parse(now) + timedelta(seconds=STABILITY_POLL_S)))
     result.wake_at = min(due, default=None)
     return result
+
+
+def _same_report(written: tuple, report: tuple) -> bool:
+    """The same spec commit, unattributed problems, web UIs and the very same documents."""
+    return written[:3] == report[:3] and len(written[3]) == len(report[3]) and all(
+        kept is document for kept, document in zip(written[3], report[3]))
 
 
 PROGRESS_INTERVAL_S = 2.0   # progress commits of one cycle: at most one per this (the first

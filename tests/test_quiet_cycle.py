@@ -18,7 +18,7 @@ from agent.model.status import ActionKind, JobInputs, StabilityWatch
 from agent.plan import Plan
 from agent.quiet import Sighting, quiet_cycle
 from agent.reconcile import sync
-from conftest import applied, deployment, git, running
+from conftest import applied, counter_deployment, deployment, git, running
 
 
 def settled(settings, caches: Caches):
@@ -104,6 +104,27 @@ def test_a_push_that_changes_one_deployment_assesses_that_one_alone(
     assert rest.parallelism(spec_repo.status_of("alone-b")["job"]["id"]) == 2
     assert [d.status.job.id for d in after.documents] == [
         rest.job("alone-a", 1), rest.job("alone-b", 2), rest.job("alone-c", 1)]
+
+
+def test_a_cycle_whose_documents_the_branch_holds_renders_nothing(
+        spec_repo, settings, tmp_path, monkeypatch):
+    spec_repo.write("deployments/refused.yaml", counter_deployment("refused", parallelism=0))
+    spec_repo.push()
+    caches = Caches()
+    assert sync(settings, caches=caches).status_commit is not None   # INVALID, told once
+    rendered = []
+    original = reconcile.status_files
+    monkeypatch.setattr(reconcile, "status_files", lambda *args: rendered.append(1)
+                        or original(*args))
+
+    again = sync(settings, caches=caches)   # the status head moved (its own commit): looked at
+    assert again.status_commit is None and rendered == []
+    clone = tmp_path / "other-agent"
+    git(tmp_path, "clone", "-q", "-b", settings.status_branch, str(spec_repo.remote), str(clone))
+    git(clone, "-c", "user.name=other", "-c", "user.email=o@x", "commit", "-q", "--allow-empty",
+        "-m", "another agent's status")
+    git(clone, "push", "-q", "origin", settings.status_branch)
+    assert sync(settings, caches=caches).status_commit is None and rendered == [1]
 
 
 def test_a_job_cancelled_outside_the_agent_ends_the_quiet_and_is_restarted(
