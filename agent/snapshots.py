@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agent.logs import redact_bytes
+
 log = logging.getLogger(__name__)
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024   # a larger file is not read, and is written again whole
 
@@ -94,7 +96,9 @@ def _header(kind: str, version: int) -> dict[str, Any]:
 
 
 def _batch(entries: dict[str, Any]) -> bytes:
-    text = json.dumps(entries, separators=(",", ":")).encode()
+    """One batch line, redacted of the secrets the agent knows, as every writer's output is
+    (a batch the redaction left unreadable is skipped by the reader, and rebuilt)."""
+    text = redact_bytes(json.dumps(entries, separators=(",", ":")).encode())
     return hashlib.sha256(text).hexdigest().encode() + b" " + text + b"\n"
 
 

@@ -32,6 +32,17 @@ def test_a_snapshot_keeps_every_batch_that_checks_and_skips_the_others(tmp_path)
     assert [p.name for p in path.parent.iterdir()] == ["memo.jsonl"]   # no scratch file left
 
 
+def test_a_snapshot_holds_no_secret_the_agent_knows(tmp_path):
+    from agent.logs import register_secret
+
+    register_secret("snapshot-canary-5e1b")
+    path = tmp_path / "memo.jsonl"
+    save_snapshot(path, "answers", 1, {"a": "told snapshot-canary-5e1b"})
+    append_snapshot(path, "answers", 1, {"b": ["snapshot-canary-5e1b"]})
+    assert b"snapshot-canary-5e1b" not in path.read_bytes()
+    assert load_snapshot(path, "answers", 1) == {"a": "told ***", "b": ["***"]}
+
+
 def inputs() -> list[dict]:
     return [policy_input(deployment(parallelism=p, restore=r), "local", "local",
                          {"action": "STATEFUL_UPGRADE", "state": "DISCARDED"}, None)
