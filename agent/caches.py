@@ -47,6 +47,8 @@ class Caches:
                                                      # usable; None: not looked for yet)
     deployments: Memo = field(default_factory=lambda: Memo(   # name -> QuietDeployment
         "quiet deployments", 1_000_000))
+    leases: Memo = field(default_factory=lambda: Memo(   # lease commit -> (shard, holder)
+        "leases", 64))
     settled: int = 0                   # cycles after which `settle` ran
     # the status branch's head as this process last wrote (or found) it, and the report it
     # holds: (spec commit, unattributed problems, web UIs, documents)

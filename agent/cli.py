@@ -80,6 +80,16 @@ def _status_url(context, parameter, value: str | None) -> str | None:
     return value
 
 
+def _shard_selector(context, parameter, value: str | None) -> str | None:
+    """A --shard-selector, checked (`agent.model.shard`); kept as written."""
+    from agent.model.shard import Selector
+
+    try:
+        return str(Selector.parse(value)) or None
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def acting_options(function):
     """The options of the commands that act (`sync`, `run`); they arrive as `settings`."""
     options = [
@@ -114,6 +124,11 @@ def acting_options(function):
                      help="The git host's API token as a secret reference, e.g. "
                           "'${GITHUB_TOKEN}' or '${file:/run/secrets/git-token}'; expanded "
                           "only for the request."),
+        click.option("--shard-selector", default=None, callback=_shard_selector,
+                     help="Act only on the deployments this selects, for several agents sharing "
+                          "one spec repo: label requirements key=value, key==value or "
+                          "key!=value, comma-separated, all of which must hold; target=NAME is "
+                          "the deployment's DeploymentTarget [default: every deployment]."),
         click.option("--notify", multiple=True,
                      help="A webhook told of failed actions, rollbacks, unhealthy jobs, "
                           "policy blocks and healed drift: URL[;label=value,...] (only the "
@@ -125,14 +140,16 @@ def acting_options(function):
     def with_settings(repo, branch, path, status_branch, policy_package, workdir,
                       job_start_timeout, rollback, lease_ttl, actions_per_target, max_deletions,
                       file_jar_dirs, status_url, commit_status, commit_status_url,
-                      commit_status_repo, commit_status_token, notify, **rest):
+                      commit_status_repo, commit_status_token, shard_selector, notify,
+                      **rest):
         settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                             job_start_timeout, rollback, lease_ttl, policy_package,
                             actions_per_target, max_deletions, tuple(file_jar_dirs),
                             status_url, commit_status=commit_status,
                             commit_status_url=commit_status_url,
                             commit_status_repo=commit_status_repo,
-                            commit_status_token=commit_status_token, notify=tuple(notify))
+                            commit_status_token=commit_status_token, notify=tuple(notify),
+                            shard_selector=shard_selector)
         from agent.commit_status import CommitStatuses
         from agent.notify import Notifier
 

@@ -40,6 +40,8 @@ class Settings:
     commit_status_repo: str | None = None  # owner/name there (GitLab: project id or path)
     commit_status_token: str | None = None  # a secret reference, expanded for the request only
     notify: tuple[str, ...] = ()         # webhook receivers: URL[;label=value,...] each
+    shard_selector: str | None = None    # the deployments this agent acts on (`agent.model.shard`;
+                                         # None: all of the spec repo's)
 
     def status_page(self, deployment: str) -> str | None:
         """The address of `deployment`'s status page, when `status_url` is set."""

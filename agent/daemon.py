@@ -44,7 +44,7 @@ from agent.config import Settings
 from agent.errors import ConfigError, FlinkError, FlinkGitopsError, SourceError
 from agent.model.outcome import Outcome
 from agent.model.status import DeploymentStatus, SavepointOrigin
-from agent.reconcile import SyncResult, keep_quiet, spec_head, sync
+from agent.reconcile import SyncResult, keep_quiet, shard_lease, spec_head, sync
 from agent.report.freshness import DEFAULT_HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.source import SpecRepository
 from agent.status_store import beat
@@ -339,6 +339,7 @@ class Daemon:
                               "set a secret, or unset it to turn webhooks off")
         self.deliveries = Deliveries()
         self.caches = Caches()          # what every cycle may remember of the ones before
+        self.lease = shard_lease(settings, self.caches)   # a shard's, held while it runs
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wanted = threading.Event()
@@ -369,6 +370,9 @@ class Daemon:
                                    ("drift check", self.drift_interval_s, True)):
             self.scheduler.add_job(self.trigger, "interval", args=[why, full], seconds=seconds,
                                    jitter=max(1, int(seconds / 10)))
+        if self.lease is not None:   # renewed between cycles too: a poll may skip them
+            self.scheduler.add_job(self._renew, "interval",
+                                   seconds=max(1.0, self.settings.lease_ttl_s / 4))
         self.scheduler.start()
         log.info("listening on %s, polling git every %ss, checking drift every %ss",
                  self.address, self.interval_s, self.drift_interval_s)
@@ -384,6 +388,8 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
         self.server.shutdown()
         keep_quiet(self.settings, self.caches)   # the next start ends its first cycle early
+        if self.lease is not None:
+            self.lease.release()
         log.info("stopped after %d cycle(s)", self._cycles)
         return 0
 
@@ -419,7 +425,8 @@ class Daemon:
         started = time.monotonic()
         self._settled_at = None
         try:
-            result = sync(self.settings, stopping=self.stopping, caches=self.caches)
+            result = sync(self.settings, stopping=self.stopping, caches=self.caches,
+                          lease=self.lease)
         except FlinkGitopsError as error:
             self.metrics.cycles.labels("error").inc()
             source = "git" if isinstance(error, SourceError) else \
@@ -446,6 +453,14 @@ class Daemon:
         self.ready.set()
         log.info("cycle done in %.2fs (status %s)", time.monotonic() - started,
                  result.status_commit[:10] if result.status_commit else "unchanged")
+
+    def _renew(self) -> None:
+        """Renews the shard's lease once half its time is gone (a failure is a log line; the
+        next cycle takes it again, or finds another agent holds it)."""
+        try:
+            self.lease.acquire()
+        except FlinkGitopsError as error:
+            log.warning("the shard's lease was not renewed: %s", error)
 
     def _beat(self) -> None:
         """Pushes the heartbeat when `heartbeat_interval_s` passed since the last one pushed

@@ -1,17 +1,24 @@
-"""One agent at a time: a lease on the spec repository, next to its status branch (I/O: git).
+"""One agent at a time: a lease on the spec repository, or on one shard of it, next to its status
+branch (I/O: git).
 
-The lease is a branch (`<status branch>-lease`) whose one commit holds `lease.json`: who holds
-it and until when. It is taken, renewed and given back with `git push --force-with-lease`, an
+The lease is a branch (`<status branch>-lease`; a shard's: `<status branch>-lease-<its
+digest>`) whose one commit holds `lease.json`: who holds it, until when, and the shard's
+selector. It is taken, renewed and given back with `git push --force-with-lease`, an
 atomic compare-and-swap on the remote, so two agents can never both believe they hold it. A
 holder that crashed loses it when it expires, or at once to an agent on the same host that sees
 the holder's process is gone; a lease this very process left behind (git was unreachable when
 it gave it back) is its own to take again.
+
+An agent of the whole repo takes the lease only while it acts. An agent of a shard holds its
+shard's lease from its first cycle until it stops, so that the other shards' agents see which
+shards are live (`rivals`) and refuse a deployment two of them claim.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -21,6 +28,8 @@ from datetime import datetime, timedelta, timezone
 
 from agent.clock import iso
 from agent.errors import FlinkGitopsError, TransientError
+from agent.memo import Memo
+from agent.model.shard import Selector
 from agent.status_store import AUTHOR
 from agent.source import REMOTE, SpecRepository
 
@@ -59,12 +68,27 @@ class Holder:
         return False
 
 
-class Lease:
-    """The lease of one agent process on one spec repository."""
+@dataclass(frozen=True)
+class Rival:
+    """Another shard's live lease: its selector and who holds it."""
 
-    def __init__(self, source: SpecRepository, status_branch: str, ttl_s: float = DEFAULT_TTL_S):
+    shard: Selector
+    holder: Holder
+
+
+def lease_ref(status_branch: str, shard: Selector) -> str:
+    """The branch of the lease of `shard` (the whole repo's: the one of agents before shards)."""
+    return f"refs/heads/{status_branch}-lease" + ("" if shard.everything else f"-{shard.digest}")
+
+
+class Lease:
+    """The lease of one agent process on one spec repository, or on its `shard`."""
+
+    def __init__(self, source: SpecRepository, status_branch: str, ttl_s: float = DEFAULT_TTL_S,
+                 shard: Selector = Selector()):
         self.source = source
-        self.ref = f"refs/heads/{status_branch}-lease"
+        self.shard = shard
+        self.ref = lease_ref(status_branch, shard)
         self.status_ref = f"refs/heads/{status_branch}"
         self.status_head: str | None = None   # the status branch's remote head when taken
         self.took_over = False                # taken from another (expired or crashed) holder
@@ -94,8 +118,8 @@ class Lease:
             now = datetime.now(timezone.utc)
             if holder is not None and not holder.expired(now) and not holder.crashed() \
                     and not holder.this_process():
-                raise LeaseHeld(f"another agent ({holder.agent}) holds the lease on this "
-                                f"repository until {holder.expires_at}")
+                raise LeaseHeld(f"another agent ({holder.agent}) holds the lease on "
+                                f"{self._what()} until {holder.expires_at}")
         self._commit = self._swap(current, self._lease_commit())
 
     def release(self) -> None:
@@ -125,16 +149,14 @@ class Lease:
 
     def _holder(self, commit: str) -> Holder | None:
         self.source.git("fetch", "--quiet", REMOTE, f"+{self.ref}:refs/flink-gitops/lease")
-        try:
-            data = json.loads(self.source.git("show", f"{commit}:lease.json"))
-            return Holder(data["agent"], data["host"], int(data["pid"]), data["expiresAt"])
-        except (FlinkGitopsError, ValueError, KeyError):
-            return None  # not a lease we can read: treat as free
+        read = _read(self.source, commit)
+        return read[1] if read is not None else None
 
     def _lease_commit(self) -> str:
         now = datetime.now(timezone.utc)
         lease = {"agent": self.agent, "host": socket.gethostname(), "pid": os.getpid(),
-                 "acquiredAt": iso(now), "expiresAt": iso(now + self.ttl)}
+                 "acquiredAt": iso(now), "expiresAt": iso(now + self.ttl),
+                 "shard": str(self.shard)}
         blob = self.source.git("hash-object", "-w", "--stdin", input=json.dumps(lease, indent=2))
         tree = self.source.git("mktree", input=f"100644 blob {blob}\tlease.json\n")
         return self.source.git("commit-tree", tree, "-m", f"lease: {self.agent}", env=AUTHOR)
@@ -144,7 +166,41 @@ class Lease:
             self.source.git("push", "--quiet", f"--force-with-lease={self.ref}:{expected or ''}",
                             REMOTE, f"{commit}:{self.ref}")
         except FlinkGitopsError:
-            raise LeaseHeld("another agent took the lease on this repository first") from None
+            raise LeaseHeld(f"another agent took the lease on {self._what()} first") from None
         return commit
 
+    def _what(self) -> str:
+        return "this repository" if self.shard.everything else f"the shard `{self.shard}`"
 
+
+def _read(source: SpecRepository, commit: str) -> tuple[Selector, Holder] | None:
+    """The shard and holder a lease commit names; None when it is not a lease we can read (it
+    is then taken as free)."""
+    try:
+        data = json.loads(source.git("show", f"{commit}:lease.json"))
+        return (Selector.parse(data.get("shard")),
+                Holder(data["agent"], data["host"], int(data["pid"]), data["expiresAt"]))
+    except (FlinkGitopsError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def rivals(source: SpecRepository, status_branch: str, own: Selector, read: Memo
+           ) -> list[Rival]:
+    """The live leases of shards other than `own` as the last fetch saw them: held and not
+    expired, by a holder whose process is not seen gone. `read`: lease commit -> what it says
+    (a lease commit changes when it is renewed)."""
+    found = source.git("for-each-ref", "--format=%(refname) %(objectname)",
+                       f"refs/remotes/{REMOTE}/{status_branch}-lease*")
+    mine = lease_ref(status_branch, own).removeprefix("refs/heads/")
+    now, live = datetime.now(timezone.utc), []
+    for ref, commit in (line.split() for line in found.splitlines()):
+        name = ref.removeprefix(f"refs/remotes/{REMOTE}/")
+        if name == mine or not re.fullmatch(rf"{re.escape(status_branch)}-lease(-[0-9a-f]{{12}})?",
+                                            name):
+            continue
+        if (lease := read.get(commit)) is None:
+            lease = _read(source, commit) or False
+            read.put(commit, lease)
+        if lease and not lease[1].expired(now) and not lease[1].crashed():
+            live.append(Rival(*lease))
+    return sorted(live, key=lambda rival: str(rival.shard))

@@ -44,6 +44,7 @@ class Sighting:
     commit: str
     status_head: str | None
     views: Mapping[str, ClusterView]    # target name -> its jobs overview
+    rivals: tuple[str, ...] = ()        # the selectors of other shards' live leases
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class QuietCycle:
     documents: tuple[DeploymentStatus, ...]
     until: str | None                   # when time alone changes a decision (None: never)
     wake_at: str | None                 # when the daemon is to run a cycle anyway
+    unattributed: tuple[SpecProblem, ...] = ()   # the problems its dashboard lists apart
 
     def holds(self, seen: Sighting, now: str) -> bool:
         """The cycle would decide the same again: it sees the same, and its time has not come."""
@@ -64,6 +66,7 @@ class QuietCycle:
         """The cycle as JSON values, for a fresh process (`from_snapshot`)."""
         return {
             "commit": self.seen.commit, "statusHead": self.seen.status_head,
+            "rivals": list(self.seen.rivals),
             "views": {name: {"reachable": view.reachable, "error": view.error,
                              "jobs": {key: [asdict(job) for job in jobs]
                                       for key, jobs in view.jobs.items()}}
@@ -71,7 +74,7 @@ class QuietCycle:
             "targets": {name: {"file": located.file, "line": located.line,
                                "spec": located.spec.model_dump(mode="json", by_alias=True)}
                         for name, located in self.loaded.targets.items()},
-            "unattributed": [asdict(problem) for problem in self.loaded.unattributed()],
+            "unattributed": [asdict(problem) for problem in self.unattributed],
             "documents": [document.document() for document in self.documents],
             "until": self.until, "wakeAt": self.wake_at}
 
@@ -85,21 +88,24 @@ class QuietCycle:
         loaded = LoadResult(
             targets={name: Located(DeploymentTarget.model_validate(target["spec"]),
                                    target["file"], target["line"])
-                     for name, target in kept["targets"].items()},
-            problems=[SpecProblem(**problem) for problem in kept["unattributed"]])
-        return cls(Sighting(kept["commit"], kept["statusHead"], views), loaded,
+                     for name, target in kept["targets"].items()})
+        return cls(Sighting(kept["commit"], kept["statusHead"], views,
+                            tuple(kept.get("rivals", ()))), loaded,
                    tuple(DeploymentStatus.model_validate(d) for d in kept["documents"]),
-                   kept["until"], kept["wakeAt"])
+                   kept["until"], kept["wakeAt"],
+                   tuple(SpecProblem(**problem) for problem in kept["unattributed"]))
 
 
 def quiet_cycle(seen: Sighting, loaded: LoadResult, assessments: list[Assessment],
-                documents: list[DeploymentStatus], wake_at: str | None) -> QuietCycle | None:
+                documents: list[DeploymentStatus], wake_at: str | None,
+                unattributed: tuple[SpecProblem, ...] = ()) -> QuietCycle | None:
     """The cycle to keep, or None when it cannot be repeated from what it saw: a target it could
     not reach, or a deployment that reads more than git and the overviews (see the module)."""
     if not all(view.reachable for view in seen.views.values()) or any(
             _reads_more(item, loaded) for item in assessments):
         return None
-    return QuietCycle(seen, loaded, tuple(documents), _until(assessments), wake_at)
+    return QuietCycle(seen, loaded, tuple(documents), _until(assessments), wake_at,
+                      unattributed)
 
 
 @dataclass(frozen=True)

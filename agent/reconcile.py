@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -39,11 +40,12 @@ from agent.flink.python import DriverOutput, PythonSite
 from agent.flink.rest import FlinkClient
 from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
-from agent.lease import Lease
+from agent.lease import Lease, Rival, rivals
 from agent.memo import Memo
 from agent.deletion import Deletions, deletions
 from agent.load import (LoadResult, Located, SpecProblem, by_name, load, load_blobs,
                         target_problems)
+from agent.model.shard import Placement, Selector
 from agent.model.spec import (ADOPT_JOB_ANNOTATION, ArtifactKind, ArtifactStores, Deployment,
                               DeploymentTarget)
 from agent.model.status import ActionResult, DeploymentStatus, JobInputs
@@ -55,7 +57,7 @@ from agent.retention import Upkeep, upkeep
 from agent.model.verdict import Verdict
 from agent.policy import PolicySet, compile_policies, evaluate, policy_input, with_built_ins
 from agent.recover import recover
-from agent.status_store import StatusStore
+from agent.status_store import RACES, Files, StatusStore, StoredBlob
 from agent.report.dashboard import status_files
 from agent.report.links import ui_bases
 from agent.report.document import CycleFacts, in_progress, next_status
@@ -81,10 +83,20 @@ class Cycle:
     status_head: str | None = None    # the status branch commit the assessment started from
     views: dict[str, ClusterView] = field(default_factory=dict)   # each target's jobs
     grounds: dict[str, tuple] = field(default_factory=dict)   # what each assessment rests on
+    shard: Selector = Selector()      # the deployments this agent acts on (`--shard-selector`)
+    owned: frozenset[str] = frozenset()   # whose status documents are this cycle's to write
+    unplaced: tuple[SpecProblem, ...] = ()   # refused specs no shard can be told to claim
+    rivals: tuple[Rival, ...] = ()    # other shards' live leases
 
     @property
     def sighting(self) -> Sighting:
-        return Sighting(self.commit, self.status_head, self.views)
+        return Sighting(self.commit, self.status_head, self.views,
+                        tuple(str(rival.shard) for rival in self.rivals))
+
+    def unattributed(self) -> list[SpecProblem]:
+        """The spec problems the dashboard lists apart: of no readable Deployment, and (for a
+        shard) of refused specs no shard claims."""
+        return self.loaded.unattributed() + list(self.unplaced)
 
 
 @dataclass
@@ -143,9 +155,20 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     store = StatusStore(source, settings.status_branch, caches.documents)
     status_head = store.head()
     previous, unreadable_status = store.read()
-    gone = deletions(loaded, previous, settings.max_deletions)
+    shard = Selector.parse(settings.shard_selector)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
-    names = sorted(set(loaded.deployments) | problem_names | set(gone.held) | set(gone.deleted))
+    placements = _placements(loaded, previous, problem_names)
+    live = () if offline else tuple(rivals(source, settings.status_branch, shard, caches.leases))
+    unplaced: list[SpecProblem] = []
+    if not shard.everything:   # the other shards' deployments are not looked at
+        ours = {name for name, placed in placements.items() if shard.claims(placed)}
+        unplaced = [p for p in loaded.problems if p.kind == "Deployment" and p.name
+                    and placements[p.name] is None]
+        previous = {name: document for name, document in previous.items() if name in ours}
+        problem_names &= ours
+    gone = deletions(loaded, previous, settings.max_deletions)
+    names = sorted({name for name in loaded.deployments if shard.claims(placements[name])}
+                   | problem_names | set(gone.held) | set(gone.deleted))
 
     refused = by_name(p for p in loaded.problems if p.kind == "Deployment")
     wanted = {name: _wanted(name, loaded, refused.get(name, ()), previous.get(name),
@@ -173,10 +196,11 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
         observation = view.of(name, adopted_jobs(name, desired,
                                                  previous[name].status if name in previous
                                                  else None))
+        claimed = tuple(rival for rival in live if rival.shard.claims(placements.get(name)))
         grounds[name] = (settings, offline, loaded.deployments.get(name), tuple(problems),
                          target, previous.get(name), observation, inputs.get(name),
                          blobs.get(name) if desired else (), warned.get(name, ()), policies,
-                         name in gone.deleted, gone.guarded)
+                         name in gone.deleted, gone.guarded, claimed)
         kept = caches.deployments.get(name)
         if kept is not None and name not in unreadable_status and kept.holds(grounds[name], now):
             assessments.append(kept.assessment)
@@ -187,7 +211,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                      loaded, previous.get(name), observation,
                                      clients.get(target_name), policies, gone, offline,
                                      inputs.get(name), health.get(name), caches.state_checks,
-                                     warned.get(name, ()))
+                                     warned.get(name, ()), _claim(shard, claimed))
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -198,7 +222,34 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
             assessment.events += (unreadable_status[name],)
         assessments.append(assessment)
     policies.save()
-    return Cycle(commit, loaded, assessments, clients, status_head, views, grounds)
+    return Cycle(commit, loaded, assessments, clients, status_head, views, grounds, shard,
+                 frozenset(names) | frozenset(previous), tuple(unplaced), live)
+
+
+def _placements(loaded: LoadResult, previous: dict[str, DeploymentStatus],
+                problem_names: set[str]) -> dict[str, Placement | None]:
+    """What a shard selector sees of each deployment: its spec's labels and target, else its
+    last status's (a deployment deleted from git), else nothing (a refused spec never
+    applied)."""
+    placements: dict[str, Placement | None] = {}
+    for name in set(loaded.deployments) | problem_names | set(previous):
+        located, document = loaded.deployments.get(name), previous.get(name)
+        placements[name] = (
+            Placement(located.spec.metadata.labels, located.spec.spec.deployment_target_name)
+            if located else Placement(document.metadata.labels, document.status.target)
+            if document else None)
+    return placements
+
+
+def _claim(shard: Selector, claimed: tuple[Rival, ...]) -> str | None:
+    """Why a deployment that other live shards claim too is acted on by none (None: it is this
+    agent's alone)."""
+    if not claimed:
+        return None
+    others = " and ".join(f"{rival.shard.shown()} (agent {rival.holder.agent})"
+                          for rival in claimed)
+    return (f"claimed by two shards, {shard.shown()} (this agent) and {others}: their "
+            "selectors overlap, and no agent acts on it until one of them is changed")
 
 
 def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: str,
@@ -207,11 +258,13 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 previous: DeploymentStatus | None, observation: Observation,
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool, read: Read | None, health: JobHealth | None,
-                checks: Memo, warned: tuple[SpecProblem, ...]) -> Assessment:
+                checks: Memo, warned: tuple[SpecProblem, ...],
+                claim: str | None = None) -> Assessment:
     """One deployment: recovered, diffed, planned, its new job's state checked, and judged by
     the policies (`observation`: what its target shows of it; `read`: its inputs beyond the
     spec's text, or why they could not be read; `health`: its running job's, read when it has a
-    health policy; `checks`: the state checks remembered; `warned`: its spec's warnings)."""
+    health policy; `checks`: the state checks remembered; `warned`: its spec's warnings;
+    `claim`: why other shards' agents claim it too)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if isinstance(read, Exception):
@@ -251,6 +304,10 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     verdict, due, unhealthy = Verdict(), Upkeep(), None
     if problems:
         decided = held(name, "spec refused; the running job is left as it is")
+    elif claim is not None:
+        verdict = Verdict(denials=(claim,))
+        decided = held(name, "claimed by two shards; the running job is left as it is",
+                       blocked=True)
     elif desired is None and gone.guarded:
         verdict = Verdict(denials=(gone.guard_message(),))
         decided = held(name, "deletion held by the guard; the running job is left as it is",
@@ -285,7 +342,8 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     return Assessment(
         name, None if problems else desired, desired_hash, located.file if located else None,
         target, before, observation, diff, decided, tuple(problems), warned + tuple(warnings),
-        tuple(recovery.events), verdict, deleted=name in gone.deleted and not gone.guarded,
+        tuple(recovery.events), verdict,
+        deleted=name in gone.deleted and not gone.guarded and claim is None,
         inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
         next_disposal_at=due.next_disposal_at if not problems else None,
         unhealthy=unhealthy, health=health)
@@ -327,7 +385,7 @@ def review(settings: Settings, base: str | None = None, head: str | None = None,
                               tuple(str(w) for w in item.warnings),
                               _inherited(cycle.loaded.deployments.get(item.name))))
     return ReviewSet(cycle.commit, base_commit, tuple(reviews),
-                     tuple(str(p) for p in cycle.loaded.unattributed()))
+                     tuple(str(p) for p in cycle.unattributed()))
 
 
 def _inherited(located: Located | None) -> tuple[tuple[str, object, str], ...]:
@@ -349,14 +407,16 @@ def spec_head(settings: Settings, caches: Caches) -> str:
 
 
 def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
-         caches: Caches | None = None) -> SyncResult:
+         caches: Caches | None = None, lease: Lease | None = None) -> SyncResult:
     """One full cycle: assess, execute every plan, write the status branch.
 
     A cycle with something to do takes the repository's lease first (LeaseHeld when another
     agent acts) and assesses again under it when another agent may have acted since (the status
     branch moved, or the lease was taken over), so no two agents ever act on a deployment at
-    once.
-    A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it.
+    once. The agent of a shard (`--shard-selector`) holds its shard's `lease` (`shard_lease`)
+    from before it assesses, the whole cycle; one is taken for this cycle when none is given.
+    A cycle that did nothing and finds the status branch moved meanwhile runs again on top of it
+    (a shard's writes its documents on top of the other shards').
     A status an earlier cycle acted for but could not push (the remote was away) is pushed
     first; until it is, the cycle fails (StatusKept) and nothing acts on an older status.
     Once `stopping` is set, running actions finish and the others wait for the next cycle.
@@ -366,9 +426,12 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     """
     if caches is None:
         with Caches.for_one_cycle() as caches:
-            result = sync(settings, attempts, stopping, caches)
+            result = sync(settings, attempts, stopping, caches, lease)
             keep_quiet(settings, caches)
             return result
+    if lease is None and (lease := shard_lease(settings, caches)) is not None:
+        with lease:
+            return sync(settings, attempts, stopping, caches, lease)
     from agent.commit_status import CommitStatuses
     from agent.notify import Notifier
 
@@ -379,15 +442,19 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
         settings.lease_ttl_s)
     attempt = 1
     while True:
+        if lease is not None:
+            lease.acquire()   # the shard's: taken, or renewed once half its time is gone
         repeated, looked = _repeated(settings, source, caches)
         if repeated is not None:
             return repeated
         cycle = assess(settings, source, caches, fetched=True, looked=looked)
         if any(item.plan.changes_anything for item in cycle.assessments):
-            with Lease(source, settings.status_branch, settings.lease_ttl_s) as lease:
-                if lease.took_over or lease.status_head != cycle.status_head:
+            with Lease(source, settings.status_branch, settings.lease_ttl_s) \
+                    if lease is None else nullcontext(lease) as acting:
+                if acting is not lease and (acting.took_over
+                                            or acting.status_head != cycle.status_head):
                     cycle = assess(settings, source, caches)   # another agent may have acted
-                outcomes = act(settings, source, cycle, lease, stopping or Event(),
+                outcomes = act(settings, source, cycle, acting, stopping or Event(),
                                Progress(source, settings.status_branch, cycle, caches))
                 documents = next_statuses(cycle, outcomes, caches.deployments)
                 try:
@@ -402,7 +469,8 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                             next_statuses(cycle, {}, caches.deployments), {}, caches, acted=False)
             if result.status_commit is None:
                 caches.quiet = quiet_cycle(cycle.sighting, cycle.loaded, cycle.assessments,
-                                           result.documents, result.wake_at)
+                                           result.documents, result.wake_at,
+                                           tuple(result.unattributed))
             break
         except StatusPushRejected:
             if attempt == attempts:
@@ -411,6 +479,16 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
             log.info("the status branch moved during the cycle: assessing again on top of it")
     notifier.announce(cycle.commit, cycle.assessments, result.documents, result.outcomes)
     return result
+
+
+def shard_lease(settings: Settings, caches: Caches) -> Lease | None:
+    """The lease of the shard `settings` select, which its agent holds while it runs (None for
+    the agent of the whole repo, which takes the repository's only to act)."""
+    shard = Selector.parse(settings.shard_selector)
+    if shard.everything:
+        return None
+    return Lease(SpecRepository(settings.repo, settings.workdir, caches.trees),
+                 settings.status_branch, settings.lease_ttl_s, shard)
 
 
 def _repeated(settings: Settings, source: SpecRepository,
@@ -425,12 +503,15 @@ def _repeated(settings: Settings, source: SpecRepository,
             or StatusStore(source, settings.status_branch).head() != kept.seen.status_head:
         return None, None
     looked = _observe(settings, kept.loaded.targets, sorted(kept.seen.views), True, caches)
-    if not kept.holds(replace(kept.seen, views=looked[1]), utc_now()):
+    live = rivals(source, settings.status_branch, Selector.parse(settings.shard_selector),
+                  caches.leases)
+    seen = replace(kept.seen, views=looked[1], rivals=tuple(str(rival.shard) for rival in live))
+    if not kept.holds(seen, utc_now()):
         return None, looked
     caches.quiet = kept
     log.debug("git, the status branch and every target's jobs are as the last cycle saw them")
     return SyncResult(kept.seen.commit, list(kept.documents), {}, None,
-                      kept.loaded.unattributed(), kept.wake_at), None
+                      list(kept.unattributed), kept.wake_at), None
 
 
 QUIET_SNAPSHOT = ("quiet cycle", 1)   # its kind and format version
@@ -470,8 +551,9 @@ def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = 
     STABILITY_POLL_S until each has settled (stable, or rolled back), each result but the last
     `told`; a window whose job's health Flink never tells is waited for until a minute after its
     give-up time, and then left to later cycles. (The daemon schedules such cycles instead.)"""
-    with Caches.for_one_cycle() as caches:
-        result = sync(settings, caches=caches)
+    with Caches.for_one_cycle() as caches, shard_lease(settings, caches) or nullcontext() \
+            as lease:
+        result = sync(settings, caches=caches, lease=lease)
         deadline = None
         while result.settling:
             latest = max(parse(d.status.stability.give_up_at) for d in result.documents
@@ -481,7 +563,7 @@ def sync_until_settled(settings: Settings, told: Callable[[SyncResult], None] = 
                 break
             told(result)
             sleep(STABILITY_POLL_S)
-            result = sync(settings, caches=caches)
+            result = sync(settings, caches=caches, lease=lease)
         keep_quiet(settings, caches)
         return result
 
@@ -516,20 +598,21 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     truth, written again on top of the new head, and kept in the work dir for the next cycle
     when the remote cannot take them (StatusKept)."""
     now = utc_now()
-    unattributed, ui = cycle.loaded.unattributed(), _ui_bases(cycle)
+    unattributed, ui = cycle.unattributed(), _ui_bases(cycle)
     store = StatusStore(source, status_branch, caches.documents)
     report = (cycle.commit, unattributed, ui, documents)
     if caches.written is not None and caches.written[0] == cycle.status_head \
             and _same_report(caches.written[1], report):
         status_commit = None   # the branch holds these very documents: nothing to render
     else:
-        files = status_files(documents, cycle.commit, unattributed, caches.rendered, ui)
+        compose = _Composer(cycle, documents, store, caches)
         message = _commit_message(cycle.commit, outcomes)
         testpoints.reached(testpoints.BEFORE_STATUS_PUSH)
-        status_commit = store.write_or_keep(files, message) if acted \
-            else store.write(files, message)
+        # a shard's agent alone writes its documents: a race with another shard's is merged
+        status_commit = store.write_or_keep(compose, message) if acted \
+            else store.write(compose, message, races=0 if cycle.shard.everything else RACES)
         if status_commit is not None:
-            store.remember(files, documents)
+            store.remember(compose.made, documents)
         caches.written = (status_commit or store.head(), report)
     checkpoints = {item.name: item.health.last_checkpoint / 1000 for item in cycle.assessments
                    if item.health is not None and item.health.last_checkpoint}
@@ -540,6 +623,41 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
         due.append(iso(parse(now) + timedelta(seconds=STABILITY_POLL_S)))
     result.wake_at = min(due, default=None)
     return result
+
+
+class _Composer:
+    """The status branch's files for its head as it is now (`Compose`): this cycle's
+    `documents`, the other shards' documents as the head holds them, and the dashboard of
+    all; `made`, the last files made."""
+
+    def __init__(self, cycle: Cycle, documents: list[DeploymentStatus], store: StatusStore,
+                 caches: Caches):
+        self.cycle, self.documents, self.store, self.caches = cycle, documents, store, caches
+        self.made: Files = {}
+
+    def __call__(self) -> Files:
+        theirs, kept = _other_shards(self.cycle, self.store)
+        self.made = status_files(self.documents + theirs, self.cycle.commit,
+                                 self.cycle.unattributed(), self.caches.rendered,
+                                 _ui_bases(self.cycle)) | kept
+        return self.made
+
+
+def _other_shards(cycle: Cycle, store: StatusStore) -> tuple[list[DeploymentStatus], Files]:
+    """The documents at the status branch's head that are other shards' — all that this cycle
+    does not own (none for the agent of the whole repo) — and their files there, carried over
+    as they are."""
+    if cycle.shard.everything:
+        return [], {}
+    documents, unreadable = store.read()
+    theirs = [document for name, document in documents.items() if name not in cycle.owned]
+    names = (set(documents) | set(unreadable)) - cycle.owned
+    head = store.head()
+    kept = {path: StoredBlob(blob) for path, blob in
+            (store.source.files(head) if head else {}).items()
+            if path.startswith("deployments/") and path.count("/") == 1
+            and path[len("deployments/"):].rpartition(".")[0] in names}
+    return theirs, kept
 
 
 def _same_report(written: tuple, report: tuple) -> bool:
@@ -613,14 +731,12 @@ class Progress:
                 documents = [self.under_way.get(i.name) or i.previous
                              for i in self.cycle.assessments
                              if i.name in self.under_way or i.previous is not None]
-            files = status_files(documents, self.cycle.commit, self.cycle.loaded.unattributed(),
-                                 self.caches.rendered, _ui_bases(self.cycle))
             message = (f"{items[0].name}: {items[0].plan.action.value} in progress"
                        if len(items) == 1 else f"{len(items)} more actions in progress "
                        f"({items[-1].name}: {items[-1].plan.action.value}, …)")
             try:
-                StatusStore(self.source, self.status_branch, self.caches.documents).write(
-                    files, message)
+                store = StatusStore(self.source, self.status_branch, self.caches.documents)
+                store.write(_Composer(self.cycle, documents, store, self.caches), message)
             except FlinkGitopsError as error:
                 log.warning("%s: progress could not be written: %s",
                             ", ".join(i.name for i in items[:3]), error)

@@ -24,6 +24,7 @@ import logging
 import time
 from datetime import datetime
 from io import BytesIO
+from typing import Callable
 
 import yaml
 from gitdb import IStream, LooseObjectDB
@@ -46,6 +47,17 @@ AUTHOR = {"GIT_AUTHOR_NAME": "flink-gitops", "GIT_AUTHOR_EMAIL": "flink-gitops@l
           "GIT_COMMITTER_NAME": "flink-gitops", "GIT_COMMITTER_EMAIL": "flink-gitops@localhost"}
 HEARTBEAT_REFS = "refs/flink-gitops/heartbeat"   # + "/<status branch>": the daemon's heartbeat
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"       # git's id of the empty tree
+RACES = 8   # races a status push may lose (the head moved) before it gives up, when the
+            # cycle acted or is a shard's (whose documents no other agent writes)
+
+
+class StoredBlob(str):
+    """A file of the status branch given by the id of a blob the mirror holds (another shard's
+    document, carried over as it is)."""
+
+
+Files = dict[str, "bytes | StoredBlob"]   # the status branch's content: path -> file
+Compose = Callable[[], Files]   # the files of the branch, made for its head as it is now
 
 
 class StatusStore:
@@ -66,13 +78,24 @@ class StatusStore:
     def read(self) -> tuple[dict[str, DeploymentStatus], dict[str, str]]:
         return read_statuses(self.source, self.branch, self.documents)
 
-    def write(self, files: dict[str, bytes], message: str) -> str | None:
-        """Commits `files` as the whole content of the branch on top of its head and pushes
-        them; returns the new commit, or None when nothing changed (no commit)."""
-        made = commit(self.source, files, message, self.head())
-        if made is not None:
-            push(self.source, self.branch, made)
-        return made
+    def write(self, compose: Compose, message: str, races: int = 0) -> str | None:
+        """Commits the files `compose` makes for the branch's head as its whole content and
+        pushes them; returns the new commit, or None when nothing changed (no commit). A push
+        that lost a race is made again on top of the new head, composed anew, up to `races`
+        times (agents of other shards write their documents meanwhile); then
+        StatusPushRejected."""
+        made, lost = commit(self.source, compose(), message, self.head()), 0
+        while made is not None:
+            try:
+                push(self.source, self.branch, made)
+                return made
+            except StatusPushRejected:
+                if lost == races:
+                    raise
+                lost += 1
+                self.source.fetch()
+                made = commit(self.source, compose(), message, self.head())
+        return None
 
     def remember(self, files: dict[str, bytes], documents: list[DeploymentStatus]) -> None:
         """`documents`, just written as `files`, are what the next read of the branch finds:
@@ -82,27 +105,21 @@ class StatusStore:
             if redact_bytes(content) == content:
                 self.documents.put(object_id(b"blob", content), document)
 
-    def write_or_keep(self, files: dict[str, bytes], message: str) -> str | None:
+    def write_or_keep(self, compose: Compose, message: str) -> str | None:
         """`write` for a cycle that acted: its documents are the truth. A push that lost a race
         is made again on top of the new head; a push that cannot be made (the remote is away)
         keeps the commit in the work dir as the pending status, which `push_pending` pushes
         before the next cycle reads anything, and raises StatusKept."""
-        made = commit(self.source, files, message, self.head())
-        if made is None:
-            return None
         try:
-            try:
-                push(self.source, self.branch, made)
-            except StatusPushRejected:
-                self.source.fetch()
-                made = commit(self.source, files, message, self.head()) or made
-                push(self.source, self.branch, made)
+            return self.write(compose, message, races=RACES)
         except (SourceError, StatusPushRejected) as error:
+            made = commit(self.source, compose(), message, self.head())
+            if made is None:
+                return None
             self.source.git("update-ref", PENDING_STATUS_REF, made)
             raise StatusKept(f"the status of this cycle's actions could not be pushed and is "
                              f"kept in the work dir ({made[:10]}); the next cycle pushes it "
                              f"first: {error}") from None
-        return made
 
     def push_pending(self, kept_for_s: float) -> None:
         """Pushes the status an earlier cycle kept (see `write_or_keep`), before this cycle
@@ -128,12 +145,26 @@ class StatusStore:
             log.warning("the status kept in the work dir (%s) is older than the lease and the "
                         "status branch moved since: it is dropped, the branch's is newer",
                         made[:10])
-        elif head != made:   # moved meanwhile: the kept documents are written on top of it
-            files = self.source.files(made)
-            contents = self.source.read_blobs(files.values())
-            self.write_or_keep({path: contents[blob] for path, blob in files.items()},
+        elif head != made:   # moved meanwhile: what the kept commit changed is made on top of it
+            self.write_or_keep(lambda: _changed(self.source, parent or None, made, self.head()),
                                self.source.git("log", "-1", "--format=%B", made))
         self.source.git("update-ref", "-d", PENDING_STATUS_REF)
+
+
+def _changed(source: SpecRepository, parent: str | None, made: str, head: str | None
+             ) -> Files:
+    """The files of `head` with what commit `made` changed of `parent` made on them (blobs the
+    mirror holds: nothing is read)."""
+    before, after = (source.files(parent) if parent else {}), source.files(made)
+    files: Files = {path: StoredBlob(blob) for path, blob in
+                    (source.files(head) if head else {}).items()}
+    for path in set(before) | set(after):
+        if before.get(path) != after.get(path):
+            if path in after:
+                files[path] = StoredBlob(after[path])
+            else:
+                files.pop(path, None)
+    return files
 
 
 def read_statuses(source: SpecRepository, branch: str, memo: Memo
@@ -212,13 +243,14 @@ def _values(node: yaml.Node | None) -> int:
     return count
 
 
-def commit(source: SpecRepository, files: dict[str, bytes], message: str,
+def commit(source: SpecRepository, files: Files, message: str,
            parent: str | None) -> str | None:
     """Commits `files` as the whole content of the status branch on top of `parent`, in the
-    mirror only, every file and the message redacted of the secrets the agent knows (a last
-    guard: texts from outside are redacted where they enter). None when the content equals
-    `parent`'s (no commit)."""
-    files = {path: redact_bytes(content) for path, content in files.items()}
+    mirror only, every file written and the message redacted of the secrets the agent knows (a
+    last guard: texts from outside are redacted where they enter; a StoredBlob was redacted as
+    it was written). None when the content equals `parent`'s (no commit)."""
+    files = {path: content if isinstance(content, StoredBlob) else redact_bytes(content)
+             for path, content in files.items()}
     message = redact(message)
     tree = _tree(source, files, set(source.files(parent).values()) if parent else set())
     if parent is not None and source.git("rev-parse", f"{parent}^{{tree}}") == tree:
@@ -237,7 +269,7 @@ def push(source: SpecRepository, branch: str, commit: str) -> None:
     source.git("update-ref", f"refs/remotes/{REMOTE}/{branch}", commit)
 
 
-def _tree(source: SpecRepository, files: dict[str, bytes], known: set[str]) -> str:
+def _tree(source: SpecRepository, files: Files, known: set[str]) -> str:
     """Writes the blobs and trees of `files` (nested paths allowed) that are not `known` to be
     stored already; returns the root tree."""
     entries: dict[str, dict | bytes] = {}
@@ -255,6 +287,8 @@ def _write_tree(source: SpecRepository, entries: dict, known: set[str]) -> str:
     for name, value in entries.items():
         if isinstance(value, dict):
             rows.append((name + "/", b"40000", name, _write_tree(source, value, known)))
+        elif isinstance(value, StoredBlob):
+            rows.append((name, b"100644", name, value))
         else:
             rows.append((name, b"100644", name, _store(source, b"blob", value, known)))
     rows.sort(key=lambda row: row[0].encode())   # git's order: a folder sorts as "name/"

@@ -10,8 +10,8 @@ a submitted job runs, a stop-with-savepoint finishes it with a savepoint, a canc
 Every cluster lives under a path prefix: a DeploymentTarget with
 `url: http://127.0.0.1:<port>/c/<cluster>` is one cluster. Clusters are created on first use.
 The server counts requests per cluster; `GET /_stats` returns and `POST /_stats/reset` clears
-them, `GET /_changes` lists the state-changing calls with the time each arrived (the
-benchmarks' instruments, not part of Flink's API).
+them, `GET /_changes` lists the state-changing calls with the time each arrived and the job each
+concerns (the benchmarks' instruments, not part of Flink's API).
 
     python3 benchmarks/fake_flink.py --port 18081
 """
@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 FLINK_VERSION = "2.3.0"
 _CLUSTER = re.compile(r"^/c/([\w.-]+)(/.*)?$")
@@ -111,7 +113,10 @@ class FakeCluster:
 class FakeFlink:
     """Every fake cluster's state, behind one lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, savepoints: Path | None = None) -> None:
+        """`savepoints`: where savepoints are made as folders with a `_metadata` file (as an
+        agent restoring after a crash checks); None: only named (at file:/savepoints)."""
+        self.savepoints = savepoints
         self.clusters: dict[str, FakeCluster] = {}
         self.changes: list[dict] = []      # state-changing calls: when, where, what
         self.lock = threading.Lock()
@@ -136,9 +141,11 @@ class FakeFlink:
         route = "/" + "/".join(":id" if len(p) == 32 or p.startswith("t-") or p.endswith(".jar")
                                else p for p in parts)
         cluster.requests[f"{method} {route}"] += 1
-        if method != "GET":
+        if method != "GET":   # with the job it concerns (a submission's: the id it asks for)
+            job = next((p for p in parts if len(p) == 32), None) if route != \
+                "/jars/:id/run" else json.loads(body or b"{}").get("jobId")
             self.changes.append({"at": time.time(), "cluster": cluster.name,
-                                 "call": f"{method} {route}"})
+                                 "call": f"{method} {route}", "job": job})
         match method, parts:
             case "GET", ["config"]:
                 return 200, {"refresh-interval": 3000, "timezone-name": "Coordinated Universal "
@@ -200,8 +207,12 @@ class FakeFlink:
                                           "stack-trace": "org.apache.flink.runtime.checkpoint."
                                           "CheckpointException: job is not running"}}}
                     return 202, {"request-id": trigger}
-                location = f"file:/savepoints/{job.jid[:6]}/savepoint-{job.jid[:6]}-" \
-                           f"{uuid.uuid4().hex[:12]}"
+                folder = f"{job.jid[:6]}/savepoint-{job.jid[:6]}-{uuid.uuid4().hex[:12]}"
+                location = f"file:/savepoints/{folder}"
+                if self.savepoints is not None:
+                    (self.savepoints / folder).mkdir(parents=True)
+                    (self.savepoints / folder / "_metadata").write_bytes(b"")
+                    location = (self.savepoints / folder).as_uri()
                 if kind == "stop":
                     job.state, job.end_time, job.savepoint = "FINISHED", _millis(), location
                 cluster.triggers[trigger] = {"status": {"id": "COMPLETED"},
@@ -267,9 +278,16 @@ def handler(flink: FakeFlink):
     return Handler
 
 
-def serve(port: int) -> ThreadingHTTPServer:
-    """A started server (in a thread of this process)."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler(FakeFlink()))
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (an agent killed by a benchmark) is no error to print."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def serve(port: int, savepoints: Path | None = None) -> ThreadingHTTPServer:
+    """A started server (in a thread of this process); `savepoints`: see FakeFlink."""
+    server = Server(("127.0.0.1", port), handler(FakeFlink(savepoints)))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

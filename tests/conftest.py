@@ -134,10 +134,10 @@ class SpecRepo:
         from agent.status_store import StatusStore
         real_write = StatusStore.write_or_keep
 
-        def remote_gone(store, files, message):
+        def remote_gone(store, compose, message):
             monkeypatch.undo()
             self.remote.rename(self.remote.with_name("specs-away.git"))
-            return real_write(store, files, message)
+            return real_write(store, compose, message)
         monkeypatch.setattr(StatusStore, "write_or_keep", remote_gone)
 
     def come_back(self) -> None:

@@ -62,7 +62,7 @@ def test_the_status_branch_is_written_with_the_objects_git_would_write(spec_repo
              "deployments/a.yaml": b"a: 1\n", "deployments/b-c.yaml": b"b: 2\n",
              "deployments.txt": b"sorts before the folder deployments/\n"}
 
-    commit = StatusStore(source, "flink-gitops/status").write(files, "status")
+    commit = StatusStore(source, "flink-gitops/status").write(lambda: files, "status")
 
     assert git(spec_repo.remote, "fsck", "--strict") == ""
     listed = git(spec_repo.remote, "ls-tree", "-r", "--name-only", commit).split()
@@ -81,10 +81,10 @@ def test_writing_the_same_status_again_commits_nothing(spec_repo, tmp_path):
     source.fetch()
     files = {"README.md": b"# dashboard\n", "deployments/a.yaml": b"a: 1\n"}
 
-    first = StatusStore(source, "flink-gitops/status").write(files, "status")
-    again = StatusStore(source, "flink-gitops/status").write(dict(files), "status")
+    first = StatusStore(source, "flink-gitops/status").write(lambda: files, "status")
+    again = StatusStore(source, "flink-gitops/status").write(lambda: dict(files), "status")
     changed = StatusStore(source, "flink-gitops/status").write(
-        files | {"deployments/a.yaml": b"a: 2\n"}, "status")
+        lambda: files | {"deployments/a.yaml": b"a: 2\n"}, "status")
 
     assert first is not None and again is None and changed is not None
     assert spec_repo.status_commits() == [changed, first]
@@ -97,7 +97,7 @@ def test_status_documents_are_read_back_from_the_branch(spec_repo, tmp_path):
     document = {"apiVersion": "v1", "kind": "DeploymentStatus", "metadata": {"name": "a"},
                 "status": {"state": "RUNNING", "sync": "SYNCED"}}
     StatusStore(source, "flink-gitops/status").write(
-        {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
+        lambda: {"deployments/a.yaml": yaml.safe_dump(document).encode()}, "status")
 
     store = StatusStore(source, "flink-gitops/status", Caches().documents)
     first, _ = store.read()
@@ -124,7 +124,7 @@ def test_documents_just_written_are_read_back_without_parsing_unless_redacted(
         for name, warning in (("a", "fine"), ("b", "has written-canary-7d1f in it"))]
     store = StatusStore(source, "flink-gitops/status", Caches().documents)
     files = status_files(documents, "c" * 40)
-    store.write(files, "status")
+    store.write(lambda: files, "status")
     store.remember(files, documents)
     parsed = []
     original = status_store._parse
@@ -216,7 +216,8 @@ def test_a_status_commit_names_thousands_of_actions(spec_repo, tmp_path):
     message = "status of 0123456789\n\n" + "\n".join(
         f"deployment-{n:05d}: SUCCESS start job {n:032x} with parallelism 1" for n in range(10000))
 
-    commit = StatusStore(source, "flink-gitops/status").write({"README.md": b"#\n"}, message)
+    commit = StatusStore(source, "flink-gitops/status").write(lambda: {"README.md": b"#\n"},
+                                                              message)
 
     assert git(spec_repo.remote, "log", "-1", "--format=%B", commit).strip() == message
 

@@ -4,9 +4,12 @@ test_one_agent_at_a_time; a broken work dir: test_workdir_faults.)"""
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import replace
 
 import pytest
+import yaml
 
 from agent.errors import StatusKept, StatusPushRejected
 from agent.reconcile import sync
@@ -47,6 +50,38 @@ def test_a_status_the_remote_could_not_take_is_kept_and_pushed_first_by_the_next
     assert len(spec_repo.status_commits()) == len(before) + 1   # the kept one, then nothing
     message = git(spec_repo.remote, "log", "-1", "--format=%B", "flink-gitops/status")
     assert "status-kept: SUCCESS take a savepoint" in message
+
+
+def test_a_kept_status_lands_on_a_branch_that_moved_meanwhile_beside_another_shards(
+        checkpointed, deployed, spec_repo, settings, flink, monkeypatch, tmp_path):
+    """While a shard's status waits in the work dir, another shard's agent commits its document
+    to the branch: the kept commit's changes are made on top of it, and the other's document
+    stays, on the dashboard too."""
+    job = checkpointed("kept-on-moved")
+    deployed("kept-on-moved", extra="savepointTriggerNonce: 1")
+    spec_repo.push("take a savepoint")
+    sharded = replace(settings, shard_selector="team=test")
+    spec_repo.away_at_status_push(monkeypatch)
+    with pytest.raises(StatusKept):
+        sync(sharded)
+    spec_repo.come_back()
+    other = tmp_path / "other-shard"
+    git(tmp_path, "clone", "--quiet", "--branch", "flink-gitops/status", str(spec_repo.remote),
+        str(other))
+    (other / "deployments" / "elsewhere.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "DeploymentStatus",
+        "metadata": {"name": "elsewhere", "labels": {"team": "other"}},
+        "status": {"state": "RUNNING", "sync": "SYNCED"}}))
+    git(other, "add", "-A")
+    git(other, "commit", "--quiet", "-m", "another shard's agent")
+    git(other, "push", "--quiet", "origin", "HEAD:flink-gitops/status")
+    written = spec_repo.status_file("deployments/elsewhere.yaml")
+
+    assert sync(sharded).exit_code == 0
+    assert spec_repo.status_file("deployments/elsewhere.yaml") == written
+    assert "elsewhere" in json.loads(spec_repo.status_file("status.json"))["deployments"]
+    assert spec_repo.status_of("kept-on-moved")["lastSavepoint"]["origin"] == "USER_REQUEST"
+    assert savepoints_of(flink, job) == 1     # not taken twice
 
 
 def test_a_status_push_that_keeps_losing_ends_in_bounded_time_with_a_clear_error(

@@ -53,14 +53,14 @@ def competing_writer(spec_repo, monkeypatch, tmp_path):
         str(other))
     state = {"raced": False}
 
-    def racing_write(store, files, message):
+    def racing_write(store, compose, message, **races):
         if not state["raced"]:
             state["raced"] = True
             (other / "NOTE.md").write_text("written by another agent\\n")
             git(other, "add", "-A")
             git(other, "commit", "--quiet", "-m", "another agent")
             git(other, "push", "--quiet", "origin", "HEAD:flink-gitops/status")
-        return real_write(store, files, message)
+        return real_write(store, compose, message, **races)
 
     monkeypatch.setattr(StatusStore, "write", racing_write)
     return other
