@@ -81,7 +81,7 @@ def _status_url(context, parameter, value: str | None) -> str | None:
 
 
 def _shard_selector(context, parameter, value: str | None) -> str | None:
-    """A --shard-selector, checked (`agent.model.shard`); kept as written."""
+    """A --shard-selector, checked (`agent.model.shard`), in its one canonical form."""
     from agent.model.shard import Selector
 
     try:

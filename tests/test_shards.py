@@ -160,6 +160,22 @@ def test_an_agent_of_the_whole_repo_leaves_a_live_shards_deployments_alone(
         "sharded-only"))
 
 
+def test_a_refused_spec_no_shard_can_place_is_listed_by_every_shard_and_acted_on_by_none(
+        deployed, spec_repo, rest, tmp_path):
+    deployed("placed-fine", labels="{team: a}")
+    spec_repo.write("deployments/never-placed.yaml", "apiVersion: v1\nkind: Deployment\n"
+                    "metadata: {name: never-placed, labels: [not, a, mapping]}\nspec: {}\n")
+    spec_repo.push()
+    for team in "ab":
+        result = sync(shard_settings(spec_repo, tmp_path, f"team={team}"))
+        assert any("never-placed" in str(problem) for problem in result.unattributed)
+        assert result.exit_code == 1
+    index = json.loads(spec_repo.status_file("status.json"))
+    assert sorted(index["deployments"]) == ["placed-fine"]
+    assert {p["file"] for p in index["specProblems"]} == {"deployments/never-placed.yaml"}
+    assert rest.running() == [rest.job("placed-fine", 1)]
+
+
 # --- four agents over many deployments, one SIGKILLed --------------------------------------------
 
 def test_four_agents_act_on_every_deployment_once_and_a_replacement_finishes_a_killed_shard(
