@@ -197,10 +197,11 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                                  previous[name].status if name in previous
                                                  else None))
         claimed = tuple(rival for rival in live if rival.shard.claims(placements.get(name)))
+        contested = _claim(shard, claimed) or _handed_over(previous.get(name), live)
         grounds[name] = (settings, offline, loaded.deployments.get(name), tuple(problems),
                          target, previous.get(name), observation, inputs.get(name),
                          blobs.get(name) if desired else (), warned.get(name, ()), policies,
-                         name in gone.deleted, gone.guarded, claimed)
+                         name in gone.deleted, gone.guarded, claimed, contested)
         kept = caches.deployments.get(name)
         if kept is not None and name not in unreadable_status and kept.holds(grounds[name], now):
             assessments.append(kept.assessment)
@@ -211,7 +212,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                      loaded, previous.get(name), observation,
                                      clients.get(target_name), policies, gone, offline,
                                      inputs.get(name), health.get(name), caches.state_checks,
-                                     warned.get(name, ()), _claim(shard, claimed))
+                                     warned.get(name, ()), contested)
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -252,6 +253,22 @@ def _claim(shard: Selector, claimed: tuple[Rival, ...]) -> str | None:
             "selectors overlap, and no agent acts on it until one of them is changed")
 
 
+def _handed_over(document: DeploymentStatus | None, live: tuple[Rival, ...]) -> str | None:
+    """Why a deployment that moved to this shard (its labels or target changed) is not taken
+    over yet: the agent of the shard its status was written in is live, and still acting on it
+    (None: nothing to wait for; a crashed agent's half-done action is finished from Flink's
+    records, as after any crash)."""
+    action = document.status.last_action if document is not None else None
+    if action is None or action.result != ActionResult.IN_PROGRESS:
+        return None
+    was = Placement(document.metadata.labels, document.status.target)
+    acting = next((rival for rival in live if rival.shard.claims(was)), None)
+    if acting is None:
+        return None
+    return (f"moved here from the shard {acting.shard.shown()}, whose agent "
+            f"({acting.holder.agent}) is still acting on it: taken over once that action ends")
+
+
 def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: str,
                 desired: Deployment | None, problems: list[SpecProblem],
                 target: DeploymentTarget | None, loaded: LoadResult,
@@ -259,12 +276,12 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool, read: Read | None, health: JobHealth | None,
                 checks: Memo, warned: tuple[SpecProblem, ...],
-                claim: str | None = None) -> Assessment:
+                contested: str | None = None) -> Assessment:
     """One deployment: recovered, diffed, planned, its new job's state checked, and judged by
     the policies (`observation`: what its target shows of it; `read`: its inputs beyond the
     spec's text, or why they could not be read; `health`: its running job's, read when it has a
     health policy; `checks`: the state checks remembered; `warned`: its spec's warnings;
-    `claim`: why other shards' agents claim it too)."""
+    `contested`: why another shard's agent keeps it from this one, `_claim`, `_handed_over`)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if isinstance(read, Exception):
@@ -304,9 +321,9 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     verdict, due, unhealthy = Verdict(), Upkeep(), None
     if problems:
         decided = held(name, "spec refused; the running job is left as it is")
-    elif claim is not None:
-        verdict = Verdict(denials=(claim,))
-        decided = held(name, "claimed by two shards; the running job is left as it is",
+    elif contested is not None:
+        verdict = Verdict(denials=(contested,))
+        decided = held(name, "held for another shard's agent; the running job is left as it is",
                        blocked=True)
     elif desired is None and gone.guarded:
         verdict = Verdict(denials=(gone.guard_message(),))
@@ -343,7 +360,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         name, None if problems else desired, desired_hash, located.file if located else None,
         target, before, observation, diff, decided, tuple(problems), warned + tuple(warnings),
         tuple(recovery.events), verdict,
-        deleted=name in gone.deleted and not gone.guarded and claim is None,
+        deleted=name in gone.deleted and not gone.guarded and contested is None,
         inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
         next_disposal_at=due.next_disposal_at if not problems else None,
         unhealthy=unhealthy, health=health)

@@ -23,7 +23,9 @@ def start_frozen_at(point: str, settings, tmp_path) -> subprocess.Popen:
     env = {**os.environ, "FLINK_GITOPS_PAUSE_AT": point, "FLINK_GITOPS_PAUSE_FILE": str(marker)}
     process = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "sync", "--repo", settings.repo,
-         "--workdir", str(settings.workdir)], env=env, stdout=subprocess.DEVNULL,
+         "--workdir", str(settings.workdir),
+         *(["--shard-selector", settings.shard_selector] if settings.shard_selector else [])],
+        env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not marker.exists():

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from agent import testpoints
 from agent.cli import main
 from agent.config import Settings
 from agent.errors import ConfigError
@@ -22,6 +24,7 @@ from agent.lease import Lease
 from agent.model.shard import Placement, Selector
 from agent.reconcile import sync
 from agent.source import SpecRepository
+from test_crash_safety import kill, start_frozen_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -158,6 +161,39 @@ def test_an_agent_of_the_whole_repo_leaves_a_live_shards_deployments_alone(
     assert result.outcomes == {} and rest.running() == []
     assert "the whole repo (no --shard-selector)" in json.dumps(spec_repo.status_of(
         "sharded-only"))
+
+
+def test_a_deployment_moved_to_another_shard_mid_action_waits_for_the_old_shards_agent(
+        deployed, spec_repo, rest, tmp_path):
+    """A label change moves a deployment from shard a to shard b while a's agent is in the middle
+    of its upgrade: b holds it while a's agent lives, and once that agent is gone (SIGKILLed)
+    finishes the upgrade from Flink's records, restoring the savepoint a took."""
+    deployed("moving", labels="{team: a}")
+    spec_repo.push()
+    first, second = (shard_settings(spec_repo, tmp_path, f"team={team}") for team in "ab")
+    assert sync(first).exit_code == 0
+    rest.wait_checkpoint(rest.job("moving", 1))
+    deployed("moving", labels="{team: a}", parallelism=2)
+    spec_repo.push("scale out")
+    acting = start_frozen_at(testpoints.OLD_JOB_STOPPED, first, tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while spec_repo.status_of("moving").get("lastAction", {}).get("result") != \
+                "IN_PROGRESS":   # its progress commit
+            assert time.monotonic() < deadline, "shard a never told its upgrade"
+            time.sleep(0.1)
+        deployed("moving", labels="{team: b}", parallelism=2)
+        spec_repo.push("moved to team b")
+        assert sync(second).outcomes == {}
+        said = json.dumps(spec_repo.status_of("moving"))
+        assert "moved here from the shard `team=a`" in said and "still acting" in said
+        assert rest.running() == []                   # a stopped the old job; b started none
+    finally:
+        kill(acting)
+    assert sync(second).exit_code == 0
+    new = rest.job("moving", 2)
+    assert rest.running() == [new] and rest.parallelism(new) == 2
+    assert rest.restored_from(new) is not None        # the savepoint a's agent took
 
 
 def test_a_refused_spec_no_shard_can_place_is_listed_by_every_shard_and_acted_on_by_none(
