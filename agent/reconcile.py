@@ -628,8 +628,10 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
         # a shard's agent alone writes its documents: a race with another shard's is merged
         status_commit = store.write_or_keep(compose, message) if acted \
             else store.write(compose, message, races=0 if cycle.shard.everything else RACES)
-        if status_commit is not None:
-            store.remember(compose.made, documents)
+        if status_commit is not None:   # (a document kept as it was is remembered already)
+            store.remember(compose.made, [document for document, item in
+                                          zip(documents, cycle.assessments, strict=True)
+                                          if document is not item.previous])
         caches.written = (status_commit or store.head(), report)
     checkpoints = {item.name: item.health.last_checkpoint / 1000 for item in cycle.assessments
                    if item.health is not None and item.health.last_checkpoint}
