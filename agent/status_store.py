@@ -2,9 +2,11 @@
 
 The git side of the agent is three modules: `source` reads the spec repository, `lease` takes
 turns with other agents, and this store keeps the status — every status commit is made here.
-An orphan branch that only the agent writes. Commits are made with git's plumbing straight into
-the agent's mirror of the spec repository (no work tree), one per cycle in which a file changed,
-and pushed to the spec repository's origin.
+An orphan branch that only the agent writes — or the agents of a repo's shards, each its own
+documents: a write is composed for the head it lands on (`Compose`), with the other shards' files
+carried over by blob id (`StoredBlob`), and composed again on a new head when its push loses a
+race. Commits are made with git's plumbing straight into the agent's mirror of the spec repository
+(no work tree), one per cycle in which a file changed, and pushed to the spec repository's origin.
 
 Thousands of documents cost no more git processes than one: blob and tree ids are computed here
 (git's object format is a SHA-1 of a header and the content), only objects the branch head does

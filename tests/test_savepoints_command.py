@@ -106,7 +106,8 @@ def on_status_branch(spec_repo, tmp_path, documents: list[DeploymentStatus]) -> 
     spec_repo.push()
     source = SpecRepository(str(spec_repo.remote), tmp_path / "writer")
     source.fetch()
-    StatusStore(source, DEFAULT_STATUS_BRANCH).write(status_files(documents, COMMIT), "status")
+    StatusStore(source, DEFAULT_STATUS_BRANCH).write(lambda: status_files(documents, COMMIT),
+                                                     "status")
     return ["--repo", str(spec_repo.remote), "--workdir", str(tmp_path / "reader")]
 
 
