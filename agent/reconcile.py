@@ -698,8 +698,8 @@ class Progress:
     it (a first deploy of thousands costs a commit every `interval`, not one per action). The
     interval grows with what a commit costs (a status of thousands of deployments takes seconds
     to render and push), so that progress takes at most PROGRESS_SHARE of the time. The cycle's
-    own status replaces them (`close`: nothing is told after it, nor pushed once it is made).
-    Best effort: a commit that cannot be pushed is a log line, and the action goes on."""
+    own status replaces them (`close`: nothing is told after it). Best effort: a commit that
+    cannot be pushed is a log line, and the action goes on."""
 
     def __init__(self, source: SpecRepository, status_branch: str, cycle: Cycle,
                  caches: Caches, interval: float | None = None):
@@ -753,30 +753,15 @@ class Progress:
             message = (f"{items[0].name}: {items[0].plan.action.value} in progress"
                        if len(items) == 1 else f"{len(items)} more actions in progress "
                        f"({items[-1].name}: {items[-1].plan.action.value}, …)")
-            store = StatusStore(self.source, self.status_branch, self.caches.documents)
-            compose = _Composer(self.cycle, documents, store, self.caches)
             try:
-                store.write(lambda: self._unless_closed(compose()), message)
-            except _Superseded:   # every action ended while it was made: the cycle's status
-                log.debug("progress not written: the cycle's own status follows")
+                store = StatusStore(self.source, self.status_branch, self.caches.documents)
+                store.write(_Composer(self.cycle, documents, store, self.caches), message)
             except FlinkGitopsError as error:
                 log.warning("%s: progress could not be written: %s",
                             ", ".join(i.name for i in items[:3]), error)
             with self.lock:
                 cost = time.monotonic() - self.told_at
                 self.wait = max(self.interval, cost * (1 - PROGRESS_SHARE) / PROGRESS_SHARE)
-
-
-    def _unless_closed(self, files: Files) -> Files:
-        """`files`, unless every action ended while they were made (then _Superseded: a
-        progress commit would only be replaced by the cycle's own)."""
-        if self.closed:
-            raise _Superseded
-        return files
-
-
-class _Superseded(Exception):
-    """A progress commit the cycle's own status has overtaken."""
 
 
 def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
