@@ -92,6 +92,13 @@ def shard_settings(spec_repo, tmp_path, selector: str) -> Settings:
                     shard_selector=selector)
 
 
+def another_agents_lease(spec_repo, tmp_path, selector: str) -> Lease:
+    """The lease of shard `selector`, as a live agent elsewhere would hold it (not yet taken)."""
+    other = SpecRepository(str(spec_repo.remote), tmp_path / "other-agent")
+    other.fetch()
+    return Lease(other, "flink-gitops/status", shard=Selector.parse(selector))
+
+
 def test_two_shards_on_one_cluster_act_on_their_own_and_share_one_dashboard(
         deployed, spec_repo, rest, tmp_path):
     deployed("shard-a-orders", labels="{team: a}")
@@ -133,9 +140,7 @@ def test_a_deployment_two_live_shards_claim_is_blocked_naming_both(
         deployed, spec_repo, rest, tmp_path):
     deployed("contested-prod", labels="{team: a, env: prod}")
     spec_repo.push()
-    other = SpecRepository(str(spec_repo.remote), tmp_path / "other-agent")
-    other.fetch()
-    rival = Lease(other, "flink-gitops/status", shard=Selector.parse("env=prod"))
+    rival = another_agents_lease(spec_repo, tmp_path, "env=prod")
     rival.acquire()     # another agent, of shard env=prod, is live
     try:
         result = sync(shard_settings(spec_repo, tmp_path, "team=a"))
@@ -154,9 +159,7 @@ def test_an_agent_of_the_whole_repo_leaves_a_live_shards_deployments_alone(
         deployed, spec_repo, rest, tmp_path, settings):
     deployed("sharded-only", labels="{team: a}")
     spec_repo.push()
-    other = SpecRepository(str(spec_repo.remote), tmp_path / "other-agent")
-    other.fetch()
-    with Lease(other, "flink-gitops/status", shard=Selector.parse("team=a")):
+    with another_agents_lease(spec_repo, tmp_path, "team=a"):
         result = sync(settings)
     assert result.outcomes == {} and rest.running() == []
     assert "the whole repo (no --shard-selector)" in json.dumps(spec_repo.status_of(
