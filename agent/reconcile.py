@@ -237,9 +237,14 @@ def _placements(loaded: LoadResult, previous: dict[str, DeploymentStatus],
         located, document = loaded.deployments.get(name), previous.get(name)
         placements[name] = (
             Placement(located.spec.metadata.labels, located.spec.spec.deployment_target_name)
-            if located else Placement(document.metadata.labels, document.status.target)
-            if document else None)
+            if located else _placed_by(document) if document else None)
     return placements
+
+
+def _placed_by(document: DeploymentStatus) -> Placement:
+    """Where a deployment's status document places it: the labels and target it was applied
+    with."""
+    return Placement(document.metadata.labels, document.status.target)
 
 
 def _claim(shard: Selector, claimed: tuple[Rival, ...]) -> str | None:
@@ -261,8 +266,7 @@ def _handed_over(document: DeploymentStatus | None, live: tuple[Rival, ...]) -> 
     action = document.status.last_action if document is not None else None
     if action is None or action.result != ActionResult.IN_PROGRESS:
         return None
-    was = Placement(document.metadata.labels, document.status.target)
-    acting = next((rival for rival in live if rival.shard.claims(was)), None)
+    acting = next((rival for rival in live if rival.shard.claims(_placed_by(document))), None)
     if acting is None:
         return None
     return (f"moved here from the shard {acting.shard.shown()}, whose agent "
