@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -70,6 +70,9 @@ from agent.state_check import state_check
 log = logging.getLogger(__name__)
 
 STABILITY_POLL_S = 5   # an upgrade in its stability window is looked at this often
+SIGNAL_CHECK_S = 0.05  # while actions run, the main thread wakes this often: a signal the
+                       # kernel gave another thread is only handled when it runs (SIGTERM must
+                       # stop the next action from starting)
 
 
 @dataclass
@@ -806,7 +809,10 @@ def act(settings: Settings, source: SpecRepository, cycle: Cycle, lease: Lease,
     try:
         if lanes:
             with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
-                for done in [pool.submit(run_lane, items) for items in lanes.values()]:
+                running = [pool.submit(run_lane, items) for items in lanes.values()]
+                while wait(running, timeout=SIGNAL_CHECK_S).not_done:
+                    pass   # the main thread wakes: a SIGTERM another thread took is handled
+                for done in running:
                     done.result()
     finally:
         if progress is not None:
