@@ -13,7 +13,7 @@ from agent.load import SpecProblem
 from agent.model.observation import JobHealth, Observation
 from agent.model.spec import Deployment, DeploymentTarget
 from agent.model.status import DeploymentStatus, JobInputs
-from agent.model.verdict import Verdict
+from agent.model.verdict import Verdict, WindowVerdict
 from agent.plan import Plan
 
 
@@ -40,6 +40,7 @@ class Assessment:
     next_disposal_at: str | None = None    # when its next savepoint grows beyond maxAge
     unhealthy: str | None = None           # how its running job breaks its health policy
     health: JobHealth | None = None        # its running job's, when it was read (health.py)
+    window: WindowVerdict = WindowVerdict()   # what the sync windows say of its changes now
 
     @property
     def target_name(self) -> str | None:

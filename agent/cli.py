@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,27 @@ def _shard_selector(context, parameter, value: str | None) -> str | None:
         raise click.BadParameter(str(error)) from None
 
 
+TRUST_OPTIONS = [
+    click.option("--allowed-signers", type=click.Path(path_type=Path), default=None,
+                 help="Trusted SSH signers, in git's allowed-signers format "
+                      "(gpg.ssh.allowedSignersFile): the spec branch's head must be signed by "
+                      "one [default: commits are not verified]."),
+    click.option("--trusted-gpg-keyring", type=click.Path(path_type=Path), default=None,
+                 help="Trusted OpenPGP public keys (a keyring, `gpg --export`): the head must be "
+                      "signed by one [default: commits are not verified]."),
+    click.option("--verify-every-commit", is_flag=True, default=False,
+                 help="With --allowed-signers or --trusted-gpg-keyring: every commit since the "
+                      "last verified one must be signed, not only the head."),
+]
+
+
+def trust_options(function):
+    """The options naming whose commits the agent trusts (`sync`, `run`, `plan`)."""
+    for option in reversed(TRUST_OPTIONS):
+        function = option(function)
+    return function
+
+
 def acting_options(function):
     """The options of the commands that act (`sync`, `run`); they arrive as `settings`."""
     options = [
@@ -134,6 +156,10 @@ def acting_options(function):
                           "policy blocks and healed drift: URL[;label=value,...] (only the "
                           "deployments with those labels); the URL may hold secret references. "
                           "Repeat for more [default: none]."),
+        *TRUST_OPTIONS,
+        click.option("--signing-key", type=click.Path(path_type=Path), default=None,
+                     help="An SSH private key the agent signs its status commits with "
+                          "[default: unsigned]."),
     ]
 
     @functools.wraps(function)
@@ -141,6 +167,7 @@ def acting_options(function):
                       job_start_timeout, rollback, lease_ttl, actions_per_target, max_deletions,
                       file_jar_dirs, status_url, commit_status, commit_status_url,
                       commit_status_repo, commit_status_token, shard_selector, notify,
+                      allowed_signers, trusted_gpg_keyring, verify_every_commit, signing_key,
                       **rest):
         settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                             job_start_timeout, rollback, lease_ttl, policy_package,
@@ -149,7 +176,9 @@ def acting_options(function):
                             commit_status_url=commit_status_url,
                             commit_status_repo=commit_status_repo,
                             commit_status_token=commit_status_token, notify=tuple(notify),
-                            shard_selector=shard_selector)
+                            shard_selector=shard_selector, allowed_signers=allowed_signers,
+                            trusted_gpg_keyring=trusted_gpg_keyring,
+                            verify_every_commit=verify_every_commit, signing_key=signing_key)
         from agent.commit_status import CommitStatuses
         from agent.notify import Notifier
 
@@ -172,10 +201,14 @@ def acting_options(function):
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="While an upgrade is in its upgradeStabilityWindow, run a cycle every 5 s "
                    "until it is stable or rolled back; --no-wait leaves it to later cycles.")
-def sync(settings: Settings, wait: bool) -> None:
+@click.option("--override-window", is_flag=True, default=False,
+              help="A manual sync: act inside the sync windows that allow it (manualSync: "
+                   "true); recorded in each deployment's events.")
+def sync(settings: Settings, wait: bool, override_window: bool) -> None:
     """One full cycle: pull, plan, execute, report."""
     from agent.reconcile import sync as run_sync, sync_until_settled
 
+    settings = replace(settings, override_window=override_window)
     try:
         result = sync_until_settled(settings, print_sync) if wait else run_sync(settings)
     except ConfigError as error:
@@ -197,9 +230,12 @@ def sync(settings: Settings, wait: bool) -> None:
 @click.option("--max-deletions", type=click.IntRange(min=0), default=None, help=MAX_DELETIONS_HELP)
 @click.option("--file-jar-dir", "file_jar_dirs", multiple=True, type=click.Path(path_type=Path),
               help=FILE_JAR_DIR_HELP)
+@trust_options
 def plan(repo: str, branch: str, path: str, status_branch: str, policy_package: str,
          workdir: Path | None, base: str | None, head: str | None, output: str,
-         max_deletions: int | None, file_jar_dirs: tuple[Path, ...]) -> None:
+         max_deletions: int | None, file_jar_dirs: tuple[Path, ...],
+         allowed_signers: Path | None, trusted_gpg_keyring: Path | None,
+         verify_every_commit: bool) -> None:
     """What sync would do; changes nothing anywhere (exit 0 nothing to do, 2 changes, 1 error
     or a policy denial)."""
     from agent.reconcile import review
@@ -207,7 +243,9 @@ def plan(repo: str, branch: str, path: str, status_branch: str, policy_package: 
 
     settings = Settings(repo, branch, path, status_branch, workdir or default_workdir(),
                         policy_package=policy_package, max_deletions=max_deletions,
-                        file_jar_dirs=file_jar_dirs)
+                        file_jar_dirs=file_jar_dirs, allowed_signers=allowed_signers,
+                        trusted_gpg_keyring=trusted_gpg_keyring,
+                        verify_every_commit=verify_every_commit)
     try:
         reviews = review(settings, base, head)
     except FlinkGitopsError as error:

@@ -1,14 +1,36 @@
-"""Times as the status documents write them: UTC, to the second (pure, but for `utc_now`)."""
+"""Times as the status documents write them: UTC, to the second (pure, but for `now`).
+
+The agent's clock is the machine's, unless `FLINK_GITOPS_CLOCK` (a test hook, like
+`agent.testpoints`) names the time it starts at, e.g. `2026-12-04T16:59:57Z`: from there it runs
+as the machine's does, so that a test sees a sync window open without waiting for a weekend.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import os
+from datetime import datetime, timedelta, timezone
 
 _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+CLOCK_ENV = "FLINK_GITOPS_CLOCK"
+
+
+def _offset() -> timedelta:
+    started = os.environ.get(CLOCK_ENV)
+    return parse(started) - datetime.now(timezone.utc) if started else timedelta(0)
+
+
+def now() -> datetime:
+    """The agent's time (UTC)."""
+    return datetime.now(timezone.utc) + _OFFSET
 
 
 def utc_now() -> str:
-    return iso(datetime.now(timezone.utc))
+    return iso(now())
+
+
+def seconds_until(moment: str) -> float:
+    """How long from now until `moment` (negative: it has passed), by the agent's clock."""
+    return (parse(moment) - now()).total_seconds()
 
 
 def iso(moment: datetime) -> str:
@@ -37,3 +59,6 @@ def age(since: str, until: str) -> str:
     if hours:
         return f"{hours}h {minutes}m"
     return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+_OFFSET = _offset()   # (set once, as the process starts)

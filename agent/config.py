@@ -42,6 +42,13 @@ class Settings:
     notify: tuple[str, ...] = ()         # webhook receivers: URL[;label=value,...] each
     shard_selector: str | None = None    # the deployments this agent acts on (`agent.model.shard`;
                                          # None: all of the spec repo's)
+    override_window: bool = False        # `sync --override-window`: act inside sync windows
+                                         # that allow a manual sync (`agent.sync_windows`)
+    allowed_signers: Path | None = None  # trusted SSH signers (git's allowed-signers format);
+    trusted_gpg_keyring: Path | None = None   # and/or trusted OpenPGP keys: either turns
+                                         # commit verification on (`agent.signatures`)
+    verify_every_commit: bool = False    # every commit since the last verified one, not the head
+    signing_key: Path | None = None      # an SSH private key: the status commits are signed
 
     def status_page(self, deployment: str) -> str | None:
         """The address of `deployment`'s status page, when `status_url` is set."""

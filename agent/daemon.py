@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import urlsplit
@@ -39,7 +39,7 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from agent.caches import Caches
-from agent.clock import parse
+from agent.clock import seconds_until
 from agent.config import Settings
 from agent.errors import ConfigError, FlinkError, FlinkGitopsError, SourceError
 from agent.model.outcome import Outcome
@@ -446,10 +446,11 @@ class Daemon:
         self.metrics.record(result, time.monotonic() - started)
         if result.exit_code == 0 and not result.outcomes:
             self._settled_at = result.commit
-        if result.wake_at is not None:   # a periodic savepoint, a stability window: a full
-            self.scheduler.add_job(self.trigger, "date", args=["a cycle is due"],   # cycle
-                                   run_date=parse(result.wake_at), id="wake-up",
-                                   replace_existing=True)
+        if result.wake_at is not None:   # a periodic savepoint, a stability window, a sync
+            self.scheduler.add_job(   # window opening: a full cycle (at the agent's clock's time)
+                self.trigger, "date", args=["a cycle is due"], id="wake-up",
+                run_date=datetime.now(timezone.utc) + timedelta(
+                    seconds=max(0.0, seconds_until(result.wake_at))), replace_existing=True)
         self.ready.set()
         log.info("cycle done in %.2fs (status %s)", time.monotonic() - started,
                  result.status_commit[:10] if result.status_commit else "unchanged")

@@ -40,6 +40,11 @@ class SecretMissing(PermanentError):
     machine; the message names the reference, never a value."""
 
 
+class Untrusted(PermanentError):
+    """The spec branch's head is not signed by a trusted key, and no trusted revision is left
+    to apply in its place (`agent.signatures`)."""
+
+
 class SpecLimitError(PermanentError):
     """The spec repository holds more than the agent reads in one cycle."""
 

@@ -38,14 +38,17 @@ from agent.dialects import (OPERATOR_CLUSTER_KIND, SESSION_JOB_KIND, is_operator
 from agent.errors import SpecLimitError
 from agent.memo import Memo
 from agent.model.spec import (DEFAULT_NAMESPACE, DNS_1123_LABEL, SPEC_KINDS, Deployment,
-                              DeploymentDefaults, DeploymentTarget, SessionCluster)
+                              DeploymentDefaults, DeploymentTarget, SessionCluster,
+                              SyncWindow)
 
 MAX_FILE_BYTES = 1024 * 1024     # a spec file above this is not read (its deployments are held)
 MAX_FILES = 50_000               # spec files under --path; more and no file is read
 MAX_DEPTH = 64                   # nesting levels of a document
 MAX_NODES = 100_000              # values of a document, every use of an alias counted
 _DOCUMENT_SEPARATOR = re.compile(r"^---(\s.*)?$")
-_DEFAULTS_KIND = re.compile(r"^kind:\s*DeploymentDefaults\b", re.MULTILINE)
+# the kinds whose document, unreadable, still holds others back: read even from broken YAML
+_HOLDING_KIND = re.compile(r"^kind:\s*[\"']?(DeploymentDefaults|SyncWindow)\b",
+                           re.MULTILINE)
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
 _CORE = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _MERGE = _CORE + "str", _CORE + "int", _CORE + "float", _CORE + "merge"
@@ -72,8 +75,13 @@ class SpecProblem:
     kind: str | None = None
     name: str | None = None
 
+    @property
+    def where(self) -> str:
+        """Its file and line (line 0: of no file's line, e.g. a branch whose head is refused)."""
+        return f"{self.file}:{self.line}" if self.line else self.file
+
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class Located:
     """A valid spec and where it was written; a Deployment's `origins` say which of its values
     it does not write itself (dotted path -> "DeploymentDefaults prod", see `agent.defaults`)."""
 
-    spec: Deployment | DeploymentTarget | SessionCluster | DeploymentDefaults
+    spec: Deployment | DeploymentTarget | SessionCluster | DeploymentDefaults | SyncWindow
     file: str
     line: int
     lines: dict[tuple, int] = field(default_factory=dict, compare=False, repr=False)
@@ -128,12 +136,15 @@ class LoadResult:
     targets: dict[str, Located] = field(default_factory=dict)
     session_clusters: dict[str, Located] = field(default_factory=dict)
     defaults: dict[str, Located] = field(default_factory=dict)   # by the namespace they serve
+    windows: dict[str, Located] = field(default_factory=dict)    # SyncWindows
     problems: list[SpecProblem] = field(default_factory=list)
     warnings: list[SpecProblem] = field(default_factory=list)
     notes: list[SpecProblem] = field(default_factory=list)
     files: dict[str, ParsedFile] = field(default_factory=dict)   # every spec file, by path
     # DeploymentDefaults that cannot be read: (their namespace, None if unknown, and why)
     unread_defaults: list[tuple[str | None, SpecProblem]] = field(default_factory=list)
+    # SyncWindows that cannot be read (or are written twice): every change is held
+    unread_windows: list[SpecProblem] = field(default_factory=list)
     # the deployments whose values name secrets of the agent's machine (`secret_check`)
     secret_readers: set[str] = field(default_factory=set)
 
@@ -170,6 +181,7 @@ class ParsedFile:
     text: str = ""                             # an unreadable file's text: names it may hold
     drafts: tuple[Draft, ...] = ()             # its Deployments, validated by `_merge`
     unread_defaults: tuple[tuple[str | None, SpecProblem], ...] = ()
+    unread_windows: tuple[SpecProblem, ...] = ()
 
     def may_hold(self, name: str) -> bool:
         """Whether an unreadable file may hold the deployment `name` (its text names it)."""
@@ -248,7 +260,9 @@ def parse_file(path: str, data: str | bytes) -> ParsedFile:
     text, refused = _decode(data)
     if refused is not None:
         problem = SpecProblem(path, 1, refused)
-        return ParsedFile(problems=(problem,), unreadable=(problem,), text=text)
+        window = (problem,) if "SyncWindow" in _HOLDING_KIND.findall(text) else ()
+        return ParsedFile(problems=(problem,), unreadable=(problem,), text=text,
+                          unread_windows=window)
     result = LoadResult()
     specs, drafts, unreadable = [], [], []
     for first_line, chunk in _documents(text):
@@ -261,7 +275,7 @@ def parse_file(path: str, data: str | bytes) -> ParsedFile:
         unreadable += document.unreadable
     return ParsedFile(tuple(specs), tuple(result.problems), tuple(result.warnings),
                       tuple(result.notes), tuple(unreadable), text if unreadable else "",
-                      tuple(drafts), tuple(result.unread_defaults))
+                      tuple(drafts), tuple(result.unread_defaults), tuple(result.unread_windows))
 
 
 def _merge(files: dict[str, ParsedFile]) -> LoadResult:
@@ -273,6 +287,7 @@ def _merge(files: dict[str, ParsedFile]) -> LoadResult:
         result.warnings += parsed.warnings
         result.notes += parsed.notes
         result.unread_defaults += parsed.unread_defaults
+        result.unread_windows += parsed.unread_windows
         for located in parsed.specs:
             seen.setdefault((located.spec.kind, located.spec.name), []).append(located)
         for draft in parsed.drafts:
@@ -290,6 +305,8 @@ def _merge(files: dict[str, ParsedFile]) -> LoadResult:
             result.problems.append(SpecProblem(
                 copy.file, copy.line, f"duplicate {kind} name {name!r} (defined at {places})",
                 kind, name))
+            if kind == "SyncWindow":
+                result.unread_windows.append(result.problems[-1])
     scopes = _scopes(result)
     clusters = tuple(sorted((name, located.spec.spec.deployment_target_name)
                             for name, located in result.session_clusters.items()))
@@ -312,8 +329,8 @@ def _merge(files: dict[str, ParsedFile]) -> LoadResult:
 
 def _bucket(result: LoadResult, kind: str) -> dict[str, Located]:
     """Where a kind's documents are kept by name (DeploymentDefaults: by namespace, `_scopes`)."""
-    return {"DeploymentTarget": result.targets,
-            "SessionCluster": result.session_clusters}.get(kind, {})
+    return {"DeploymentTarget": result.targets, "SessionCluster": result.session_clusters,
+            "SyncWindow": result.windows}.get(kind, {})
 
 
 def _scopes(result: LoadResult) -> dict[str | None, tuple]:
@@ -462,8 +479,8 @@ class _Document:
         try:
             node = _compose(chunk)
         except yaml.YAMLError as error:
-            if _DEFAULTS_KIND.search(chunk):
-                self.kind = "DeploymentDefaults"
+            if holding := _HOLDING_KIND.search(chunk):
+                self.kind = holding.group(1)
             return self._problem(_error_line(error, self.first_line),
                                  f"YAML syntax error: {_yaml_reason(error)}")
         except RecursionError:
@@ -549,6 +566,8 @@ class _Document:
             self.unreadable.append(problem)
         if self.kind == "DeploymentDefaults":   # (namespace None: not even it could be read)
             self.result.unread_defaults.append((self.namespace, problem))
+        if self.kind == "SyncWindow":
+            self.result.unread_windows.append(problem)
 
     def _note(self, line: int, message: str, readable: bool = False) -> None:
         note = SpecProblem(self.path, line, message)

@@ -17,6 +17,7 @@ from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, Upgr
 from agent.model.status import (ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin,
                                 StabilityWatch, Status)
 from agent.model.observation import Observation, Settling
+from agent.model.verdict import WindowVerdict
 from agent.retention import Upkeep
 
 # the actions whose new job runs its upgradeStabilityWindow before they count as done
@@ -110,6 +111,8 @@ class Plan:
     state_check: StateCheck | None = None   # whether its new job can restore its state
                                             # (`agent.state_check`; None: nothing to check)
     adopts: str | None = None            # ADOPT: the running job taken as the deployment's
+    deferred: WindowVerdict | None = None   # a change a sync window keeps from running now
+    overrides: str | None = None         # the window `sync --override-window` acts inside
 
     @property
     def refused(self) -> bool:
@@ -126,6 +129,8 @@ class Plan:
         """The action as reviewers read it: a kind, UPGRADE_PENDING, BLOCKED, or None."""
         if self.blocked:
             return "BLOCKED"
+        if self.deferred is not None:
+            return "DEFERRED"
         if self.pending:
             return "UPGRADE_PENDING"
         return self.action.value if self.action else None
@@ -135,6 +140,8 @@ class Plan:
         return {"action": self.action_name, "state": self.state, "reason": self.reason,
                 "rollback": self.rollback,
                 **({"stabilityWindow": self.stability_window} if self.stability_window else {}),
+                **({"deferred": self.deferred.message()} if self.deferred else {}),
+                **({"overridesWindow": self.overrides} if self.overrides else {}),
                 **({"stateCheck": self.state_check.document()} if self.state_check else {}),
                 "steps": [{"kind": s.kind.value, "jobId": s.job_id, "description": s.describe(),
                            **({"restore": s.restore.kind.value} if s.restore else {}),
@@ -172,6 +179,8 @@ class Plan:
         return "; then ".join(s.describe() for s in self.steps) or "no Flink call needed"
 
     def summary(self) -> str:
+        if self.deferred is not None:
+            return self.reason
         if self.pending:
             return "upgrade pending (upgradeStrategy NONE): the running job is left untouched"
         if self.action is None:
@@ -186,6 +195,12 @@ class Plan:
             return f"{self.action.value}: {self.reason}" + (
                 f"; {self.steps_text()}" if self.steps else "")
         return f"{self.action.value}: {self.steps_text()}{fallback}{watched}"
+
+
+def heals(decided: Plan, diff: Difference) -> bool:
+    """The plan only starts again what ran: a health restart, or a restart of the applied spec
+    (a job that died or drifted; a change of the spec is not one)."""
+    return decided.health or (decided.action == ActionKind.RESTART and not diff.job_changed)
 
 
 def held(name: str, reason: str, blocked: bool = False) -> Plan:

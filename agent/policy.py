@@ -159,12 +159,15 @@ def input_digest(document: dict[str, Any]) -> bytes:
 
 
 def policy_input(deployment: Deployment, target: str | None, target_kind: str | None,
-                 plan: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+                 plan: dict[str, Any], previous: dict[str, Any] | None,
+                 window: dict[str, Any] | None = None,
+                 commit: dict[str, Any] | None = None) -> dict[str, Any]:
     """The input a policy sees: the Deployment, its target (no secrets), the plan, the applied
-    spec."""
+    spec, what the sync windows say of its changes now, and the commit applied
+    (`agent.signatures.commit_input`)."""
     document = deployment.model_dump(mode="json", by_alias=True, exclude={"status"})
     return {**document, "target": {"name": target, "kind": target_kind}, "plan": plan,
-            "previous": previous}
+            "previous": previous, "window": window, "commit": commit}
 
 
 def _message(path: str, message: str) -> str:

@@ -45,6 +45,7 @@ class Sighting:
     status_head: str | None
     views: Mapping[str, ClusterView]    # target name -> its jobs overview
     rivals: tuple[str, ...] = ()        # the selectors of other shards' live leases
+    trust: str = ""                     # the trusted keys, as read (`signatures.keys_read`)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class QuietCycle:
         """The cycle as JSON values, for a fresh process (`from_snapshot`)."""
         return {
             "commit": self.seen.commit, "statusHead": self.seen.status_head,
-            "rivals": list(self.seen.rivals),
+            "rivals": list(self.seen.rivals), "trust": self.seen.trust,
             "views": {name: {"reachable": view.reachable, "error": view.error,
                              "jobs": {key: [asdict(job) for job in jobs]
                                       for key, jobs in view.jobs.items()}}
@@ -90,7 +91,7 @@ class QuietCycle:
                                    target["file"], target["line"])
                      for name, target in kept["targets"].items()})
         return cls(Sighting(kept["commit"], kept["statusHead"], views,
-                            tuple(kept.get("rivals", ()))), loaded,
+                            tuple(kept.get("rivals", ())), kept.get("trust", "")), loaded,
                    tuple(DeploymentStatus.model_validate(d) for d in kept["documents"]),
                    kept["until"], kept["wakeAt"],
                    tuple(SpecProblem(**problem) for problem in kept["unattributed"]))
@@ -139,7 +140,8 @@ def _until(assessments: list[Assessment]) -> str | None:
 
 def _reads_more(item: Assessment, loaded: LoadResult) -> bool:
     located = loaded.deployments.get(item.name)
-    return (item.plan.changes_anything or item.observation.assumed
+    return (item.plan.changes_anything or item.plan.deferred is not None   # (a window opens)
+            or item.observation.assumed
             or not item.observation.reachable or item.health is not None
             or item.inputs != JobInputs() or item.name in loaded.secret_readers
             or (located is not None and _file_jars(located.spec))

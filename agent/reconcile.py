@@ -28,7 +28,8 @@ from agent.adoption import adoption_problem
 from agent.defaults import leaf_values
 from agent.diff import (Difference, FieldChange, adopted_jobs, difference, field_changes,
                         spec_document, to_adopt)
-from agent.errors import ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected
+from agent.errors import (ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected,
+                          Untrusted)
 from agent import testpoints
 from agent.clock import from_millis, iso, parse, utc_now
 from agent.execute import Execution
@@ -52,9 +53,9 @@ from agent.model.status import ActionResult, DeploymentStatus, JobInputs
 from agent.model.observation import (ClusterView, JobHealth, Observation, ObservedJob,
                                      Settling, assumed_from_status)
 from agent.observe import observe_cluster
-from agent.plan import Plan, held, naming_problem, plan
+from agent.plan import Plan, heals, held, naming_problem, plan
 from agent.retention import Upkeep, upkeep
-from agent.model.verdict import Verdict
+from agent.model.verdict import SignatureVerdict, Verdict, WindowVerdict
 from agent.policy import PolicySet, compile_policies, evaluate, policy_input, with_built_ins
 from agent.recover import recover
 from agent.status_store import RACES, Files, StatusStore, StoredBlob
@@ -65,7 +66,9 @@ from agent.report.review import Review, ReviewSet
 from agent.source import SpecRepository
 from agent.quiet import QuietCycle, Sighting, quiet_cycle, quiet_deployment
 from agent.snapshots import load_snapshot, save_snapshot
+from agent.signatures import Trust, applied_revision, commit_input, keys_read, verify
 from agent.state_check import state_check
+from agent.sync_windows import Timetable, gated
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +93,20 @@ class Cycle:
     owned: frozenset[str] = frozenset()   # whose status documents are this cycle's to write
     unplaced: tuple[SpecProblem, ...] = ()   # refused specs no shard can be told to claim
     rivals: tuple[Rival, ...] = ()    # other shards' live leases
+    signature: SignatureVerdict | None = None   # whether the spec branch's head is applied
+    trust: str = ""                   # the trusted keys it was verified with (`keys_read`)
 
     @property
     def sighting(self) -> Sighting:
         return Sighting(self.commit, self.status_head, self.views,
-                        tuple(str(rival.shard) for rival in self.rivals))
+                        tuple(str(rival.shard) for rival in self.rivals), self.trust)
 
     def unattributed(self) -> list[SpecProblem]:
-        """The spec problems the dashboard lists apart: of no readable Deployment, and (for a
-        shard) of refused specs no shard claims."""
-        return self.loaded.unattributed() + list(self.unplaced)
+        """The spec problems the dashboard lists apart: of no readable Deployment, (for a
+        shard) of refused specs no shard claims, and a spec branch head that is not trusted."""
+        untrusted = [SpecProblem(self.signature.branch, 0, self.signature.message())] \
+            if self.signature is not None and not self.signature.trusted else []
+        return self.loaded.unattributed() + list(self.unplaced) + untrusted
 
 
 @dataclass
@@ -138,7 +145,11 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     """
     if not fetched:
         source.fetch()
-    commit = source.resolve(head or settings.branch)
+    store = StatusStore(source, settings.status_branch, caches.documents)
+    status_head = store.head()
+    trust = keys_read(settings.allowed_signers, settings.trusted_gpg_keyring)
+    signature, applied = _signature(settings, source, head or settings.branch, status_head)
+    commit = signature.head if signature.trusted else signature.applied
     loaded = load_blobs(source.spec_blobs(commit, settings.path), source.read_blobs,
                         caches.parsed)
     blobs: dict[str, tuple[str | None, ...]] = {}   # each deployment's files in the repo
@@ -155,8 +166,6 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     policies = compile_policies(with_built_ins(source.spec_texts(
         commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies,
         settings.snapshots)
-    store = StatusStore(source, settings.status_branch, caches.documents)
-    status_head = store.head()
     previous, unreadable_status = store.read()
     shard = Selector.parse(settings.shard_selector)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
@@ -172,6 +181,11 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     gone = deletions(loaded, previous, settings.max_deletions)
     names = sorted({name for name in loaded.deployments if shard.claims(placements[name])}
                    | problem_names | set(gone.held) | set(gone.deleted))
+    distrusted = set() if signature.trusted else _distrusted(
+        source, settings, caches, signature.head, commit, loaded, files, shard)
+    names = sorted(set(names) | distrusted)
+    commit_facts = commit_input(source, commit, signature.signer if commit == signature.head
+                                else None, applied)
 
     refused = by_name(p for p in loaded.problems if p.kind == "Deployment")
     wanted = {name: _wanted(name, loaded, refused.get(name, ()), previous.get(name),
@@ -189,6 +203,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                                           views))
     warned = by_name(w for w in loaded.warnings if w.kind == "Deployment")
     now, assessments, grounds = utc_now(), [], {}
+    timetable = Timetable.of(loaded, parse(now))
     for name in names:
         desired, problems, target_name = wanted[name]
         # a deployment never applied whose spec is refused has no target to look at
@@ -201,10 +216,13 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                                  else None))
         claimed = tuple(rival for rival in live if rival.shard.claims(placements.get(name)))
         contested = _claim(shard, claimed) or _handed_over(previous.get(name), live)
+        window = timetable.verdict(placements.get(name))
+        distrust = signature.message() if name in distrusted else None
         grounds[name] = (settings, offline, loaded.deployments.get(name), tuple(problems),
                          target, previous.get(name), observation, inputs.get(name),
                          blobs.get(name) if desired else (), warned.get(name, ()), policies,
-                         name in gone.deleted, gone.guarded, claimed, contested)
+                         name in gone.deleted, gone.guarded, claimed, contested, window,
+                         distrust)
         kept = caches.deployments.get(name)
         if kept is not None and name not in unreadable_status and kept.holds(grounds[name], now):
             assessments.append(kept.assessment)
@@ -215,7 +233,8 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                      loaded, previous.get(name), observation,
                                      clients.get(target_name), policies, gone, offline,
                                      inputs.get(name), health.get(name), caches.state_checks,
-                                     warned.get(name, ()), contested)
+                                     warned.get(name, ()), window, commit_facts,
+                                     contested, distrust)
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
@@ -227,7 +246,8 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
         assessments.append(assessment)
     policies.save()
     return Cycle(commit, loaded, assessments, clients, status_head, views, grounds, shard,
-                 frozenset(names) | frozenset(previous), tuple(unplaced), live)
+                 frozenset(names) | frozenset(previous), tuple(unplaced), live, signature,
+                 trust)
 
 
 def _placements(loaded: LoadResult, previous: dict[str, DeploymentStatus],
@@ -238,10 +258,14 @@ def _placements(loaded: LoadResult, previous: dict[str, DeploymentStatus],
     placements: dict[str, Placement | None] = {}
     for name in set(loaded.deployments) | problem_names | set(previous):
         located, document = loaded.deployments.get(name), previous.get(name)
-        placements[name] = (
-            Placement(located.spec.metadata.labels, located.spec.spec.deployment_target_name)
-            if located else _placed_by(document) if document else None)
+        placements[name] = (_placed_at(located) if located
+                            else _placed_by(document) if document else None)
     return placements
+
+
+def _placed_at(located: Located) -> Placement:
+    """Where a deployment's spec places it: its labels and target."""
+    return Placement(located.spec.metadata.labels, located.spec.spec.deployment_target_name)
 
 
 def _placed_by(document: DeploymentStatus) -> Placement:
@@ -282,13 +306,17 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 previous: DeploymentStatus | None, observation: Observation,
                 client: FlinkClient | None, policies: PolicySet, gone: Deletions,
                 offline: bool, read: Read | None, health: JobHealth | None,
-                checks: Memo, warned: tuple[SpecProblem, ...],
-                contested: str | None = None) -> Assessment:
-    """One deployment: recovered, diffed, planned, its new job's state checked, and judged by
-    the policies (`observation`: what its target shows of it; `read`: its inputs beyond the
-    spec's text, or why they could not be read; `health`: its running job's, read when it has a
-    health policy; `checks`: the state checks remembered; `warned`: its spec's warnings;
-    `contested`: why another shard's agent keeps it from this one, `_claim`, `_handed_over`)."""
+                checks: Memo, warned: tuple[SpecProblem, ...], window: WindowVerdict,
+                commit_facts: dict | None = None, contested: str | None = None,
+                distrust: str | None = None) -> Assessment:
+    """One deployment: recovered, diffed, planned, its new job's state checked, judged by the
+    policies and let run by the sync windows (`observation`: what its target shows of it;
+    `read`: its inputs beyond the spec's text, or why they could not be read; `health`: its
+    running job's, read when it has a health policy; `checks`: the state checks remembered;
+    `warned`: its spec's warnings; `window`: what the sync windows say of its changes now;
+    `commit_facts`: the applied commit, as policies see it; `contested`: why another shard's
+    agent keeps it from this one, `_claim`, `_handed_over`; `distrust`: why the spec branch's
+    head, which changes it, is not applied)."""
     inputs, warnings, located = JobInputs(), [], loaded.deployments.get(name)
     try:
         if isinstance(read, Exception):
@@ -350,7 +378,10 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
             watch, observation, health, now)   # (a review shows the window as it stands)
         decided = plan(diff, desired, before, observation, settings.rollback, due, restart,
                        settled)
-        if desired is not None:
+        if distrust is not None:   # only a job that died is started again, as it ran
+            verdict = Verdict(warnings=(distrust,)) if heals(decided, diff) else \
+                Verdict(denials=(distrust,))
+        elif desired is not None:
             decided = replace(decided, state_check=state_check(
                 decided, desired, desired_hash, before.status if before else None,
                 client if observation.reachable and not observation.assumed else None,
@@ -358,10 +389,15 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
                 target is not None and target.spec.local is not None, checks))
             if decided.state_check is not None:
                 log.info("%s: state check: %s", name, decided.state_check.summary)
-            verdict = evaluate(policies, _policy_input(desired, target, decided, before))
+            verdict = evaluate(policies, _policy_input(desired, target, decided, before, window,
+                                                       commit_facts))
         if verdict.denied:
-            decided = replace(held(name, "denied by policy; the running job is left as it is",
-                                   blocked=True), state_check=decided.state_check)
+            decided = replace(held(name, "denied by policy; the running job is left as it is"
+                                   if distrust is None else "the spec branch's head is not "
+                                   "trusted; the running job is left as it is", blocked=True),
+                              state_check=decided.state_check)
+        else:
+            decided = gated(decided, diff, window, settings.override_window)
     located = loaded.deployments.get(name)
     return Assessment(
         name, None if problems else desired, desired_hash, located.file if located else None,
@@ -370,7 +406,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
         deleted=name in gone.deleted and not gone.guarded and contested is None,
         inputs=inputs, next_savepoint_at=due.next_savepoint_at if not problems else None,
         next_disposal_at=due.next_disposal_at if not problems else None,
-        unhealthy=unhealthy, health=health)
+        unhealthy=unhealthy, health=health, window=window)
 
 
 def _unassessed(name: str, target: DeploymentTarget | None, previous: DeploymentStatus | None,
@@ -407,9 +443,11 @@ def review(settings: Settings, base: str | None = None, head: str | None = None,
         reviews.append(Review(item.name, item.plan, changes, item.verdict,
                               tuple(str(p) for p in item.problems), item.observation.assumed,
                               tuple(str(w) for w in item.warnings),
-                              _inherited(cycle.loaded.deployments.get(item.name))))
-    return ReviewSet(cycle.commit, base_commit, tuple(reviews),
-                     tuple(str(p) for p in cycle.unattributed()))
+                              _inherited(cycle.loaded.deployments.get(item.name)),
+                              item.window))
+    return ReviewSet(cycle.signature.head, base_commit, tuple(reviews),
+                     tuple(str(p) for p in cycle.unattributed() if p.line),   # (files' only)
+                     cycle.signature)
 
 
 def _inherited(located: Located | None) -> tuple[tuple[str, object, str], ...]:
@@ -462,6 +500,7 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
     notifier = Notifier.of(settings)   # a malformed --notify or --commit-status: ConfigError,
     CommitStatuses.of(settings)        # before anything is read or done
     source = SpecRepository(settings.repo, settings.workdir, caches.trees)
+    source.sign_with(settings.signing_key)
     StatusStore(source, settings.status_branch, caches.documents).push_pending(
         settings.lease_ttl_s)
     attempt = 1
@@ -529,7 +568,8 @@ def _repeated(settings: Settings, source: SpecRepository,
     looked = _observe(settings, kept.loaded.targets, sorted(kept.seen.views), True, caches)
     live = rivals(source, settings.status_branch, Selector.parse(settings.shard_selector),
                   caches.leases)
-    seen = replace(kept.seen, views=looked[1], rivals=tuple(str(rival.shard) for rival in live))
+    seen = replace(kept.seen, views=looked[1], rivals=tuple(str(rival.shard) for rival in live),
+                   trust=keys_read(settings.allowed_signers, settings.trusted_gpg_keyring))
     if not kept.holds(seen, utc_now()):
         return None, looked
     caches.quiet = kept
@@ -645,6 +685,8 @@ def record(source: SpecRepository, status_branch: str, cycle: Cycle,
     result = SyncResult(cycle.commit, documents, outcomes, status_commit, unattributed,
                         checkpoints=checkpoints)
     due = [item.next_savepoint_at for item in cycle.assessments if item.next_savepoint_at]
+    due += [item.plan.deferred.until for item in cycle.assessments   # a window opens
+            if item.plan.deferred is not None and item.plan.deferred.until]
     if result.settling:
         due.append(iso(parse(now) + timedelta(seconds=STABILITY_POLL_S)))
     result.wake_at = min(due, default=None)
@@ -1012,11 +1054,57 @@ def _stores(target: DeploymentTarget | None) -> ArtifactStores:
 
 
 def _policy_input(desired: Deployment, target: DeploymentTarget | None, decided: Plan,
-                  previous: DeploymentStatus | None) -> dict:
+                  previous: DeploymentStatus | None, window: WindowVerdict,
+                  commit_facts: dict | None) -> dict:
     kind = None if target is None else "local" if target.spec.local else "flink"
     applied = previous.status.applied_spec if previous else None
     return policy_input(desired, target.name if target else None, kind, decided.document(),
-                        applied)
+                        applied, window.document(), commit_facts)
+
+
+def _signature(settings: Settings, source: SpecRepository, branch: str,
+               status_head: str | None) -> tuple[SignatureVerdict, str | None]:
+    """Whether the head of `branch` may be applied (`agent.signatures`), and the revision the
+    agent last applied (the status branch's `specCommit`; None: none yet). Raises Untrusted when
+    the head is not trusted and no trusted revision is left to apply."""
+    applied = applied_revision(source, status_head)
+    trust = Trust.of(settings.allowed_signers, settings.trusted_gpg_keyring,
+                     settings.verify_every_commit, settings.workdir)
+    signature = verify(source, trust, branch, source.resolve(branch), applied)
+    if not signature.trusted and signature.applied is None:
+        raise Untrusted(f"{signature.message()}: nothing is applied, and nothing is started "
+                        "again, until a commit signed by a trusted key is pushed")
+    return signature, applied
+
+
+def _distrusted(source: SpecRepository, settings: Settings, caches: Caches, head: str,
+                commit: str, loaded: LoadResult, files: dict[str, str],
+                shard: Selector) -> set[str]:
+    """The deployments (of this shard) that the untrusted `head` would change from `commit`,
+    the revision applied instead: their spec, its target, the repo files their job is made of,
+    or their spec's problems differ."""
+    at_head = load_blobs(source.spec_blobs(head, settings.path), source.read_blobs,
+                         caches.parsed)
+    head_files = source.files(head)
+    names = {name for name, located in [*at_head.deployments.items(),
+                                        *loaded.deployments.items()]
+             if shard.claims(_placed_at(located))}
+    names |= {p.name for p in at_head.problems + loaded.problems
+              if p.kind == "Deployment" and p.name}
+    return {name for name in names if _footprint(at_head, head_files, name)
+            != _footprint(loaded, files, name)}
+
+
+def _footprint(loaded: LoadResult, files: dict[str, str], name: str) -> tuple:
+    """What a revision says of one deployment: its spec, its target's, the blobs of its repo
+    files, its spec's problems."""
+    located = loaded.deployments.get(name)
+    problems = tuple(p.message for p in loaded.problems_of("Deployment", name))
+    if located is None:
+        return None, problems
+    target = loaded.targets.get(located.spec.spec.deployment_target_name)
+    return (spec_document(located.spec), target.spec.spec if target else None,
+            _repo_blobs(files, located.spec), problems)
 
 
 def _applied_release(source: SpecRepository, item: Assessment) -> Release | None:

@@ -31,7 +31,7 @@ from typing import Iterable
 
 import git
 
-from agent.errors import RepoFileRefused, SourceError
+from agent.errors import ConfigError, RepoFileRefused, SourceError
 from agent.logs import redact
 from agent.memo import Memo
 from agent.model.spec import SPEC_SUFFIXES
@@ -74,6 +74,7 @@ class SpecRepository:
         key = hashlib.sha256(self.url.encode()).hexdigest()[:12]
         self.path = Path(workdir) / "repos" / key
         self._repo: git.Repo | None = None
+        self.signing_key: Path | None = None   # an SSH private key: status commits are signed
         self._rebuilt = False
         self._rebuilding = threading.Lock()
 
@@ -139,6 +140,19 @@ class SpecRepository:
             if fetch:
                 self._fetch()
             return self._repo
+
+    def sign_with(self, key: Path | None) -> None:
+        """Status commits made here are signed with the SSH private `key` (None: unsigned);
+        ConfigError when it is not a file."""
+        if key is not None and not Path(key).is_file():
+            raise ConfigError(f"--signing-key {key}: no such file")
+        self.signing_key = Path(key).resolve() if key is not None else None
+
+    def signing(self) -> tuple[str, ...]:
+        """The options of `git commit-tree` that sign the commit (none without a key)."""
+        if self.signing_key is None:
+            return ()
+        return ("-c", "gpg.format=ssh", "-c", f"user.signingKey={self.signing_key}")
 
     def git(self, *args: str, input: bytes | str | None = None,
             env: dict[str, str] | None = None) -> str:

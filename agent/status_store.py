@@ -259,7 +259,9 @@ def commit(source: SpecRepository, files: Files, message: str,
         return None
     parents = ["-p", parent] if parent else []
     # the message on stdin: a cycle with thousands of actions names each of them
-    return source.git("commit-tree", tree, *parents, "-F", "-", input=message, env=AUTHOR)
+    signing = source.signing()
+    return source.git(*signing, "commit-tree", tree, *parents, *(("-S",) if signing else ()),
+                      "-F", "-", input=message, env=AUTHOR)
 
 
 def push(source: SpecRepository, branch: str, commit: str) -> None:

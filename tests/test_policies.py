@@ -75,6 +75,30 @@ def test_the_example_policy_keeps_every_savepoint_of_prod_deployments():
     assert "savepoints of prod deployments are kept; not disposing s3://sp/savepoint-1" in denial
 
 
+@pytest.mark.parametrize("author, message, denied", [
+    ("alice@example.com", "orders: parallelism 4\n\nReviewed-by: bob", None),
+    ("alice@example.com", "orders: parallelism 4", "needs a Reviewed-by: line"),
+    ("deploy@bots.example.com", "Reviewed-by: bob", "may not change production"),
+])
+def test_the_example_commit_policy_wants_a_reviewed_production_change_by_a_person(
+        author, message, denied):
+    """policies/examples/prod_commit_review.rego on `input.commit` as the agent makes it."""
+    from pathlib import Path
+    example = Path(__file__).parents[1] / "policies/examples/prod_commit_review.rego"
+    policies = compile_policies({"policies/prod_commit_review.rego": example.read_text()})
+    commit = {"sha": "3f2a9c01d4" * 4, "author": {"name": "a", "email": author},
+              "committer": {"name": "a", "email": author}, "signer": None,
+              "message": message, "changedFiles": ["deployments/orders.yaml"]}
+    for env, action in (("prod", "STATEFUL_UPGRADE"), ("prod", None), ("dev", "START")):
+        result = evaluate(policies, policy_input(deployment(labels={"env": env}), "prod",
+                                                 "flink", {"action": action}, None, None, commit))
+        if denied and env == "prod" and action:
+            [denial] = result.denials
+            assert denied in denial
+        else:
+            assert not result.denied
+
+
 def test_latest_state_without_checkpointing_is_denied():
     result = verdict({"action": "START", "state": "EMPTY"}, restore="LATEST_STATE",
                      options={"pipeline.name": "x"})

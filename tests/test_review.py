@@ -9,7 +9,8 @@ from pathlib import Path
 from agent.model.compatibility import Operator, SavedState, StateCheck, compatibility
 from agent.model.observation import Observation
 from agent.plan import held
-from agent.model.verdict import Verdict
+from agent.model.verdict import SignatureVerdict, Verdict, WindowVerdict
+from agent.sync_windows import gated
 from agent.report.review import Review, ReviewSet, render_json, render_markdown
 from test_plan import applied, decide, deployment, running
 
@@ -22,6 +23,8 @@ def reviewed(name: str, desired, previous, observation, **extra) -> Review:
     diff, decided = decide(desired, previous, observation)
     if extra.get("problems"):
         decided = held(name, "spec refused; the running job is left as it is")
+    elif extra.get("window") and not extra["window"].open:
+        decided = gated(decided, diff, extra["window"], override=False)
     elif extra.get("verdict") and extra["verdict"].denied:
         decided = held(name, "denied by policy; the running job is left as it is", blocked=True)
     return Review(name, decided, diff.fields, **extra)
@@ -52,7 +55,12 @@ def every_action() -> ReviewSet:
                            "field (a typo?)",)),
         reviewed("unchanged", deployment(), applied(deployment()), running(), offline=True),
         state_checked(),
-    ))
+        reviewed("deferred", deployment(3), applied(deployment()), running(),
+                 window=WindowVerdict(("weekend-freeze",), "weekend-freeze", "deny",
+                                      "2026-12-07T07:00:00Z", "Mon 2026-12-07 08:00 CET",
+                                      manual_sync=True)),
+    ), signature=SignatureVerdict("main", "a" * 40, checked=True, signer="alice@example.com",
+                                  applied="a" * 40))
 
 
 def state_checked() -> Review:

@@ -94,7 +94,8 @@ def test_validate_passes_the_examples_and_names_file_and_line_of_each_problem(tm
 
 def test_schema_describes_every_spec_kind_for_editors():
     schema = json.loads(run("schema").stdout)
-    assert len(schema["oneOf"]) == 4   # Deployment, DeploymentTarget, SessionCluster, defaults
+    assert len(schema["oneOf"]) == 5   # Deployment, DeploymentTarget, SessionCluster, defaults,
+    assert schema["$defs"]["SyncWindowSpec"]["required"] == ["kind", "schedule", "duration"]
     deployment = schema["$defs"]["Deployment"]
     assert deployment["additionalProperties"] is False
     assert set(deployment["properties"]) >= {"apiVersion", "kind", "metadata", "spec"}

@@ -1,5 +1,5 @@
-"""The spec kinds users write in git (pure data): `Deployment` and `DeploymentTarget`, and
-Ververica's `SessionCluster` and `DeploymentDefaults`.
+"""The spec kinds users write in git (pure data): `Deployment`, `DeploymentTarget` and
+`SyncWindow`, and Ververica's `SessionCluster` and `DeploymentDefaults`.
 
 Field names follow Ververica Platform's `Deployment` resource (camelCase in YAML, snake_case in
 Python). Unknown fields are errors, because they are usually typos; the fields Ververica accepts
@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       StrictBool, StrictFloat, StrictInt, field_validator, model_validator)
 from pydantic.alias_generators import to_camel
+
+from agent.model.schedule import time_zone, trigger
 
 SPEC_SUFFIXES = (".yaml", ".yml")   # the files of the spec repository that hold specs
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -644,9 +646,55 @@ class DeploymentDefaults(Resource):
     spec: dict[str, Any] = Field(default_factory=dict)
 
 
+class WindowKind(StrEnum):
+    ALLOW = "allow"   # changes run only while an allow window is open
+    DENY = "deny"     # no change runs while a deny window is open (deny wins over allow)
+
+
+class WindowDeployments(SpecModel):
+    """The deployments a window applies to: all its labels and one of its targets (both
+    optional; none written: every deployment)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    targets: list[str] = Field(default_factory=list, max_length=256)
+
+
+def _time_zone(name: Any) -> Any:
+    if isinstance(name, str):
+        time_zone(name)
+    return name
+
+
+def _schedule(text: Any) -> Any:
+    if isinstance(text, str):
+        trigger(text, "UTC")   # (a time zone changes when it fires, not whether it parses)
+    return text
+
+
+class SyncWindowSpec(SpecModel):
+    kind: Annotated[WindowKind, BeforeValidator(lambda v: v.lower() if isinstance(v, str)
+                                                else v)]
+    schedule: Annotated[str, Field(max_length=256), BeforeValidator(_schedule)]   # crontab
+    duration: Duration
+    time_zone: Annotated[str, BeforeValidator(_time_zone)] = "UTC"
+    deployments: WindowDeployments | None = None
+    manual_sync: StrictBool = False   # `sync --override-window` may act inside it
+    self_heal: StrictBool = False     # a job that died may be started again inside it
+
+
+class SyncWindow(Resource):
+    """When the deployments it selects may change (`agent.sync_windows`)."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["SyncWindow"] = "SyncWindow"
+    metadata: Metadata
+    spec: SyncWindowSpec
+
+
 SPEC_KINDS: dict[str, type[SpecModel]] = {
     "Deployment": Deployment,
     "DeploymentTarget": DeploymentTarget,
     "SessionCluster": SessionCluster,
     "DeploymentDefaults": DeploymentDefaults,
+    "SyncWindow": SyncWindow,
 }

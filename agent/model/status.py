@@ -200,6 +200,7 @@ class Status(StatusModel):
     health_restarted_at: str | None = None  # the last restart its health policy made
     stability: StabilityWatch | None = None  # an upgrade still in its stability window
     adopted_job_id: str | None = None        # the job started outside the agent it took over
+    deferred: str | None = None              # why its change waits: a sync window, until when
     history: History = Field(default_factory=History)
 
     def savepoint_named(self, name: str) -> Savepoint | None:

@@ -130,7 +130,7 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
               for d in ordered(documents)]
     if problems or unattributed:
         lines += ["", "## Problems", ""]
-        lines += [f"- `{p.file}:{p.line}`: {cell(p.message)}" for p in unattributed]
+        lines += [f"- `{p.where}`: {cell(p.message)}" for p in unattributed]
         for document in ordered(problems):
             for problem in document.status.errors:
                 where = f" (`{problem.file}:{problem.line}`)" if problem.file else ""
@@ -138,7 +138,9 @@ def render_dashboard(documents: list[DeploymentStatus], spec_commit: str,
                              f"{cell(problem.message)}")
             if not document.status.errors:
                 lines.append(f"- **{document.name}**: {document.status.state.value}, "
-                             f"{document.status.sync.value}")
+                             f"{document.status.sync.value}" + (
+                                 f": {cell(document.status.deferred)}"
+                                 if document.status.deferred else ""))
     if timeline:
         lines += ["", "## Timeline", "", "![Jobs and savepoints over time](timeline.svg)"]
     events = sorted(((e.at, d.name, e.message) for d in documents

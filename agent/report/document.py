@@ -43,7 +43,9 @@ class CycleFacts:
         drift = (f"drift: {item.difference.drift}",) if item.difference.drift else ()
         deferred = ((f"{item.plan.action.value} deferred: the agent was stopping",)
                     if item.plan.changes_anything and self.outcome is None else ())
-        return item.events + drift + deferred
+        overrides = ((f"{item.plan.action.value} inside sync window {item.plan.overrides}: a "
+                      "manual sync (--override-window)",) if item.plan.overrides else ())
+        return item.events + drift + deferred + overrides
 
 
 def in_progress(item: Assessment, now: str) -> DeploymentStatus:
@@ -79,6 +81,9 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
                              line=p.line) for p in item.problems]
     status.errors += [Problem(kind=ProblemKind.POLICY, message=denial)
                       for denial in item.verdict.denials]
+    if item.plan.blocked and item.plan.deferred is not None:   # a SyncWindow cannot be read
+        status.errors.append(Problem(kind=ProblemKind.VALIDATION, message=item.plan.reason))
+    status.deferred = item.plan.reason if item.plan.deferred and not item.plan.blocked else None
     if not item.observation.reachable:
         status.errors.append(Problem(
             kind=ProblemKind.CLUSTER, message=f"target {item.target_name}: "
@@ -96,7 +101,8 @@ def next_status(facts: CycleFacts) -> DeploymentStatus:
         _record_outcome(status, facts, events)
     elif (item.desired is not None and not item.problems and item.observation.reachable
           and item.plan.action is None and not item.plan.pending and not item.plan.blocked
-          and not _failed(status, facts) and status.stability is None):
+          and item.plan.deferred is None and not _failed(status, facts)
+          and status.stability is None):
         _mark_applied(status, facts)  # nothing needed doing: e.g. a label or strategy change
     if facts.outcome is None and _failed(status, facts) and status.last_action is not None:
         status.errors.append(Problem(kind=ProblemKind.EXECUTION,
@@ -289,13 +295,14 @@ def _deployment_state(status: Status, facts: CycleFacts) -> DeploymentState:
 def _sync(status: Status, facts: CycleFacts) -> SyncStatus:
     if facts.item.problems:
         return SyncStatus.INVALID
-    if facts.item.verdict.denied:
+    if facts.item.verdict.denied or facts.item.plan.blocked:
         return SyncStatus.BLOCKED
     if facts.item.plan.changes_anything and facts.outcome is None:
         return SyncStatus.OUT_OF_SYNC  # deferred: the agent stopped before this action
     if facts.item.deleted:
         return SyncStatus.SYNCED
-    if not facts.item.observation.reachable or facts.item.plan.pending:
+    if not facts.item.observation.reachable or facts.item.plan.pending \
+            or facts.item.plan.deferred is not None:
         return SyncStatus.OUT_OF_SYNC
     if facts.outcome is not None and facts.outcome.result != ActionResult.SUCCESS:
         return SyncStatus.OUT_OF_SYNC

@@ -22,7 +22,7 @@ def render_history(document: DeploymentStatus, ui_base: str | None = None) -> st
     facts = [
         ("State", f"{status.state.value} (desired: {status.desired_state or '—'})"
                   + (", spec deleted" if status.deleted else "")),
-        ("Sync", status.sync.value),
+        ("Sync", status.sync.value + (f" ({status.deferred})" if status.deferred else "")),
         ("Target", status.target or "—"),
         ("Spec", f"`{status.spec_file or '—'}` at `{(status.spec_commit or '—')[:10]}`"),
         ("Labels", labels or "—"),

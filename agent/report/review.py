@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from agent.diff import FieldChange
 from agent.model.compatibility import Fate, StateCheck
 from agent.plan import Plan
-from agent.model.verdict import Verdict
+from agent.model.verdict import SignatureVerdict, Verdict, WindowVerdict
 
 STATE_WORDS = {
     "UNCHANGED": "untouched",
@@ -41,6 +41,7 @@ class Review:
     offline: bool = False                # its cluster did not answer: planned from the status
     warnings: tuple[str, ...] = ()       # "file:line: message" (e.g. a SQL check not made)
     inherited: tuple[tuple[str, object, str], ...] = ()   # (path, value, the document it is of)
+    window: WindowVerdict = WindowVerdict()   # what the sync windows say of its changes now
 
     def origin(self, path: str) -> str | None:
         """The document a changed field's new value is of, when not the deployment's own."""
@@ -59,15 +60,21 @@ class ReviewSet:
     base: str | None
     reviews: tuple[Review, ...] = field(default=())
     problems: tuple[str, ...] = ()       # "file:line: message", of no readable deployment
+    signature: SignatureVerdict | None = None   # whether `sync` would apply the head
+
+    @property
+    def trusted(self) -> bool:
+        return self.signature is None or self.signature.trusted
 
     @property
     def exit_code(self) -> int:
-        """0 nothing to do, 2 changes planned, 1 an invalid spec, a policy denial or a change
-        whose new job cannot restore its state."""
+        """0 nothing to do, 2 changes planned, 1 an invalid spec, a policy denial, a change
+        whose new job cannot restore its state, or a head not signed by a trusted key."""
         if self.problems or any(r.problems or r.verdict.denied or r.plan.refused
-                                for r in self.reviews):
+                                for r in self.reviews) or not self.trusted:
             return 1
-        return 2 if any(r.plan.changes_anything or r.plan.pending for r in self.reviews) else 0
+        return 2 if any(r.plan.changes_anything or r.plan.pending or r.plan.deferred
+                        for r in self.reviews) else 0
 
 
 def render_json(reviews: ReviewSet) -> str:
@@ -75,6 +82,7 @@ def render_json(reviews: ReviewSet) -> str:
         "head": reviews.head,
         "base": reviews.base,
         "problems": list(reviews.problems),
+        "signature": reviews.signature.document() if reviews.signature else None,
         "deployments": [{
             "name": r.name,
             "action": r.action,
@@ -88,6 +96,7 @@ def render_json(reviews: ReviewSet) -> str:
                           for path, value, origin in r.inherited],
             "steps": r.plan.document()["steps"],
             "rollback": r.plan.rollback,
+            "window": r.window.document(),
             **({"stateCheck": r.plan.state_check.document()} if r.plan.state_check else {}),
             "policy": {"denials": list(r.verdict.denials), "warnings": list(r.verdict.warnings)},
             "problems": list(r.problems),
@@ -100,8 +109,9 @@ def render_markdown(reviews: ReviewSet) -> str:
     span = f"`{reviews.base[:10]}` → `{reviews.head[:10]}`" if reviews.base \
         else f"`{reviews.head[:10]}`"
     acting = [r for r in reviews.reviews
-              if (r.plan.changes_anything or r.plan.pending) and not r.plan.refused]
-    lines = [f"### flink-gitops plan for {span}", ""]
+              if (r.plan.changes_anything or r.plan.pending or r.plan.deferred)
+              and not r.plan.refused]
+    lines = [f"### flink-gitops plan for {span}", ""] + _signature_lines(reviews.signature)
     if reviews.problems:
         lines += ["⛔ Spec files `sync` refuses (no deployment in them can be read as it is):",
                   ""] + [f"- `{p}`" for p in reviews.problems] + [""]
@@ -110,7 +120,9 @@ def render_markdown(reviews: ReviewSet) -> str:
     lines += [f"{len(acting)} of {len(reviews.reviews)} deployments change.", "",
               "| Deployment | Action | Job state | Policies |", "|---|---|---|---|"]
     for review in reviews.reviews:
-        lines.append(f"| {review.name} | {review.action} | {_state_cell(review.plan)} | "
+        deferred = review.plan.deferred
+        until = f" until {deferred.local}" if deferred and deferred.local else ""
+        lines.append(f"| {review.name} | {review.action}{until} | {_state_cell(review.plan)} | "
                      f"{_policy_cell(review)} |")
     offline = [r.name for r in reviews.reviews if r.offline]
     if offline:
@@ -122,6 +134,17 @@ def render_markdown(reviews: ReviewSet) -> str:
         lines += _details(review)
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _signature_lines(signature: SignatureVerdict | None) -> list[str]:
+    """Whether `sync` would apply the head (nothing when commits are not verified)."""
+    if signature is None or not signature.checked:
+        return []
+    if signature.trusted:
+        return [f"🔏 Head `{signature.head[:10]}` is signed by {signature.signer}, a trusted "
+                "signer.", ""]
+    return [f"⛔ {signature.message()}: `sync` applies none of the changes below until a "
+            "trusted key signs them.", ""]
 
 
 def _headline(review: Review) -> str:
@@ -154,9 +177,13 @@ def _details(review: Review) -> list[str]:
             lines.append("   (if the new job cannot start: the previous spec is started again "
                          "from the same state)")
         lines.append("")
+    if review.plan.deferred is not None:
+        lines += [f"⏸️ {review.plan.reason}: it runs then, or earlier with `sync "
+                  "--override-window`" + ("" if review.plan.deferred.manual_sync else
+                                          " (not allowed by this window)") + ".", ""]
     lines.append(f"Job state: {_state_words(review.plan)}.")
     lines += _state_check(review.plan.state_check)
-    if review.plan.reason:
+    if review.plan.reason and review.plan.deferred is None:
         lines.append(f"Why: {review.plan.reason}.")
     verdicts = ([f"- ⛔ {denial}" for denial in review.verdict.denials]
                 + [f"- ⚠️ {warning}" for warning in review.verdict.warnings])
