@@ -207,12 +207,12 @@ def applied_revision(source: SpecRepository, status_head: str | None) -> str | N
 
 def commit_input(source: SpecRepository, commit: str, signer: str | None,
                  applied: str | None) -> dict:
-    """`input.commit`: the commit as policies see it; its changed files are those since the
-    revision last `applied` when the commit descends from it, else its own."""
+    """`input.commit`: the commit as policies see it; its changed files are those that differ
+    from the revision last `applied` (its own when there is none, or it is that revision)."""
     fields = source.git("log", "-1", "--format=%an%x00%ae%x00%cn%x00%ce%x00%B", commit)
     author, author_email, committer, committer_email, message = \
         (fields.split("\x00", 4) + [""] * 5)[:5]
-    if applied is not None and applied != commit and _descends(source, applied, commit):
+    if applied is not None and applied != commit:
         changed = source.git("diff", "--name-only", "--no-renames", applied, commit)
     else:
         changed = source.git("diff-tree", "--root", "--no-commit-id", "--name-only", "-r",

@@ -20,7 +20,7 @@ from agent.plan import Plan
 from agent.reconcile import sync
 from agent.sync_windows import Timetable, gated
 from test_commands import run
-from test_daemon import Agent, wait_for
+from test_daemon import Agent, no_daemon_left_running, wait_for  # noqa: F401 (ends daemons)
 from test_review_commands import plan_json
 
 

@@ -14,7 +14,10 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _NUMBERS = re.compile(r"^(\*|\d+(?:-\d+)?)(?:/(\d+))?$")
@@ -40,6 +43,8 @@ def trigger(schedule: str, zone: str) -> CronTrigger:
         raise ValueError(f"{schedule!r} is not a cron schedule: it needs 5 fields (minute hour "
                          f"day-of-month month day-of-week), it has {len(fields)}")
     fields[4] = _weekdays(fields[4])
+    from apscheduler.triggers.cron import CronTrigger   # (90 ms to import: only for a window)
+
     try:
         cron = CronTrigger.from_crontab(" ".join(fields), timezone=time_zone(zone))
     except ValueError as error:
