@@ -1,9 +1,10 @@
 # flink-gitops agent image: the agent, Java 17 (for the embedded local Flink and for building
-# Java jobs) and the Flink jars of the `local` extra. Runs as a non-root user.
+# Java jobs), the Flink jars of the `local` extra, and ssh-keygen and gpgv (git's verification of
+# signed commits: --allowed-signers, --trusted-gpg-keyring). Runs as a non-root user.
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git openjdk-17-jdk-headless \
+ && apt-get install -y --no-install-recommends git openjdk-17-jdk-headless openssh-client gpgv \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/flink-gitops

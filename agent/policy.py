@@ -58,6 +58,8 @@ class PolicySet:
     warnings: tuple[str, ...] = ()        # files of other packages: not evaluated
     snapshot: Path | None = None          # where its verdicts are kept between processes
     asked: int = 0                        # inputs the worker evaluated (tests, benchmarks)
+    reads_commit: bool = False            # a policy names `commit`: its input has the commit
+                                          # (else not: its verdicts then outlive commits)
     _answers: Memo[bytes, Verdict] = field(
         repr=False, default_factory=lambda: Memo("policy verdicts", _ANSWERS_KEPT))
     _unsaved: dict[str, list] = field(default_factory=dict, repr=False)   # since `save`
@@ -132,10 +134,14 @@ def compile_policies(files: dict[str, str], package: str = "main",
     compiled = PolicySet(Sandbox(ours, package), tuple(
         f"{path}: package {found} is not --policy-package {package}: its rules are not "
         "evaluated" for path, found in sorted(declared.items()) if found not in (package, None)),
-        snapshots / f"policy-verdicts-{digest}.jsonl" if snapshots is not None else None)
+        snapshots / f"policy-verdicts-{digest}.jsonl" if snapshots is not None else None,
+        reads_commit=any(_READS_COMMIT.search(text) for text in ours.values()))
     for warning in compiled.warnings:
         log.warning("%s", warning)
     return sets.put(key, compiled) if sets is not None else compiled
+
+
+_READS_COMMIT = re.compile(r"\bcommit\b")
 
 
 def evaluate(policies: PolicySet, document: dict[str, Any]) -> Verdict:

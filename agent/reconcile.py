@@ -166,6 +166,9 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     policies = compile_policies(with_built_ins(source.spec_texts(
         commit, "policies", suffixes=(".rego",))), settings.policy_package, caches.policies,
         settings.snapshots)
+    commit_facts = commit_input(
+        source, commit, signature.signer if commit == signature.head else None,
+        applied or applied_revision(source, status_head)) if policies.reads_commit else None
     previous, unreadable_status = store.read()
     shard = Selector.parse(settings.shard_selector)
     problem_names = {p.name for p in loaded.problems if p.kind == "Deployment" and p.name}
@@ -184,8 +187,6 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
     distrusted = set() if signature.trusted else _distrusted(
         source, settings, caches, signature.head, commit, loaded, files, shard)
     names = sorted(set(names) | distrusted)
-    commit_facts = commit_input(source, commit, signature.signer if commit == signature.head
-                                else None, applied)
 
     refused = by_name(p for p in loaded.problems if p.kind == "Deployment")
     wanted = {name: _wanted(name, loaded, refused.get(name, ()), previous.get(name),
@@ -1064,12 +1065,13 @@ def _policy_input(desired: Deployment, target: DeploymentTarget | None, decided:
 
 def _signature(settings: Settings, source: SpecRepository, branch: str,
                status_head: str | None) -> tuple[SignatureVerdict, str | None]:
-    """Whether the head of `branch` may be applied (`agent.signatures`), and the revision the
-    agent last applied (the status branch's `specCommit`; None: none yet). Raises Untrusted when
-    the head is not trusted and no trusted revision is left to apply."""
-    applied = applied_revision(source, status_head)
+    """Whether the head of `branch` may be applied (`agent.signatures`), and, when commits are
+    verified, the revision the agent last applied (the status branch's `specCommit`; None: none
+    yet). Raises Untrusted when the head is not trusted and no trusted revision is left to
+    apply."""
     trust = Trust.of(settings.allowed_signers, settings.trusted_gpg_keyring,
                      settings.verify_every_commit, settings.workdir)
+    applied = applied_revision(source, status_head) if trust is not None else None
     signature = verify(source, trust, branch, source.resolve(branch), applied)
     if not signature.trusted and signature.applied is None:
         raise Untrusted(f"{signature.message()}: nothing is applied, and nothing is started "

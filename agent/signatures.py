@@ -12,7 +12,8 @@ last MAX_WALK first parents) is assessed instead, and every deployment the head 
 held (`reconcile`).
 
 `input.commit` is the applied commit as policies see it: author, committer, signer, message
-and the files it changed (at most MAX_CHANGED_FILES, its message at most MAX_MESSAGE_CHARS).
+and the files it changed (at most MAX_CHANGED_FILES, its message at most MAX_MESSAGE_CHARS);
+it is read only when a policy names `commit`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from agent.source import SpecRepository
 
 MAX_WALK = 100            # first parents looked through for the newest trusted commit
 MAX_RANGE = 1_000         # --verify-every-commit: commits verified at most; more: not trusted
-MAX_CHANGED_FILES = 1_000
-MAX_MESSAGE_CHARS = 64 * 1024
+MAX_CHANGED_FILES = 200   # (every deployment's policy input carries them)
+MAX_MESSAGE_CHARS = 16 * 1024
 TRUSTED = "G"             # git: a good signature by a trusted key
 WHY = {                   # git's other verdicts (%G?), as the status says them
     "N": "not signed",
@@ -77,8 +78,12 @@ class Trust:
         signers = Path(allowed_signers).resolve() if allowed_signers else home / "no-signers"
         if not signers.exists():
             signers.write_text("")   # (an SSH signature is then of no trusted key)
-        if keyring is not None and shutil.which("gpgv") is None:
-            raise ConfigError("--trusted-gpg-keyring needs gpgv (Debian: apt-get install gpgv)")
+        for option, path, tool, package in (
+                ("--allowed-signers", allowed_signers, "ssh-keygen", "openssh-client"),
+                ("--trusted-gpg-keyring", keyring, "gpgv", "gpgv")):
+            if path is not None and shutil.which(tool) is None:
+                raise ConfigError(f"{option} needs {tool}, which git runs to verify signatures "
+                                  f"(Debian: apt-get install {package})")
         wrapper = home / "gpgv-wrapper"
         if not wrapper.exists() or wrapper.read_text() != GPGV_WRAPPER:
             wrapper.write_text(GPGV_WRAPPER)
@@ -161,8 +166,8 @@ def verify(source: SpecRepository, trust: Trust | None, branch: str, head: str,
         return SignatureVerdict(branch, head)
     [(_, letter, signer)] = verdicts(source, trust, head)
     culprit, why = (None, None) if letter == TRUSTED else (head, _why(letter))
-    descends = applied is not None and _descends(source, applied, head)
-    if culprit is None and trust.every_commit and descends and applied != head:
+    if culprit is None and trust.every_commit and applied not in (None, head) \
+            and _descends(source, applied, head):
         rows = verdicts(source, trust, f"{applied}..{head}", limit=MAX_RANGE + 1)
         untrusted = [(commit, letter) for commit, letter, _ in rows if letter != TRUSTED]
         if len(rows) > MAX_RANGE:
@@ -172,7 +177,8 @@ def verify(source: SpecRepository, trust: Trust | None, branch: str, head: str,
             culprit, why = untrusted[-1][0], _why(untrusted[-1][1])   # the oldest
     if culprit is None:
         return SignatureVerdict(branch, head, True, True, signer or None, applied=head)
-    fallback = applied if descends else _newest_trusted(source, trust, head)
+    fallback = applied if applied is not None and _descends(source, applied, head) \
+        else _newest_trusted(source, trust, head)
     return SignatureVerdict(branch, head, True, False, signer if letter == TRUSTED else None,
                             why, culprit, fallback)
 
@@ -212,9 +218,12 @@ def commit_input(source: SpecRepository, commit: str, signer: str | None,
     fields = source.git("log", "-1", "--format=%an%x00%ae%x00%cn%x00%ce%x00%B", commit)
     author, author_email, committer, committer_email, message = \
         (fields.split("\x00", 4) + [""] * 5)[:5]
-    if applied is not None and applied != commit:
-        changed = source.git("diff", "--name-only", "--no-renames", applied, commit)
-    else:
+    try:   # (a revision the remote no longer has: the commit's own changes)
+        changed = source.git("diff", "--name-only", "--no-renames", applied, commit) \
+            if applied is not None and applied != commit else None
+    except SourceError:
+        changed = None
+    if changed is None:
         changed = source.git("diff-tree", "--root", "--no-commit-id", "--name-only", "-r",
                              "--no-renames", commit)
     changed = changed.splitlines()

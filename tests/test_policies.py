@@ -99,6 +99,15 @@ def test_the_example_commit_policy_wants_a_reviewed_production_change_by_a_perso
             assert not result.denied
 
 
+def test_only_a_policy_that_names_the_commit_makes_verdicts_depend_on_it():
+    """Verdicts are kept by their input: the commit in every input would end them all at every
+    commit, so it is there only for policies that read it."""
+    from pathlib import Path
+    assert not compile_policies(built_in_policies()).reads_commit
+    example = Path(__file__).parents[1] / "policies/examples/prod_commit_review.rego"
+    assert compile_policies({"policies/review.rego": example.read_text()}).reads_commit
+
+
 def test_latest_state_without_checkpointing_is_denied():
     result = verdict({"action": "START", "state": "EMPTY"}, restore="LATEST_STATE",
                      options={"pipeline.name": "x"})

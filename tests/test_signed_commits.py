@@ -109,16 +109,16 @@ def test_only_a_head_signed_by_a_trusted_key_is_applied_and_healing_runs_the_las
 
 def test_a_deployment_an_unsigned_head_does_not_change_is_kept_in_sync(
         deployed, spec_repo, trusting, alice, rest):
-    deployed("steady")
+    deployed("signed-steady")
     alice.push(spec_repo, "steady: first start")
     sync(trusting)
-    deployed("newcomer")
+    deployed("signed-newcomer")
     head = spec_repo.push("a new deployment, unsigned")
     result = sync(trusting)
-    assert spec_repo.status_of("steady")["sync"] == "SYNCED"
-    newcomer = spec_repo.status_of("newcomer")
+    assert spec_repo.status_of("signed-steady")["sync"] == "SYNCED"
+    newcomer = spec_repo.status_of("signed-newcomer")
     assert newcomer["sync"] == "BLOCKED" and head[:10] in newcomer["errors"][0]["message"]
-    assert rest.job("newcomer", 1).endswith("-not-found")
+    assert rest.job("signed-newcomer", 1).endswith("-not-found")
     assert result.commit != head   # the status records the revision applied
 
 
@@ -168,7 +168,7 @@ def test_plan_tells_a_reviewer_whether_the_head_is_signed(deployed, spec_repo, t
 
 def test_a_missing_allowed_signers_file_is_a_clear_error_and_nothing_is_applied(
         deployed, spec_repo, settings, tmp_path, rest):
-    deployed("unguarded")
+    deployed("signers-missing")
     spec_repo.push()
     result = run("sync", "--repo", settings.repo, "--workdir", str(settings.workdir),
                  "--allowed-signers", str(tmp_path / "nowhere"))
@@ -177,7 +177,7 @@ def test_a_missing_allowed_signers_file_is_a_clear_error_and_nothing_is_applied(
         in " ".join(result.stderr.split() + result.stdout.split())
     assert "Traceback" not in result.stderr
     assert spec_repo.status_commits() == []
-    assert rest.job("unguarded", 1).endswith("-not-found")
+    assert rest.job("signers-missing", 1).endswith("-not-found")
 
 
 def test_the_agent_signs_its_status_commits_with_its_key(deployed, spec_repo, settings,
@@ -206,12 +206,12 @@ def test_policies_see_who_committed_what(deployed, spec_repo, trusting, alice):
                             input.commit.signer])
         }
         """))
-    deployed("guarded", labels="{env: prod}")
+    deployed("commit-judged", labels="{env: prod}")
     alice.push(spec_repo, "no marker", author="alice liddell")
     sync(trusting)
-    [error] = spec_repo.status_of("guarded")["errors"]
+    [error] = spec_repo.status_of("commit-judged")["errors"]
     assert error["message"] == (
-        'policies/authors.rego: alice@example.com changed ["deployments/guarded.yaml", '
+        'policies/authors.rego: alice@example.com changed ["deployments/commit-judged.yaml", '
         '"jobs/counter.jar", "policies/authors.rego", "targets/test.yaml"] without a review '
         'marker (signed by alice@example.com)')
     alice.push(spec_repo, "Reviewed-by: bob", author="alice liddell")

@@ -186,9 +186,9 @@ def clock_at(monkeypatch):
 
 def test_a_freeze_defers_an_upgrade_until_a_manual_sync_overrides_it(
         checkpointed, deployed, spec_repo, settings, rest, clock_at):
-    first = checkpointed("frozen", labels="{env: prod}")
+    first = checkpointed("freeze-deferred", labels="{env: prod}")
     spec_repo.write("windows/freeze.yaml", FREEZE)
-    deployed("frozen", labels="{env: prod}", parallelism=2)
+    deployed("freeze-deferred", labels="{env: prod}", parallelism=2)
     spec_repo.push("parallelism 2, on a Saturday")
     clock_at("2026-12-05T10:00:00Z")
 
@@ -200,7 +200,7 @@ def test_a_freeze_defers_an_upgrade_until_a_manual_sync_overrides_it(
 
     result = sync(settings)
     assert result.exit_code == 1 and rest.running() == [first]
-    status = spec_repo.status_of("frozen")
+    status = spec_repo.status_of("freeze-deferred")
     assert status["sync"] == "OUT_OF_SYNC" and status["state"] == "RUNNING"
     assert status["deferred"] == ("STATEFUL_UPGRADE deferred until 2026-12-07T07:00:00Z "
                                   "(Mon 2026-12-07 08:00 CET) by window weekend-freeze")
@@ -211,9 +211,9 @@ def test_a_freeze_defers_an_upgrade_until_a_manual_sync_overrides_it(
     manual = run("sync", "--repo", settings.repo, "--workdir", str(settings.workdir),
                  "--override-window")
     assert manual.returncode == 0, manual.stdout + manual.stderr
-    status = spec_repo.status_of("frozen")
+    status = spec_repo.status_of("freeze-deferred")
     assert status["sync"] == "SYNCED" and "deferred" not in status
-    assert rest.parallelism(rest.job("frozen", 2)) == 2
+    assert rest.parallelism(rest.job("freeze-deferred", 2)) == 2
     assert any("inside sync window weekend-freeze: a manual sync (--override-window)"
                in event["message"] for event in status["history"]["events"])
 
