@@ -32,6 +32,7 @@ from agent.model.spec import SyncWindow, WindowKind, duration_seconds
 from agent.model.verdict import WindowVerdict
 from agent.plan import Plan, heals
 
+OPEN = WindowVerdict()   # no window: every change runs
 MAX_WINDOWS = 256   # SyncWindows of a spec repo; more: none is read, and every change is held
 MAX_HOPS = 16   # closings and openings looked through for the first moment changes may run
 HORIZON = timedelta(days=366)   # nor further ahead than this
@@ -46,6 +47,7 @@ class Timetable:
     now: datetime
     _ends: dict = field(default_factory=dict)       # (window, moment) -> open until, or None
     _verdicts: dict = field(default_factory=dict)   # names of the windows applying -> verdict
+    _placed: dict = field(default_factory=dict)     # (labels, target) -> verdict
 
     @classmethod
     def of(cls, loaded: LoadResult, now: datetime) -> Timetable:
@@ -59,12 +61,18 @@ class Timetable:
 
     def verdict(self, placement: Placement | None) -> WindowVerdict:
         """What the windows say of the changes of a deployment placed at `placement`."""
-        applying = tuple(w for w in self.windows if placement is not None
-                         and _applies(w, placement))
-        key = tuple(w.name for w in applying)
-        if key not in self._verdicts:
-            self._verdicts[key] = self._judged(applying)
-        return self._verdicts[key]
+        if not self.windows and not self.refused:
+            return OPEN
+        place = None if placement is None else (frozenset(placement.labels.items()),
+                                                placement.target)
+        if place not in self._placed:
+            applying = tuple(w for w in self.windows if placement is not None
+                             and _applies(w, placement))
+            key = tuple(w.name for w in applying)
+            if key not in self._verdicts:
+                self._verdicts[key] = self._judged(applying)
+            self._placed[place] = self._verdicts[key]
+        return self._placed[place]
 
     def _judged(self, applying: tuple[SyncWindow, ...]) -> WindowVerdict:
         names = tuple(w.name for w in applying)
