@@ -154,6 +154,28 @@ def test_a_window_that_cannot_be_read_is_refused_at_its_line(line, text, reason)
     assert loaded.unread_windows == [problem] and loaded.windows == {}
 
 
+@pytest.mark.parametrize("field, value, reason", [
+    ("timeZone", "a" * 300, "is not a time zone"),
+    ("timeZone", "../../etc/passwd", "is not a time zone"),
+    ("timeZone", "/etc/localtime", "is not a time zone"),
+    ("schedule", "'" + "1," * 2000 + "1 * * * *'", "at most 256 characters"),
+    ("schedule", "'*/0 * * * *'", "is not a cron schedule"),
+    ("schedule", "[0, 18]", "Input should be a valid string"),
+    ("duration", "-5h", "not a duration"),
+    ("duration", "99999d", "longer than ten years"),
+    ("manualSync", "'yes'", "valid boolean"),
+    ("deployments", "{targets: [" + ", ".join(["x"] * 300) + "]}", "at most 256 items"),
+])
+def test_a_hostile_window_is_refused_at_its_line_and_never_raises(field, value, reason):
+    key = "  " + field
+    lines = FREEZE.splitlines()
+    lines = [row for row in lines if not row.startswith(key + ":")] + [f"{key}: {value}"]
+    loaded = load({"windows.yaml": "\n".join(lines) + "\n"})
+    [problem] = loaded.problems
+    assert reason in problem.message and problem.line == len(lines)
+    assert loaded.unread_windows == [problem]
+
+
 def test_a_window_file_broken_as_yaml_still_holds_every_change():
     loaded = load({"windows.yaml": "kind: SyncWindow\nmetadata: {name: [oops\n"})
     verdict = Timetable.of(loaded, at("2026-12-02T10:00:00Z")).verdict(Placement({}, "prod"))

@@ -30,7 +30,7 @@ def time_zone(name: str) -> tzinfo:
     """The IANA time zone `name` (ValueError naming it when there is none)."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):   # (OSError: a name too long)
         raise ValueError(f"{name!r} is not a time zone of the IANA database, "
                          "e.g. UTC or Europe/Berlin") from None
 
