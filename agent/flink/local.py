@@ -81,7 +81,7 @@ _INSTALL_JAVA = (
     "install a JDK 17, e.g. apt-get install -y openjdk-17-jdk-headless, or set JAVA_HOME"
 )
 
-_LOG4J_PROPERTIES = """\
+LOG4J_PROPERTIES = """\
 # Written by flink-gitops for the embedded local cluster; Flink's default file logging.
 monitorInterval = 30
 rootLogger.level = INFO
@@ -245,7 +245,7 @@ def start(workdir: Path, port: int = 8081, slots: int = 4, timeout: float = 90,
             _await_ready(cluster, timeout, taskmanager_id)
             return cluster
         if TASKMANAGER in pids:  # a TaskManager without its JobManager: start both afresh
-            _terminate(pids[TASKMANAGER], timeout=15)
+            terminate(pids[TASKMANAGER], timeout=15)
         _remove_pid_files(cluster)
         _ensure_port_free(cluster)
         _write_config(cluster, configuration or {})
@@ -271,7 +271,7 @@ def status(workdir: Path, port: int = 8081) -> LocalClusterStatus:
     """The state of the local cluster on `port`: live processes and what its REST API reports."""
     cluster = LocalCluster(home=home(workdir, port), port=port, slots=0)
     pids = _live_pids(cluster) if cluster.home.is_dir() else {}
-    overview = (_overview(cluster.url) if JOBMANAGER in pids else None) or {}
+    overview = (rest_overview(cluster.url) if JOBMANAGER in pids else None) or {}
     version, total, available = (
         overview.get("flink-version"),
         overview.get("slots-total"),
@@ -301,7 +301,14 @@ def _taskmanager_process_mb(slots: int) -> int:
 
 
 def _config(cluster: LocalCluster, rpc_port: int) -> dict[str, object]:
-    home = cluster.home
+    return {**cluster_config(cluster.home, cluster.port, rpc_port, cluster.slots),
+            "web.upload.dir": str(cluster.home / "uploads"), "parallelism.default": 1}
+
+
+def cluster_config(home: Path, rest_port: int, rpc_port: int, slots: int) -> dict[str, object]:
+    """The Flink options of a cluster on this machine living in `home`: every address the
+    loopback one, every port but REST's and RPC's chosen by the system, memory sized for a
+    shared machine, state under `home`."""
     return {
         "jobmanager.rpc.address": _HOST,
         "jobmanager.rpc.port": rpc_port,
@@ -311,24 +318,22 @@ def _config(cluster: LocalCluster, rpc_port: int) -> dict[str, object]:
         "taskmanager.bind-host": _HOST,
         "taskmanager.rpc.port": "0",
         "taskmanager.data.port": 0,
-        "taskmanager.numberOfTaskSlots": cluster.slots,
-        "taskmanager.memory.process.size": f"{_taskmanager_process_mb(cluster.slots)}m",
+        "taskmanager.numberOfTaskSlots": slots,
+        "taskmanager.memory.process.size": f"{_taskmanager_process_mb(slots)}m",
         "taskmanager.memory.managed.fraction": 0.2,
         "blob.server.port": "0",
         "blob.storage.directory": str(home / "tmp" / "blob"),
         "io.tmp.dirs": str(home / "tmp"),
-        "rest.port": cluster.port,
+        "rest.port": rest_port,
         "rest.address": _HOST,
         "rest.bind-address": _HOST,
-        "web.upload.dir": str(home / "uploads"),
         "web.tmpdir": str(home / "tmp" / "web"),
-        "parallelism.default": 1,
-        "execution.checkpointing.dir": cluster.checkpoint_dir.as_uri(),
-        "execution.checkpointing.savepoint-dir": cluster.savepoint_dir.as_uri(),
+        "execution.checkpointing.dir": (home / "checkpoints").as_uri(),
+        "execution.checkpointing.savepoint-dir": (home / "savepoints").as_uri(),
     }
 
 
-def _yaml_scalar(value: object) -> str:
+def yaml_scalar(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -355,10 +360,10 @@ def _write_config(cluster: LocalCluster, configuration: dict[str, str]) -> None:
     ):
         directory.mkdir(parents=True, exist_ok=True)
     lines = ["# Written by flink-gitops for the embedded local cluster; rewritten on every start."]
-    options = {**_config(cluster, _free_port()), **configuration}
-    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in options.items()]
+    options = {**_config(cluster, free_port()), **configuration}
+    lines += [f"{key}: {yaml_scalar(value)}" for key, value in options.items()]
     (cluster.conf_dir / "config.yaml").write_text("\n".join(lines) + "\n")
-    (cluster.conf_dir / "log4j.properties").write_text(_LOG4J_PROPERTIES)
+    (cluster.conf_dir / "log4j.properties").write_text(LOG4J_PROPERTIES)
 
 
 def _configured_slots(cluster: LocalCluster) -> int | None:
@@ -373,7 +378,7 @@ def _configured_slots(cluster: LocalCluster) -> int | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_HOST, 0))
         return int(sock.getsockname()[1])
@@ -387,7 +392,7 @@ def _ensure_port_free(cluster: LocalCluster) -> None:
             return
         except OSError as exc:
             reason = exc.strerror or str(exc)
-    overview = _overview(cluster.url)
+    overview = rest_overview(cluster.url)
     what = (
         f"a Flink {overview.get('flink-version', '')} REST API answers there, but no cluster "
         f"started from {cluster.home} runs"
@@ -404,8 +409,15 @@ def _ensure_port_free(cluster: LocalCluster) -> None:
 
 
 def _java_command(cluster: LocalCluster, role: str, memory_flags: list[str]) -> list[str]:
-    log_file = cluster.log_dir / f"{role}.log"
-    log4j = (cluster.conf_dir / "log4j.properties").as_uri()
+    return java_command(cluster.conf_dir, cluster.log_dir / f"{role}.log", _MAIN_CLASS[role],
+                        memory_flags)
+
+
+def java_command(conf_dir: Path, log_file: Path, main_class: str,
+                 memory_flags: list[str]) -> list[str]:
+    """The command of one Flink process: `main_class` with Flink's classpath and JVM flags, its
+    configuration from `conf_dir`, logging to `log_file`."""
+    log4j = (conf_dir / "log4j.properties").as_uri()
     classpath = os.pathsep.join(str(jar) for jar in flink_classpath())
     return [
         java_executable("java"),
@@ -416,9 +428,9 @@ def _java_command(cluster: LocalCluster, role: str, memory_flags: list[str]) -> 
         f"-Dlog4j.configurationFile={log4j}",
         "-classpath",
         classpath,
-        _MAIN_CLASS[role],
+        main_class,
         "--configDir",
-        str(cluster.conf_dir),
+        str(conf_dir),
     ]
 
 
@@ -428,7 +440,7 @@ def _launch_jobmanager(cluster: LocalCluster) -> None:
 
 def _launch_taskmanager(cluster: LocalCluster) -> str:
     """Start the TaskManager; returns the resource id it registers with at the JobManager."""
-    memory_flags, dynamic_properties = _taskmanager_resource_params(cluster)
+    memory_flags, dynamic_properties = taskmanager_resource_params(cluster.conf_dir)
     resource_id = f"taskmanager-{cluster.port}-{secrets.token_hex(4)}"
     command = _java_command(cluster, TASKMANAGER, memory_flags) + [
         *dynamic_properties,
@@ -439,23 +451,26 @@ def _launch_taskmanager(cluster: LocalCluster) -> str:
     return resource_id
 
 
-def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list[str]]:
-    """The TaskManager's JVM memory flags and `-D` properties, as BashJavaUtils computes them."""
+def taskmanager_resource_params(conf_dir: Path,
+                                process: str = "TM") -> tuple[list[str], list[str]]:
+    """The TaskManager's (`process` "JM": the JobManager's) JVM memory flags and `-D`
+    properties, as BashJavaUtils computes them from the configuration (LocalClusterError with
+    Flink's own reason when they cannot be, e.g. a memory size below Flink's minimum)."""
     classpath = [flink_home() / "bin" / "bash-java-utils.jar", *flink_classpath()]
     command = [
         java_executable("java"),
         "-classpath",
         os.pathsep.join(str(jar) for jar in classpath),
         _BASH_JAVA_UTILS_CLASS,
-        "GET_TM_RESOURCE_PARAMS",
+        f"GET_{process}_RESOURCE_PARAMS",
         "--configDir",
-        str(cluster.conf_dir),
+        str(conf_dir),
     ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LocalClusterError(
-            f"could not compute the TaskManager's memory settings: {exc}"
+            f"could not compute the {process} memory settings: {exc}"
         ) from exc
     output = done.stdout + done.stderr
     results = [
@@ -465,28 +480,35 @@ def _taskmanager_resource_params(cluster: LocalCluster) -> tuple[list[str], list
     ]
     if done.returncode != 0 or len(results) != 2:
         output_lines = output.strip().splitlines()
-        causes = [line for line in output_lines if line.startswith("Caused by:")]
-        reason = causes[-1].removeprefix("Caused by:").strip() if causes else "see its output below"
+        causes = [line.split(": ", 1)[1] for line in output_lines
+                  if line.startswith(("Caused by:", "Exception in thread")) and ": " in line]
+        reason = causes[-1].strip() if causes else "see its output below"
         tail = "\n".join(output_lines[-20:])
         raise LocalClusterError(
-            f"could not compute the TaskManager's memory settings from {cluster.conf_dir}: "
+            f"could not compute the {process} memory settings from {conf_dir}: "
             f"{reason} (BashJavaUtils exited {done.returncode}):\n{tail}"
         )
     return results[0].split(), results[1].split()
 
 
 def _launch(cluster: LocalCluster, role: str, command: list[str]) -> None:
-    cluster.log_dir.mkdir(parents=True, exist_ok=True)
-    out_path = cluster.log_dir / f"{role}.out"
-    home = flink_home()
+    pid = launch(cluster.home, cluster.conf_dir, cluster.log_dir / f"{role}.out", role, command)
+    _pid_file(cluster, role).write_text(f"{pid}\n")
+
+
+def launch(home: Path, conf_dir: Path, out_path: Path, role: str, command: list[str]) -> int:
+    """Starts one Flink process in `home`, detached (a new session), its output to `out_path`,
+    with the environment Flink's own scripts give it; returns its pid (kept to be reaped)."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    flink = flink_home()
     env = {
         **os.environ,  # what Flink's own scripts export to its processes
-        "FLINK_CONF_DIR": str(cluster.conf_dir),
-        "FLINK_BIN_DIR": str(home / "bin"),
-        "FLINK_LIB_DIR": str(home / "lib"),
-        "FLINK_OPT_DIR": str(home / "opt"),
-        "FLINK_PLUGINS_DIR": str(home / "plugins"),
-        "FLINK_LOG_DIR": str(cluster.log_dir),
+        "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_BIN_DIR": str(flink / "bin"),
+        "FLINK_LIB_DIR": str(flink / "lib"),
+        "FLINK_OPT_DIR": str(flink / "opt"),
+        "FLINK_PLUGINS_DIR": str(flink / "plugins"),
+        "FLINK_LOG_DIR": str(out_path.parent),
     }
     with open(out_path, "wb") as out:
         try:
@@ -495,7 +517,7 @@ def _launch(cluster: LocalCluster, role: str, command: list[str]) -> None:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=cluster.home,
+                cwd=home,
                 env=env,
                 start_new_session=True,
                 close_fds=True,
@@ -503,7 +525,7 @@ def _launch(cluster: LocalCluster, role: str, command: list[str]) -> None:
         except OSError as exc:
             raise LocalClusterError(f"could not start the local Flink {role}: {exc}") from exc
     _launched[process.pid] = process
-    _pid_file(cluster, role).write_text(f"{process.pid}\n")
+    return process.pid
 
 
 def _pid_file(cluster: LocalCluster, role: str) -> Path:
@@ -523,12 +545,12 @@ def _live_pids(cluster: LocalCluster) -> dict[str, int]:
             pid = int(_pid_file(cluster, role).read_text().strip())
         except (OSError, ValueError):
             continue
-        if _alive(pid) and _is_role(pid, cluster, role):
+        if alive(pid) and _is_role(pid, cluster, role):
             pids[role] = pid
     return pids
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     process = _launched.get(pid)
     if process is not None:
         if process.poll() is None:
@@ -549,6 +571,11 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def launched_here(pid: int) -> bool:
+    """This process started `pid` (its command line may still be Python's while exec runs)."""
+    return pid in _launched
+
+
 def _is_role(pid: int, cluster: LocalCluster, role: str) -> bool:
     """Guards against a recycled pid: the process must run `role`'s class from this home's conf."""
     if pid in _launched:  # launched here; its cmdline may still be empty while exec completes
@@ -563,19 +590,19 @@ def _is_role(pid: int, cluster: LocalCluster, role: str) -> bool:
     return _MAIN_CLASS[role] in args and str(cluster.conf_dir) in args
 
 
-def _terminate(pid: int, timeout: float) -> None:
+def terminate(pid: int, timeout: float) -> None:
     """SIGTERM the process (group), then SIGKILL when it is still alive after `timeout` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        _signal(pid, sig)
+        signal_process(pid, sig)
         deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 10)
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 return
             time.sleep(0.2)
     raise LocalClusterError(f"process {pid} survived SIGKILL")
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
+def signal_process(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getpgid(pid) == pid:  # started by us as a session leader: signal the whole group
             os.killpg(pid, sig)
@@ -588,10 +615,10 @@ def _stop_processes(cluster: LocalCluster, timeout: float) -> bool:
     pids = _live_pids(cluster)
     for role in (TASKMANAGER, JOBMANAGER):
         if role in pids:
-            _signal(pids[role], signal.SIGTERM)
+            signal_process(pids[role], signal.SIGTERM)
     for role in (TASKMANAGER, JOBMANAGER):
         if role in pids:
-            _terminate(pids[role], timeout)
+            terminate(pids[role], timeout)
     _remove_pid_files(cluster)
     return bool(pids)
 
@@ -610,7 +637,7 @@ def _locked(home: Path) -> Iterator[None]:
 # --- readiness ----------------------------------------------------------------------------------
 
 
-def _overview(url: str) -> dict[str, object] | None:
+def rest_overview(url: str) -> dict[str, object] | None:
     try:
         response = requests.get(f"{url}/overview", timeout=2)
     except requests.RequestException:
@@ -624,7 +651,7 @@ def _overview(url: str) -> dict[str, object] | None:
     return body if isinstance(body, dict) else None
 
 
-def _registered_slots(url: str) -> dict[str, int] | None:
+def registered_slots(url: str) -> dict[str, int] | None:
     """Slots per TaskManager id registered at the JobManager, or None when it does not answer."""
     try:
         response = requests.get(f"{url}/taskmanagers", timeout=2)
@@ -646,7 +673,7 @@ def _await_ready(cluster: LocalCluster, timeout: float, taskmanager_id: str | No
     """
     deadline = time.monotonic() + timeout
     while True:
-        slots = _registered_slots(cluster.url) or {}
+        slots = registered_slots(cluster.url) or {}
         if taskmanager_id is not None and slots.get(taskmanager_id, 0) >= 1:
             return
         if taskmanager_id is None and any(count >= 1 for count in slots.values()):
@@ -669,10 +696,15 @@ def _await_ready(cluster: LocalCluster, timeout: float, taskmanager_id: str | No
 
 def _log_tails(cluster: LocalCluster, lines: int = 15) -> str:
     """The errors and the last lines of the JobManager's and TaskManager's logs, for a message."""
+    return log_tails(cluster.log_dir, (JOBMANAGER, TASKMANAGER), lines)
+
+
+def log_tails(log_dir: Path, roles: tuple[str, ...], lines: int = 15) -> str:
+    """The errors and the last lines of the logs of `roles` in `log_dir`, for a message."""
     parts = []
-    for role in (JOBMANAGER, TASKMANAGER):
+    for role in roles:
         for suffix in ("log", "out"):
-            path = cluster.log_dir / f"{role}.{suffix}"
+            path = log_dir / f"{role}.{suffix}"
             try:
                 text = path.read_text(errors="replace").rstrip()
             except OSError:

@@ -1,0 +1,233 @@
+"""One Flink cluster per deployment, in application mode, on this machine (I/O: processes,
+files, HTTP).
+
+A deployment's cluster lives in `<workdir>/local/deployments/<name>/` (a deployment's home; the
+session clusters of `agent.flink.local` live beside it, by port):
+
+    cluster.json                     what the agent started: ports, pids, job id, when
+    conf/config.yaml, conf/log4j.properties
+    log/jobmanager.{log,out}, log/taskmanager-<n>.{log,out}
+    savepoints/, checkpoints/, artifacts/, tmp/
+
+Its JobManager is Flink's `StandaloneApplicationClusterEntryPoint`, given the job's jar
+(`--jars local://…`: used in place), its entry class, a fixed job id, the state to restore and
+the job's arguments (after `--`); its TaskManagers start as a session cluster's do. Every port
+is allocated free and recorded in cluster.json. The JobManager stays up after its job ends
+(`execution.shutdown-on-application-finish: false`), so that the agent reads the job's final
+state and its savepoint through REST; the agent then ends the cluster itself. It only ever
+signals the processes cluster.json records, and only after checking their command line names
+this home's conf dir (a pid the system gave to another process is left alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agent.errors import LocalClusterError
+from agent.flink import local
+
+APPLICATION_CLASS = "org.apache.flink.container.entrypoint.StandaloneApplicationClusterEntryPoint"
+TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+JOBMANAGER = "jobmanager"
+START_TIMEOUT_S = 120.0   # its JobManager answering and every TaskManager registered, at most
+STOP_TIMEOUT_S = 30.0     # SIGTERM, then SIGKILL
+
+
+@dataclass(frozen=True)
+class Application:
+    """What a deployment's cluster runs, and how it is sized."""
+
+    deployment: str
+    jar: Path                       # the job's jar, a file of this machine
+    job_id: str                     # 32 hex digits: the job's id (fixed, `--job-id`)
+    entry_class: str | None = None  # None: the jar manifest's Main-Class
+    args: tuple[str, ...] = ()
+    restore: str | None = None      # a savepoint or retained checkpoint to start from
+    allow_non_restored_state: bool = False
+    taskmanagers: int = 1
+    slots: int = 1                  # per TaskManager
+    configuration: dict[str, str] = field(default_factory=dict)   # Flink options, cluster-wide
+    log4j: str = local.LOG4J_PROPERTIES
+
+
+@dataclass(frozen=True)
+class ApplicationCluster:
+    """A deployment's cluster as its cluster.json records it."""
+
+    deployment: str
+    home: Path
+    rest_port: int
+    rpc_port: int
+    job_id: str
+    pids: dict[str, int]            # role (jobmanager, taskmanager-1, …) -> pid
+    started_at: float               # seconds since the epoch
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def alive(self) -> dict[str, int]:
+        """The recorded processes that still run, each checked to be this cluster's."""
+        return {role: pid for role, pid in self.pids.items() if local.alive(pid) and (
+            local.launched_here(pid) or _runs_here(pid, self.home))}
+
+
+def home(workdir: Path, deployment: str) -> Path:
+    return Path(workdir).resolve() / "local" / "deployments" / deployment
+
+
+def start(workdir: Path, application: Application,
+          timeout: float = START_TIMEOUT_S) -> ApplicationCluster:
+    """Starts the deployment's cluster and returns once its TaskManagers are registered.
+    LocalClusterError when a cluster of the deployment still runs (the agent never starts a
+    second one), or when it does not come up (its logs' errors and last lines said), in which
+    case whatever of it started is ended."""
+    where = home(workdir, application.deployment)
+    running = find(workdir, application.deployment)
+    if running is not None:
+        raise LocalClusterError(
+            f"the cluster of deployment {application.deployment} still runs (pids "
+            f"{sorted(running.alive().values())}, {running.url}): it is stopped first")
+    conf, logs = where / "conf", where / "log"
+    for folder in (conf, logs, where / "savepoints", where / "checkpoints", where / "artifacts",
+                   where / "tmp" / "web"):
+        folder.mkdir(parents=True, exist_ok=True)
+    rest_port, rpc_port = local.free_port(), local.free_port()
+    _write_config(where, application, rest_port, rpc_port)
+    cluster = ApplicationCluster(application.deployment, where, rest_port, rpc_port,
+                                 application.job_id, {}, time.time())
+    try:
+        pids = {JOBMANAGER: local.launch(where, conf, logs / f"{JOBMANAGER}.out", JOBMANAGER,
+                                         _jobmanager_command(where, application))}
+        cluster = _record(cluster, pids)
+        memory, properties = local.taskmanager_resource_params(conf)
+        for n in range(1, application.taskmanagers + 1):
+            role = f"taskmanager-{n}"
+            command = local.java_command(conf, logs / f"{role}.log", TASKMANAGER_CLASS, memory)
+            pids[role] = local.launch(where, conf, logs / f"{role}.out", role,
+                                      command + properties)
+            cluster = _record(cluster, pids)
+        _await_registered(cluster, application.taskmanagers, timeout)
+    except BaseException:
+        _end(cluster, STOP_TIMEOUT_S)
+        raise
+    return cluster
+
+
+def stop(workdir: Path, deployment: str, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """Ends the deployment's cluster (its TaskManagers, then its JobManager: SIGTERM, SIGKILL
+    after `timeout`); True when a process of it ran."""
+    cluster = recorded(workdir, deployment)
+    return cluster is not None and _end(cluster, timeout)
+
+
+def recorded(workdir: Path, deployment: str) -> ApplicationCluster | None:
+    """The deployment's cluster as cluster.json records it (its processes may have ended), or
+    None when there is none, or the record cannot be read."""
+    try:
+        data = json.loads((home(workdir, deployment) / "cluster.json").read_text())
+        return ApplicationCluster(data["deployment"], Path(data["home"]), int(data["rest_port"]),
+                                  int(data["rpc_port"]), str(data["job_id"]),
+                                  {str(k): int(v) for k, v in data["pids"].items()},
+                                  float(data["started_at"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def find(workdir: Path, deployment: str) -> ApplicationCluster | None:
+    """The deployment's cluster when a process of it still runs."""
+    cluster = recorded(workdir, deployment)
+    return cluster if cluster is not None and cluster.alive() else None
+
+
+def clusters(workdir: Path) -> list[ApplicationCluster]:
+    """Every deployment's cluster recorded in the work dir, by deployment name."""
+    root = Path(workdir).resolve() / "local" / "deployments"
+    found = [recorded(workdir, path.name) for path in sorted(root.iterdir())] \
+        if root.is_dir() else []
+    return [cluster for cluster in found if cluster is not None]
+
+
+def _record(cluster: ApplicationCluster, pids: dict[str, int]) -> ApplicationCluster:
+    """cluster.json written (next to it, then moved: never half written) with `pids`."""
+    cluster = ApplicationCluster(cluster.deployment, cluster.home, cluster.rest_port,
+                                 cluster.rpc_port, cluster.job_id, dict(pids), cluster.started_at)
+    record = cluster.home / "cluster.json"
+    fresh = record.with_name("cluster.json.new")
+    fresh.write_text(json.dumps({**asdict(cluster), "home": str(cluster.home)}, indent=2))
+    os.replace(fresh, record)
+    return cluster
+
+
+def _end(cluster: ApplicationCluster, timeout: float) -> bool:
+    alive = cluster.alive()
+    for role in sorted(alive, key=lambda r: r == JOBMANAGER):   # TaskManagers first
+        local.signal_process(alive[role], signal.SIGTERM)
+    for pid in alive.values():
+        local.terminate(pid, timeout)
+    return bool(alive)
+
+
+def _runs_here(pid: int, where: Path) -> bool:
+    """The process's command line names this home's conf dir (a recycled pid does not)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(where / "conf").encode() in argv
+
+
+def _jobmanager_command(where: Path, application: Application) -> list[str]:
+    memory, properties = local.taskmanager_resource_params(where / "conf", "JM")
+    command = local.java_command(where / "conf", where / "log" / f"{JOBMANAGER}.log",
+                                 APPLICATION_CLASS, memory)
+    command += [*properties, "--jars",
+                Path(application.jar).resolve().as_uri().replace("file:", "local:", 1),
+                "--job-id", application.job_id]
+    if application.entry_class:
+        command += ["--job-classname", application.entry_class]
+    if application.restore:
+        command += ["--fromSavepoint", application.restore]
+        if application.allow_non_restored_state:
+            command.append("--allowNonRestoredState")
+    return command + ["--", *application.args]
+
+
+def _write_config(where: Path, application: Application, rest_port: int, rpc_port: int) -> None:
+    options = {
+        **local.cluster_config(where, rest_port, rpc_port, application.slots),
+        "user.artifacts.base-dir": str(where / "artifacts"),
+        "execution.shutdown-on-application-finish": "false",
+        **application.configuration,
+    }
+    lines = ["# Written by flink-gitops for the cluster of deployment "
+             f"{application.deployment}; rewritten on every start."]
+    lines += [f"{key}: {local.yaml_scalar(value)}" for key, value in options.items()]
+    (where / "conf" / "config.yaml").write_text("\n".join(lines) + "\n")
+    (where / "conf" / "log4j.properties").write_text(application.log4j)
+
+
+def _await_registered(cluster: ApplicationCluster, taskmanagers: int, timeout: float) -> None:
+    """Waits until `taskmanagers` TaskManagers are registered at its JobManager; fails early
+    when a process of it ends."""
+    deadline = time.monotonic() + timeout
+    roles = tuple(cluster.pids)
+    while True:
+        if len(local.registered_slots(cluster.url) or {}) >= taskmanagers:
+            return
+        ended = sorted(set(cluster.pids) - set(cluster.alive()))
+        if ended:
+            raise LocalClusterError(
+                f"the cluster of deployment {cluster.deployment}: its {', '.join(ended)} "
+                f"exited while starting{local.log_tails(cluster.home / 'log', roles)}")
+        if time.monotonic() >= deadline:
+            raise LocalClusterError(
+                f"the cluster of deployment {cluster.deployment} was not up after {timeout:g}s "
+                f"({taskmanagers} TaskManager(s) registered at {cluster.url}/taskmanagers)"
+                f"{local.log_tails(cluster.home / 'log', roles)}")
+        time.sleep(0.5)
