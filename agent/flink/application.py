@@ -105,7 +105,7 @@ def start(workdir: Path, application: Application,
         pids = {JOBMANAGER: local.launch(where, conf, logs / f"{JOBMANAGER}.out", JOBMANAGER,
                                          _jobmanager_command(where, application))}
         cluster = _record(cluster, pids)
-        memory, properties = local.taskmanager_resource_params(conf)
+        memory, properties = local.resource_params(conf)
         for n in range(1, application.taskmanagers + 1):
             role = f"taskmanager-{n}"
             command = local.java_command(conf, logs / f"{role}.log", TASKMANAGER_CLASS, memory)
@@ -183,7 +183,7 @@ def _runs_here(pid: int, where: Path) -> bool:
 
 
 def _jobmanager_command(where: Path, application: Application) -> list[str]:
-    memory, properties = local.taskmanager_resource_params(where / "conf", "JM")
+    memory, properties = local.resource_params(where / "conf", "JM")
     command = local.java_command(where / "conf", where / "log" / f"{JOBMANAGER}.log",
                                  APPLICATION_CLASS, memory)
     command += [*properties, "--jars",

@@ -440,7 +440,7 @@ def _launch_jobmanager(cluster: LocalCluster) -> None:
 
 def _launch_taskmanager(cluster: LocalCluster) -> str:
     """Start the TaskManager; returns the resource id it registers with at the JobManager."""
-    memory_flags, dynamic_properties = taskmanager_resource_params(cluster.conf_dir)
+    memory_flags, dynamic_properties = resource_params(cluster.conf_dir)
     resource_id = f"taskmanager-{cluster.port}-{secrets.token_hex(4)}"
     command = _java_command(cluster, TASKMANAGER, memory_flags) + [
         *dynamic_properties,
@@ -451,8 +451,7 @@ def _launch_taskmanager(cluster: LocalCluster) -> str:
     return resource_id
 
 
-def taskmanager_resource_params(conf_dir: Path,
-                                process: str = "TM") -> tuple[list[str], list[str]]:
+def resource_params(conf_dir: Path, process: str = "TM") -> tuple[list[str], list[str]]:
     """The TaskManager's (`process` "JM": the JobManager's) JVM memory flags and `-D`
     properties, as BashJavaUtils computes them from the configuration (LocalClusterError with
     Flink's own reason when they cannot be, e.g. a memory size below Flink's minimum)."""
