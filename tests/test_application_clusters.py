@@ -117,3 +117,16 @@ def test_a_recorded_pid_that_is_no_longer_the_clusters_is_never_signalled(ended,
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_cluster_an_agent_started_and_never_recorded_is_found_and_ended(ended, counter_jar):
+    """An agent killed between starting its processes and writing cluster.json: the next one
+    finds them by their command line, starts no second cluster, and can end them."""
+    started = application.start(ended, counter(counter_jar, 1))
+    (started.home / "cluster.json").unlink()
+    found = application.find(ended, "app-counter")
+    assert found is not None and sorted(found.alive().values()) == sorted(started.pids.values())
+    with pytest.raises(LocalClusterError, match="still runs"):
+        application.start(ended, counter(counter_jar, 2))
+    assert application.stop(ended, "app-counter")
+    assert started.alive() == {} and application.find(ended, "app-counter") is None

@@ -25,7 +25,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from agent.errors import LocalClusterError
@@ -122,7 +122,7 @@ def start(workdir: Path, application: Application,
 def stop(workdir: Path, deployment: str, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Ends the deployment's cluster (its TaskManagers, then its JobManager: SIGTERM, SIGKILL
     after `timeout`); True when a process of it ran."""
-    cluster = recorded(workdir, deployment)
+    cluster = find(workdir, deployment)
     return cluster is not None and _end(cluster, timeout)
 
 
@@ -140,9 +140,18 @@ def recorded(workdir: Path, deployment: str) -> ApplicationCluster | None:
 
 
 def find(workdir: Path, deployment: str) -> ApplicationCluster | None:
-    """The deployment's cluster when a process of it still runs."""
-    cluster = recorded(workdir, deployment)
-    return cluster if cluster is not None and cluster.alive() else None
+    """The deployment's cluster when a process of it still runs: those cluster.json records,
+    and any other Flink process whose command line names its conf dir (an agent killed after
+    it started a process and before it recorded it leaves such a one)."""
+    where = home(workdir, deployment)
+    cluster = recorded(workdir, deployment) or ApplicationCluster(deployment, where, 0, 0, "", {},
+                                                                  0.0)
+    known = set(cluster.pids.values())
+    strays = {f"unrecorded-{pid}": pid for pid in _processes_naming(where / "conf")
+              if pid not in known}
+    if strays:
+        cluster = replace(cluster, pids={**cluster.pids, **strays})
+    return cluster if cluster.alive() else None
 
 
 def clusters(workdir: Path) -> list[ApplicationCluster]:
@@ -166,20 +175,36 @@ def _record(cluster: ApplicationCluster, pids: dict[str, int]) -> ApplicationClu
 
 def _end(cluster: ApplicationCluster, timeout: float) -> bool:
     alive = cluster.alive()
-    for role in sorted(alive, key=lambda r: r == JOBMANAGER):   # TaskManagers first
+    for role in sorted(alive, key=lambda r: r == JOBMANAGER):   # TaskManagers (and processes
+                                                                # not recorded) first
         local.signal_process(alive[role], signal.SIGTERM)
     for pid in alive.values():
         local.terminate(pid, timeout)
     return bool(alive)
 
 
-def _runs_here(pid: int, where: Path) -> bool:
-    """The process's command line names this home's conf dir (a recycled pid does not)."""
+def _processes_naming(conf: Path) -> list[int]:
+    """The pids of this machine's Flink processes (of ours) whose command line names `conf`."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit() and _names(int(entry.name), conf):
+            found.append(int(entry.name))
+    return found
+
+
+def _names(pid: int, conf: Path) -> bool:
+    """The process runs a Flink process of ours (its JobManager or a TaskManager) on `conf`."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(where / "conf").encode() in argv
+    return str(conf).encode() in argv and bool(
+        {APPLICATION_CLASS.encode(), TASKMANAGER_CLASS.encode()} & set(argv))
+
+
+def _runs_here(pid: int, where: Path) -> bool:
+    """The process's command line names this home's conf dir (a recycled pid does not)."""
+    return _names(pid, where / "conf")
 
 
 def _jobmanager_command(where: Path, application: Application) -> list[str]:
