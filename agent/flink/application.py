@@ -164,8 +164,7 @@ def clusters(workdir: Path) -> list[ApplicationCluster]:
 
 def _record(cluster: ApplicationCluster, pids: dict[str, int]) -> ApplicationCluster:
     """cluster.json written (next to it, then moved: never half written) with `pids`."""
-    cluster = ApplicationCluster(cluster.deployment, cluster.home, cluster.rest_port,
-                                 cluster.rpc_port, cluster.job_id, dict(pids), cluster.started_at)
+    cluster = replace(cluster, pids=dict(pids))
     record = cluster.home / "cluster.json"
     fresh = record.with_name("cluster.json.new")
     fresh.write_text(json.dumps({**asdict(cluster), "home": str(cluster.home)}, indent=2))
