@@ -1,5 +1,5 @@
 """Every deployment checked before anything runs — its artifact, secret references, Python
-script and SQL — and each one only when it is new or changed (I/O through the checks).
+script, SQL and the size of its own cluster — and each one only when it is new or changed (I/O through the checks).
 
 A deployment whose spec (the same parsed document, `load` keeps it from cycle to cycle), target
 and spec-repo files are those of the last cycle gets the problems and warnings it got then
@@ -20,6 +20,7 @@ from agent.memo import Memo
 from agent.model.spec import ArtifactKind, repo_path
 from agent.python_check import add_python_check
 from agent.secret_check import ReadFile, add_secret_check
+from agent.size_check import add_size_check, drop_size_warnings, machine_mebibytes
 from agent.sql import Libraries, add_sql_check
 
 Blobs = Callable[[Located], tuple[str | None, ...]]   # the blobs of a deployment's repo files
@@ -48,6 +49,7 @@ def check_all(loaded: LoadResult, read: ReadFile, exists: Callable[[str], bool],
     add_secret_check(fresh, read, required=not offline)
     add_python_check(fresh, read, required=not offline)
     add_sql_check(fresh, read, cache_dir, libraries=libraries)
+    add_size_check(fresh, cache_dir, machine_mebibytes())
     problems, warnings = by_name(fresh.problems[already:]), by_name(fresh.warnings)
     for name in fresh.deployments:
         found[name] = (problems.get(name, ()), warnings.get(name, ()))
@@ -60,6 +62,7 @@ def check_all(loaded: LoadResult, read: ReadFile, exists: Callable[[str], bool],
         loaded.problems.extend(problems)
         loaded.warnings.extend(warnings)
     loaded.secret_readers |= fresh.secret_readers
+    drop_size_warnings(loaded)
     return loaded
 
 

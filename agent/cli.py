@@ -528,7 +528,7 @@ def _savepoint_table(documents: list[DeploymentStatus], status_branch: str,
 
 @main.group()
 def local() -> None:
-    """The embedded local Flink cluster (a real standalone session cluster)."""
+    """The embedded local Flink: its session cluster, and the deployments' own clusters."""
 
 
 @local.command("start")
@@ -549,11 +549,17 @@ def local_start(port: int, slots: int, workdir: Path | None) -> None:
 
 @local.command("stop")
 @click.option("--port", default=8081, show_default=True)
+@click.option("--deployment", default=None, help="End this deployment's own cluster "
+              "(application mode) instead.")
 @workdir_option
-def local_stop(port: int, workdir: Path | None) -> None:
-    """Stop the cluster started on that port."""
-    from agent.flink import local as cluster
+def local_stop(port: int, deployment: str | None, workdir: Path | None) -> None:
+    """Stop the cluster started on that port, or a deployment's own cluster."""
+    from agent.flink import application, local as cluster
 
+    if deployment is not None:
+        stopped = application.stop(workdir or default_workdir(), deployment)
+        console.print("stopped" if stopped else f"no cluster of {deployment} was running")
+        return
     stopped = cluster.stop(workdir or default_workdir(), port=port)
     console.print("stopped" if stopped else "no local cluster was running on that port")
 
@@ -562,15 +568,28 @@ def local_stop(port: int, workdir: Path | None) -> None:
 @click.option("--port", default=8081, show_default=True)
 @workdir_option
 def local_status(port: int, workdir: Path | None) -> None:
-    """Whether the cluster runs, where, and its free slots (exit 1 when it does not run)."""
-    from agent.flink import local as cluster
+    """Whether the session cluster runs, where, and its free slots; then every deployment's own
+    cluster (application mode): its ports, pids and memory (exit 1 when nothing runs)."""
+    from agent.flink import application, local as cluster
 
-    state = cluster.status(workdir or default_workdir(), port=port)
-    if not state.running:
+    workdir = workdir or default_workdir()
+    state = cluster.status(workdir, port=port)
+    if state.running:
+        console.print(f"running at {state.url}: Flink {state.flink_version}, "
+                      f"{state.slots_available}/{state.slots_total} slots free, pids {state.pids}")
+    else:
         plain(f"not running (home: {state.home})")
+    running = [own for own in application.clusters(workdir) if own.alive()]
+    for own in running:
+        alive = own.alive()
+        memory = own.memory()
+        taskmanagers = sum(role != application.JOBMANAGER for role in alive)
+        plain(f"deployment {own.deployment}: {own.url} (rpc port {own.rpc_port}), job "
+              f"{own.job_id}, memory jobmanager {memory.get('jobmanager', '?')} + "
+              f"{taskmanagers} × taskmanager {memory.get('taskmanager', '?')}, pids "
+              + ", ".join(f"{role} {pid}" for role, pid in sorted(alive.items())))
+    if not state.running and not running:
         sys.exit(1)
-    console.print(f"running at {state.url}: Flink {state.flink_version}, "
-                  f"{state.slots_available}/{state.slots_total} slots free, pids {state.pids}")
 
 
 @main.command()

@@ -1,9 +1,10 @@
 """`flink-gitops demo`: the whole story on this machine (I/O: git, processes, Flink).
 
 Makes a spec repository from `spec-examples/` (with the counter job built from its Java source,
-two SQL deployments, and the PyFlink job when a Python with PyFlink is here), starts the local Flink, syncs (the jobs start), commits a parallelism
-change of the counter, syncs again (a stateful upgrade: savepoint, restore), and prints the
-dashboard of the status branch.
+three SQL deployments — one in a Flink cluster of its own, application mode — and the PyFlink
+job when a Python with PyFlink is here), starts the local Flink, syncs (the jobs start), commits
+a parallelism change of the counter, syncs again (a stateful upgrade: savepoint, restore), and
+prints the dashboard of the status branch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.console import Console
 
 from agent.config import DEFAULT_STATUS_BRANCH, Settings
 from agent.errors import ConfigError, SourceError
-from agent.flink import local
+from agent.flink import application, local
 from agent.flink.build import build_jar
 from agent.flink.python import local_python, pyflink_installed
 from agent.reconcile import SyncResult, sync
@@ -66,14 +67,21 @@ def run_demo(home: Path, port: int, keep: bool, console: Console) -> int:
                       f"Flink UI:        {cluster.url}\n"
                       f"Flink logs:      {cluster.log_dir}\n"
                       f"savepoints:      {cluster.savepoint_dir}")
+        for own in application.clusters(workdir):
+            console.print(f"{own.deployment + ':':<16} its own cluster at {own.url} (application "
+                          f"mode; logs, savepoints: {own.home})")
         return max(first.exit_code, second.exit_code)
     finally:
         if keep:
             console.print(f"--keep: Flink keeps running; stop it with "
-                          f"`flink-gitops local stop --port {port} --workdir {workdir}`")
+                          f"`flink-gitops local stop --port {port} --workdir {workdir}` (and "
+                          f"order-totals' own cluster with `flink-gitops local stop --deployment "
+                          f"order-totals --workdir {workdir}`)")
         else:
             local.stop(workdir, port=port)
-            console.print("stopped the local Flink cluster")
+            for own in application.clusters(workdir):
+                application.stop(workdir, own.deployment)
+            console.print("stopped the local Flink clusters")
 
 
 def _make_spec_repo(remote: Path, checkout: Path, port: int, workdir: Path) -> None:
@@ -109,7 +117,7 @@ def _sync(settings: Settings, console: Console) -> SyncResult:
 
 
 def _show_restore(url: str, result: SyncResult, console: Console) -> None:
-    job = result.documents[0].status.job
+    job = next(d for d in result.documents if d.name == "counter").status.job
     restored = requests.get(f"{url}/jobs/{job.id}/checkpoints", timeout=10).json()
     restored = (restored.get("latest") or {}).get("restored") or {}
     console.print(f"Flink says job {job.id} restored from: "

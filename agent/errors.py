@@ -67,6 +67,15 @@ class LocalClusterError(PermanentError):
     """The embedded local Flink cluster could not be started, found or stopped."""
 
 
+class MemoryRefused(LocalClusterError):
+    """Flink refuses a cluster's memory settings (e.g. below its minimum); `reason` is its own
+    words."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class JavaMissing(LocalClusterError):
     """No Java runtime or compiler on this machine; the message names the fix."""
 

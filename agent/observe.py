@@ -1,4 +1,5 @@
-"""Clusters -> what each deployment really runs (I/O: one jobs-overview request per cluster).
+"""Clusters -> what each deployment really runs (I/O: one jobs-overview request per cluster; a
+target of clusters per deployment, one per deployment's running cluster).
 
 Jobs are attributed to deployments by their id (see `job_ids`), so the agent recognises its
 jobs without any memory of its own.
@@ -9,19 +10,34 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agent.errors import FlinkError
-from agent.flink.rest import FlinkClient, condense_trace, root_exception_of
+from agent.flink.deployment_clusters import DeploymentClusters
+from agent.flink.rest import FlinkClient, JobOverview, condense_trace, root_exception_of
 from agent.logs import redact
-from agent.job_ids import generation_of
+from agent.job_ids import deployment_key, generation_of
 from agent.model.observation import ClusterView, ObservedJob
 
 
-def observe_cluster(client: FlinkClient) -> ClusterView:
-    """Reads the cluster's jobs overview once; an unreachable cluster is a view, not an error."""
+def observe_cluster(client: FlinkClient | DeploymentClusters) -> ClusterView:
+    """Reads the cluster's jobs overview once; an unreachable cluster is a view, not an error.
+    A target of clusters per deployment is read cluster by cluster: one that does not answer
+    makes only its deployment unreachable."""
+    if isinstance(client, DeploymentClusters):
+        view = ClusterView(True)
+        for name in client.deployments():
+            own = client.of(name)
+            try:
+                _add_jobs(view, own, own.jobs())
+            except FlinkError as error:
+                view.unreachable[deployment_key(name)] = str(error)
+        return view
     try:
         jobs = client.jobs()
     except FlinkError as error:
         return ClusterView(False, error=str(error))
-    view = ClusterView(True)
+    return _add_jobs(ClusterView(True), client, jobs)
+
+
+def _add_jobs(view: ClusterView, client: FlinkClient, jobs: list[JobOverview]) -> ClusterView:
     for job in jobs:
         observed = ObservedJob(job.id, generation_of(job.id), job.state, job.start_time,
                                job.end_time, job.tasks.get("total", 0))

@@ -102,7 +102,7 @@ def quiet_cycle(seen: Sighting, loaded: LoadResult, assessments: list[Assessment
                 unattributed: tuple[SpecProblem, ...] = ()) -> QuietCycle | None:
     """The cycle to keep, or None when it cannot be repeated from what it saw: a target it could
     not reach, or a deployment that reads more than git and the overviews (see the module)."""
-    if not all(view.reachable for view in seen.views.values()) or any(
+    if not all(view.reachable and not view.unreachable for view in seen.views.values()) or any(
             _reads_more(item, loaded) for item in assessments):
         return None
     return QuietCycle(seen, loaded, tuple(documents), _until(assessments), wake_at,

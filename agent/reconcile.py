@@ -38,14 +38,17 @@ from agent.flink import target as targets
 from agent.flink.artifacts import JobProgram, dependency_jars, job_program
 from agent.flink import local
 from agent.flink.python import DriverOutput, PythonSite
+from agent.flink.deployment_clusters import DeploymentClusters
 from agent.flink.rest import FlinkClient
 from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
+from agent.job_ids import job_id, spec_digest_of
 from agent.lease import Lease, Rival, rivals
 from agent.memo import Memo
 from agent.deletion import Deletions, deletions
 from agent.load import (LoadResult, Located, SpecProblem, by_name, load, load_blobs,
                         target_problems)
+from agent.model.resources import SizeError, size_of
 from agent.model.shard import Placement, Selector
 from agent.model.spec import (ADOPT_JOB_ANNOTATION, ArtifactKind, ArtifactStores, Deployment,
                               DeploymentTarget)
@@ -85,7 +88,7 @@ class Cycle:
     commit: str
     loaded: LoadResult
     assessments: list[Assessment]
-    clients: dict[str, FlinkClient] = field(default_factory=dict)
+    clients: Clients = field(default_factory=dict)
     status_head: str | None = None    # the status branch commit the assessment started from
     views: dict[str, ClusterView] = field(default_factory=dict)   # each target's jobs
     grounds: dict[str, tuple] = field(default_factory=dict)   # what each assessment rests on
@@ -232,7 +235,8 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
         try:
             assessment = _assess_one(settings, source, commit, name, desired, problems, target,
                                      loaded, previous.get(name), observation,
-                                     clients.get(target_name), policies, gone, offline,
+                                     _client(clients, target_name, name), policies, gone,
+                                     offline,
                                      inputs.get(name), health.get(name), caches.state_checks,
                                      warned.get(name, ()), window, commit_facts,
                                      contested, distrust)
@@ -324,7 +328,9 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
             raise read
         if desired and read is not None:
             inputs, warnings = read
-        desired_hash = _job_hash(desired, source, commit, inputs) if desired else None
+        sized = target is not None and target.spec.local is not None \
+            and target.spec.local.per_deployment
+        desired_hash = _job_hash(desired, source, commit, inputs, sized) if desired else None
     except ArtifactError as error:   # the object store says the jar is not there: INVALID
         field = field_path(str(error).split(" ", 1)[0])   # jarUri, additionalDependencies[n]
         problems = [*problems, SpecProblem(located.file, located.line_of(*ARTIFACT, *field),
@@ -339,7 +345,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
     before = recovery.previous
     if desired is not None:
         before = _inputs_recorded(before, inputs, desired_hash, {
-            _job_hash(desired, source, commit, known) for known in
+            _job_hash(desired, source, commit, known, sized) for known in
             (JobInputs(), JobInputs(artifact=inputs.artifact))})
     if desired is not None and (unnamed := naming_problem(
             desired, before.status if before else None)) is not None:
@@ -874,7 +880,8 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         desired, previous = previous, None
         if desired is None:
             return Outcome(ActionResult.FAILED, "the applied spec to roll back to is not in git")
-    client = cycle.clients[target.name]
+    client = _client(cycle.clients, target.name, item.name, [
+        release for release in (desired, previous) if release is not None])
     local_python = target.spec.local is not None and item.desired is not None \
         and item.desired.spec.template.spec.artifact.kind == ArtifactKind.PYTHON
     execution = Execution(
@@ -908,7 +915,25 @@ def _wanted(name: str, loaded: LoadResult, refused: tuple[SpecProblem, ...],
     return desired, problems, target_name
 
 
-Looked = tuple[dict[str, FlinkClient], dict[str, ClusterView]]   # targets' clients and jobs
+Clients = dict[str, FlinkClient | DeploymentClusters]   # each target's
+Looked = tuple[Clients, dict[str, ClusterView]]   # targets' clients and jobs
+
+
+def _client(clients: Clients, target_name: str | None, name: str,
+            releases: list[Release] = ()) -> FlinkClient | None:
+    """The client deployment `name` is reached by on its target: the target's, or on one of
+    clusters per deployment, its own cluster's (sized for `releases`, the specs it may start)."""
+    client = clients.get(target_name) if target_name else None
+    if not isinstance(client, DeploymentClusters):
+        return client
+    sizes = {}
+    for release in releases:
+        try:
+            sizes[spec_digest_of(job_id(name, 1, release.spec_hash))] = size_of(
+                release.deployment.spec.template.spec)
+        except SizeError:   # (refused when the spec was checked; nothing of it starts)
+            pass
+    return client.of(name, sizes)
 
 
 def _observe(settings: Settings, in_repo: dict[str, Located], names: list[str],
@@ -970,16 +995,16 @@ def _input_changes(applied: JobInputs | None, inputs: JobInputs) -> tuple[FieldC
 
 
 def _job_hash(desired: Deployment, source: SpecRepository, commit: str,
-              inputs: JobInputs) -> str:
+              inputs: JobInputs, sized: bool) -> str:
     """The desired job's digest, including the content of a jar or script kept in the spec repo,
-    or the identity of one in a store, those of its additionalDependencies, and (opted in) its
-    secrets' keyed digest."""
+    or the identity of one in a store, those of its additionalDependencies, (opted in) its
+    secrets' keyed digest, and (`sized`: it runs on a cluster of its own) its cluster's size."""
     artifact = desired.spec.template.spec.artifact
     path = artifact.repo_file()
     blob = (source.blob_id(commit, path) or "missing") if path else None
     blobs = ",".join(source.blob_id(commit, dependency) or "missing"
                      for dependency in artifact.repo_dependencies())
-    return desired.job_hash(inputs.digest_part(blob, blobs or None))
+    return desired.job_hash(inputs.digest_part(blob, blobs or None), sized)
 
 
 def _repo_blobs(files: dict[str, str], desired: Deployment) -> tuple[str | None, ...]:
@@ -991,7 +1016,7 @@ def _repo_blobs(files: dict[str, str], desired: Deployment) -> tuple[str | None,
 
 
 def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, DeploymentStatus],
-                  clients: dict[str, FlinkClient], views: dict[str, ClusterView]
+                  clients: Clients, views: dict[str, ClusterView]
                   ) -> dict[str, tuple[FlinkClient, ObservedJob]]:
     """The running jobs whose health is read: those of deployments with a health policy, and
     those in an upgrade's stability window."""
@@ -1005,7 +1030,7 @@ def _health_reads(loaded: LoadResult, wanted: dict, previous: dict[str, Deployme
         job = views[target].of(name, adopted_jobs(
             name, desired, previous[name].status if name in previous else None)).active
         if job is not None:
-            reads[name] = (clients[target], job)
+            reads[name] = (_client(clients, target, name), job)
     return reads
 
 

@@ -100,8 +100,8 @@ def _record_loss(status: Status, client: FlinkClient, desired: Deployment | None
     job = status.job
     job.state, job.flink_status = JobState.FAILED, FlinkJobStatus.UNKNOWN
     status.history.jobs = [job if j.id == job.id else j for j in status.history.jobs]
-    events.append(f"job {job.id} is lost: its cluster answers but no longer knows it (its "
-                  "JobManager restarted without high availability, or Flink's record of the "
+    events.append(f"job {job.id} is lost: its cluster no longer knows it (its JobManager "
+                  "ended, or restarted without high availability, or Flink's record of the "
                   "job expired while the agent was away)")
     own = (status.applied_spec or {}).get("spec", {}).get("template", {}).get("spec", {})
     directory = checkpoint_dir(own.get("flinkConfiguration") or {},

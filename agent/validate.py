@@ -23,6 +23,7 @@ from agent.model.spec import SPEC_SUFFIXES, ArtifactStores
 from agent.policy import (compile_policies, evaluate, policy_input, policy_sets,
                           with_built_ins)
 from agent.python_check import add_python_check
+from agent.size_check import add_size_check, drop_size_warnings
 from agent.sql import Checker, add_sql_check
 
 NO_PLAN = {"action": None, "state": "UNCHANGED", "steps": [], "reason": "validate"}
@@ -54,6 +55,8 @@ def validate(root: Path, package: str = "main", cache_dir: Path | None = None,
                                stores=target.spec.spec.artifact_stores if target else ArtifactStores())
     loaded = add_sql_check(loaded, lambda path: _read(root, path), cache, checker, libraries)
     loaded = add_python_check(loaded, lambda path: _read(root, path), required=False)
+    loaded = add_size_check(loaded, cache)
+    drop_size_warnings(loaded)
     problems = list(loaded.problems)
     for located in loaded.deployments.values():
         problems += target_problems(located, loaded)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "agent"
 PIPELINE = ["memo", "job_ids", "clock", "testpoints", "logs", "errors", "config", "model", "secrets",
-            "source", "signatures", "dialects", "defaults", "load", "convert", "artifact_check", "secret_check", "flink", "job_inputs", "sql", "python_check", "checks", "deletion", "rego_sandbox", "rego_worker", "snapshots",
+            "source", "signatures", "dialects", "defaults", "load", "convert", "artifact_check", "secret_check", "flink", "job_inputs", "sql", "python_check", "size_check", "checks", "deletion", "rego_sandbox", "rego_worker", "snapshots",
             "policy", "observe", "adoption", "health", "recover", "diff", "retention", "plan", "sync_windows", "state_check", "assessment", "quiet", "caches", "execute", "report",
             "status_store", "lease", "outbox", "commit_status", "notify", "reconcile", "validate", "daemon",
             "terminal", "demo", "cli"]
 PURE = ["memo", "job_ids", "clock", "errors", "config", "model", "dialects", "defaults", "load", "convert", "artifact_check", "deletion",
         "diff", "retention", "plan", "sync_windows", "assessment", "quiet", "report"]
-IO = {"signatures", "checks", "snapshots", "adoption", "python_check", "state_check", "outbox", "commit_status", "notify", "secrets", "secret_check", "job_inputs", "health", "source", "flink", "rego_sandbox", "policy", "observe", "recover", "execute",
+IO = {"signatures", "checks", "snapshots", "adoption", "python_check", "size_check", "state_check", "outbox", "commit_status", "notify", "secrets", "secret_check", "job_inputs", "health", "source", "flink", "rego_sandbox", "policy", "observe", "recover", "execute",
       "status_store", "lease", "reconcile", "validate", "daemon", "terminal", "demo", "cli"}
 
 

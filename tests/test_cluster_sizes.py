@@ -4,9 +4,13 @@ by their field."""
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from agent.flink.local import LOG4J_PROPERTIES
+from agent.load import load
+from agent.size_check import add_size_check, drop_size_warnings
 from agent.model.resources import SizeError, cluster_size, mebibytes
 
 
@@ -69,3 +73,61 @@ def test_log_levels_set_the_root_logger_and_add_named_ones():
     assert "rootLogger.level = WARN" in text and "rootLogger.level = INFO" not in text
     assert "logger.gitops0.name = org.apache.kafka\nlogger.gitops0.level = DEBUG" in text
     assert cluster_size(None, None, None, 1, {}).log4j(LOG4J_PROPERTIES) == LOG4J_PROPERTIES
+
+
+# --- the size check of deployments on a target in application mode (agent.size_check) --------
+
+def loaded_on(mode: str, template: str, kind: str = "JAR"):
+    """A spec repo's files: a local target in `mode` and a deployment with `template` lines."""
+    artifact = "{kind: PYTHON, pythonScript: job.py}" if kind == "PYTHON" \
+        else "{jarUri: jobs/a.jar}"
+    return load({
+        "targets/t.yaml": f"apiVersion: v1\nkind: DeploymentTarget\nmetadata: {{name: t}}\n"
+                          f"spec: {{local: {{mode: {mode}}}}}\n",
+        "deployments/d.yaml": "apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n"
+                              "  deploymentTargetName: t\n  template:\n    spec:\n"
+                              f"      artifact: {artifact}\n"
+                              + textwrap.indent(textwrap.dedent(template), " " * 6)})
+
+
+def checked(loaded, machine_mib=None, tmp_path=None):
+    add_size_check(loaded, tmp_path, machine_mib)
+    drop_size_warnings(loaded)
+    return [(p.line, p.message) for p in loaded.problems], [w.message for w in loaded.warnings]
+
+
+def test_the_size_fields_warn_on_a_session_target_and_take_effect_in_application_mode(tmp_path):
+    template = "resources: {taskmanager: {memory: 2Gi}}\nnumberOfTaskManagers: 2\n"
+    problems, warnings = checked(loaded_on("session", template), tmp_path=tmp_path)
+    assert problems == [] and any("resources has no effect" in w for w in warnings)
+    problems, warnings = checked(loaded_on("application", template), tmp_path=tmp_path)
+    assert problems == [] and not any("resources" in w or "numberOf" in w for w in warnings)
+
+
+def test_a_size_that_cannot_be_is_invalid_at_its_line(tmp_path):
+    problems, _ = checked(loaded_on("application", "numberOfTaskManagers: 0\n"),
+                          tmp_path=tmp_path)
+    assert problems == [(9, "numberOfTaskManagers: 0 TaskManagers: at least 1, at most 64")]
+
+
+def test_a_cluster_larger_than_the_machine_is_invalid_naming_what_it_needs(tmp_path):
+    template = "resources: {taskmanager: {memory: 2Gi}}\nnumberOfTaskManagers: 3\n"
+    problems, _ = checked(loaded_on("application", template), machine_mib=4096,
+                          tmp_path=tmp_path)
+    assert problems == [(10, "numberOfTaskManagers: the cluster needs 7,168 MiB (a JobManager of "
+                             "1,024 MiB and 3 TaskManager(s) of 2,048 MiB), more than this "
+                             "machine's 4,096 MiB")]
+    assert checked(loaded_on("application", template), tmp_path=tmp_path)[0] == []   # validate
+
+
+def test_a_python_job_is_refused_in_application_mode(tmp_path):
+    problems, _ = checked(loaded_on("application", "", kind="PYTHON"), tmp_path=tmp_path)
+    assert problems == [(8, "artifact.kind PYTHON: Python jobs run on session targets; "
+                            "application mode runs JAR and SQLSCRIPT jobs")]
+
+
+def test_a_size_change_is_a_change_of_the_job_only_on_a_cluster_of_its_own():
+    small, large = (loaded_on("application", f"resources: {{taskmanager: {{memory: {m}}}}}\n")
+                    .deployments["d"].spec for m in ("1Gi", "2Gi"))
+    assert small.job_hash() == large.job_hash()
+    assert small.job_hash(sized=True) != large.job_hash(sized=True)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from agent.errors import JavaMissing
-from agent.flink import local
+from agent.flink import application, local
 from conftest import free_port
 
 COMMAND = [sys.executable, "-m", "agent.cli"]
@@ -29,7 +29,11 @@ def test_demo_deploys_then_upgrades_statefully_and_stops_what_it_started(tmp_pat
     assert "STATEFUL_UPGRADE SUCCESS" in out
     assert "restored from: file:" in out
     assert "| ✅ | [counter](deployments/counter.md) | RUNNING | SYNCED |" in result.stdout
+    assert "| ✅ | [order-totals](deployments/order-totals.md) | RUNNING | SYNCED |" \
+        in result.stdout   # in its own cluster (application mode)
+    assert "order-totals: its own cluster at http://127.0.0.1:" in out
     assert not local.status(tmp_path / "demo" / "agent", port).running
+    assert application.find(tmp_path / "demo" / "agent", "order-totals") is None
 
 
 def test_local_start_reuses_a_running_cluster_and_stop_ends_it(tmp_path):

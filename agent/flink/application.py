@@ -71,6 +71,21 @@ class ApplicationCluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rest_port}"
 
+    def memory(self) -> dict[str, str]:
+        """Its JobManager's and each TaskManager's process memory, as its config.yaml sets them
+        (role -> size)."""
+        try:
+            lines = (self.home / "conf" / "config.yaml").read_text().splitlines()
+        except OSError:
+            return {}
+        sizes = {}
+        for line in lines:
+            key, _, value = line.partition(": ")
+            role, _, option = key.partition(".")
+            if option == "memory.process.size" and role in ("jobmanager", "taskmanager"):
+                sizes[role] = value.strip().strip("'\"")
+        return sizes
+
     def alive(self) -> dict[str, int]:
         """The recorded processes that still run, each checked to be this cluster's."""
         return {role: pid for role, pid in self.pids.items() if local.alive(pid) and (
@@ -94,6 +109,8 @@ def start(workdir: Path, application: Application,
             f"the cluster of deployment {application.deployment} still runs (pids "
             f"{sorted(running.alive().values())}, {running.url}): it is stopped first")
     conf, logs = where / "conf", where / "log"
+    where.mkdir(parents=True, exist_ok=True)
+    where.chmod(0o700)   # its config may hold the job's secrets (flinkConfiguration)
     for folder in (conf, logs, where / "savepoints", where / "checkpoints", where / "artifacts",
                    where / "tmp" / "web"):
         folder.mkdir(parents=True, exist_ok=True)

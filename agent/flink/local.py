@@ -34,7 +34,7 @@ from pathlib import Path
 
 import requests
 
-from agent.errors import JavaMissing, LocalClusterError
+from agent.errors import JavaMissing, LocalClusterError, MemoryRefused
 
 JOBMANAGER = "jobmanager"
 TASKMANAGER = "taskmanager"
@@ -50,7 +50,7 @@ FLINK_HOME_ENV = "FLINK_GITOPS_FLINK_HOME"
 
 _HOST = "127.0.0.1"
 _JOBMANAGER_HEAP = "-Xmx600m"
-_JOBMANAGER_PROCESS_MB = 1024
+JOBMANAGER_PROCESS_MB = 1024
 _TASKMANAGER_PROCESS_MB = 1280
 
 # The JVM flags Flink's own scripts give every Flink process on Java 17 (config.yaml's
@@ -296,7 +296,7 @@ def home(workdir: Path, port: int) -> Path:
     return Path(workdir).resolve() / "local" / str(port)
 
 
-def _taskmanager_process_mb(slots: int) -> int:
+def taskmanager_process_mb(slots: int) -> int:
     return max(_TASKMANAGER_PROCESS_MB, 1024 + 64 * slots)
 
 
@@ -313,13 +313,13 @@ def cluster_config(home: Path, rest_port: int, rpc_port: int, slots: int) -> dic
         "jobmanager.rpc.address": _HOST,
         "jobmanager.rpc.port": rpc_port,
         "jobmanager.bind-host": _HOST,
-        "jobmanager.memory.process.size": f"{_JOBMANAGER_PROCESS_MB}m",
+        "jobmanager.memory.process.size": f"{JOBMANAGER_PROCESS_MB}m",
         "taskmanager.host": _HOST,
         "taskmanager.bind-host": _HOST,
         "taskmanager.rpc.port": "0",
         "taskmanager.data.port": 0,
         "taskmanager.numberOfTaskSlots": slots,
-        "taskmanager.memory.process.size": f"{_taskmanager_process_mb(slots)}m",
+        "taskmanager.memory.process.size": f"{taskmanager_process_mb(slots)}m",
         "taskmanager.memory.managed.fraction": 0.2,
         "blob.server.port": "0",
         "blob.storage.directory": str(home / "tmp" / "blob"),
@@ -483,10 +483,9 @@ def resource_params(conf_dir: Path, process: str = "TM") -> tuple[list[str], lis
                   if line.startswith(("Caused by:", "Exception in thread")) and ": " in line]
         reason = causes[-1].strip() if causes else "see its output below"
         tail = "\n".join(output_lines[-20:])
-        raise LocalClusterError(
+        raise MemoryRefused(
             f"could not compute the {process} memory settings from {conf_dir}: "
-            f"{reason} (BashJavaUtils exited {done.returncode}):\n{tail}"
-        )
+            f"{reason} (BashJavaUtils exited {done.returncode}):\n{tail}", reason)
     return results[0].split(), results[1].split()
 
 

@@ -13,16 +13,20 @@ from agent.errors import ConfigError, SecretMissing
 from agent.flink import local
 from agent.logs import register_secret
 from agent.memo import Memo
+from agent.flink.deployment_clusters import DeploymentClusters
 from agent.flink.rest import FlinkClient
-from agent.model.spec import DeploymentTarget, http_url
+from agent.model.spec import DEFAULT_REQUEST_TIMEOUT_S, DeploymentTarget, http_url
 from agent.secrets import expand
 
 
 def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
-            versions: Memo | None = None) -> FlinkClient:
-    """A client of the target's cluster; a `local` target's cluster is started if it is not up.
+            versions: Memo | None = None) -> FlinkClient | DeploymentClusters:
+    """A client of the target's cluster; a `local` target's cluster is started if it is not up
+    (one in application mode: its deployments' clusters, each started by its job's run).
     `versions` remembers the clusters' Flink versions across cycles."""
     spec = target.spec
+    if spec.local is not None and spec.local.per_deployment:
+        return DeploymentClusters(workdir, DEFAULT_REQUEST_TIMEOUT_S)
     if spec.local is not None:
         if start_local:
             cluster = local.start(workdir, port=spec.local.port, slots=spec.local.slots,

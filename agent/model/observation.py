@@ -93,12 +93,16 @@ class ClusterView:
     reachable: bool
     error: str | None = None
     jobs: dict[str, list[ObservedJob]] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)   # a deployment key -> why: its
+    #                                                  own cluster runs and does not answer
 
     def of(self, name: str, adopted: tuple[str, ...] = ()) -> Observation:
         """Deployment `name`'s jobs, and the `adopted` ones (jobs started outside the agent that
         it takes, or took, as the deployment's: generation 0, oldest)."""
         if not self.reachable:
             return Observation(False, error=self.error)
+        if deployment_key(name) in self.unreachable:
+            return Observation(False, error=self.unreachable[deployment_key(name)])
         own = tuple(self.jobs.get(deployment_key(name), ()))
         taken = tuple(replace(job, generation=0) for job_id in dict.fromkeys(adopted)
                       for job in self.jobs.get(job_id[:16], ()) if job.id == job_id

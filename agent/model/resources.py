@@ -125,3 +125,19 @@ def _levels(logging: Mapping[str, Any] | None) -> dict[str, str]:
                 raise SizeError(path, f"{level!r} is not a level ({', '.join(LEVELS)})")
             levels[str(name)] = str(level).upper()
     return levels
+
+
+def size_of(template: Any) -> ClusterSize:
+    """The cluster a Deployment's `template.spec` asks for."""
+    return cluster_size(template.resources, template.number_of_task_managers, template.logging,
+                        template.parallelism, template.flink_configuration)
+
+
+def process_mebibytes(size: ClusterSize, jobmanager_default: int,
+                      taskmanager_default: int) -> tuple[int, int]:
+    """The JobManager's and each TaskManager's process memory in MiB (the defaults where the
+    size does not say)."""
+    def of(role: str, default: int) -> int:
+        written = size.options.get(f"{role}.memory.process.size")
+        return int(written[:-1]) if written else default
+    return of("jobmanager", jobmanager_default), of("taskmanager", taskmanager_default)

@@ -39,6 +39,8 @@ MAX_ATTEMPTS = 100
 DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a read of a Flink REST answer; a whole call: 3 times this
 MAX_MAIN_ARGS_CHARS = 64 * 1024  # mainArgs, as written (shell-splitting grows with its square)
 MAX_DEPENDENCIES = 50            # additionalDependencies of one artifact
+# the template fields that size a deployment's own cluster (in YAML: resources, ...)
+SIZE_FIELDS = ("resources", "numberOfTaskManagers", "logging")
 # Ververica's spec fields that change nothing here (a warning each; not part of what is applied)
 INERT_SPEC_FIELDS = ("deploymentTargetId", "jobFailureExpirationTime")
 
@@ -65,6 +67,14 @@ class ArtifactKind(StrEnum):
     JAR = "JAR"
     SQLSCRIPT = "SQLSCRIPT"
     PYTHON = "PYTHON"
+
+
+class LocalMode(StrEnum):
+    """How a local target runs its deployments: on one shared session cluster, or each as its
+    own Flink cluster in application mode (sized by its resources)."""
+
+    SESSION = "session"
+    APPLICATION = "application"
 
 
 class SavepointFormat(StrEnum):
@@ -306,7 +316,7 @@ class TemplateSpec(SpecModel):
     artifact: Artifact
     parallelism: StrictInt = Field(default=1, ge=1, le=MAX_PARALLELISM)
     flink_configuration: FlinkOptions = Field(default_factory=dict)
-    # accepted for Ververica compatibility, no effect on a session cluster
+    # a deployment's own cluster (a local target in application mode); a warning elsewhere
     resources: dict[str, Any] | None = None
     number_of_task_managers: StrictInt | None = None
     logging: dict[str, Any] | None = None
@@ -434,27 +444,28 @@ class Deployment(Resource):
         annotation = self.metadata.annotations.get(RESTART_ON_SECRET_CHANGE_ANNOTATION, "false")
         return annotation.strip().lower() == "true"
 
-    def job_fields(self) -> dict[str, Any]:
+    def job_fields(self, sized: bool = False) -> dict[str, Any]:
         """What the running job is made of: a change here needs a new job (labels and the desired
-        state are not part of it)."""
+        state are not part of it). `sized`: the job runs on a cluster of its own, so its
+        cluster's size (SIZE_FIELDS) is part of it too."""
         spec = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         spec.pop("state")
         template = spec["template"]["spec"]
-        for compat in ("resources", "numberOfTaskManagers", "logging", "kubernetes"):
+        for compat in ("kubernetes",) if sized else ("kubernetes", *SIZE_FIELDS):
             template.pop(compat, None)
         fields = {"template": spec["template"], "stopWithDrain": self.drain_on_stop}
         if self.spec.restart_nonce is not None:
             fields["restartNonce"] = self.spec.restart_nonce
         return fields
 
-    def job_hash(self, artifact_digest: str | None = None) -> str:
+    def job_hash(self, artifact_digest: str | None = None, sized: bool = False) -> str:
         """A short, stable digest of `job_fields` (and of the artifact's content where it is
         known, e.g. a jar in the spec repository): equal hashes mean the same job."""
         def digest() -> str:
-            fields = self.job_fields() | {"artifactDigest": artifact_digest}
+            fields = self.job_fields(sized) | {"artifactDigest": artifact_digest}
             canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
             return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-        return self.derived(("job_hash", artifact_digest), digest)
+        return self.derived(("job_hash", artifact_digest, sized), digest)
 
     def attempt_key(self, job_hash: str) -> str:
         """A digest of the whole spec and the job's content: a failed action is not tried again
@@ -525,9 +536,15 @@ def http_url(url: str) -> str:
 
 
 class LocalClusterSpec(SpecModel):
-    port: StrictInt = Field(default=8081, ge=1, le=65535)
+    mode: LocalMode = LocalMode.SESSION
+    port: StrictInt = Field(default=8081, ge=1, le=65535)   # the session cluster's
     slots: StrictInt = Field(default=4, ge=1, le=1024)
     flink_configuration: FlinkOptions = Field(default_factory=dict)  # the cluster's config.yaml
+
+    @property
+    def per_deployment(self) -> bool:
+        """Each deployment runs as its own cluster (application mode)."""
+        return self.mode == LocalMode.APPLICATION
 
 
 class S3Store(SpecModel):

@@ -39,6 +39,10 @@ import java.util.Map;
  *       (re)started, so the job keeps restarting (for trying out unhealthy jobs)</li>
  *   <li>{@code --needs CLASS}: refuse to start unless the job's classpath has CLASS (for
  *       trying out additionalDependencies)</li>
+ *   <li>{@code --exit-when FILE}: once the job runs, its {@code main} waits for FILE to exist
+ *       and then calls {@code System.exit}: in application mode, where {@code main} runs in
+ *       the JobManager, that ends the cluster's JobManager (for trying out a job that takes its
+ *       own cluster down)</li>
  * </ul>
  *
  * <p>The arguments are parsed here rather than with Flink's {@code ParameterTool}, which moved
@@ -99,6 +103,15 @@ public final class Counter {
             counts.sinkTo(new DiscardingSink<>()).uid("sink").name("discard");
         }
 
+        String exitWhen = params.get("exit-when");
+        if (exitWhen != null) {
+            env.executeAsync("counter");
+            java.nio.file.Path marker = java.nio.file.Paths.get(exitWhen);
+            while (!java.nio.file.Files.exists(marker)) {
+                Thread.sleep(200);
+            }
+            System.exit(3);
+        }
         env.execute("counter");
     }
 

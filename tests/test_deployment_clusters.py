@@ -1,0 +1,264 @@
+"""A local target in application mode: each deployment runs as its own Flink cluster, sized by its
+resources, through the whole cycle on real Flink 2.3 — deployed, upgraded with its state when its
+resources change, healed when its job takes its cluster down, finished after an agent is killed
+half way through an upgrade, and refused before anything stops when it cannot be sized."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from agent import testpoints
+from agent.cli import main
+from agent.flink import application, local
+from agent.reconcile import sync
+from conftest import artifact_deployment, counter_deployment
+from test_crash_safety import kill, start_frozen_at
+
+TARGET = """\
+apiVersion: v1
+kind: DeploymentTarget
+metadata: {name: apps}
+spec:
+  local: {mode: application}
+"""
+
+
+AGGREGATION = """\
+CREATE TEMPORARY TABLE orders (id BIGINT, amount DOUBLE) WITH (
+  'connector' = 'datagen', 'rows-per-second' = '10', 'fields.id.min' = '1', 'fields.id.max' = '5');
+CREATE TEMPORARY TABLE totals (id BIGINT, total DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO totals SELECT id, SUM(amount) FROM orders GROUP BY id;
+"""
+
+
+def sql_deployment(name: str, template: str = "") -> str:
+    """A SQL deployment on `apps` (`template`: more lines under template.spec)."""
+    return artifact_deployment(name, "kind: SQLSCRIPT\nsqlScript: |\n"
+                               + textwrap.indent(AGGREGATION, "  "), target="apps") \
+        + textwrap.indent(textwrap.dedent(template), " " * 6)
+
+
+def app_deployment(name: str, taskmanager: str = "1024Mi", taskmanagers: int | None = None,
+                   restore: str = "LATEST_STATE", **fields) -> str:
+    """The counter job on `apps`, sized (`fields`: those of `counter_deployment`)."""
+    count = f"numberOfTaskManagers: {taskmanagers}\n" if taskmanagers else ""
+    return counter_deployment(name, target="apps", restore=restore, **fields) + textwrap.indent(
+        "resources:\n  jobmanager: {memory: 768Mi}\n"
+        f"  taskmanager: {{memory: {taskmanager}}}\n{count}"
+        'logging:\n  log4jLoggers: {"": WARN, org.apache.flink.runtime.checkpoint: INFO}\n',
+        " " * 6)
+
+
+@pytest.fixture
+def apps(spec_repo, counter_jar, settings):
+    """A spec repo with the application-mode target `apps` and the counter jar; every cluster
+    the test's agent started is ended after it."""
+    spec_repo.write("targets/apps.yaml", TARGET)
+    spec_repo.add_file("jobs/counter.jar", counter_jar)
+
+    def write(name: str, **fields) -> None:
+        spec_repo.write(f"deployments/{name}.yaml", app_deployment(name, **fields))
+    yield write
+    for cluster in application.clusters(settings.workdir):
+        application.stop(settings.workdir, cluster.deployment)
+
+
+def cluster_of(settings, name: str) -> application.ApplicationCluster:
+    cluster = application.find(settings.workdir, name)
+    assert cluster is not None, f"no cluster of {name} runs"
+    return cluster
+
+
+def get(cluster, path: str):
+    return requests.get(f"{cluster.url}{path}", timeout=10).json()
+
+
+def only_job(cluster) -> dict:
+    [job] = get(cluster, "/jobs/overview")["jobs"]
+    return job
+
+
+def wait_until(condition, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.3)
+    return found
+
+
+def checkpointed(cluster, job: str) -> bool:
+    return get(cluster, f"/jobs/{job}/checkpoints")["counts"]["completed"] > 0
+
+
+def taskmanager_memory(cluster) -> list[int]:
+    """Each registered TaskManager's process memory in MiB, as Flink reports it."""
+    return sorted(get(cluster, f"/taskmanagers/{tm['id']}")["memoryConfiguration"]
+                  ["totalProcessMemory"] // 1024 ** 2
+                  for tm in get(cluster, "/taskmanagers")["taskmanagers"])
+
+
+def processes_of(settings, name: str) -> list[int]:
+    """Every Flink process on this machine that runs in deployment `name`'s cluster."""
+    conf = str(application.home(settings.workdir, name) / "conf").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if conf in argv and b"java" in argv[0]:
+            found.append(int(entry.name))
+    return found
+
+
+def test_two_deployments_run_in_their_own_clusters_and_a_resource_change_upgrades_only_its_own(
+        apps, spec_repo, settings):
+    """app-a a JAR job, app-b a SQL one (the SQL runner is its cluster's program)."""
+    apps("app-a")
+    spec_repo.write("deployments/app-b.yaml", sql_deployment("app-b"))
+    spec_repo.push()
+    result = sync(settings)
+    assert result.exit_code == 0
+    a, b = cluster_of(settings, "app-a"), cluster_of(settings, "app-b")
+    assert a.rest_port != b.rest_port and not set(a.pids.values()) & set(b.pids.values())
+    first_a, first_b = only_job(a), only_job(b)
+    assert first_a["state"] == first_b["state"] == "RUNNING"
+    assert taskmanager_memory(a) == [1024]
+    status = spec_repo.status_of("app-a")
+    assert status["job"]["id"] == first_a["jid"] and status["state"] == "RUNNING"
+    assert not any("resources" in w or "logging" in w for w in status.get("warnings", []))
+    log4j = (application.home(settings.workdir, "app-a") / "conf/log4j.properties").read_text()
+    assert "rootLogger.level = WARN" in log4j and "org.apache.flink.runtime.checkpoint" in log4j
+
+    wait_until(lambda: checkpointed(a, first_a["jid"]))
+    apps("app-a", taskmanager="1152Mi", taskmanagers=2)
+    spec_repo.push("app-a: more memory, two TaskManagers")
+    planned = CliRunner().invoke(main, ["plan", "--repo", settings.repo, "--workdir",
+                                        str(settings.workdir), "--format", "json"])
+    [row] = [d for d in json.loads(planned.output)["deployments"]
+             if d["name"] == "app-a"]
+    assert row["action"] == "STATEFUL_UPGRADE"
+    assert any("resources" in change["path"] for change in row["changes"])
+
+    assert sync(settings).exit_code == 0
+    upgraded = cluster_of(settings, "app-a")
+    job = only_job(upgraded)
+    assert job["state"] == "RUNNING" and job["jid"] != first_a["jid"]
+    assert taskmanager_memory(upgraded) == [1152, 1152]
+    status = spec_repo.status_of("app-a")
+    restored = get(upgraded, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
+    assert restored["external_path"] == status["lastSavepoint"]["location"]
+    assert status["lastSavepoint"]["jobId"] == first_a["jid"]
+    assert not set(a.pids.values()) & set(upgraded.pids.values())
+    assert all(not local.alive(pid) for pid in a.pids.values())   # reaped
+    assert cluster_of(settings, "app-b").pids == b.pids   # untouched
+    assert only_job(b)["jid"] == first_b["jid"]
+
+    listed = CliRunner().invoke(main, ["local", "status", "--workdir", str(settings.workdir)])
+    assert listed.exit_code == 0, listed.output
+    for name, cluster in (("app-a", upgraded), ("app-b", b)):
+        assert name in listed.output and str(cluster.rest_port) in listed.output
+    assert "2 × taskmanager 1152m" in listed.output
+
+    # bad sizes: refused before anything stops, the running job untouched
+    spec_repo.write("deployments/app-b.yaml", sql_deployment(
+        "app-b", "resources: {taskmanager: {memory: 64Mi}}\n"))
+    spec_repo.push("app-b: too little memory")
+    assert sync(settings).exit_code != 0
+    status = spec_repo.status_of("app-b")
+    assert status["sync"] == "INVALID"
+    problem = " ".join(p["message"] for p in status["errors"])
+    assert "Flink refuses this memory" in problem
+    assert "exceed configured Total Process Memory (64.000mb" in problem   # Flink's own words
+    spec_repo.write("deployments/app-b.yaml", sql_deployment(
+        "app-b", "resources: {taskmanager: {memory: 2Gi}}\nnumberOfTaskManagers: 60\n"))
+    spec_repo.push("app-b: more TaskManagers than the machine holds")
+    assert sync(settings).exit_code != 0
+    problem = " ".join(p["message"] for p in spec_repo.status_of("app-b")["errors"])
+    assert "numberOfTaskManagers" in problem and "more than this machine's" in problem
+    assert cluster_of(settings, "app-b").pids == b.pids and only_job(b)["state"] == "RUNNING"
+
+
+def test_a_job_whose_main_exits_takes_down_only_its_cluster_and_is_healed_from_its_state(
+        apps, spec_repo, settings, tmp_path):
+    marker = tmp_path / "exit-now"
+    apps("app-exits", args=f"--rate 20 --keys 4 --exit-when {marker}")
+    apps("app-stays")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    exits, stays = cluster_of(settings, "app-exits"), cluster_of(settings, "app-stays")
+    first = only_job(exits)["jid"]
+    wait_until(lambda: checkpointed(exits, first))
+
+    marker.touch()   # its main calls System.exit: the JobManager's JVM ends
+    wait_until(lambda: not local.alive(exits.pids["jobmanager"]), timeout=30)
+    marker.unlink()
+    assert cluster_of(settings, "app-stays").pids == stays.pids
+    assert only_job(stays)["state"] == "RUNNING"
+
+    assert sync(settings).exit_code == 0
+    healed = cluster_of(settings, "app-exits")
+    job = only_job(healed)
+    assert job["state"] == "RUNNING" and job["jid"] != first
+    restored = get(healed, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
+    assert f"/{first}/chk-" in restored["external_path"]   # its newest retained checkpoint
+    assert sorted(processes_of(settings, "app-exits")) == sorted(healed.pids.values())
+    events = " ".join(e["message"] for e in spec_repo.status_of("app-exits")["history"]["events"])
+    assert f"job {first} is lost" in events and "drift" in events
+    assert cluster_of(settings, "app-stays").pids == stays.pids
+
+
+@pytest.mark.parametrize("point", [testpoints.OLD_JOB_STOPPED, testpoints.NEW_JOB_SUBMITTED])
+def test_an_agent_killed_during_an_upgrade_leaves_one_cluster_per_deployment_after_sync(
+        point, apps, spec_repo, settings, tmp_path):
+    name = f"app-crash-{point}"
+    apps(name)
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    first = cluster_of(settings, name)
+    first_job = only_job(first)["jid"]
+    wait_until(lambda: checkpointed(first, first_job))
+    apps(name, taskmanager="1152Mi")
+    spec_repo.push("more memory")
+
+    kill(start_frozen_at(point, settings, tmp_path))
+    assert sync(settings).exit_code == 0
+
+    cluster = cluster_of(settings, name)
+    assert sorted(processes_of(settings, name)) == sorted(cluster.alive().values())
+    assert len(cluster.alive()) == 2   # one JobManager, one TaskManager
+    job = only_job(cluster)
+    assert job["state"] == "RUNNING" and taskmanager_memory(cluster) == [1152]
+    status = spec_repo.status_of(name)
+    assert status["job"]["id"] == job["jid"] and status["sync"] == "SYNCED"
+    restored = get(cluster, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
+    assert restored["external_path"] == status["lastSavepoint"]["location"]
+    assert status["lastSavepoint"]["jobId"] == first_job
+
+
+def test_a_suspended_deployment_ends_its_cluster_keeping_its_savepoint(apps, spec_repo, settings):
+    apps("app-pause")
+    spec_repo.push()
+    assert sync(settings).exit_code == 0
+    first = cluster_of(settings, "app-pause")
+    job = only_job(first)["jid"]
+    wait_until(lambda: checkpointed(first, job))
+    apps("app-pause", state="SUSPENDED")
+    spec_repo.push("suspend")
+    assert sync(settings).exit_code == 0
+    assert application.find(settings.workdir, "app-pause") is None
+    assert processes_of(settings, "app-pause") == []
+    status = spec_repo.status_of("app-pause")
+    assert status["state"] == "SUSPENDED" and status["lastSavepoint"]["jobId"] == job
+    assert os.path.isdir(status["lastSavepoint"]["location"].removeprefix("file:"))
+    assert sync(settings).exit_code == 0   # nothing more to do: nothing starts
+    assert application.find(settings.workdir, "app-pause") is None
+
