@@ -1,5 +1,6 @@
 """Every deployment checked before anything runs — its artifact, secret references, Python
-script, SQL and the size of its own cluster — and each one only when it is new or changed (I/O through the checks).
+script, SQL and the size of its own cluster — and each one only when it is new or changed (I/O
+through the checks).
 
 A deployment whose spec (the same parsed document, `load` keeps it from cycle to cycle), target
 and spec-repo files are those of the last cycle gets the problems and warnings it got then

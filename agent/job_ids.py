@@ -19,7 +19,12 @@ def deployment_key(name: str) -> str:
 
 def job_id(name: str, generation: int, spec_hash: str) -> str:
     """The id of the `generation`-th job of deployment `name`, running spec `spec_hash`."""
-    return f"{deployment_key(name)}{generation:08x}{spec_hash[:8]:0>8}"
+    return f"{deployment_key(name)}{generation:08x}{spec_digest(spec_hash)}"
+
+
+def spec_digest(spec_hash: str) -> str:
+    """The 8 hex digits a job id gives of the digest of the spec it runs."""
+    return f"{spec_hash[:8]:0>8}"
 
 
 def with_generation(job: str, generation: int) -> str:

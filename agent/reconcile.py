@@ -42,7 +42,7 @@ from agent.flink.deployment_clusters import DeploymentClusters
 from agent.flink.rest import FlinkClient
 from agent.health import breach, policy_of, read_all as read_health, restart_for, settling
 from agent.job_inputs import Read, read_all
-from agent.job_ids import job_id, spec_digest_of
+from agent.job_ids import spec_digest
 from agent.lease import Lease, Rival, rivals
 from agent.memo import Memo
 from agent.deletion import Deletions, deletions
@@ -328,8 +328,7 @@ def _assess_one(settings: Settings, source: SpecRepository, commit: str, name: s
             raise read
         if desired and read is not None:
             inputs, warnings = read
-        sized = target is not None and target.spec.local is not None \
-            and target.spec.local.per_deployment
+        sized = target is not None and target.spec.cluster_per_deployment
         desired_hash = _job_hash(desired, source, commit, inputs, sized) if desired else None
     except ArtifactError as error:   # the object store says the jar is not there: INVALID
         field = field_path(str(error).split(" ", 1)[0])   # jarUri, additionalDependencies[n]
@@ -533,6 +532,7 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                 except StatusKept:   # pushed by the next cycle; what it tells is told now
                     notifier.announce(cycle.commit, cycle.assessments, documents, outcomes)
                     raise
+                _retire_idle(cycle)
             break
         try:
             result = record(source, settings.status_branch, cycle,
@@ -549,6 +549,17 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
             log.info("the status branch moved during the cycle: assessing again on top of it")
     notifier.announce(cycle.commit, cycle.assessments, result.documents, result.outcomes)
     return result
+
+
+def _retire_idle(cycle: Cycle) -> None:
+    """The clusters of their own that deployments no longer run a job on (a start that failed
+    for good, a JobManager gone), ended once the cycle's actions are recorded, under the lease
+    (their jobs' last records kept: the next cycle sees them as before)."""
+    for target, client in cycle.clients.items():
+        if isinstance(client, DeploymentClusters):
+            for name in client.retire_idle():
+                log.info("%s: its cluster ran no job any more and was ended", name,
+                         extra={"deployment": name, "target": target})
 
 
 def shard_lease(settings: Settings, caches: Caches) -> Lease | None:
@@ -929,7 +940,7 @@ def _client(clients: Clients, target_name: str | None, name: str,
     sizes = {}
     for release in releases:
         try:
-            sizes[spec_digest_of(job_id(name, 1, release.spec_hash))] = size_of(
+            sizes[spec_digest(release.spec_hash)] = size_of(
                 release.deployment.spec.template.spec)
         except SizeError:   # (refused when the spec was checked; nothing of it starts)
             pass

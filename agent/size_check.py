@@ -53,8 +53,7 @@ def drop_size_warnings(loaded: LoadResult) -> None:
 
 def _sized(located: Located, loaded: LoadResult) -> bool:
     target = loaded.targets.get(located.spec.spec.deployment_target_name)
-    local = target.spec.spec.local if target is not None else None
-    return local is not None and local.per_deployment
+    return target is not None and target.spec.spec.cluster_per_deployment
 
 
 def _size_problem(located: Located, cache_dir: Path,

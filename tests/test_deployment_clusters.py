@@ -187,7 +187,7 @@ def test_two_deployments_run_in_their_own_clusters_and_a_resource_change_upgrade
     assert cluster_of(settings, "app-b").pids == b.pids and only_job(b)["state"] == "RUNNING"
 
 
-def test_a_job_whose_main_exits_takes_down_only_its_cluster_and_is_healed_from_its_state(
+def test_a_job_whose_main_exits_takes_down_only_its_cluster_is_healed_and_then_suspended(
         apps, spec_repo, settings, tmp_path):
     marker = tmp_path / "exit-now"
     apps("app-exits", args=f"--rate 20 --keys 4 --exit-when {marker}")
@@ -214,6 +214,19 @@ def test_a_job_whose_main_exits_takes_down_only_its_cluster_and_is_healed_from_i
     events = " ".join(e["message"] for e in spec_repo.status_of("app-exits")["history"]["events"])
     assert f"job {first} is lost" in events and "drift" in events
     assert cluster_of(settings, "app-stays").pids == stays.pids
+
+    # suspended: its cluster ends once its job stopped with a savepoint, which stays
+    wait_until(lambda: checkpointed(healed, job["jid"]))
+    apps("app-exits", args=f"--rate 20 --keys 4 --exit-when {marker}", state="SUSPENDED")
+    spec_repo.push("suspend")
+    assert sync(settings).exit_code == 0
+    assert application.find(settings.workdir, "app-exits") is None
+    assert processes_of(settings, "app-exits") == []
+    status = spec_repo.status_of("app-exits")
+    assert status["state"] == "SUSPENDED" and status["lastSavepoint"]["jobId"] == job["jid"]
+    assert os.path.isdir(status["lastSavepoint"]["location"].removeprefix("file:"))
+    assert sync(settings).exit_code == 0   # nothing more to do: nothing starts
+    assert application.find(settings.workdir, "app-exits") is None
 
 
 @pytest.mark.parametrize("point", [testpoints.OLD_JOB_STOPPED, testpoints.NEW_JOB_SUBMITTED])
@@ -244,21 +257,17 @@ def test_an_agent_killed_during_an_upgrade_leaves_one_cluster_per_deployment_aft
     assert status["lastSavepoint"]["jobId"] == first_job
 
 
-def test_a_suspended_deployment_ends_its_cluster_keeping_its_savepoint(apps, spec_repo, settings):
-    apps("app-pause")
-    spec_repo.push()
-    assert sync(settings).exit_code == 0
-    first = cluster_of(settings, "app-pause")
-    job = only_job(first)["jid"]
-    wait_until(lambda: checkpointed(first, job))
-    apps("app-pause", state="SUSPENDED")
-    spec_repo.push("suspend")
-    assert sync(settings).exit_code == 0
-    assert application.find(settings.workdir, "app-pause") is None
-    assert processes_of(settings, "app-pause") == []
-    status = spec_repo.status_of("app-pause")
-    assert status["state"] == "SUSPENDED" and status["lastSavepoint"]["jobId"] == job
-    assert os.path.isdir(status["lastSavepoint"]["location"].removeprefix("file:"))
-    assert sync(settings).exit_code == 0   # nothing more to do: nothing starts
-    assert application.find(settings.workdir, "app-pause") is None
-
+def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason(
+        apps, spec_repo, settings):
+    """Its main throws in the JobManager: Flink records a failed job with the exception."""
+    text = app_deployment("app-broken", args="--rate 0 --keys 4")
+    spec_repo.write("deployments/app-broken.yaml", text.replace(
+        "  upgradeStrategy:", "  maxJobCreationAttempts: 1\n  upgradeStrategy:"))
+    spec_repo.push("a rate the job refuses")
+    result = sync(settings)
+    assert result.exit_code != 0
+    status = spec_repo.status_of("app-broken")
+    assert status["lastAction"]["result"] == "FAILED"
+    assert "--rate and --keys must be positive" in status["lastAction"]["message"]   # its main's
+    assert application.find(settings.workdir, "app-broken") is None   # nothing left running
+    assert processes_of(settings, "app-broken") == []

@@ -21,6 +21,7 @@ this home's conf dir (a pid the system gave to another process is left alone).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -122,7 +123,7 @@ def start(workdir: Path, application: Application,
         pids = {JOBMANAGER: local.launch(where, conf, logs / f"{JOBMANAGER}.out", JOBMANAGER,
                                          _jobmanager_command(where, application))}
         cluster = _record(cluster, pids)
-        memory, properties = local.resource_params(conf)
+        memory, properties = _resource_params(where, "TM")
         for n in range(1, application.taskmanagers + 1):
             role = f"taskmanager-{n}"
             command = local.java_command(conf, logs / f"{role}.log", TASKMANAGER_CLASS, memory)
@@ -224,7 +225,7 @@ def _runs_here(pid: int, where: Path) -> bool:
 
 
 def _jobmanager_command(where: Path, application: Application) -> list[str]:
-    memory, properties = local.resource_params(where / "conf", "JM")
+    memory, properties = _resource_params(where, "JM")
     command = local.java_command(where / "conf", where / "log" / f"{JOBMANAGER}.log",
                                  APPLICATION_CLASS, memory)
     command += [*properties, "--jars",
@@ -237,6 +238,26 @@ def _jobmanager_command(where: Path, application: Application) -> list[str]:
         if application.allow_non_restored_state:
             command.append("--allowNonRestoredState")
     return command + ["--", *application.args]
+
+
+def _resource_params(where: Path, process: str) -> tuple[list[str], list[str]]:
+    """`local.resource_params` of the cluster's config, remembered in its home per config (but
+    its ports, which change at every start) and Flink distribution: a JVM less per start."""
+    config = [line for line in (where / "conf" / "config.yaml").read_text().splitlines()
+              if not line.startswith(("rest.port:", "jobmanager.rpc.port:"))]
+    key = hashlib.sha256("\n".join([process, str(local.flink_home()), *config]).encode()) \
+        .hexdigest()[:24]
+    kept = where / "conf" / "resource-params.json"
+    try:
+        known = json.loads(kept.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict) or not isinstance(known.get(key), list):
+        known = {key: list(local.resource_params(where / "conf", process))} | (
+            known if isinstance(known, dict) and len(known) < 8 else {})
+        kept.write_text(json.dumps(known))
+    memory, properties = known[key]
+    return list(memory), list(properties)
 
 
 def _write_config(where: Path, application: Application, rest_port: int, rpc_port: int) -> None:

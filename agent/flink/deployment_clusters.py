@@ -16,7 +16,9 @@ request (an upgrade ends one cluster and starts the next). What differs from a s
   session cluster's ended jobs, so an agent killed after it ended a cluster recovers as after
   any interrupted action;
 - `checkpoints` of a job whose cluster is gone answers from its checkpoint directory (its newest
-  retained checkpoint), and `dispose_savepoint` without a cluster deletes the savepoint's files.
+  retained checkpoint), and `dispose_savepoint` without a cluster deletes the savepoint's files;
+- `retire_idle` (after each sync) ends the clusters that run no job any more: a job that failed
+  for good, a JobManager that died and left its TaskManagers.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import fsspec
 
 from agent.errors import CheckpointDirUnreadable, FlinkError, FlinkRequestError, LocalClusterError
 from agent.flink import application, local
-from agent.flink.rest import FlinkClient, JobOverview, job_overview
+from agent.flink.rest import FlinkClient, JobOverview, job_overview, root_exception_of
 from agent.flink.storage import newest_checkpoint
 from agent.job_ids import spec_digest_of
 from agent.model.job_states import FlinkJobStatus
 from agent.model.resources import ClusterSize
 
-ENDED_KEPT = 8          # retired jobs remembered per deployment
+ENDED_KEPT = 8                     # retired jobs remembered per deployment
+MAX_EXCEPTIONS_KEPT = 64 * 1024    # of a failed job's exceptions, as JSON
 _ENDED = "ended.json"
 
 
@@ -81,6 +84,12 @@ class DeploymentCluster(FlinkClient):
             return retired.get("savepoint")
         return super().stop_savepoint(job_id, wait, sleep)
 
+    def exceptions(self, job_id: str) -> dict[str, Any]:
+        retired = self._retired_entry(job_id)
+        if retired is not None and self.running() is None:
+            return retired.get("exceptions") or {}
+        return super().exceptions(job_id)
+
     def checkpoints(self, job_id: str) -> dict[str, Any]:
         try:
             return super().checkpoints(job_id)
@@ -121,7 +130,7 @@ class DeploymentCluster(FlinkClient):
         if size is None:
             raise LocalClusterError(f"the size of deployment {self.deployment}'s cluster for "
                                     f"job {job_id} is not known")
-        self._replace_cluster()
+        self._end_cluster()
         jar = self.home / "job" / Path(jar_id).name
         jar.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(jar_id, jar)
@@ -139,8 +148,17 @@ class DeploymentCluster(FlinkClient):
         """The job's status once it ended, its cluster then retired."""
         state = super().await_end(job_id, timeout, sleep)
         if state.terminal:
-            self._replace_cluster()
+            self._end_cluster()
         return state
+
+    def retire_if_idle(self) -> bool:
+        """Ends the deployment's cluster when it runs no job any more: its JobManager gone (its
+        TaskManagers left behind), or every job of it ended (their last records kept). True
+        when it was ended; a cluster that does not answer is looked at again next time."""
+        try:
+            return self._end_cluster(idle_only=True)
+        except LocalClusterError:
+            return False
 
     def dispose_savepoint(self, location: str, timeout: float = 600,
                           sleep: Callable[[float], None] = time.sleep) -> None:
@@ -162,11 +180,12 @@ class DeploymentCluster(FlinkClient):
         self.url = cluster.url
         return super()._request(method, path, timeout, expect, **kwargs)
 
-    def _replace_cluster(self) -> None:
-        """The deployment's cluster, if one runs, retired: refused while a job of it runs."""
-        cluster = application.find(self.workdir, self.deployment)
-        if cluster is None:
-            return
+    def _end_cluster(self, idle_only: bool = False) -> bool:
+        """Ends the deployment's cluster, if one runs, once none of its jobs runs (their last
+        records kept; LocalClusterError while one runs, or when it does not answer). With
+        `idle_only`, a JobManager that has no job yet is left running. True when it was ended."""
+        if application.find(self.workdir, self.deployment) is None:
+            return False
         listed: list[JobOverview] = []
         if self.running() is not None:
             try:
@@ -174,12 +193,14 @@ class DeploymentCluster(FlinkClient):
             except FlinkError as error:
                 raise LocalClusterError(f"the cluster of deployment {self.deployment} does not "
                                         f"answer, and is left running: {error}") from None
-        active = [job.id for job in listed if not job.terminal]
-        if active:
-            raise LocalClusterError(f"the cluster of deployment {self.deployment} still runs "
-                                    f"job {active[0]}: it is not replaced")
+            active = [job.id for job in listed if not job.terminal]
+            if active:
+                raise LocalClusterError(f"the cluster of deployment {self.deployment} still "
+                                        f"runs job {active[0]}: it is not ended")
+            if idle_only and not listed:
+                return False
         self._retire(listed)
-        application.stop(self.workdir, self.deployment)
+        return application.stop(self.workdir, self.deployment)
 
     def _retire(self, jobs: list[JobOverview]) -> None:
         """The ended jobs' overviews and stop savepoints, added to ended.json."""
@@ -190,11 +211,18 @@ class DeploymentCluster(FlinkClient):
             entry: dict[str, Any] = {"jid": job.id, "name": job.name, "state": job.state.value,
                                      "start-time": job.start_time, "end-time": job.end_time,
                                      "tasks": job.tasks}
-            if job.state == FlinkJobStatus.FINISHED:
-                try:
+            try:
+                if job.state == FlinkJobStatus.FINISHED:
                     entry["savepoint"] = super().stop_savepoint(job.id, wait=5)
-                except FlinkError:
-                    pass
+                elif job.state.unhealthy:   # (what the dashboard shows of its failure)
+                    exceptions = super().exceptions(job.id)
+                    if len(json.dumps(exceptions)) <= MAX_EXCEPTIONS_KEPT:
+                        entry["exceptions"] = exceptions
+                    else:
+                        entry["exceptions"] = {"root-exception": root_exception_of(exceptions)
+                                               [:MAX_EXCEPTIONS_KEPT]}
+            except FlinkError:
+                pass
             entries.append(entry)
         kept = entries + [e for e in self._read_retired() if e["jid"] not in {j.id for j in jobs}]
         record = self.home / _ENDED
@@ -232,6 +260,11 @@ class DeploymentClusters:
         """The client of `deployment`'s cluster; `sizes`: those of the specs it may start."""
         return DeploymentCluster(workdir=Path(self.workdir), deployment=deployment,
                                  sizes=dict(sizes or {}), timeout=self.timeout)
+
+    def retire_idle(self) -> list[str]:
+        """The deployments whose clusters were ended because they ran no job any more (see
+        `DeploymentCluster.retire_if_idle`)."""
+        return [name for name in self.deployments() if self.of(name).retire_if_idle()]
 
     def deployments(self) -> list[str]:
         """The deployments with a cluster, running or retired, in the work dir."""

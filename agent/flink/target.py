@@ -25,7 +25,7 @@ def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
     (one in application mode: its deployments' clusters, each started by its job's run).
     `versions` remembers the clusters' Flink versions across cycles."""
     spec = target.spec
-    if spec.local is not None and spec.local.per_deployment:
+    if spec.cluster_per_deployment:
         return DeploymentClusters(workdir, DEFAULT_REQUEST_TIMEOUT_S)
     if spec.local is not None:
         if start_local:

@@ -541,11 +541,6 @@ class LocalClusterSpec(SpecModel):
     slots: StrictInt = Field(default=4, ge=1, le=1024)
     flink_configuration: FlinkOptions = Field(default_factory=dict)  # the cluster's config.yaml
 
-    @property
-    def per_deployment(self) -> bool:
-        """Each deployment runs as its own cluster (application mode)."""
-        return self.mode == LocalMode.APPLICATION
-
 
 class S3Store(SpecModel):
     """Where and as whom the target's `s3://` jars are read; each value may be a secret
@@ -590,6 +585,11 @@ class DeploymentTargetSpec(SpecModel):
     savepoint_retention: SavepointRetention | None = None          # its deployments' default
     health_policy: HealthPolicy | None = None                      # its deployments' default
     artifact_stores: ArtifactStores = ArtifactStores()
+
+    @property
+    def cluster_per_deployment(self) -> bool:
+        """Each of its deployments runs as its own Flink cluster (local, application mode)."""
+        return self.local is not None and self.local.mode == LocalMode.APPLICATION
 
     @model_validator(mode="after")
     def _one_cluster(self) -> DeploymentTargetSpec:

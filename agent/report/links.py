@@ -32,8 +32,10 @@ def ui_base(target: DeploymentTarget) -> str | None:
     """The target's web UI address without credentials, query or fragment; None when it holds a
     secret reference, is no http(s) address or is longer than MAX_UI_BASE."""
     spec = target.spec
-    if spec.local is not None:   # (a cluster per deployment has a port per cluster)
-        return None if spec.local.per_deployment else LOCAL_UI.format(port=spec.local.port)
+    if spec.cluster_per_deployment:   # (a port per cluster)
+        return None
+    if spec.local is not None:
+        return LOCAL_UI.format(port=spec.local.port)
     address = spec.flink.ui_url or spec.flink.url
     if "${" in address or re.search(r"\s", address):
         return None
