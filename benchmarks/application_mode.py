@@ -19,61 +19,18 @@ import argparse
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from figures import ROOT, SpecRepo, counter_deployment, free_port, machine, median  # noqa: E402
+from upgrade_latency import Observer  # noqa: E402
 
 NAME = "bench"
-
-
-class Observer:
-    """Polls the jobs overview at `url_of()` every 20 ms (a thread)."""
-
-    def __init__(self, url_of: Callable[[], str | None]):
-        self.url_of = url_of
-        self.last_running: dict[str, float] = {}
-        self.first_running: dict[str, float] = {}   # every task running
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            url = self.url_of()
-            try:
-                jobs = session.get(f"{url}/jobs/overview", timeout=2).json()["jobs"] if url \
-                    else []
-            except (requests.RequestException, ValueError, KeyError):
-                jobs = []
-            now = time.time()
-            for job in jobs:
-                tasks = job.get("tasks", {})
-                if job["state"] == "RUNNING":
-                    self.last_running[job["jid"]] = now
-                    if tasks.get("total") and tasks.get("running") == tasks.get("total"):
-                        self.first_running.setdefault(job["jid"], now)
-            time.sleep(0.02)
-
-    def await_running(self, job: str, timeout: float = 180) -> float:
-        deadline = time.time() + timeout
-        while job not in self.first_running:
-            if time.time() > deadline:
-                raise TimeoutError(f"job {job} not running after {timeout}s")
-            time.sleep(0.01)
-        return self.first_running[job]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_mode(mode: str, root: Path, jar: Path, repeat: int) -> dict[str, list[float]]:

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
+from typing import Callable
 from pathlib import Path
 
 import requests
@@ -36,10 +37,11 @@ TERMINAL = {"FINISHED", "CANCELED", "FAILED"}
 
 
 class Observer:
-    """Watches the cluster's jobs overview every 20 ms (a thread)."""
+    """Watches the cluster's jobs overview every 20 ms (a thread); `url` may be a function
+    giving the address of wherever the jobs run now."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str | Callable[[], str | None]):
+        self.url_of = url if callable(url) else lambda: url   # (where the jobs run now)
         self.last_running: dict[str, float] = {}
         self.first_running: dict[str, float] = {}      # every task running
         self.first_ended: dict[str, float] = {}
@@ -50,9 +52,12 @@ class Observer:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
+            url = self.url_of()
             try:
-                jobs = self._session.get(f"{self.url}/jobs/overview", timeout=5).json()["jobs"]
-            except requests.RequestException:
+                jobs = self._session.get(f"{url}/jobs/overview", timeout=5).json()["jobs"] \
+                    if url else []
+            except (requests.RequestException, ValueError, KeyError):
+                time.sleep(0.02)
                 continue
             now = time.time()
             for job in jobs:
