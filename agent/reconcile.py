@@ -36,7 +36,7 @@ from agent.execute import Execution
 from agent.model.outcome import Outcome, Release
 from agent.flink import target as targets
 from agent.flink.artifacts import JobProgram, dependency_jars, job_program
-from agent.flink import local
+from agent.flink import application, local
 from agent.flink.python import DriverOutput, PythonSite
 from agent.flink.deployment_clusters import DeploymentClusters
 from agent.flink.rest import FlinkClient
@@ -895,11 +895,14 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         release for release in (desired, previous) if release is not None])
     local_python = target.spec.local is not None and item.desired is not None \
         and item.desired.spec.template.spec.artifact.kind == ArtifactKind.PYTHON
+    jobmanager = application.home(settings.workdir, item.name) \
+        if target.spec.cluster_per_deployment else \
+        local.home(settings.workdir, target.spec.local.port) if target.spec.local else None
     execution = Execution(
         client=client, savepoint_dir=target.spec.savepoint_dir,
         start_timeout_s=settings.job_start_timeout_s,
-        driver_output=DriverOutput(local.home(settings.workdir, target.spec.local.port) / "log"
-                                   / "jobmanager.out") if local_python else None,
+        driver_output=DriverOutput(jobmanager / "log" / "jobmanager.out")
+        if local_python else None,
         fetch_program=lambda release: _program(settings, source, release.commit, target,
                                                client, release.deployment))
     try:

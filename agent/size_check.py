@@ -1,8 +1,7 @@
 """The size of each deployment's own cluster (a local target in application mode), checked
 before anything runs (I/O: Flink's BashJavaUtils in a JVM, its verdicts cached on disk).
 
-A deployment of such a target is INVALID, at the line of the field, when it is a Python job (not
-run in application mode yet), when its `resources`,
+A deployment of such a target is INVALID, at the line of the field, when its `resources`,
 `numberOfTaskManagers` or `logging` cannot size a cluster (`agent.model.resources`), when Flink
 refuses its memory (Flink's own words: a size below its minimum), or when its cluster needs more
 memory than the machine has. Its compatibility warnings for those fields are dropped: they take
@@ -20,7 +19,7 @@ from pathlib import Path
 from agent.errors import FlinkGitopsError, MemoryRefused
 from agent.load import LoadResult, Located, SpecProblem
 from agent.model.resources import SizeError, process_mebibytes, size_of
-from agent.model.spec import SIZE_FIELDS, ArtifactKind
+from agent.model.spec import SIZE_FIELDS
 
 TEMPLATE = ("spec", "template", "spec")
 _MEMORY_OPTION = ".memory."   # the options BashJavaUtils reads
@@ -34,11 +33,13 @@ def add_size_check(loaded: LoadResult, cache_dir: Path,
     for name, located in sorted(loaded.deployments.items()):
         if not _sized(located, loaded):
             continue
-        problem = _size_problem(located, cache_dir, machine_mib)
+        problem, notes = _size_findings(located, cache_dir, machine_mib)
         if problem is not None:
             path, why = problem
             loaded.problems.append(SpecProblem(located.file, located.line_of(*TEMPLATE, *path),
                                                why, "Deployment", name))
+        loaded.warnings += [SpecProblem(located.file, located.line_of(*TEMPLATE, "resources"),
+                                        note, "Deployment", name) for note in notes]
     return loaded
 
 
@@ -56,34 +57,39 @@ def _sized(located: Located, loaded: LoadResult) -> bool:
     return target is not None and target.spec.spec.cluster_per_deployment
 
 
-def _size_problem(located: Located, cache_dir: Path,
-                  machine_mib: int | None) -> tuple[tuple[str, ...], str] | None:
-    """(path under template.spec, why) of what keeps the deployment's cluster from starting."""
+Problem = tuple[tuple[str, ...], str]   # (path under template.spec, why)
+
+
+def _size_findings(located: Located, cache_dir: Path,
+                   machine_mib: int | None) -> tuple[Problem | None, tuple[str, ...]]:
+    """What keeps the deployment's cluster from starting, if anything, and the notes of its
+    size (what is written and not enforced here)."""
     from agent.flink import local
 
     template = located.spec.spec.template.spec
-    if template.artifact.kind == ArtifactKind.PYTHON:
-        return ("artifact", "kind"), ("artifact.kind PYTHON: Python jobs run on session targets; "
-                                      "application mode runs JAR and SQLSCRIPT jobs")
     try:
         size = size_of(template)
     except SizeError as error:
-        return tuple(error.path.split(".")), f"{error}"
-    options = {key: value for key, value in {**template.flink_configuration,
-                                              **size.options}.items()
+        return (tuple(error.path.split(".")), str(error)), ()
+    options = {key: value for key, value in {**size.options,   # (as the cluster is started)
+                                              **template.flink_configuration}.items()
                if _MEMORY_OPTION in key and "${" not in value}
     refused = _flink_refuses(options, size.slots, cache_dir)
     if refused:
-        return ("resources",), f"resources: Flink refuses this memory: {refused}"
-    jobmanager, taskmanager = process_mebibytes(size, local.JOBMANAGER_PROCESS_MB,
-                                                local.taskmanager_process_mb(size.slots))
+        return (("resources",), f"resources: Flink refuses this memory: {refused}"), size.notes
+    try:
+        jobmanager, taskmanager = process_mebibytes(options, local.JOBMANAGER_PROCESS_MB,
+                                                    local.taskmanager_process_mb(size.slots))
+    except SizeError:   # a size Flink reads and this does not (Flink accepted it): not judged
+        return None, size.notes
     need = jobmanager + size.taskmanagers * taskmanager
     if machine_mib is not None and need > machine_mib:
         field = "numberOfTaskManagers" if template.number_of_task_managers else "resources"
-        return (field,), (f"{field}: the cluster needs {need:,} MiB (a JobManager of "
+        return ((field,), f"{field}: the cluster needs {need:,} MiB (a JobManager of "
                           f"{jobmanager:,} MiB and {size.taskmanagers} TaskManager(s) of "
-                          f"{taskmanager:,} MiB), more than this machine's {machine_mib:,} MiB")
-    return None
+                          f"{taskmanager:,} MiB), more than this machine's {machine_mib:,} "
+                          "MiB"), size.notes
+    return None, size.notes
 
 
 def machine_mebibytes() -> int:

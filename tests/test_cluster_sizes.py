@@ -77,16 +77,14 @@ def test_log_levels_set_the_root_logger_and_add_named_ones():
 
 # --- the size check of deployments on a target in application mode (agent.size_check) --------
 
-def loaded_on(mode: str, template: str, kind: str = "JAR"):
+def loaded_on(mode: str, template: str):
     """A spec repo's files: a local target in `mode` and a deployment with `template` lines."""
-    artifact = "{kind: PYTHON, pythonScript: job.py}" if kind == "PYTHON" \
-        else "{jarUri: jobs/a.jar}"
     return load({
         "targets/t.yaml": f"apiVersion: v1\nkind: DeploymentTarget\nmetadata: {{name: t}}\n"
                           f"spec: {{local: {{mode: {mode}}}}}\n",
         "deployments/d.yaml": "apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n"
                               "  deploymentTargetName: t\n  template:\n    spec:\n"
-                              f"      artifact: {artifact}\n"
+                              "      artifact: {jarUri: jobs/a.jar}\n"
                               + textwrap.indent(textwrap.dedent(template), " " * 6)})
 
 
@@ -120,14 +118,20 @@ def test_a_cluster_larger_than_the_machine_is_invalid_naming_what_it_needs(tmp_p
     assert checked(loaded_on("application", template), tmp_path=tmp_path)[0] == []   # validate
 
 
-def test_a_python_job_is_refused_in_application_mode(tmp_path):
-    problems, _ = checked(loaded_on("application", "", kind="PYTHON"), tmp_path=tmp_path)
-    assert problems == [(8, "artifact.kind PYTHON: Python jobs run on session targets; "
-                            "application mode runs JAR and SQLSCRIPT jobs")]
-
-
 def test_a_size_change_is_a_change_of_the_job_only_on_a_cluster_of_its_own():
     small, large = (loaded_on("application", f"resources: {{taskmanager: {{memory: {m}}}}}\n")
                     .deployments["d"].spec for m in ("1Gi", "2Gi"))
     assert small.job_hash() == large.job_hash()
     assert small.job_hash(sized=True) != large.job_hash(sized=True)
+
+
+def test_the_clusters_options_override_its_resources_and_cpu_is_a_warning(tmp_path):
+    template = ("resources: {taskmanager: {memory: 1Gi, cpu: 2}}\nnumberOfTaskManagers: 3\n"
+                "flinkConfiguration: {taskmanager.memory.process.size: 2g}\n")
+    problems, warnings = checked(loaded_on("application", template), machine_mib=6000,
+                                 tmp_path=tmp_path)
+    assert [why for _, why in problems] == [
+        "numberOfTaskManagers: the cluster needs 7,168 MiB (a JobManager of 1,024 MiB and 3 "
+        "TaskManager(s) of 2,048 MiB), more than this machine's 6,000 MiB"]
+    assert "resources.taskmanager.cpu 2 is not enforced on this machine (its processes share its "\
+           "cores)" in warnings

@@ -1,7 +1,8 @@
 """A local target in application mode: each deployment runs as its own Flink cluster, sized by its
 resources, through the whole cycle on real Flink 2.3 — deployed, upgraded with its state when its
 resources change, healed when its job takes its cluster down, finished after an agent is killed
-half way through an upgrade, and refused before anything stops when it cannot be sized."""
+half way through an upgrade, and refused before anything stops when it cannot be sized; JAR, SQL
+and Python jobs alike."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from agent import testpoints
 from agent.cli import main
 from agent.flink import application, local
 from agent.reconcile import sync
-from conftest import artifact_deployment, counter_deployment
+from conftest import EXAMPLES, artifact_deployment, counter_deployment
+from pyflink_env import pyflink_python
 from test_crash_safety import kill, start_frozen_at
 
 TARGET = """\
@@ -229,32 +231,34 @@ def test_a_job_whose_main_exits_takes_down_only_its_cluster_is_healed_and_then_s
     assert application.find(settings.workdir, "app-exits") is None
 
 
-@pytest.mark.parametrize("point", [testpoints.OLD_JOB_STOPPED, testpoints.NEW_JOB_SUBMITTED])
 def test_an_agent_killed_during_an_upgrade_leaves_one_cluster_per_deployment_after_sync(
-        point, apps, spec_repo, settings, tmp_path):
-    name = f"app-crash-{point}"
-    apps(name)
+        apps, spec_repo, settings, tmp_path):
+    """Killed once with the old cluster ended and no new one (its job's last record on disk),
+    once with the new cluster up and its job submitted."""
+    apps("app-crash")
     spec_repo.push()
     assert sync(settings).exit_code == 0
-    first = cluster_of(settings, name)
-    first_job = only_job(first)["jid"]
-    wait_until(lambda: checkpointed(first, first_job))
-    apps(name, taskmanager="1152Mi")
-    spec_repo.push("more memory")
+    previous = only_job(cluster_of(settings, "app-crash"))["jid"]
+    for memory, point in ((1152, testpoints.OLD_JOB_STOPPED),
+                          (1216, testpoints.NEW_JOB_SUBMITTED)):
+        wait_until(lambda: checkpointed(cluster_of(settings, "app-crash"), previous))
+        apps("app-crash", taskmanager=f"{memory}Mi")
+        spec_repo.push(f"{memory}Mi")
 
-    kill(start_frozen_at(point, settings, tmp_path))
-    assert sync(settings).exit_code == 0
+        kill(start_frozen_at(point, settings, tmp_path))
+        assert sync(settings).exit_code == 0
 
-    cluster = cluster_of(settings, name)
-    assert sorted(processes_of(settings, name)) == sorted(cluster.alive().values())
-    assert len(cluster.alive()) == 2   # one JobManager, one TaskManager
-    job = only_job(cluster)
-    assert job["state"] == "RUNNING" and taskmanager_memory(cluster) == [1152]
-    status = spec_repo.status_of(name)
-    assert status["job"]["id"] == job["jid"] and status["sync"] == "SYNCED"
-    restored = get(cluster, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
-    assert restored["external_path"] == status["lastSavepoint"]["location"]
-    assert status["lastSavepoint"]["jobId"] == first_job
+        cluster = cluster_of(settings, "app-crash")
+        assert sorted(processes_of(settings, "app-crash")) == sorted(cluster.alive().values())
+        assert len(cluster.alive()) == 2   # one JobManager, one TaskManager
+        job = only_job(cluster)
+        assert job["state"] == "RUNNING" and taskmanager_memory(cluster) == [memory]
+        status = spec_repo.status_of("app-crash")
+        assert status["job"]["id"] == job["jid"] and status["sync"] == "SYNCED"
+        restored = get(cluster, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
+        assert restored["external_path"] == status["lastSavepoint"]["location"]
+        assert status["lastSavepoint"]["jobId"] == previous
+        previous = job["jid"]
 
 
 def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason(
@@ -271,3 +275,17 @@ def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason(
     assert "--rate and --keys must be positive" in status["lastAction"]["message"]   # its main's
     assert application.find(settings.workdir, "app-broken") is None   # nothing left running
     assert processes_of(settings, "app-broken") == []
+
+
+def test_a_python_job_runs_in_a_cluster_of_its_own(apps, spec_repo, settings, monkeypatch):
+    """Flink's Python driver is its cluster's program (the interpreter of tests/.pyflink/)."""
+    monkeypatch.setenv("FLINK_GITOPS_PYTHON", str(pyflink_python()))
+    spec_repo.add_file("python/counts.py", EXAMPLES / "python" / "counts.py")
+    spec_repo.write("deployments/app-py.yaml", artifact_deployment(
+        "app-py", "kind: PYTHON\npythonScript: python/counts.py\nmainArgs: --keys 4\n",
+        target="apps"))
+    spec_repo.push("a Python job")
+    assert sync(settings).exit_code == 0, spec_repo.status_of("app-py")
+    cluster = cluster_of(settings, "app-py")
+    job = only_job(cluster)
+    assert job["state"] == "RUNNING" and spec_repo.status_of("app-py")["job"]["id"] == job["jid"]

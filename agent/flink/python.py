@@ -151,7 +151,8 @@ MAX_OUTPUT_READ = 64 * 1024   # of the JobManager's output, after a failed run r
 @dataclass
 class DriverOutput:
     """The local JobManager's output file (`jobmanager.out`), where the Python driver's
-    traceback lands: `mark` before a run request, `failure` after it failed."""
+    traceback lands: `mark` before a run request, `failure` after it failed (a deployment's own
+    cluster writes a new one at every start)."""
 
     path: Path
     offset: int = 0
@@ -166,8 +167,10 @@ class DriverOutput:
         """The script's failure written since `mark`: the last frame and the exception, e.g.
         'File "/…/counts.py", line 3, in <module> | RuntimeError: no job today', or None."""
         try:
-            with self.path.open("rb") as output:
-                output.seek(max(self.offset, self.path.stat().st_size - MAX_OUTPUT_READ))
+            size = self.path.stat().st_size
+            offset = self.offset if size >= self.offset else 0   # (shorter: written anew, by a
+            with self.path.open("rb") as output:                  # cluster started since)
+                output.seek(max(offset, size - MAX_OUTPUT_READ))
                 text = output.read(MAX_OUTPUT_READ).decode("utf-8", errors="replace")
         except OSError:
             return None

@@ -133,11 +133,12 @@ def size_of(template: Any) -> ClusterSize:
                         template.parallelism, template.flink_configuration)
 
 
-def process_mebibytes(size: ClusterSize, jobmanager_default: int,
+def process_mebibytes(options: Mapping[str, str], jobmanager_default: int,
                       taskmanager_default: int) -> tuple[int, int]:
-    """The JobManager's and each TaskManager's process memory in MiB (the defaults where the
-    size does not say)."""
+    """The JobManager's and each TaskManager's process memory in MiB, as Flink `options` set
+    them (the defaults where they do not)."""
     def of(role: str, default: int) -> int:
-        written = size.options.get(f"{role}.memory.process.size")
-        return int(written[:-1]) if written else default
+        key = f"{role}.memory.process.size"
+        return mebibytes(options[key], f"flinkConfiguration.{key}") if key in options \
+            else default
     return of("jobmanager", jobmanager_default), of("taskmanager", taskmanager_default)
