@@ -962,7 +962,7 @@ def _observe(settings: Settings, in_repo: dict[str, Located], names: list[str],
                                                   "in the spec repo")
         try:
             client = targets.connect(located.spec, settings.workdir, start_local,
-                                     caches.versions)
+                                     caches.versions, settings.artifact_cache)
         except FlinkGitopsError as error:
             return None, ClusterView(False, error=str(error))
         try:

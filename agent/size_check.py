@@ -1,5 +1,5 @@
 """The size of each deployment's own cluster (a local target in application mode), checked
-before anything runs (I/O: Flink's BashJavaUtils in a JVM, its verdicts cached on disk).
+before anything runs (I/O: Flink's BashJavaUtils in a JVM, its answers remembered on disk).
 
 A deployment of such a target is INVALID, at the line of the field, when its `resources`,
 `numberOfTaskManagers` or `logging` cannot size a cluster (`agent.model.resources`), when Flink
@@ -10,10 +10,7 @@ effect. Deployments of session targets keep their warnings and are not checked.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 
 from agent.errors import FlinkGitopsError, MemoryRefused
@@ -22,7 +19,6 @@ from agent.model.resources import SizeError, process_mebibytes, size_of
 from agent.model.spec import SIZE_FIELDS
 
 TEMPLATE = ("spec", "template", "spec")
-_MEMORY_OPTION = ".memory."   # the options BashJavaUtils reads
 
 
 def add_size_check(loaded: LoadResult, cache_dir: Path,
@@ -73,7 +69,7 @@ def _size_findings(located: Located, cache_dir: Path,
         return (tuple(error.path.split(".")), str(error)), ()
     options = {key: value for key, value in {**size.options,   # (as the cluster is started)
                                               **template.flink_configuration}.items()
-               if _MEMORY_OPTION in key and "${" not in value}
+               if key.startswith(local.MEMORY_OPTIONS) and "${" not in value}
     refused = _flink_refuses(options, size.slots, cache_dir)
     if refused:
         return (("resources",), f"resources: Flink refuses this memory: {refused}"), size.notes
@@ -98,31 +94,17 @@ def machine_mebibytes() -> int:
 
 
 def _flink_refuses(options: dict[str, str], slots: int, cache_dir: Path) -> str | None:
-    """Flink's reason for refusing these memory options (None: accepted, or Flink is not
-    installed here to ask), asked once per set of options."""
+    """Flink's reason for refusing these options as its processes' memory (None: accepted, or
+    Flink is not installed here to ask), asked once per memory options (`local.memory_flags`,
+    whose answer the cluster's start takes again)."""
     from agent.flink import local
 
-    key = hashlib.sha256(json.dumps([options, slots], sort_keys=True).encode()).hexdigest()[:24]
-    verdict = Path(cache_dir) / "size-checks" / f"{key}.json"
-    try:
-        return json.loads(verdict.read_text())["refused"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    refused = None
-    with tempfile.TemporaryDirectory(prefix="flink-gitops-size-") as conf:
-        config = {**local.cluster_config(Path(conf), 8081, 6123, slots), **options}
-        Path(conf, "config.yaml").write_text("".join(
-            f"{k}: {local.yaml_scalar(v)}\n" for k, v in config.items()))
-        for process in ("JM", "TM"):
-            try:
-                local.resource_params(Path(conf), process)
-            except MemoryRefused as error:
-                refused = error.reason
-                break
-            except FlinkGitopsError:   # no Java or no Flink here: not checked
-                return None
-    verdict.parent.mkdir(parents=True, exist_ok=True)
-    partial = verdict.with_name(f".{key}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps({"refused": refused}))
-    os.replace(partial, verdict)
-    return refused
+    sizing = {**local.cluster_config(Path("/"), 0, 0, slots), **options}   # (as at the start)
+    for process in ("JM", "TM"):
+        try:
+            local.memory_flags(sizing, process, cache_dir)
+        except MemoryRefused as error:
+            return error.reason
+        except FlinkGitopsError:   # no Java or no Flink here: not checked
+            return None
+    return None

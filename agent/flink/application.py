@@ -21,7 +21,6 @@ this home's conf dir (a pid the system gave to another process is left alone).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -54,6 +53,7 @@ class Application:
     slots: int = 1                  # per TaskManager
     configuration: dict[str, str] = field(default_factory=dict)   # Flink options, cluster-wide
     log4j: str = local.LOG4J_PROPERTIES
+    cache_dir: Path | None = None   # where its processes' memory flags are remembered
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,14 @@ def start(workdir: Path, application: Application,
                    where / "tmp" / "web"):
         folder.mkdir(parents=True, exist_ok=True)
     rest_port, rpc_port = local.free_port(), local.free_port()
-    _write_config(where, application, rest_port, rpc_port)
+    options = _write_config(where, application, rest_port, rpc_port)
     cluster = ApplicationCluster(application.deployment, where, rest_port, rpc_port,
                                  application.job_id, {}, time.time())
     try:
         pids = {JOBMANAGER: local.launch(where, conf, logs / f"{JOBMANAGER}.out", JOBMANAGER,
-                                         _jobmanager_command(where, application))}
+                                         _jobmanager_command(where, application, options))}
         cluster = _record(cluster, pids)
-        memory, properties = _resource_params(where, "TM")
+        memory, properties = local.memory_flags(options, "TM", application.cache_dir)
         for n in range(1, application.taskmanagers + 1):
             role = f"taskmanager-{n}"
             command = local.java_command(conf, logs / f"{role}.log", TASKMANAGER_CLASS, memory)
@@ -224,8 +224,9 @@ def _runs_here(pid: int, where: Path) -> bool:
     return _names(pid, where / "conf")
 
 
-def _jobmanager_command(where: Path, application: Application) -> list[str]:
-    memory, properties = _resource_params(where, "JM")
+def _jobmanager_command(where: Path, application: Application,
+                        options: dict[str, object]) -> list[str]:
+    memory, properties = local.memory_flags(options, "JM", application.cache_dir)
     command = local.java_command(where / "conf", where / "log" / f"{JOBMANAGER}.log",
                                  APPLICATION_CLASS, memory)
     command += [*properties, "--jars",
@@ -240,27 +241,9 @@ def _jobmanager_command(where: Path, application: Application) -> list[str]:
     return command + ["--", *application.args]
 
 
-def _resource_params(where: Path, process: str) -> tuple[list[str], list[str]]:
-    """`local.resource_params` of the cluster's config, remembered in its home per config (but
-    its ports, which change at every start) and Flink distribution: a JVM less per start."""
-    config = [line for line in (where / "conf" / "config.yaml").read_text().splitlines()
-              if not line.startswith(("rest.port:", "jobmanager.rpc.port:"))]
-    key = hashlib.sha256("\n".join([process, str(local.flink_home()), *config]).encode()) \
-        .hexdigest()[:24]
-    kept = where / "conf" / "resource-params.json"
-    try:
-        known = json.loads(kept.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict) or not isinstance(known.get(key), list):
-        known = {key: list(local.resource_params(where / "conf", process))} | (
-            known if isinstance(known, dict) and len(known) < 8 else {})
-        kept.write_text(json.dumps(known))
-    memory, properties = known[key]
-    return list(memory), list(properties)
-
-
-def _write_config(where: Path, application: Application, rest_port: int, rpc_port: int) -> None:
+def _write_config(where: Path, application: Application, rest_port: int,
+                  rpc_port: int) -> dict[str, object]:
+    """The cluster's conf/config.yaml and log4j.properties written; its Flink options."""
     options = {
         **local.cluster_config(where, rest_port, rpc_port, application.slots),
         "user.artifacts.base-dir": str(where / "artifacts"),
@@ -272,6 +255,7 @@ def _write_config(where: Path, application: Application, rest_port: int, rpc_por
     lines += [f"{key}: {local.yaml_scalar(value)}" for key, value in options.items()]
     (where / "conf" / "config.yaml").write_text("\n".join(lines) + "\n")
     (where / "conf" / "log4j.properties").write_text(application.log4j)
+    return options
 
 
 def _await_registered(cluster: ApplicationCluster, taskmanagers: int, timeout: float) -> None:

@@ -54,6 +54,7 @@ class DeploymentCluster(FlinkClient):
     workdir: Path = Path(".")
     deployment: str = ""
     sizes: dict[str, ClusterSize] = field(default_factory=dict)
+    cache_dir: Path | None = None   # where memory flags are remembered (`local.memory_flags`)
 
     @property
     def home(self) -> Path:
@@ -86,7 +87,7 @@ class DeploymentCluster(FlinkClient):
 
     def exceptions(self, job_id: str) -> dict[str, Any]:
         retired = self._retired_entry(job_id)
-        if retired is not None and self.running() is None:
+        if retired is not None:
             return retired.get("exceptions") or {}
         return super().exceptions(job_id)
 
@@ -140,7 +141,7 @@ class DeploymentCluster(FlinkClient):
         application.start(self.workdir, application.Application(
             self.deployment, jar, job_id, entry_class, tuple(args), savepoint_path,
             allow_non_restored_state, size.taskmanagers, size.slots, options,
-            size.log4j(local.LOG4J_PROPERTIES)))
+            size.log4j(local.LOG4J_PROPERTIES), self.cache_dir))
         return job_id
 
     def await_end(self, job_id: str, timeout: float = 120,
@@ -254,12 +255,14 @@ class DeploymentClusters:
 
     workdir: Path
     timeout: float
+    cache_dir: Path | None = None   # where memory flags are remembered (`local.memory_flags`)
 
     def of(self, deployment: str, sizes: dict[str, ClusterSize] | None = None
            ) -> DeploymentCluster:
         """The client of `deployment`'s cluster; `sizes`: those of the specs it may start."""
         return DeploymentCluster(workdir=Path(self.workdir), deployment=deployment,
-                                 sizes=dict(sizes or {}), timeout=self.timeout)
+                                 sizes=dict(sizes or {}), timeout=self.timeout,
+                                 cache_dir=self.cache_dir)
 
     def retire_idle(self) -> list[str]:
         """The deployments whose clusters were ended because they ran no job any more (see

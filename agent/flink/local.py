@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
+import json
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +51,9 @@ _MAIN_CLASS = {JOBMANAGER: _JOBMANAGER_CLASS, TASKMANAGER: _TASKMANAGER_CLASS}
 # Names another Flink distribution (a `pyflink` dir with lib/flink-dist-*.jar) to use instead.
 FLINK_HOME_ENV = "FLINK_GITOPS_FLINK_HOME"
 
+# the options BashJavaUtils sizes a JobManager or TaskManager process from
+MEMORY_OPTIONS = ("jobmanager.memory.", "taskmanager.memory.", "taskmanager.cpu.cores",
+                  "taskmanager.numberOfTaskSlots")
 _HOST = "127.0.0.1"
 _JOBMANAGER_HEAP = "-Xmx600m"
 JOBMANAGER_PROCESS_MB = 1024
@@ -487,6 +493,40 @@ def resource_params(conf_dir: Path, process: str = "TM") -> tuple[list[str], lis
             f"could not compute the {process} memory settings from {conf_dir}: "
             f"{reason} (BashJavaUtils exited {done.returncode}):\n{tail}", reason)
     return results[0].split(), results[1].split()
+
+
+def memory_flags(options: Mapping[str, object], process: str,
+                 cache_dir: Path | None) -> tuple[list[str], list[str]]:
+    """`resource_params` of a cluster with these Flink options — only those that size its
+    processes count (MEMORY_OPTIONS) — asked of BashJavaUtils once per such options and Flink
+    distribution, and remembered in `cache_dir`/memory-flags/ (None: not remembered), a refusal
+    too (MemoryRefused, in Flink's words)."""
+    sizing = {key: "true" if value is True else "false" if value is False else str(value)
+              for key, value in sorted(options.items()) if key.startswith(MEMORY_OPTIONS)}
+    key = hashlib.sha256(json.dumps([process, str(flink_home()), sizing]).encode()) \
+        .hexdigest()[:24]
+    kept = Path(cache_dir) / "memory-flags" / f"{key}.json" if cache_dir is not None else None
+    try:
+        known = json.loads(kept.read_text()) if kept is not None else None
+    except (OSError, ValueError):
+        known = None
+    if not isinstance(known, dict):
+        with tempfile.TemporaryDirectory(prefix="flink-gitops-memory-") as conf:
+            Path(conf, "config.yaml").write_text("".join(
+                f"{name}: {yaml_scalar(value)}\n" for name, value in sizing.items()))
+            try:
+                jvm, properties = resource_params(Path(conf), process)
+                known = {"jvm": jvm, "properties": properties}
+            except MemoryRefused as error:
+                known = {"refused": error.reason, "message": str(error)}
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            partial = kept.with_name(f".{key}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(known))
+            os.replace(partial, kept)
+    if "refused" in known:
+        raise MemoryRefused(known["message"], known["refused"])
+    return list(known["jvm"]), list(known["properties"])
 
 
 def _launch(cluster: LocalCluster, role: str, command: list[str]) -> None:

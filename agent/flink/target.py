@@ -20,13 +20,15 @@ from agent.secrets import expand
 
 
 def connect(target: DeploymentTarget, workdir: Path, start_local: bool = True,
-            versions: Memo | None = None) -> FlinkClient | DeploymentClusters:
+            versions: Memo | None = None,
+            cache_dir: Path | None = None) -> FlinkClient | DeploymentClusters:
     """A client of the target's cluster; a `local` target's cluster is started if it is not up
-    (one in application mode: its deployments' clusters, each started by its job's run).
-    `versions` remembers the clusters' Flink versions across cycles."""
+    (one in application mode: its deployments' clusters, each started by its job's run, their
+    memory flags remembered in `cache_dir`). `versions` remembers the clusters' Flink versions
+    across cycles."""
     spec = target.spec
     if spec.cluster_per_deployment:
-        return DeploymentClusters(workdir, DEFAULT_REQUEST_TIMEOUT_S)
+        return DeploymentClusters(workdir, DEFAULT_REQUEST_TIMEOUT_S, cache_dir)
     if spec.local is not None:
         if start_local:
             cluster = local.start(workdir, port=spec.local.port, slots=spec.local.slots,
