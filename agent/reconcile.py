@@ -891,8 +891,8 @@ def _execute(settings: Settings, source: SpecRepository, cycle: Cycle,
         desired, previous = previous, None
         if desired is None:
             return Outcome(ActionResult.FAILED, "the applied spec to roll back to is not in git")
-    client = _client(cycle.clients, target.name, item.name, [
-        release for release in (desired, previous) if release is not None])
+    client = _client(cycle.clients, target.name, item.name, tuple(
+        release for release in (desired, previous) if release is not None))
     local_python = target.spec.local is not None and item.desired is not None \
         and item.desired.spec.template.spec.artifact.kind == ArtifactKind.PYTHON
     jobmanager = application.home(settings.workdir, item.name) \
@@ -934,7 +934,7 @@ Looked = tuple[Clients, dict[str, ClusterView]]   # targets' clients and jobs
 
 
 def _client(clients: Clients, target_name: str | None, name: str,
-            releases: list[Release] = ()) -> FlinkClient | None:
+            releases: tuple[Release, ...] = ()) -> FlinkClient | None:
     """The client deployment `name` is reached by on its target: the target's, or on one of
     clusters per deployment, its own cluster's (sized for `releases`, the specs it may start)."""
     client = clients.get(target_name) if target_name else None
