@@ -248,6 +248,9 @@ def _write_config(where: Path, application: Application, rest_port: int,
         **local.cluster_config(where, rest_port, rpc_port, application.slots),
         "user.artifacts.base-dir": str(where / "artifacts"),
         "execution.shutdown-on-application-finish": "false",
+        # its TaskManagers start beside its JobManager: one that asks before the JobManager
+        # answers tries again in half a second, not Flink's default ten
+        "cluster.registration.error-delay": "500",
         **application.configuration,
     }
     lines = ["# Written by flink-gitops for the cluster of deployment "
