@@ -151,8 +151,12 @@ def _record_submitted(status: Status, found: ObservedJob, client: FlinkClient,
                       events: list[str]) -> None:
     """A running job of this deployment that the status does not know: the agent submitted it
     before it was interrupted. It becomes the deployment's job, with the spec its id names."""
-    latest = client.checkpoints(found.id).get("latest") or {}
-    restored = (latest.get("restored") or {}).get("external_path")
+    try:
+        latest = client.checkpoints(found.id).get("latest") or {}
+        restored = (latest.get("restored") or {}).get("external_path")
+        restored_text = f"restored from {restored}" if restored else "started with empty state"
+    except FlinkError:   # a job still initializing: Flink cannot tell yet, the job is still it
+        restored, restored_text = None, "what it restored not known yet (it is initializing)"
     job = Job(id=found.id, generation=found.generation,
               state=found.flink_status.job_state(JobState.STARTING),
               flink_status=found.flink_status,
@@ -166,7 +170,6 @@ def _record_submitted(status: Status, found: ObservedJob, client: FlinkClient,
     else:
         status.applied_spec_hash = f"{found.spec_digest}?"  # a spec the agent cannot name
         spec = f"spec digest {found.spec_digest}"
-    restored_text = f"restored from {restored}" if restored else "started with empty state"
     events.append(f"recovered: found job {found.id} ({spec}, {restored_text}) submitted by an "
                   "interrupted action; recorded it instead of submitting again")
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from agent import testpoints
 from agent.cli import main
 from agent.flink import application, local
+from agent.job_ids import generation_of
 from agent.reconcile import sync
 from conftest import EXAMPLES, artifact_deployment, counter_deployment
 from pyflink_env import pyflink_python
@@ -246,13 +247,19 @@ def test_an_agent_killed_during_an_upgrade_leaves_one_cluster_per_deployment_aft
         spec_repo.push(f"{memory}Mi")
 
         kill(start_frozen_at(point, settings, tmp_path))
-        assert sync(settings).exit_code == 0
+        for _ in range(5):   # (as the daemon's next cycles: a job the killed agent submitted
+            if sync(settings).exit_code == 0:   # may still be initializing at the first)
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"not in sync after the kill at {point}")
 
         cluster = cluster_of(settings, "app-crash")
         assert sorted(processes_of(settings, "app-crash")) == sorted(cluster.alive().values())
         assert len(cluster.alive()) == 2   # one JobManager, one TaskManager
         job = only_job(cluster)
         assert job["state"] == "RUNNING" and taskmanager_memory(cluster) == [memory]
+        assert generation_of(job["jid"]) == generation_of(previous) + 1   # none started twice
         status = spec_repo.status_of("app-crash")
         assert status["job"]["id"] == job["jid"] and status["sync"] == "SYNCED"
         restored = get(cluster, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
