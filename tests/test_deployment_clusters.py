@@ -21,7 +21,7 @@ from agent.cli import main
 from agent.flink import application, local
 from agent.job_ids import generation_of
 from agent.reconcile import sync
-from conftest import EXAMPLES, artifact_deployment, counter_deployment
+from conftest import EXAMPLES, Flink, artifact_deployment, counter_deployment
 from pyflink_env import pyflink_python
 from test_crash_safety import kill, start_frozen_at
 
@@ -82,6 +82,11 @@ def cluster_of(settings, name: str) -> application.ApplicationCluster:
 
 def get(cluster, path: str):
     return requests.get(f"{cluster.url}{path}", timeout=10).json()
+
+
+def restored_from(cluster, job: str) -> str | None:
+    """What `job` restored, once the REST API's cached statistics of it show it."""
+    return Flink(cluster.url).restored_from(job)
 
 
 def only_job(cluster) -> dict:
@@ -157,8 +162,7 @@ def test_two_deployments_run_in_their_own_clusters_and_a_resource_change_upgrade
     assert job["state"] == "RUNNING" and job["jid"] != first_a["jid"]
     assert taskmanager_memory(upgraded) == [1152, 1152]
     status = spec_repo.status_of("app-a")
-    restored = get(upgraded, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
-    assert restored["external_path"] == status["lastSavepoint"]["location"]
+    assert restored_from(upgraded, job["jid"]) == status["lastSavepoint"]["location"]
     assert status["lastSavepoint"]["jobId"] == first_a["jid"]
     assert not set(a.pids.values()) & set(upgraded.pids.values())
     assert all(not local.alive(pid) for pid in a.pids.values())   # reaped
@@ -211,8 +215,7 @@ def test_a_job_whose_main_exits_takes_down_only_its_cluster_is_healed_and_then_s
     healed = cluster_of(settings, "app-exits")
     job = only_job(healed)
     assert job["state"] == "RUNNING" and job["jid"] != first
-    restored = get(healed, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
-    assert f"/{first}/chk-" in restored["external_path"]   # its newest retained checkpoint
+    assert f"/{first}/chk-" in restored_from(healed, job["jid"])   # its newest retained checkpoint
     assert sorted(processes_of(settings, "app-exits")) == sorted(healed.pids.values())
     events = " ".join(e["message"] for e in spec_repo.status_of("app-exits")["history"]["events"])
     assert f"job {first} is lost" in events and "drift" in events
@@ -262,8 +265,7 @@ def test_an_agent_killed_during_an_upgrade_leaves_one_cluster_per_deployment_aft
         assert generation_of(job["jid"]) == generation_of(previous) + 1   # none started twice
         status = spec_repo.status_of("app-crash")
         assert status["job"]["id"] == job["jid"] and status["sync"] == "SYNCED"
-        restored = get(cluster, f"/jobs/{job['jid']}/checkpoints")["latest"]["restored"]
-        assert restored["external_path"] == status["lastSavepoint"]["location"]
+        assert restored_from(cluster, job["jid"]) == status["lastSavepoint"]["location"]
         assert status["lastSavepoint"]["jobId"] == previous
         previous = job["jid"]
 
