@@ -132,6 +132,11 @@ class JobDidNotEnd(FlinkError, TransientError):
     """A job told to stop or cancel is still not terminal; the next cycle looks again."""
 
 
+class RecordsUnreadable(FlinkError, TransientError):
+    """Flink's records of a job that changed behind the agent (its stop savepoint, what it
+    restored) could not be read: its deployment is left as it is until they can."""
+
+
 class StateUnchecked(PermanentError):
     """Whether a job can restore its state could not be found out here (its graph not built,
     the savepoint's metadata not read): the message says why; nothing is concluded."""

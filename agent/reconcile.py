@@ -241,6 +241,7 @@ def assess(settings: Settings, source: SpecRepository, caches: Caches,
                                      warned.get(name, ()), window, commit_facts,
                                      contested, distrust)
         except FlinkGitopsError as error:   # an odd answer of Flink's: this deployment only
+            log.warning("%s: not assessed: %s", name, error)
             assessment = _unassessed(name, target, previous.get(name), str(error))
         except Exception as error:  # noqa: BLE001 - a bug or an answer no boundary foresaw
             log.exception("%s: assessing failed", name)
@@ -421,7 +422,7 @@ def _unassessed(name: str, target: DeploymentTarget | None, previous: Deployment
     for it, and its status says why (its target as unreachable)."""
     return Assessment(name, None, None, None, target, previous, Observation(False, error=error),
                       Difference(name, None, False, False),
-                      Plan(name, None, reason=f"target unreachable: {error}"))
+                      Plan(name, None, reason=f"left as it is: {error}"))
 
 
 def review(settings: Settings, base: str | None = None, head: str | None = None,

@@ -12,6 +12,9 @@ A cluster can also lose a job: a JobManager without high availability that dies 
 knows none of its jobs. Such a job's retained checkpoint is still in the checkpoint directory;
 it is recorded here (as a RETAINED_CHECKPOINT), so that a LATEST_STATE deployment restarts from
 it (LATEST_SAVEPOINT ones from their newest savepoint).
+
+When those records cannot be read, `RecordsUnreadable` is raised: the cycle plans nothing for the
+deployment rather than plan on a memory it knows to be behind.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.clock import from_millis, utc_now
-from agent.errors import CheckpointDirUnreadable, FlinkError
+from agent.errors import CheckpointDirUnreadable, FlinkError, RecordsUnreadable
 from agent.flink.rest import FlinkClient
 from agent.flink.storage import checkpoint_dir, newest_checkpoint
 from agent.job_ids import runs_spec
@@ -64,9 +67,9 @@ def recover(name: str, previous: DeploymentStatus | None, observation: Observati
             _record_end(status, ended_unrecorded, client, desired, events)
         if unknown_active:
             _record_submitted(status, unknown_active[-1], client, desired, desired_hash, events)
-    except FlinkError as error:
-        events.append(f"could not read Flink's records to recover: {error}")
-        return Recovery(previous, events)
+    except FlinkError as error:   # planning on the uncorrected memory could restore older state
+        raise RecordsUnreadable(f"could not read Flink's records of its jobs to recover: "
+                                f"{error}; it is left as it is until they can be read") from error
     return Recovery(document, events)
 
 

@@ -4,6 +4,9 @@ the crash tests (test_crash_safety.py) exercise by killing a real agent."""
 
 from __future__ import annotations
 
+import pytest
+
+from agent.errors import FlinkError, FlinkRequestError, RecordsUnreadable
 from agent.model.job_states import JobState
 from agent.model.observation import Observation, ObservedJob
 from agent.recover import recover
@@ -13,12 +16,14 @@ from conftest import applied, deployment, jid
 class Records:
     """What Flink recorded of jobs: the stop savepoint and the restored checkpoint."""
 
-    def __init__(self, stop_savepoint=None, restored=None):
-        self._stop, self._restored = stop_savepoint, restored
+    def __init__(self, stop_savepoint=None, restored=None, refusal: FlinkError | None = None):
+        self._stop, self._restored, self._refusal = stop_savepoint, restored, refusal
         self.reads = 0
 
     def stop_savepoint(self, job_id):
         self.reads += 1
+        if self._refusal is not None:
+            raise self._refusal
         return self._stop
 
     def checkpoints(self, job_id):
@@ -69,3 +74,15 @@ def test_an_adopted_job_of_another_spec_is_not_taken_for_the_desired_one():
     observation = Observation(True, (ObservedJob(jid(3, other), 3, "RUNNING"),))
     recovery = recover("orders", None, observation, Records(), desired, desired.job_hash())
     assert recovery.previous.status.applied_spec_hash.endswith("?")
+
+
+def test_records_that_cannot_be_read_leave_the_deployment_unplanned_not_planned_on_old_memory():
+    """The stop savepoint of a job that ended behind the agent cannot be read: planning on the
+    memory as it was would start the job from older state, so recover refuses to answer."""
+    spec = deployment(parallelism=2)
+    refusal = FlinkRequestError("GET /jobs/x/checkpoints: 500", status=500,
+                                flink_message="Internal server error.")
+    observation = Observation(True, (ObservedJob(jid(1), 1, "FINISHED", end_time=1),))
+    with pytest.raises(RecordsUnreadable, match="could not read Flink's records.*500"):
+        recover("orders", applied(deployment()), observation, Records(refusal=refusal), spec,
+                spec.job_hash())

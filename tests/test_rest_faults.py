@@ -9,9 +9,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from agent import testpoints
+from agent.job_ids import deployment_key
 from agent.reconcile import sync
 from conftest import counter_deployment
 from faults import Fault, TcpProxy, recovered
+from test_crash_safety import kill, start_frozen_at
 
 
 @pytest.fixture
@@ -107,3 +110,28 @@ def test_a_stop_request_whose_answer_is_lost_loses_no_savepoint(
     assert saved["jobId"] == old and saved["origin"] == "UPGRADE"
     assert rest.restored_from(status["job"]["id"]) == saved["location"]
     # (the stop may be asked again while the job still runs: Flink refuses it once it stopped)
+
+
+def test_a_job_stopped_behind_the_agent_is_left_as_it_is_while_flinks_records_cannot_be_read(
+        upgrade_pushed, spec_repo, settings, rest, proxied, flink, tmp_path):
+    """An agent killed once the old job stopped with its savepoint; the next cycle cannot read
+    Flink's record of that savepoint. A start then would restore older state, so it starts
+    nothing and says why; once the records can be read, the upgrade goes on from it."""
+    old = upgrade_pushed("records-unreadable")
+    kill(start_frozen_at(testpoints.OLD_JOB_STOPPED, settings, tmp_path))
+    proxied.fault_when(Fault.RESET, pattern=rf"GET /jobs/{old}/checkpoints".encode(), times=None)
+    sync(settings)
+    assert rest.jobs()[old] == "FINISHED"
+    assert not [job for job in rest.jobs() if job.startswith(deployment_key("records-unreadable"))
+                and job != old]                                    # nothing started
+    errors = " ".join(e["message"] for e in spec_repo.status_of("records-unreadable")["errors"])
+    assert "could not read Flink's records of its jobs" in errors
+
+    proxied.heal()
+    began = time.monotonic()
+    assert sync(settings).exit_code == 0
+    recovered("Flink's records of a stopped job unreadable", ["records-unreadable"], rest,
+              spec_repo, flink.savepoint_dir, began)
+    status = spec_repo.status_of("records-unreadable")
+    assert status["lastSavepoint"]["jobId"] == old
+    assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
