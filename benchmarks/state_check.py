@@ -41,7 +41,7 @@ from agent.flink.python import (DRIVER_CLASS, driver_args, local_python,  # noqa
                                 pyflink_installed)
 from agent.flink.rest import FlinkClient  # noqa: E402
 from agent.flink.runner import RUNNER_CLASS, runner_args, runner_jar  # noqa: E402
-from agent.flink.tool import TOOLS_DIR_ENV  # noqa: E402
+from agent.flink.class_data import TOOLS_DIR_ENV  # noqa: E402
 from agent.reconcile import review, sync  # noqa: E402
 
 COUNTER = "com.example.Counter"

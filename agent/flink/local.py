@@ -38,6 +38,7 @@ from pathlib import Path
 import requests
 
 from agent.errors import JavaMissing, LocalClusterError, MemoryRefused
+from agent.flink import class_data
 
 JOBMANAGER = "jobmanager"
 TASKMANAGER = "taskmanager"
@@ -424,16 +425,17 @@ def java_command(conf_dir: Path, log_file: Path, main_class: str,
     """The command of one Flink process: `main_class` with Flink's classpath and JVM flags, its
     configuration from `conf_dir`, logging to `log_file`."""
     log4j = (conf_dir / "log4j.properties").as_uri()
-    classpath = os.pathsep.join(str(jar) for jar in flink_classpath())
+    java, jars = java_executable("java"), flink_classpath()
     return [
-        java_executable("java"),
+        java,
+        *class_data.sharing_flags(java, jars, main_class.rsplit(".", 1)[-1]),
         *memory_flags,
         *JVM_MODULE_FLAGS,
         f"-Dlog.file={log_file}",
         f"-Dlog4j.configuration={log4j}",
         f"-Dlog4j.configurationFile={log4j}",
         "-classpath",
-        classpath,
+        os.pathsep.join(map(str, jars)),
         main_class,
         "--configDir",
         str(conf_dir),
