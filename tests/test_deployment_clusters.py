@@ -21,9 +21,11 @@ from agent.cli import main
 from agent.flink import application, local
 from agent.job_ids import generation_of
 from agent.reconcile import sync
-from conftest import EXAMPLES, Flink, artifact_deployment, counter_deployment
+from conftest import (DEFAULT_STATUS_BRANCH, EXAMPLES, Flink, artifact_deployment,
+                      counter_deployment, git)
 from pyflink_env import pyflink_python
 from test_crash_safety import kill, start_frozen_at
+from test_secrets import run
 
 TARGET = """\
 apiVersion: v1
@@ -270,20 +272,31 @@ def test_an_agent_killed_during_an_upgrade_leaves_one_cluster_per_deployment_aft
         previous = job["jid"]
 
 
-def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason(
+def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason_never_a_secret(
         apps, spec_repo, settings):
-    """Its main throws in the JobManager: Flink records a failed job with the exception."""
-    text = app_deployment("app-broken", args="--rate 0 --keys 4")
+    """Its main throws in the JobManager, quoting an argument a secret reference gave it
+    (NumberFormatException: For input string: "…"): Flink records a failed job with the
+    exception; the status, the logs (text and JSON), `plan`, `status` and `local status` say
+    why, with `***` for the value."""
+    text = app_deployment("app-broken", args="--rate 20 --keys ${FG_APP_KEYS}")
     spec_repo.write("deployments/app-broken.yaml", text.replace(
         "  upgradeStrategy:", "  maxJobCreationAttempts: 1\n  upgradeStrategy:"))
-    spec_repo.push("a rate the job refuses")
-    result = sync(settings)
-    assert result.exit_code != 0
+    spec_repo.push("keys from a secret the job refuses")
+    env, repo = {"FG_APP_KEYS": "app-c4n4ry"}, ["--repo", settings.repo,
+                                                "--workdir", str(settings.workdir)]
+    outputs = []
+    for args in (["-v", "sync"], ["-v", "--log-format", "json", "sync"], ["plan"],
+                 ["plan", "--format", "json"], ["status"],
+                 ["local", "status", "--workdir", str(settings.workdir)]):
+        result = run(*args, *(repo if args[0] != "local" else []), env=env)
+        outputs += [result.stdout, result.stderr]
     status = spec_repo.status_of("app-broken")
     assert status["lastAction"]["result"] == "FAILED"
-    assert "--rate and --keys must be positive" in status["lastAction"]["message"]   # its main's
+    assert 'For input string: "***"' in status["lastAction"]["message"]   # its main's
     assert application.find(settings.workdir, "app-broken") is None   # nothing left running
     assert processes_of(settings, "app-broken") == []
+    branch = git(spec_repo.remote, "log", "-p", "--format=%B", DEFAULT_STATUS_BRANCH)
+    assert "c4n4ry" not in "\n".join(outputs + [branch])
 
 
 def test_a_python_job_runs_in_a_cluster_of_its_own(apps, spec_repo, settings, monkeypatch):
