@@ -116,7 +116,8 @@ def taskmanager_memory(cluster) -> list[int]:
 
 
 def processes_of(settings, name: str) -> list[int]:
-    """Every Flink process on this machine that runs in deployment `name`'s cluster."""
+    """Every Java process on this machine whose command line names deployment `name`'s conf
+    dir anywhere (its argument file, its log4j configuration, `--configDir`)."""
     conf = str(application.home(settings.workdir, name) / "conf").encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -124,7 +125,7 @@ def processes_of(settings, name: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
         except OSError:
             continue
-        if conf in argv and b"java" in argv[0]:
+        if argv and b"java" in argv[0] and any(conf in argument for argument in argv):
             found.append(int(entry.name))
     return found
 

@@ -6,17 +6,22 @@ session clusters of `agent.flink.local` live beside it, by port):
 
     cluster.json                     what the agent started: ports, pids, job id, when
     conf/config.yaml, conf/log4j.properties
+    conf/jobmanager.args             the JobManager's main class and arguments (a `java @file`)
     log/jobmanager.{log,out}, log/taskmanager-<n>.{log,out}
     savepoints/, checkpoints/, artifacts/, tmp/
 
 Its JobManager is Flink's `StandaloneApplicationClusterEntryPoint`, given the job's jar
 (`--jars local://…`: used in place), its entry class, a fixed job id, the state to restore and
-the job's arguments (after `--`); its TaskManagers start as a session cluster's do. Every port
+the job's arguments (after `--`), all read from an argument file (`java @conf/jobmanager.args`,
+readable by the agent's user only), so that the job's arguments — a SQL script of any size, a
+secret in `mainArgs` — are not on the machine's process list, nor held to Linux's 128 KiB for
+one argument; its TaskManagers start as a session cluster's do. Every port
 is allocated free and recorded in cluster.json. The JobManager stays up after its job ends
 (`execution.shutdown-on-application-finish: false`), so that the agent reads the job's final
 state and its savepoint through REST; the agent then ends the cluster itself. It only ever
 signals the processes cluster.json records, and only after checking their command line names
-this home's conf dir (a pid the system gave to another process is left alone).
+this home's conf dir, or its argument file (a pid the system gave to another process is left
+alone).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from agent.flink import local
 APPLICATION_CLASS = "org.apache.flink.container.entrypoint.StandaloneApplicationClusterEntryPoint"
 TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
 JOBMANAGER = "jobmanager"
+ARGUMENT_FILE = "jobmanager.args"
 START_TIMEOUT_S = 120.0   # its JobManager answering and every TaskManager registered, at most
 STOP_TIMEOUT_S = 30.0     # SIGTERM, then SIGKILL
 
@@ -215,7 +221,7 @@ def _names(pid: int, conf: Path) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(conf).encode() in argv and bool(
+    return f"@{conf / ARGUMENT_FILE}".encode() in argv or str(conf).encode() in argv and bool(
         {APPLICATION_CLASS.encode(), TASKMANAGER_CLASS.encode()} & set(argv))
 
 
@@ -226,12 +232,33 @@ def _runs_here(pid: int, where: Path) -> bool:
 
 def _jobmanager_command(where: Path, application: Application,
                         options: dict[str, object]) -> list[str]:
+    """The JobManager's command: the JVM's options, then `@` the argument file holding the
+    main class and its arguments (written here)."""
     memory, properties = local.memory_flags(options, "JM", application.cache_dir)
     command = local.java_command(where / "conf", where / "log" / f"{JOBMANAGER}.log",
                                  APPLICATION_CLASS, memory)
-    command += [*properties, "--jars",
-                Path(application.jar).resolve().as_uri().replace("file:", "local:", 1),
-                "--job-id", application.job_id]
+    main = command.index(APPLICATION_CLASS)
+    arguments = where / "conf" / ARGUMENT_FILE
+    arguments.touch(mode=0o600)
+    arguments.write_text(argument_file([*command[main:], *_application_arguments(
+        application, properties)]), encoding="utf-8")
+    return [*command[:main], f"@{arguments}"]
+
+
+def argument_file(arguments: list[str]) -> str:
+    """The text of a `java @file` that gives the JVM exactly `arguments`: each one quoted, with
+    the launcher's escapes for backslash, quotes and the whitespace it would split at."""
+    escapes = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r",
+                             "\t": "\\t", "\f": "\\f"})
+    return "".join(f'"{argument.translate(escapes)}"\n' for argument in arguments)
+
+
+def _application_arguments(application: Application, properties: list[str]) -> list[str]:
+    """The JobManager's arguments after its configuration directory: Flink's `-D` properties,
+    the job and what it restores, and the job's own arguments."""
+    command = [*properties, "--jars",
+               Path(application.jar).resolve().as_uri().replace("file:", "local:", 1),
+               "--job-id", application.job_id]
     if application.entry_class:
         command += ["--job-classname", application.entry_class]
     if application.restore:
