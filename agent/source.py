@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -48,6 +49,10 @@ BROKEN = re.compile(r"^(?!remote:).*(not a git repository|bad object|\) is corru
                     r"bad config|unexpected line in \S*packed-refs|invalid sha1 pointer|"
                     rf"'{REMOTE}' does not appear to be a git repository)",
                     re.IGNORECASE | re.MULTILINE)
+# what git says when another git process moved a ref it was updating (a killed agent's own push
+# that outlived it): tried again, up to REF_RACE_TRIES times, half a second apart
+REF_RACE = re.compile(r"cannot lock ref '[^']+': is at \w+ but expected \w+")
+REF_RACE_TRIES = 3
 # what the OS says of a full disk (File too large: a file size limit, RLIMIT_FSIZE)
 DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|File too large",
                        re.IGNORECASE)
@@ -194,7 +199,7 @@ class SpecRepository:
         except git.GitCommandError as error:
             self._rebuild(_git_reason(error))
 
-    def _fetch(self, rebuild: bool = False) -> None:
+    def _fetch(self, rebuild: bool = False, tries: int = REF_RACE_TRIES) -> None:
         """`fetch`; with `rebuild`, a GitCommandError when git finds the mirror broken."""
         try:
             self.repo.git.fetch(REMOTE, "--prune", "--quiet",
@@ -202,6 +207,10 @@ class SpecRepository:
                                 kill_after_timeout=FETCH_TIMEOUT_S)
         except git.GitCommandError as error:
             reason = _git_reason(error)
+            if tries > 1 and REF_RACE.search(reason):
+                log.info("another git process moved a ref during the fetch: fetching again")
+                time.sleep(0.5)
+                return self._fetch(rebuild, tries - 1)
             if DISK_FULL.search(reason):
                 raise SourceError(f"cannot fetch {redact(self.url)} into {self.path}: "
                                   f"{_one_line(reason, DISK_FULL)}") from None

@@ -7,6 +7,8 @@ benchmarks/faults.py; the tests assert the outcome."""
 from __future__ import annotations
 
 import re
+import signal
+import threading
 import time
 
 import pytest
@@ -176,6 +178,26 @@ def test_a_taskmanager_lost_while_running_is_reported_and_left_to_flink(
               faulty.savepoint_dir, back)
     assert not spec_repo.status_of("tm-lost")["errors"]
     assert rest.running() == [job]
+
+
+def test_a_taskmanager_on_its_way_out_when_the_cluster_is_started_is_started_again(faulty):
+    """A TaskManager shutting down (after a fatal error, or writing its class-data archive) is
+    still running, and registered no more, when a cycle starts the local cluster: once it has
+    ended a new one is started, instead of the start failing with "exited while starting"."""
+    pid = int((faulty.home / f"{local.TASKMANAGER}.pid").read_text())
+    local.signal_process(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while local.registered_slots(faulty.url):   # it deregisters first as it shuts down
+        assert time.monotonic() < deadline, "the TaskManager did not deregister"
+        time.sleep(0.01)
+    local.signal_process(pid, signal.SIGSTOP)   # and is held there, on its way out, for 2 s
+    assert local.alive(pid), "the TaskManager ended before it could be held"
+    threading.Timer(2, local.signal_process, (pid, signal.SIGCONT)).start()
+    started = local.start(faulty.home.parent.parent, port=faulty.port, slots=faulty.slots)
+    assert not local.alive(pid)
+    [taskmanager] = local.registered_slots(started.url)
+    assert int((faulty.home / f"{local.TASKMANAGER}.pid").read_text()) != pid
+    assert taskmanager.startswith(f"taskmanager-{faulty.port}-")
 
 
 def test_a_taskmanager_lost_during_the_stop_savepoint_is_outlasted_by_the_attempts(

@@ -709,7 +709,9 @@ def registered_slots(url: str) -> dict[str, int] | None:
 
 def _await_ready(cluster: LocalCluster, timeout: float, taskmanager_id: str | None = None) -> None:
     """Wait until a TaskManager with slots is registered — the one just launched, when given
-    (a dead TaskManager stays registered until its heartbeat times out). Fails early if a JVM dies.
+    (a dead TaskManager stays registered until its heartbeat times out). A TaskManager found
+    running that ends meanwhile (one shutting down after a fatal error, writing its class-data
+    archive) is started again; a JVM of this start that dies fails it early.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -720,6 +722,9 @@ def _await_ready(cluster: LocalCluster, timeout: float, taskmanager_id: str | No
             return
         pids = _live_pids(cluster)
         dead = [role for role in (JOBMANAGER, TASKMANAGER) if role not in pids]
+        if dead == [TASKMANAGER] and taskmanager_id is None:   # the one found running ended
+            taskmanager_id = _launch_taskmanager(cluster)       # (it was on its way out)
+            continue
         if dead:
             raise LocalClusterError(
                 f"the local Flink {' and '.join(dead)} on port {cluster.port} exited while starting"
