@@ -2,17 +2,16 @@
 TaskManagers, and the agent's own Java tools — kept in the machine's tools dir (I/O: files, a
 scan of /proc and one short `java -version` run when a new archive is taken into use).
 
-Such a JVM spends seconds loading Flink's classes; with an archive of them it starts about a
-third faster (benchmarks/RESULTS.md, Class-data archives). A kind of JVM — its main class or
-tool, its Java and its classpath, named by a digest of all three, the jars' sizes and times
-included — has one archive. While it has none, each JVM of that kind writes the classes it
-loaded to a fresh file of its own when it exits (`-XX:ArchiveClassesAtExit`; a few seconds more
-at its end). The next start of that kind takes such a file into use once no live process
-writes it any more and a JVM maps it with its checksums verified (`-Xshare:on
--XX:+VerifySharedSpaces`): a file cut short by a killed JVM would crash a JVM that maps it
-(SIGBUS), so it is removed instead, as are the files of JVMs that ended after the kind had its
-archive. The JVM ignores an archive it cannot use (another Java, a
-changed classpath); classes loaded from a user's jar are never archived.
+Such a JVM spends seconds loading Flink's classes; with an archive of them a cluster starts about
+a third faster (benchmarks/RESULTS.md, Issue 23). A kind of JVM — its main class or tool, its
+Java and its classpath, named by a digest of all three, the jars' sizes and times included — has
+one archive. While it has none, each JVM of that kind writes the classes it loaded to a fresh
+file of its own when it exits (`-XX:ArchiveClassesAtExit`; a few seconds more at its end). The
+next start of that kind takes such a file into use once no live process writes it any more and
+a JVM maps it with its checksums verified (`-Xshare:on -XX:+VerifySharedSpaces`): a file cut
+short by a killed JVM would crash a JVM that maps it (SIGBUS), so it is removed instead, as are
+the files of JVMs that ended after the kind had its archive. The JVM ignores an archive it cannot
+use (another Java, a changed classpath); classes loaded from a user's jar are never archived.
 """
 
 from __future__ import annotations
