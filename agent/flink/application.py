@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from agent.errors import LocalClusterError
-from agent.flink import local
+from agent.flink import local, processes
 
 APPLICATION_CLASS = "org.apache.flink.container.entrypoint.StandaloneApplicationClusterEntryPoint"
 TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
@@ -208,26 +208,21 @@ def _end(cluster: ApplicationCluster, timeout: float) -> bool:
 
 def _processes_naming(conf: Path) -> list[int]:
     """The pids of this machine's Flink processes (of ours) whose command line names `conf`."""
-    found = []
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if entry.name.isdigit() and _names(int(entry.name), conf):
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, arguments in processes.command_lines() if _names(arguments, conf)]
 
 
-def _names(pid: int, conf: Path) -> bool:
-    """The process runs a Flink process of ours (its JobManager or a TaskManager) on `conf`."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+def _names(arguments: list[bytes] | None, conf: Path) -> bool:
+    """The command line runs a Flink process of ours (its JobManager or a TaskManager) on
+    `conf`."""
+    if arguments is None:
         return False
-    return f"@{conf / ARGUMENT_FILE}".encode() in argv or str(conf).encode() in argv and bool(
-        {APPLICATION_CLASS.encode(), TASKMANAGER_CLASS.encode()} & set(argv))
+    return f"@{conf / ARGUMENT_FILE}".encode() in arguments or str(conf).encode() in arguments \
+        and bool({APPLICATION_CLASS.encode(), TASKMANAGER_CLASS.encode()} & set(arguments))
 
 
 def _runs_here(pid: int, where: Path) -> bool:
     """The process's command line names this home's conf dir (a recycled pid does not)."""
-    return _names(pid, where / "conf")
+    return _names(processes.command_line(pid), where / "conf")
 
 
 def _jobmanager_command(where: Path, application: Application,

@@ -23,6 +23,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from agent.flink import processes
+
 TOOLS_DIR_ENV = "FLINK_GITOPS_TOOLS_DIR"
 CHECK_TIMEOUT_S = 30   # the `java -version` that checks a fresh archive before it is used
 
@@ -87,16 +89,9 @@ def _written_by_live_processes() -> set[str]:
     """The fresh archive files named on a live process's command line (its JVM writes it at its
     exit, or is writing it now)."""
     flag = b"-XX:ArchiveClassesAtExit="
-    named = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        named |= {a[len(flag):].decode(errors="replace") for a in arguments if a.startswith(flag)}
-    return named
+    return {argument[len(flag):].decode(errors="replace")
+            for _, arguments in processes.command_lines()
+            for argument in arguments if argument.startswith(flag)}
 
 
 def _maps(candidate: Path, java: str, classpath: list[Path]) -> bool:
