@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from agent.errors import LocalClusterError
 from agent.flink import application
@@ -94,14 +94,16 @@ def echo(tmp_path_factory) -> Path:
 
 @settings(max_examples=8, deadline=None)
 @given(st.lists(ARGUMENT, max_size=12))
+@example(["\r", "\r\n", "a\rb"])
 def test_an_argument_file_gives_the_jvm_exactly_the_arguments_it_holds(echo, arguments):
-    """Quotes, backslashes, newlines, '#', '@', empty and non-ASCII arguments, as java reads
-    them from `@file` (the JobManager's job arguments: a SQL script, mainArgs)."""
+    """Quotes, backslashes, newlines, carriage returns, '#', '@', empty and non-ASCII arguments,
+    as java reads them from `@file` (the JobManager's job arguments: a SQL script, mainArgs)."""
     (echo / "args").write_text(application.argument_file(
         ["Echo", *arguments, "a 'quoted' \"SQL\" script;\n-- with a comment\n" * 4000]),
         encoding="utf-8")
     subprocess.run([java_executable(), "-Dfile.encoding=UTF-8", "-Dsun.jnu.encoding=UTF-8",
                     f"-Dout={echo / 'out'}", "-cp", str(echo), f"@{echo / 'args'}"], check=True)
-    *got, count = (echo / "out").read_text(encoding="utf-8").split("\0")
+    # read as bytes: read_text's universal newlines would turn a '\r' java wrote into '\n'
+    *got, count = (echo / "out").read_bytes().decode("utf-8").split("\0")
     assert int(count) == len(arguments) + 1 and got[:-1] == arguments
     assert len(got[-1]) > 128 * 1024   # beyond one command-line argument's limit on Linux
