@@ -1,7 +1,8 @@
 """Class-data archives of the JVMs the agent starts (agent/flink/class_data.py), with the real
 `java`: a JVM of a kind without an archive writes one at its exit, the next start of that kind
 uses it, and a file a killed JVM left unfinished — which would crash a JVM that maps it — is
-removed, never used; one that a live JVM is still to write is left to it."""
+removed, never used; one that a live JVM is still to write is left to it; archives no start
+has used for a month are removed."""
 
 from __future__ import annotations
 
@@ -83,3 +84,22 @@ def test_an_archive_a_live_jvm_is_to_write_is_left_to_it(tools):
         writer.wait()
     class_data.sharing_flags(java, classpath, "Probe")
     assert not fresh.exists()   # its writer gone, it is judged: unsound, removed
+
+
+def test_archives_no_start_has_used_for_a_month_are_removed(tools):
+    java, classpath = java_executable(), flink_classpath()
+    fresh = fresh_flag(class_data.sharing_flags(java, classpath, "Probe"))
+    used, archives = Path(str(fresh).rsplit(".", 2)[0]), fresh.parent   # the kind's archive
+    replaced = archives / "Probe-0123456789abcdef.jsa"          # a Flink since upgraded
+    recent = archives / "Other-0123456789abcdef.jsa"
+    abandoned = archives / "Gone-0123456789abcdef.jsa.0a1b.fresh"   # its JVM killed long ago
+    for path in (used, replaced, recent, abandoned):
+        path.write_bytes(b"an archive")
+    month = time.time() - (class_data.UNUSED_DAYS + 1) * 86400
+    for path in (used, replaced, abandoned):
+        os.utime(path, (month, month))
+
+    assert class_data.sharing_flags(java, classpath, "Probe") == [
+        f"-XX:SharedArchiveFile={used}"]
+    assert sorted(archives.iterdir()) == sorted([used, recent])   # the used one kept, renewed
+    assert used.stat().st_mtime > month + 86400

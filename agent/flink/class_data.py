@@ -12,6 +12,8 @@ a JVM maps it with its checksums verified (`-Xshare:on -XX:+VerifySharedSpaces`)
 short by a killed JVM would crash a JVM that maps it (SIGBUS), so it is removed instead, as are
 the files of JVMs that ended after the kind had its archive. The JVM ignores an archive it cannot
 use (another Java, a changed classpath); classes loaded from a user's jar are never archived.
+An archive no start has used for `UNUSED_DAYS` (the kind of a Flink or Java since replaced, an
+agent's tool since rebuilt) is removed, as is a fresh file no live JVM writes that old.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from agent.flink import processes
 
 TOOLS_DIR_ENV = "FLINK_GITOPS_TOOLS_DIR"
 CHECK_TIMEOUT_S = 30   # the `java -version` that checks a fresh archive before it is used
+UNUSED_DAYS = 30       # an archive no JVM start has used for this long is removed
 
 
 def tools_dir() -> Path:
@@ -45,6 +49,9 @@ def sharing_flags(java: str, classpath: list[Path], kind: str, *, write: bool = 
     this JVM to write its classes to at its exit."""
     archive = _archive(java, classpath, kind)
     _settle_fresh(archive, java, classpath)
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(archive)   # its last use, which keeps it
+    _remove_unused(archive.parent)
     if archive.is_file():
         return [f"-XX:SharedArchiveFile={archive}"]
     if not write:
@@ -83,6 +90,24 @@ def _settle_fresh(archive: Path, java: str, classpath: list[Path]) -> None:
                 os.replace(candidate, archive)
         else:
             candidate.unlink(missing_ok=True)
+
+
+def _remove_unused(archives: Path) -> None:
+    """The archives no start has used for UNUSED_DAYS, and the fresh files that old no live JVM
+    writes, removed (a JVM that maps a removed archive keeps its mapping)."""
+    oldest = time.time() - UNUSED_DAYS * 86400
+    old = [path for path in archives.glob("*.jsa*") if _modified(path) < oldest]
+    writing = _written_by_live_processes() if old else set()
+    for path in old:
+        if str(path) not in writing:
+            path.unlink(missing_ok=True)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")   # (gone meanwhile)
 
 
 def _written_by_live_processes() -> set[str]:
