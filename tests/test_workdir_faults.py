@@ -1,12 +1,14 @@
 """Faults of the agent's own host, with real git and a real filesystem, no Flink (the one target
 points at a port nobody listens on, and no deployment uses it): a mirror deleted, truncated or
-garbled in the work dir is made again from the remote by the next cycle, and a work dir on a
-full disk is one clear line naming the path and the OS's reason, after which the mirror is whole
-and the next cycle, once there is space, works. (Faults of the remote: test_git_faults.)"""
+garbled in the work dir is made again from the remote by the next cycle, a ref another git
+process moves during a fetch is fetched again, and a work dir on a full disk is one clear line
+naming the path and the OS's reason, after which the mirror is whole and the next cycle, once
+there is space, works. (Faults of the remote: test_git_faults.)"""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import subprocess
@@ -189,6 +191,68 @@ def on_small_disk(spec_repo, small_disk) -> Settings:
     settings = Settings(str(spec_repo.remote), workdir=small_disk / "agent")
     assert sync(settings).exit_code == 0
     return settings
+
+
+RACING_UPLOAD_PACK = """#!{python}
+\"\"\"git-upload-pack serving the remote (its last argument), except that the first {times}
+fetches find {ref} of the mirror moved by another git process after the fetch read it and
+before it writes it (when the fetch asks for a pack), as a killed agent's git child once did.
+While races are left, the remote's main moves on too, so that the next try needs a pack.\"\"\"
+import os, subprocess, sys
+from pathlib import Path
+
+def move(repo, ref, message, *parent):
+    def run(*args):
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    run("update-ref", ref, run("commit-tree", "-m", message, *parent, ref + "^{{tree}}"))
+
+left = Path({left!r})
+child = subprocess.Popen(["git-upload-pack", *sys.argv[1:]], stdin=subprocess.PIPE)
+raced = False   # (once a fetch: it may ask for the pack in several rounds)
+while chunk := os.read(0, 65536):
+    if b"command=fetch" in chunk and not raced and (races := int(left.read_text())) > 0:
+        left.write_text(str(races - 1))
+        raced = True
+        move({mirror!r}, {ref!r}, f"moved {{races}}")
+        if races > 1:
+            move(sys.argv[-1], "refs/heads/main", f"racing {{races}}", "-p", "refs/heads/main")
+    child.stdin.write(chunk)
+    child.stdin.flush()
+child.stdin.close()
+sys.exit(child.wait())
+"""
+
+
+def moved_during_fetches(mirror: Path, times: int, tmp_path: Path) -> None:
+    """The mirror's fetches from now on meet `times` races on its `main` (RACING_UPLOAD_PACK)."""
+    (tmp_path / "left").write_text(str(times))
+    script = tmp_path / "racing-upload-pack"
+    script.write_text(RACING_UPLOAD_PACK.format(
+        python=sys.executable, times=times, left=str(tmp_path / "left"), mirror=str(mirror),
+        ref="refs/remotes/origin/main"))
+    script.chmod(0o755)
+    git(mirror, "config", "remote.origin.uploadpack", str(script))
+
+
+def test_a_ref_another_git_process_moves_during_the_fetch_is_fetched_again(
+        synced, spec_repo, settings, tmp_path, caplog):
+    spec_repo.write("notes.md", "a change the fetch brings\n")
+    spec_repo.push("a change")
+    moved_during_fetches(synced, 1, tmp_path)
+    caplog.set_level(logging.INFO, "agent.source")
+    assert sync(settings).exit_code == 0
+    assert caplog.text.count("moved a ref during the fetch: fetching again") == 1
+    assert git(synced, "rev-parse", "refs/remotes/origin/main") == \
+        git(spec_repo.remote, "rev-parse", "main")
+
+    spec_repo.write("notes.md", "another change\n")
+    spec_repo.push("another change")
+    moved_during_fetches(synced, 3, tmp_path)   # every try races: the cycle says why it stopped
+    with pytest.raises(SourceError, match="cannot fetch .*cannot lock ref 'refs/remotes/origin"
+                                          "/main': is at [0-9a-f]+ but expected"):
+        sync(settings)
+    assert caplog.text.count("fetching again") == 3
 
 
 def test_a_full_disk_fails_the_fetch_in_one_clear_line_and_the_cycle_after_it_works(
