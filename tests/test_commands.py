@@ -54,6 +54,25 @@ def test_local_start_reuses_a_running_cluster_and_stop_ends_it(tmp_path):
     assert after.returncode == 1 and "not running" in after.stdout
 
 
+def test_a_pid_file_naming_another_process_is_no_cluster_and_that_process_is_untouched(
+        tmp_path):
+    """A pid recycled by another program after the machine restarted: `local status` and
+    `local stop` see no cluster, and never signal that program."""
+    port = free_port()
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        home = local.home(tmp_path, port)
+        home.mkdir(parents=True)
+        for role in (local.JOBMANAGER, local.TASKMANAGER):
+            (home / f"{role}.pid").write_text(str(stranger.pid))
+        assert local.status(tmp_path, port).pids == {}
+        run("local", "stop", "--port", str(port), "--workdir", str(tmp_path))
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_a_missing_java_is_a_clear_error_naming_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("JAVA_HOME", raising=False)

@@ -38,7 +38,7 @@ from pathlib import Path
 import requests
 
 from agent.errors import JavaMissing, LocalClusterError, MemoryRefused
-from agent.flink import class_data
+from agent.flink import class_data, processes
 
 JOBMANAGER = "jobmanager"
 TASKMANAGER = "taskmanager"
@@ -620,11 +620,8 @@ def _is_role(pid: int, cluster: LocalCluster, role: str) -> bool:
     """Guards against a recycled pid: the process must run `role`'s class from this home's conf."""
     if pid in _launched:  # launched here; its cmdline may still be empty while exec completes
         return True
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()  # no /proc on this OS: trust the pid file
-    except OSError:
+    argv = processes.command_line(pid)
+    if argv is None:   # no /proc on this OS, or not ours to read: the pid file is trusted
         return True
     args = [arg.decode(errors="replace") for arg in argv]
     return _MAIN_CLASS[role] in args and str(cluster.conf_dir) in args
