@@ -231,7 +231,8 @@ class Execution:
                                 job)
                 testpoints.reached(testpoints.NEW_JOB_SUBMITTED)
                 running = self.client.await_running(job, self.start_timeout_s, sleep=self.sleep)
-                if running.state != FlinkJobStatus.RUNNING:
+                # (a bounded job may have run to its end before it was seen running)
+                if running.state not in (FlinkJobStatus.RUNNING, FlinkJobStatus.FINISHED):
                     raise JobStartFailed(f"job {job} ended {running.state}: "
                                          f"{self.client.root_exception(job) or 'no exception'}")
             except (JobStartFailed, FlinkRequestError) as error:

@@ -14,6 +14,7 @@ from agent.diff import Difference
 from agent.job_ids import job_id
 from agent.model.compatibility import StateCheck
 from agent.model.spec import Deployment, DesiredState, RestoreStrategyKind, UpgradeStrategyKind
+from agent.model.job_states import JobState
 from agent.model.status import (ActionKind, DeploymentState, DeploymentStatus, SavepointOrigin,
                                 StabilityWatch, Status)
 from agent.model.observation import Observation, Settling
@@ -415,11 +416,18 @@ def _plan_start(diff, desired, previous, observation, extra, generation) -> Plan
     if diff.drift:
         return Plan(diff.name, ActionKind.RESTART, extra + (start,), diff.drift,
                     generation=generation)
-    finished = previous is not None and previous.status.state == DeploymentState.FINISHED
-    if finished and not diff.job_changed:
+    if _finished_by_itself(previous) and not diff.job_changed:
         return Plan(diff.name, None, reason="the job finished by itself")
     reason = "first start" if first else "desired state RUNNING"
     return Plan(diff.name, ActionKind.START, extra + (start,), reason, generation=generation)
+
+
+def _finished_by_itself(previous: DeploymentStatus | None) -> bool:
+    """The deployment's job ended FINISHED with no savepoint of the agent's stopping it (a
+    bounded job): so recorded, or so seen by this cycle's recovery (`recover._record_end`)."""
+    job = previous.status.job if previous is not None else None
+    return previous is not None and (previous.status.state == DeploymentState.FINISHED
+                                     or job is not None and job.state == JobState.FINISHED)
 
 
 def _plan_deletion(name, previous, active, extra) -> Plan:

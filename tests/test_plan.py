@@ -6,6 +6,7 @@ from agent.diff import difference
 from agent.job_ids import (deployment_key, generation_of, job_id, spec_digest_of,
                             with_generation)
 from agent.model.spec import Deployment
+from agent.model.job_states import JobState
 from agent.model.status import DeploymentState, Savepoint, SavepointOrigin
 from agent.model.observation import ObservedJob, Observation
 from agent.plan import RestoreKind, StepKind, plan
@@ -144,6 +145,16 @@ def test_a_job_cancelled_outside_the_agent_is_restarted_from_the_latest_savepoin
     assert "CANCELED" in diff.drift
     assert decided.action == "RESTART"
     assert decided.steps[0].restore.path == "file:/sp/1"
+
+
+def test_a_job_that_finished_by_itself_is_not_started_again_until_its_job_changes():
+    previous = applied(deployment())
+    previous.status.job.state = JobState.FINISHED   # as recovery records it: no stop savepoint
+    diff, decided = decide(deployment(), previous, running(flink_status="FINISHED"))
+    assert diff.drift is None and decided.action is None
+    assert decided.reason == "the job finished by itself"
+    _, changed = decide(deployment(parallelism=2), previous, running(flink_status="FINISHED"))
+    assert changed.action == "START"
 
 
 def test_a_deleted_spec_suspends_the_job_with_a_savepoint():

@@ -4,6 +4,7 @@ on the request. Nothing is decided on a missing answer, and nothing is sent twic
 
 from __future__ import annotations
 
+import textwrap
 import time
 from urllib.parse import urlsplit
 
@@ -12,9 +13,10 @@ import pytest
 from agent import testpoints
 from agent.job_ids import deployment_key
 from agent.reconcile import sync
-from conftest import counter_deployment
+from conftest import artifact_deployment, counter_deployment
 from faults import Fault, TcpProxy, recovered
 from test_crash_safety import kill, start_frozen_at
+from test_sql_real_flink import BOUNDED
 
 
 @pytest.fixture
@@ -91,6 +93,26 @@ def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent
     status = spec_repo.status_of("run-answer-lost")
     assert rest.running() == [status["job"]["id"]] == [rest.job("run-answer-lost", 2)]
     assert rest.restored_from(status["job"]["id"]) == status["lastSavepoint"]["location"]
+
+
+def test_a_bounded_job_that_ended_before_its_start_was_seen_is_started_once(
+        spec_repo, settings, rest, proxied):
+    """The run request's answer comes late (3 s), after the job already ran to its end: the
+    start succeeded — it is not taken for a failed start and submitted again (a batch job's
+    output twice)."""
+    spec_repo.write_target("test", proxied.url)
+    spec_repo.write("deployments/short.yaml", artifact_deployment("short", (
+        "kind: SQLSCRIPT\nsqlScript: |\n" + textwrap.indent(BOUNDED.format(rows=5), "  "))))
+    spec_repo.push("a short bounded query")
+    proxied.delay_s = 3
+    proxied.fault_when(Fault.DELAY, pattern=rb"POST /jars/\S+/run", after_forwarding=True)
+    assert sync(settings).exit_code == 0, spec_repo.status_of("short")["history"]
+    status = spec_repo.status_of("short")
+    assert (status["lastAction"]["kind"], status["lastAction"]["result"]) == ("START", "SUCCESS")
+    job = rest.job("short", 1)
+    assert (status["state"], status["job"]["id"], status["job"]["state"]) == (
+        "FINISHED", job, "FINISHED")
+    assert [j for j in rest.jobs() if j.startswith(deployment_key("short"))] == [job]
 
 
 def test_a_stop_request_whose_answer_is_lost_loses_no_savepoint(

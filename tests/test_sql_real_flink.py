@@ -9,9 +9,11 @@ import textwrap
 
 import pytest
 
+from agent.job_ids import deployment_key
 from agent.reconcile import sync
 from agent.validate import validate
 from conftest import artifact_deployment
+from test_drift import wait_for
 
 TWO_SINKS = """\
 SET 'execution.checkpointing.interval' = '2s';
@@ -32,6 +34,14 @@ CREATE TEMPORARY TABLE clicks_per_page (page INT, clicks BIGINT, PRIMARY KEY (pa
   WITH ('connector' = 'blackhole');
 INSERT INTO clicks_per_page
 SELECT page, COUNT(*) FROM clicks GROUP BY page;
+"""
+
+
+BOUNDED = """\
+CREATE TEMPORARY TABLE numbers (n BIGINT) WITH (
+  'connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '10');
+CREATE TEMPORARY TABLE sink (n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT n FROM numbers;
 """
 
 
@@ -95,6 +105,22 @@ def test_a_stateful_upgrade_of_a_sql_aggregation_restores_its_savepoint(push_sql
     savepoint = status["lastSavepoint"]["location"]
     assert rest.restored_from(new) == savepoint               # Flink's own record
     assert rest.parallelism(new) == 2
+
+
+def test_a_bounded_query_that_finished_is_finished_and_never_run_again(push_sql, spec_repo,
+                                                                       settings, rest):
+    """A job that ends FINISHED by itself (no savepoint of the agent's stopped it) is done: the
+    cycles that see it record it FINISHED and start nothing (a batch job is not run again)."""
+    assert push_sql("nightly", BOUNDED.format(rows=20), message="a bounded query").exit_code == 0
+    job = rest.job("nightly", 1)
+    wait_for(lambda: rest.jobs()[job] == "FINISHED")
+    for _ in range(2):
+        assert sync(settings).exit_code == 0
+        status = spec_repo.status_of("nightly")
+        assert (status["state"], status["sync"]) == ("FINISHED", "SYNCED")
+        assert (status["job"]["id"], status["job"]["state"]) == (job, "FINISHED")
+        assert status["lastAction"]["kind"] == "START"
+        assert [j for j in rest.jobs() if j.startswith(deployment_key("nightly"))] == [job]
 
 
 def test_a_sql_syntax_error_is_refused_with_flinks_message_and_line_and_the_job_runs_on(

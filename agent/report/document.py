@@ -179,10 +179,13 @@ def _record_outcome(status: Status, facts: CycleFacts, events: list[str]) -> Non
         _record_adopted(status, facts)
     if outcome.started is not None:
         started = outcome.started
-        status.job = Job(id=started.id, generation=started.generation, state=JobState.STARTED,
+        # (FINISHED: a bounded job that ran to its end before it was seen running)
+        state = FlinkJobStatus.parse(started.flink_status).job_state(JobState.STARTED)
+        status.job = Job(id=started.id, generation=started.generation, state=state,
                          flink_status=started.flink_status, parallelism=started.parallelism,
                          tasks=started.tasks,
                          restored_from=started.restored_from, started_at=started.started_at,
+                         ended_at=facts.now if state == JobState.FINISHED else None,
                          spec_commit=outcome.rolled_back_to or facts.commit)
         status.history.jobs = bounded(status.history.jobs + [status.job])
     elif status.job is not None and status.job.id in outcome.ended:
