@@ -29,7 +29,7 @@ from agent.defaults import leaf_values
 from agent.diff import (Difference, FieldChange, adopted_jobs, difference, field_changes,
                         spec_document, to_adopt)
 from agent.errors import (ArtifactError, FlinkGitopsError, StatusKept, StatusPushRejected,
-                          Untrusted)
+                          TransientError, Untrusted)
 from agent import testpoints
 from agent.clock import from_millis, iso, parse, utc_now
 from agent.execute import Execution
@@ -542,6 +542,7 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
                 caches.quiet = quiet_cycle(cycle.sighting, cycle.loaded, cycle.assessments,
                                            result.documents, result.wake_at,
                                            tuple(result.unattributed))
+            _retire_idle_unacted(settings, source, cycle, lease)
             break
         except StatusPushRejected:
             if attempt == attempts:
@@ -554,13 +555,31 @@ def sync(settings: Settings, attempts: int = 3, stopping: Event | None = None,
 
 def _retire_idle(cycle: Cycle) -> None:
     """The clusters of their own that deployments no longer run a job on (a start that failed
-    for good, a JobManager gone), ended once the cycle's actions are recorded, under the lease
-    (their jobs' last records kept: the next cycle sees them as before)."""
+    for good, a job that finished, a JobManager gone), ended once the cycle's actions are
+    recorded, under the lease (their jobs' last records kept: the next cycle sees them as
+    before)."""
     for target, client in cycle.clients.items():
         if isinstance(client, DeploymentClusters):
             for name in client.retire_idle():
                 log.info("%s: its cluster ran no job any more and was ended", name,
                          extra={"deployment": name, "target": target})
+
+
+def _retire_idle_unacted(settings: Settings, source: SpecRepository, cycle: Cycle,
+                         lease: Lease | None) -> None:
+    """After a cycle that acted on nothing: the clusters of their own whose job ended by itself
+    (a bounded job that finished) are ended all the same, under the lease, taken for that only
+    when there is such a cluster (held by another agent, or the remote away: left to a later
+    cycle)."""
+    if not any(isinstance(client, DeploymentClusters) and client.any_idle()
+               for client in cycle.clients.values()):
+        return
+    try:
+        with Lease(source, settings.status_branch, settings.lease_ttl_s) if lease is None \
+                else nullcontext(lease):
+            _retire_idle(cycle)
+    except TransientError as reason:
+        log.info("clusters that run no job any more are left to a later cycle: %s", reason)
 
 
 def shard_lease(settings: Settings, caches: Caches) -> Lease | None:

@@ -1,8 +1,8 @@
 """A local target in application mode: each deployment runs as its own Flink cluster, sized by its
 resources, through the whole cycle on real Flink 2.3 — deployed, upgraded with its state when its
 resources change, healed when its job takes its cluster down, finished after an agent is killed
-half way through an upgrade, and refused before anything stops when it cannot be sized; JAR, SQL
-and Python jobs alike."""
+half way through an upgrade, its cluster ended when its bounded job finishes, and refused before
+anything stops when it cannot be sized; JAR, SQL and Python jobs alike."""
 
 from __future__ import annotations
 
@@ -298,6 +298,35 @@ def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason_never_a
     assert processes_of(settings, "app-broken") == []
     branch = git(spec_repo.remote, "log", "-p", "--format=%B", DEFAULT_STATUS_BRANCH)
     assert "c4n4ry" not in "\n".join(outputs + [branch])
+
+
+BOUNDED = """\
+CREATE TEMPORARY TABLE orders (id BIGINT) WITH (
+  'connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '10');
+CREATE TEMPORARY TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT id FROM orders;
+"""
+
+
+def test_a_bounded_job_that_finished_has_its_cluster_ended_by_the_next_cycle(
+        apps, spec_repo, settings):
+    """A cycle with nothing to do ends the cluster of a job that finished by itself (its
+    processes and memory freed); the deployment stays FINISHED, seen from its last record."""
+    spec_repo.write("deployments/app-batch.yaml", artifact_deployment(
+        "app-batch", "kind: SQLSCRIPT\nsqlScript: |\n"
+        + textwrap.indent(BOUNDED.format(rows=40), "  "), target="apps"))
+    spec_repo.push("a bounded job")
+    assert sync(settings).exit_code == 0, spec_repo.status_of("app-batch")
+    cluster = cluster_of(settings, "app-batch")
+    job = wait_until(lambda: (found := only_job(cluster))["state"] == "FINISHED" and found)
+    assert sync(settings).exit_code == 0
+    status = spec_repo.status_of("app-batch")
+    assert (status["state"], status["job"]["id"]) == ("FINISHED", job["jid"]), status["history"]
+    assert status["lastAction"]["kind"] == "START"   # nothing else was done
+    assert application.find(settings.workdir, "app-batch") is None
+    assert processes_of(settings, "app-batch") == []
+    assert sync(settings).exit_code == 0 and spec_repo.status_of("app-batch")["state"] == \
+        "FINISHED"
 
 
 def test_a_python_job_runs_in_a_cluster_of_its_own(apps, spec_repo, settings, monkeypatch):

@@ -17,8 +17,8 @@ request (an upgrade ends one cluster and starts the next). What differs from a s
   any interrupted action;
 - `checkpoints` of a job whose cluster is gone answers from its checkpoint directory (its newest
   retained checkpoint), and `dispose_savepoint` without a cluster deletes the savepoint's files;
-- `retire_idle` (after each sync) ends the clusters that run no job any more: a job that failed
-  for good, a JobManager that died and left its TaskManagers.
+- `retire_idle` (after each sync) ends the clusters that run no job any more: a bounded job that
+  finished, a job that failed for good, a JobManager that died and left its TaskManagers.
 """
 
 from __future__ import annotations
@@ -181,12 +181,28 @@ class DeploymentCluster(FlinkClient):
         self.url = cluster.url
         return super()._request(method, path, timeout, expect, **kwargs)
 
+    def idle(self) -> bool:
+        """Whether the deployment's cluster runs no job any more (see `retire_if_idle`)."""
+        try:
+            return self._endable(idle_only=True) is not None
+        except LocalClusterError:
+            return False
+
     def _end_cluster(self, idle_only: bool = False) -> bool:
         """Ends the deployment's cluster, if one runs, once none of its jobs runs (their last
         records kept; LocalClusterError while one runs, or when it does not answer). With
         `idle_only`, a JobManager that has no job yet is left running. True when it was ended."""
-        if application.find(self.workdir, self.deployment) is None:
+        ended = self._endable(idle_only)
+        if ended is None:
             return False
+        self._retire(ended)
+        return application.stop(self.workdir, self.deployment)
+
+    def _endable(self, idle_only: bool) -> list[JobOverview] | None:
+        """The jobs of the deployment's cluster when it may be ended (see `_end_cluster`), all
+        ended; None when no process of it runs, or (`idle_only`) its JobManager has no job yet."""
+        if application.find(self.workdir, self.deployment) is None:
+            return None
         listed: list[JobOverview] = []
         if self.running() is not None:
             try:
@@ -199,9 +215,8 @@ class DeploymentCluster(FlinkClient):
                 raise LocalClusterError(f"the cluster of deployment {self.deployment} still "
                                         f"runs job {active[0]}: it is not ended")
             if idle_only and not listed:
-                return False
-        self._retire(listed)
-        return application.stop(self.workdir, self.deployment)
+                return None
+        return listed
 
     def _retire(self, jobs: list[JobOverview]) -> None:
         """The ended jobs' overviews and stop savepoints, added to ended.json."""
@@ -268,6 +283,10 @@ class DeploymentClusters:
         """The deployments whose clusters were ended because they ran no job any more (see
         `DeploymentCluster.retire_if_idle`)."""
         return [name for name in self.deployments() if self.of(name).retire_if_idle()]
+
+    def any_idle(self) -> bool:
+        """Whether a deployment's cluster runs no job any more (`retire_idle` would end it)."""
+        return any(self.of(name).idle() for name in self.deployments())
 
     def deployments(self) -> list[str]:
         """The deployments with a cluster, running or retired, in the work dir."""
