@@ -95,13 +95,15 @@ def restart_for(policy: HealthPolicy | None, unhealthy: str | None, restarted_at
 
 def settling(watch: StabilityWatch, observation: Observation, health: JobHealth | None,
              now: str) -> Settling:
-    """Whether the job `watch` watches is stable at `now` (pure): unstable once it is not
-    RUNNING or has failed at all (Flink restarted it); stable once it has run its window and,
-    when it checkpoints, completed a checkpoint; unstable when by `give_up_at` it completed none.
-    A job whose health Flink did not tell this cycle is watched on (nothing is concluded from
-    silence)."""
+    """Whether the job `watch` watches is stable at `now` (pure): stable once it FINISHED by
+    itself (a bounded job); unstable once it is not RUNNING or has failed at all (Flink
+    restarted it); stable once it has run its window and, when it checkpoints, completed a
+    checkpoint; unstable when by `give_up_at` it completed none. A job whose health Flink did
+    not tell this cycle is watched on (nothing is concluded from silence)."""
     job = {j.id: j for j in observation.jobs}.get(watch.job_id)
     within = f"within upgradeStabilityWindow {watch.window}"
+    if job is not None and job.flink_status == FlinkJobStatus.FINISHED:
+        return Settling(stable=True)   # a bounded job that ran to its end: nothing to roll back
     if job is None or job.flink_status != FlinkJobStatus.RUNNING:
         return Settling(unstable=f"job {watch.job_id} is {job.flink_status if job else 'gone'}, "
                                  f"{within}")

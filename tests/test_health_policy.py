@@ -165,6 +165,13 @@ def test_a_watched_job_that_failed_or_is_gone_is_unstable_at_once():
     assert settling(watch, Observation(True), None, NOW).unstable.startswith(f"job {job} is gone")
 
 
+def test_a_watched_bounded_job_that_finished_is_stable_not_rolled_back():
+    job = jid(2, deployment(parallelism=2))
+    watch = watched(deployment(parallelism=2), job).status.stability
+    finished = Observation(True, (ObservedJob(job, 2, "FINISHED"),))
+    assert settling(watch, finished, None, NOW).stable
+
+
 def test_an_unstable_upgrade_is_rolled_back_to_the_applied_spec_from_the_state_its_job_got():
     new = deployment(parallelism=2)
     job = jid(2, new)
