@@ -26,6 +26,7 @@ from conftest import (DEFAULT_STATUS_BRANCH, EXAMPLES, Flink, artifact_deploymen
 from pyflink_env import pyflink_python
 from test_crash_safety import kill, start_frozen_at
 from test_secrets import run
+from test_sql_real_flink import BOUNDED
 
 TARGET = """\
 apiVersion: v1
@@ -298,14 +299,6 @@ def test_a_job_whose_main_fails_ends_its_cluster_and_tells_flinks_reason_never_a
     assert processes_of(settings, "app-broken") == []
     branch = git(spec_repo.remote, "log", "-p", "--format=%B", DEFAULT_STATUS_BRANCH)
     assert "c4n4ry" not in "\n".join(outputs + [branch])
-
-
-BOUNDED = """\
-CREATE TEMPORARY TABLE orders (id BIGINT) WITH (
-  'connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '10');
-CREATE TEMPORARY TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
-INSERT INTO sink SELECT id FROM orders;
-"""
 
 
 def test_a_bounded_job_that_finished_has_its_cluster_ended_by_the_next_cycle(

@@ -97,14 +97,14 @@ def test_a_run_request_whose_answer_is_lost_is_recognised_by_its_job_id_not_sent
 
 def test_a_bounded_job_that_ended_before_its_start_was_seen_is_started_once(
         spec_repo, settings, rest, proxied):
-    """The run request's answer comes late (3 s), after the job already ran to its end: the
+    """The run request's answer comes late (6 s), after the job already ran to its end: the
     start succeeded — it is not taken for a failed start and submitted again (a batch job's
     output twice)."""
     spec_repo.write_target("test", proxied.url)
     spec_repo.write("deployments/short.yaml", artifact_deployment("short", (
-        "kind: SQLSCRIPT\nsqlScript: |\n" + textwrap.indent(BOUNDED.format(rows=5), "  "))))
+        "kind: SQLSCRIPT\nsqlScript: |\n" + textwrap.indent(BOUNDED.format(rows=1), "  "))))
     spec_repo.push("a short bounded query")
-    proxied.delay_s = 3
+    proxied.delay_s = 6   # (the REST timeout: 10 s)
     proxied.fault_when(Fault.DELAY, pattern=rb"POST /jars/\S+/run", after_forwarding=True)
     assert sync(settings).exit_code == 0, spec_repo.status_of("short")["history"]
     status = spec_repo.status_of("short")
